@@ -1,0 +1,367 @@
+//! Configuration: the raw TOML file (`RawConfig`, every key optional, unknown keys are
+//! errors) and the validated, effective configuration (`Config`) the rest of sluice uses.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::constants::*;
+
+/// A configuration that cannot be used; `sluice` exits 2 with this text.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, message: message.into() }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    ingest: RawIngest,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    dedup: RawDedup,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIngest {
+    listen: Option<String>,
+    shards: Option<usize>,
+    body_bytes_max: Option<usize>,
+    header_bytes_max: Option<usize>,
+    headers_count_max: Option<usize>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    connections_max: Option<usize>,
+    drain_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    data_dir: Option<PathBuf>,
+    partitions: Option<u32>,
+    durability: Option<String>,
+    segment_bytes: Option<u64>,
+    retention_hours: Option<u64>,
+    retention_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDedup {
+    window_hours: Option<u64>,
+    ids_per_partition_max: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    keys_file: Option<PathBuf>,
+    timestamp_tolerance_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+}
+
+/// When an append counts as stored (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledged once the record is in the shared mapping: survives kill -9.
+    Os,
+    /// Acknowledged after a group fdatasync: survives power loss.
+    Fsync,
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Durability::Os => "os",
+            Durability::Fsync => "fsync",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub listen: SocketAddr,
+    /// Resolved shard count (never 0).
+    pub shards: usize,
+    pub body_bytes_max: usize,
+    pub header_bytes_max: usize,
+    pub headers_count_max: usize,
+    pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub connections_max: usize,
+    pub drain_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    pub partitions: u32,
+    pub durability: Durability,
+    pub segment_bytes: u64,
+    pub retention_ms: u64,
+    /// Per partition; 0 = unlimited.
+    pub retention_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DedupConfig {
+    pub window_ms: u64,
+    pub ids_per_partition_max: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// `None`: use (and create if missing) the development key ring in the data dir.
+    pub keys_file: Option<PathBuf>,
+    pub timestamp_tolerance_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+/// The effective configuration after defaults and validation.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub ingest: IngestConfig,
+    pub storage: StorageConfig,
+    pub dedup: DedupConfig,
+    pub auth: AuthConfig,
+    pub admin: AdminConfig,
+}
+
+fn parse_addr(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| invalid(key, format!("{text:?} is not an IP:port address")))
+}
+
+fn positive<T: PartialOrd + Default + Copy>(key: &'static str, value: T) -> Result<T, ConfigError> {
+    if value > T::default() { Ok(value) } else { Err(invalid(key, "must be greater than 0")) }
+}
+
+impl Config {
+    /// Embedded defaults: what `sluice serve` runs without `--config`.
+    pub fn defaults() -> Config {
+        Self::from_raw(RawConfig::default(), None).expect("embedded defaults are valid")
+    }
+
+    /// Reads and validates a TOML file. Relative paths inside it (data_dir, keys_file)
+    /// are taken relative to the file's directory, so a config works from any cwd.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates TOML text read from `path` (used only for messages and relative paths).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|error| ConfigError::Parse { path: path.to_owned(), message: error.to_string() })?;
+        Self::from_raw(raw, path.parent())
+    }
+
+    fn from_raw(raw: RawConfig, base: Option<&Path>) -> Result<Config, ConfigError> {
+        let relative = |p: PathBuf| match base {
+            Some(base) if p.is_relative() && !base.as_os_str().is_empty() => base.join(p),
+            _ => p,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = match raw.ingest.shards.unwrap_or(0) {
+            0 => cores,
+            n => n,
+        };
+        if shards > 1024 {
+            return Err(invalid("ingest.shards", format!("{shards} is more than 1024")));
+        }
+        let headers_count_max = raw.ingest.headers_count_max.unwrap_or(HEADERS_COUNT_MAX_DEFAULT);
+        if !(1..=HEADERS_COUNT_MAX_CEILING).contains(&headers_count_max) {
+            return Err(invalid("ingest.headers_count_max", format!("must be 1..={HEADERS_COUNT_MAX_CEILING}")));
+        }
+        let header_bytes_max = raw.ingest.header_bytes_max.unwrap_or(HEADER_BYTES_MAX_DEFAULT);
+        if !(1024..=1024 * 1024).contains(&header_bytes_max) {
+            return Err(invalid("ingest.header_bytes_max", "must be 1 KiB..=1 MiB"));
+        }
+        let body_bytes_max = raw.ingest.body_bytes_max.unwrap_or(BODY_BYTES_MAX_DEFAULT);
+        if !(1024..=64 * 1024 * 1024).contains(&body_bytes_max) {
+            return Err(invalid("ingest.body_bytes_max", "must be 1 KiB..=64 MiB"));
+        }
+        let ingest = IngestConfig {
+            listen: parse_addr("ingest.listen", raw.ingest.listen.as_deref().unwrap_or("127.0.0.1:8080"))?,
+            shards,
+            body_bytes_max,
+            header_bytes_max,
+            headers_count_max,
+            header_timeout_ms: positive("ingest.header_timeout_ms", raw.ingest.header_timeout_ms.unwrap_or(HEADER_TIMEOUT_MS_DEFAULT))?,
+            body_timeout_ms: positive("ingest.body_timeout_ms", raw.ingest.body_timeout_ms.unwrap_or(BODY_TIMEOUT_MS_DEFAULT))?,
+            idle_timeout_ms: positive("ingest.idle_timeout_ms", raw.ingest.idle_timeout_ms.unwrap_or(IDLE_TIMEOUT_MS_DEFAULT))?,
+            connections_max: positive("ingest.connections_max", raw.ingest.connections_max.unwrap_or(CONNECTIONS_PER_SHARD_MAX_DEFAULT))?,
+            drain_timeout_ms: raw.ingest.drain_timeout_ms.unwrap_or(DRAIN_TIMEOUT_MS_DEFAULT),
+        };
+        let partitions = raw.storage.partitions.unwrap_or(PARTITIONS_DEFAULT);
+        if !(1..=PARTITIONS_MAX).contains(&partitions) {
+            return Err(invalid("storage.partitions", format!("must be 1..={PARTITIONS_MAX}")));
+        }
+        let durability = match raw.storage.durability.as_deref().unwrap_or("os") {
+            "os" => Durability::Os,
+            "fsync" => Durability::Fsync,
+            other => return Err(invalid("storage.durability", format!("{other:?} is neither \"os\" nor \"fsync\""))),
+        };
+        let segment_bytes = raw.storage.segment_bytes.unwrap_or(SEGMENT_BYTES_DEFAULT);
+        let record_room = 2 * (body_bytes_max as u64) + 4096;
+        if segment_bytes < SEGMENT_BYTES_MIN.max(record_room) || segment_bytes > 1 << 32 {
+            return Err(invalid(
+                "storage.segment_bytes",
+                format!("must be at least {} (twice ingest.body_bytes_max) and at most 4 GiB", SEGMENT_BYTES_MIN.max(record_room)),
+            ));
+        }
+        let retention_hours = positive("storage.retention_hours", raw.storage.retention_hours.unwrap_or(RETENTION_HOURS_DEFAULT))?;
+        let storage = StorageConfig {
+            data_dir: relative(raw.storage.data_dir.unwrap_or_else(|| PathBuf::from("./sluice-data"))),
+            partitions,
+            durability,
+            segment_bytes,
+            retention_ms: retention_hours.saturating_mul(3_600_000),
+            retention_bytes: raw.storage.retention_bytes.unwrap_or(RETENTION_BYTES_DEFAULT),
+        };
+        if storage.retention_bytes != 0 && storage.retention_bytes < 2 * segment_bytes {
+            return Err(invalid("storage.retention_bytes", "must be 0 (unlimited) or at least two segments"));
+        }
+        let dedup = DedupConfig {
+            window_ms: raw.dedup.window_hours.map_or(storage.retention_ms, |h| h.saturating_mul(3_600_000)),
+            ids_per_partition_max: positive(
+                "dedup.ids_per_partition_max",
+                raw.dedup.ids_per_partition_max.unwrap_or(DEDUP_IDS_PER_PARTITION_MAX_DEFAULT),
+            )?,
+        };
+        if dedup.window_ms > storage.retention_ms {
+            return Err(invalid("dedup.window_hours", "cannot exceed storage.retention_hours: ids are rebuilt from the log"));
+        }
+        let auth = AuthConfig {
+            keys_file: raw.auth.keys_file.map(relative),
+            timestamp_tolerance_secs: positive(
+                "auth.timestamp_tolerance_secs",
+                raw.auth.timestamp_tolerance_secs.unwrap_or(TIMESTAMP_TOLERANCE_SECS_DEFAULT),
+            )?,
+        };
+        let admin = AdminConfig { listen: parse_addr("admin.listen", raw.admin.listen.as_deref().unwrap_or("127.0.0.1:9090"))? };
+        Ok(Config { ingest, storage, dedup, auth, admin })
+    }
+
+    /// The key ring file in force: the configured one, or the development ring.
+    pub fn keys_path(&self) -> PathBuf {
+        match &self.auth.keys_file {
+            Some(path) => path.clone(),
+            None => self.storage.data_dir.join("dev-keys.toml"),
+        }
+    }
+
+    /// The effective configuration as TOML, as `sluice check-config` prints it.
+    pub fn to_toml(&self) -> String {
+        let keys = match &self.auth.keys_file {
+            Some(path) => format!("keys_file = {:?}", path.display().to_string()),
+            None => format!("# keys_file not set: development key ring {:?}", self.keys_path().display().to_string()),
+        };
+        format!(
+            "[ingest]\nlisten = \"{}\"\nshards = {}\nbody_bytes_max = {}\nheader_bytes_max = {}\nheaders_count_max = {}\n\
+             header_timeout_ms = {}\nbody_timeout_ms = {}\nidle_timeout_ms = {}\nconnections_max = {}\ndrain_timeout_ms = {}\n\n\
+             [storage]\ndata_dir = {:?}\npartitions = {}\ndurability = \"{}\"\nsegment_bytes = {}\nretention_hours = {}\nretention_bytes = {}\n\n\
+             [dedup]\nwindow_hours = {}\nids_per_partition_max = {}\n\n\
+             [auth]\n{}\ntimestamp_tolerance_secs = {}\n\n[admin]\nlisten = \"{}\"\n",
+            self.ingest.listen,
+            self.ingest.shards,
+            self.ingest.body_bytes_max,
+            self.ingest.header_bytes_max,
+            self.ingest.headers_count_max,
+            self.ingest.header_timeout_ms,
+            self.ingest.body_timeout_ms,
+            self.ingest.idle_timeout_ms,
+            self.ingest.connections_max,
+            self.ingest.drain_timeout_ms,
+            self.storage.data_dir.display().to_string(),
+            self.storage.partitions,
+            self.storage.durability,
+            self.storage.segment_bytes,
+            self.storage.retention_ms / 3_600_000,
+            self.storage.retention_bytes,
+            self.dedup.window_ms / 3_600_000,
+            self.dedup.ids_per_partition_max,
+            keys,
+            self.auth.timestamp_tolerance_secs,
+            self.admin.listen,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let config = Config::defaults();
+        assert_eq!(config.ingest.listen.to_string(), "127.0.0.1:8080");
+        assert!(config.ingest.shards >= 1);
+        assert_eq!(config.storage.partitions, 64);
+        assert_eq!(config.storage.durability, Durability::Os);
+        assert_eq!(config.ingest.body_bytes_max, 512 * 1024);
+        assert_eq!(config.auth.timestamp_tolerance_secs, 300);
+        assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(config.dedup.window_ms, config.storage.retention_ms);
+    }
+
+    #[test]
+    fn round_trips_through_check_config_output() {
+        let config = Config::parse("[storage]\ndurability = \"fsync\"\npartitions = 8\n", Path::new("x.toml")).unwrap();
+        let again = Config::parse(&config.to_toml(), Path::new("y.toml")).unwrap();
+        assert_eq!(again.storage.durability, Durability::Fsync);
+        assert_eq!(again.storage.partitions, 8);
+        assert_eq!(again.ingest.shards, config.ingest.shards);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        for (text, needle) in [
+            ("[ingest]\nlisten = \"nowhere\"\n", "ingest.listen"),
+            ("[storage]\ndurability = \"disk\"\n", "storage.durability"),
+            ("[storage]\npartitions = 0\n", "storage.partitions"),
+            ("[ingest]\nlistne = \"127.0.0.1:1\"\n", "unknown field"),
+            ("[dedup]\nwindow_hours = 1000\n", "dedup.window_hours"),
+        ] {
+            let error = Config::parse(text, Path::new("c.toml")).unwrap_err().to_string();
+            assert!(error.contains(needle), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let config = Config::parse("[storage]\ndata_dir = \"d\"\n[auth]\nkeys_file = \"k.toml\"\n", Path::new("/etc/sluice/s.toml")).unwrap();
+        assert_eq!(config.storage.data_dir, Path::new("/etc/sluice/d"));
+        assert_eq!(config.keys_path(), Path::new("/etc/sluice/k.toml"));
+    }
+}

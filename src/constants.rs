@@ -1,0 +1,73 @@
+//! Every limit in sluice, named with its unit last, each with the reason for its value.
+//! Limits an operator may change are the defaults of configuration keys; the rest are
+//! fixed by the protocol or the file format.
+
+/// Default `[ingest] body_bytes_max`: SPEC §1 fixes 512 KiB as the default body limit.
+pub const BODY_BYTES_MAX_DEFAULT: usize = 512 * 1024;
+/// Default `[ingest] header_bytes_max`: request line plus headers; 16 KiB is nginx's
+/// `large_client_header_buffers` scale and far above a signed request's ~400 bytes.
+pub const HEADER_BYTES_MAX_DEFAULT: usize = 16 * 1024;
+/// Default `[ingest] headers_count_max`: producers send about ten headers.
+pub const HEADERS_COUNT_MAX_DEFAULT: usize = 64;
+/// Hard ceiling on `headers_count_max`: the parser's header array lives on the stack.
+pub const HEADERS_COUNT_MAX_CEILING: usize = 256;
+/// Default `[ingest] header_timeout_ms`: from a request's first byte to its last header byte.
+pub const HEADER_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Default `[ingest] body_timeout_ms`: from the end of the headers to the end of the body.
+pub const BODY_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// Default `[ingest] idle_timeout_ms`: a keep-alive connection with no request in progress.
+pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+/// Default `[ingest] connections_max` per shard; with idle connections holding no
+/// buffers this costs about 200 bytes each.
+pub const CONNECTIONS_PER_SHARD_MAX_DEFAULT: usize = 16_384;
+/// Default `[ingest] drain_timeout_ms`: how long SIGTERM waits for in-flight requests.
+pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+
+/// Events in one `POST /v1/events/batch` body (SPEC §1).
+pub const BATCH_EVENTS_MAX: usize = 1000;
+/// `event_id` length in bytes (SPEC §1.2).
+pub const EVENT_ID_BYTES_MAX: usize = 128;
+/// `event_type` length in bytes: a short name such as `bet` or `kyc.result`.
+pub const EVENT_TYPE_BYTES_MAX: usize = 64;
+/// `key.user_id` length in bytes: long enough for any external id, short enough to hash fast.
+pub const USER_ID_BYTES_MAX: usize = 256;
+/// JSON nesting depth (SPEC §1.2).
+pub const JSON_DEPTH_MAX: usize = 64;
+
+/// Default `[auth] timestamp_tolerance_secs` (SPEC §1.1).
+pub const TIMESTAMP_TOLERANCE_SECS_DEFAULT: u64 = 300;
+/// Signatures in one `X-Signature` header; more is an attempt to make us hash in a loop.
+pub const SIGNATURES_PER_HEADER_MAX: usize = 8;
+/// Secret length bounds in bytes after base64 decoding (SPEC §1.1: 24..64).
+pub const SECRET_BYTES_MIN: usize = 24;
+pub const SECRET_BYTES_MAX: usize = 64;
+/// Key id length in bytes.
+pub const KID_BYTES_MAX: usize = 64;
+
+/// Default `[storage] partitions` (SPEC §4).
+pub const PARTITIONS_DEFAULT: u32 = 64;
+/// Upper bound on partitions: directory names are three digits wide... and then some.
+pub const PARTITIONS_MAX: u32 = 4096;
+/// Default `[storage] segment_bytes`: preallocated per active segment, so 64 partitions
+/// reserve 1 GiB of disk once all have been written to.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 16 * 1024 * 1024;
+/// Smallest allowed segment: it must hold the largest record (a body at the maximum size).
+pub const SEGMENT_BYTES_MIN: u64 = 1024 * 1024;
+/// Default `[storage] retention_hours`: one week.
+pub const RETENTION_HOURS_DEFAULT: u64 = 168;
+/// Default `[storage] retention_bytes` per partition: 0 means no size limit.
+pub const RETENTION_BYTES_DEFAULT: u64 = 0;
+/// Default `[dedup] ids_per_partition_max`: about 45 MiB of dedup memory per full partition.
+pub const DEDUP_IDS_PER_PARTITION_MAX_DEFAULT: usize = 1_000_000;
+
+/// Reactor tick: timeouts, retention and drain checks run at least this often.
+pub const TICK_MS: u64 = 100;
+/// Records one shard hands to another in a single batch before it is sent.
+pub const HANDOFF_BATCH_RECORDS_MAX: usize = 256;
+/// Batches in flight from one shard to another; a full queue is backpressure.
+pub const HANDOFF_QUEUE_BATCHES_MAX: usize = 1024;
+
+const _: () = assert!(HEADERS_COUNT_MAX_DEFAULT <= HEADERS_COUNT_MAX_CEILING);
+const _: () = assert!(SECRET_BYTES_MIN <= SECRET_BYTES_MAX);
+const _: () = assert!(SEGMENT_BYTES_MIN >= 2 * BODY_BYTES_MAX_DEFAULT as u64);
+const _: () = assert!(PARTITIONS_DEFAULT <= PARTITIONS_MAX);
