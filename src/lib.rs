@@ -5,5 +5,7 @@
 //! validation), [`routing`] (partition choice), [`storage`] (segment logs, dedup).
 
 pub mod config;
+pub mod http;
+pub mod reactor;
 pub mod constants;
 pub mod time;

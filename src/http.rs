@@ -1,0 +1,643 @@
+//! HTTP/1.1 request framing and response writing.
+//!
+//! [`Framer`] is a per-connection state machine over the connection's input buffer:
+//! `Head` (waiting for the end of the headers) → `Body` (Content-Length) or `Chunked`
+//! (de-chunked in place, incrementally, so a slow chunked body is never re-scanned) →
+//! a complete [`Request`] whose slices borrow the buffer. It never allocates; running
+//! out of a limit is an [`HttpError`] whose answer and whether the connection must close
+//! are fixed here, in one place.
+
+use crate::constants::HEADERS_COUNT_MAX_CEILING;
+
+/// Limits one connection's requests are held to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_bytes_max: usize,
+    pub headers_count_max: usize,
+    pub body_bytes_max: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Other,
+}
+
+/// A complete request. Header values are the raw bytes (no decoding); absent = `None`.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub method: Method,
+    /// Path without the query string.
+    pub path: &'a [u8],
+    pub content_type: Option<&'a [u8]>,
+    pub key_id: Option<&'a [u8]>,
+    pub timestamp: Option<&'a [u8]>,
+    pub signature: Option<&'a [u8]>,
+    pub body: &'a [u8],
+    /// The client wants the connection kept open after the answer.
+    pub keep_alive: bool,
+}
+
+/// Why a request could not be framed. Every variant is answered and then the
+/// connection is closed: once framing is lost, the next byte's meaning is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpError {
+    Malformed,
+    HeadersTooLarge,
+    TooManyHeaders,
+    BodyTooLarge,
+    ContentLengthInvalid,
+    ContentLengthAndChunked,
+    TransferEncodingUnsupported,
+    ChunkInvalid,
+    VersionUnsupported,
+}
+
+impl HttpError {
+    pub fn status(self) -> u16 {
+        match self {
+            HttpError::HeadersTooLarge | HttpError::TooManyHeaders => 431,
+            HttpError::BodyTooLarge => 413,
+            HttpError::VersionUnsupported => 505,
+            _ => 400,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            HttpError::Malformed => "http_malformed",
+            HttpError::HeadersTooLarge => "headers_too_large",
+            HttpError::TooManyHeaders => "too_many_headers",
+            HttpError::BodyTooLarge => "body_too_large",
+            HttpError::ContentLengthInvalid => "content_length_invalid",
+            HttpError::ContentLengthAndChunked => "content_length_with_transfer_encoding",
+            HttpError::TransferEncodingUnsupported => "transfer_encoding_unsupported",
+            HttpError::ChunkInvalid => "chunk_invalid",
+            HttpError::VersionUnsupported => "http_version_unsupported",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            HttpError::Malformed => "the request is not valid HTTP/1.1",
+            HttpError::HeadersTooLarge => "request line and headers exceed ingest.header_bytes_max",
+            HttpError::TooManyHeaders => "more headers than ingest.headers_count_max",
+            HttpError::BodyTooLarge => "body exceeds ingest.body_bytes_max",
+            HttpError::ContentLengthInvalid => "Content-Length is not one decimal number",
+            HttpError::ContentLengthAndChunked => "Content-Length and Transfer-Encoding together are refused (request smuggling)",
+            HttpError::TransferEncodingUnsupported => "only Transfer-Encoding: chunked is supported",
+            HttpError::ChunkInvalid => "malformed chunked body",
+            HttpError::VersionUnsupported => "only HTTP/1.0 and HTTP/1.1 are served",
+        }
+    }
+}
+
+/// Where an incomplete request stands; the reactor picks the timeout from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No byte of a request is buffered.
+    Idle,
+    Head,
+    Body {
+        /// The client sent `Expect: 100-continue` and waits for the interim answer.
+        expects_continue: bool,
+    },
+}
+
+#[derive(Debug)]
+pub enum Poll<'a> {
+    Incomplete(Phase),
+    /// A whole request; `consumed` bytes of the buffer belong to it.
+    Complete { request: Request<'a>, consumed: usize },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkStep {
+    /// At the start of a chunk-size line.
+    Size,
+    /// Inside chunk data, this many bytes left.
+    Data(usize),
+    /// After chunk data, expecting CRLF.
+    DataEnd,
+    /// After the last chunk, inside trailers.
+    Trailers,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Head,
+    Body { head: HeadInfo, body_len: usize },
+    Chunked { head: HeadInfo, read: usize, body_len: usize, step: ChunkStep },
+}
+
+/// Per-connection framing state. Small and `Copy`-sized: idle connections cost nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Framer {
+    state: State,
+}
+
+impl Default for Framer {
+    fn default() -> Self {
+        Framer { state: State::Head }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Empty,
+    Length(usize),
+    Chunked,
+}
+
+type Span = (u32, u32);
+
+/// A parsed head as byte ranges into the buffer: `Copy`, so it can wait in the framer
+/// state while the body arrives, and the head is parsed exactly once per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeadInfo {
+    method: Method,
+    path: Span,
+    content_type: Option<Span>,
+    key_id: Option<Span>,
+    timestamp: Option<Span>,
+    signature: Option<Span>,
+    keep_alive: bool,
+    head_len: usize,
+    body: BodyKind,
+    expects_continue: bool,
+}
+
+impl HeadInfo {
+    fn request<'a>(&self, buf: &'a [u8], body_len: usize) -> Request<'a> {
+        let slice = |(from, to): Span| &buf[from as usize..to as usize];
+        Request {
+            method: self.method,
+            path: slice(self.path),
+            content_type: self.content_type.map(slice),
+            key_id: self.key_id.map(slice),
+            timestamp: self.timestamp.map(slice),
+            signature: self.signature.map(slice),
+            body: &buf[self.head_len..self.head_len + body_len],
+            keep_alive: self.keep_alive,
+        }
+    }
+}
+
+fn span_of(buf: &[u8], part: &[u8]) -> Span {
+    let from = part.as_ptr() as usize - buf.as_ptr() as usize;
+    (from as u32, (from + part.len()) as u32)
+}
+
+fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn trim(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
+}
+
+fn parse_decimal(value: &[u8]) -> Option<usize> {
+    let value = trim(value);
+    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0usize, |acc, b| acc * 10 + usize::from(b - b'0')))
+}
+
+fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadInfo>, HttpError> {
+    let mut storage = [httparse::EMPTY_HEADER; HEADERS_COUNT_MAX_CEILING];
+    let headers = &mut storage[..limits.headers_count_max];
+    let mut parsed = httparse::Request::new(headers);
+    let head_len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > limits.header_bytes_max => return Err(HttpError::HeadersTooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
+        Err(httparse::Error::Version) => return Err(HttpError::VersionUnsupported),
+        Err(_) => return Err(HttpError::Malformed),
+    };
+    if head_len > limits.header_bytes_max {
+        return Err(HttpError::HeadersTooLarge);
+    }
+    let method = match parsed.method.unwrap_or("") {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        _ => Method::Other,
+    };
+    let target = parsed.path.unwrap_or("").as_bytes();
+    let path = target.split(|b| *b == b'?').next().unwrap_or(target);
+    let http11 = parsed.version == Some(1);
+    let mut info = HeadInfo {
+        method,
+        path: span_of(buf, path),
+        content_type: None,
+        key_id: None,
+        timestamp: None,
+        signature: None,
+        keep_alive: http11,
+        head_len,
+        body: BodyKind::Empty,
+        expects_continue: false,
+    };
+    let mut content_length: Option<usize> = None;
+    let mut chunked = false;
+    for header in parsed.headers.iter() {
+        let name = header.name.as_bytes();
+        let value = trim(header.value);
+        if eq_ignore_case(name, b"content-length") {
+            let length = parse_decimal(value).ok_or(HttpError::ContentLengthInvalid)?;
+            if content_length.is_some() {
+                // A repeated Content-Length, even with equal values, is a smuggling probe.
+                return Err(HttpError::ContentLengthInvalid);
+            }
+            content_length = Some(length);
+        } else if eq_ignore_case(name, b"transfer-encoding") {
+            if chunked || !eq_ignore_case(value, b"chunked") {
+                return Err(HttpError::TransferEncodingUnsupported);
+            }
+            chunked = true;
+        } else if eq_ignore_case(name, b"content-type") {
+            info.content_type = Some(span_of(buf, value));
+        } else if eq_ignore_case(name, b"x-key-id") {
+            info.key_id = Some(span_of(buf, value));
+        } else if eq_ignore_case(name, b"x-timestamp") {
+            info.timestamp = Some(span_of(buf, value));
+        } else if eq_ignore_case(name, b"x-signature") {
+            info.signature = Some(span_of(buf, value));
+        } else if eq_ignore_case(name, b"connection") {
+            for token in value.split(|b| *b == b',').map(trim) {
+                if eq_ignore_case(token, b"close") {
+                    info.keep_alive = false;
+                } else if eq_ignore_case(token, b"keep-alive") && !http11 {
+                    info.keep_alive = true;
+                }
+            }
+        } else if eq_ignore_case(name, b"expect") && eq_ignore_case(value, b"100-continue") {
+            info.expects_continue = http11;
+        }
+    }
+    info.body = match (content_length, chunked) {
+        (Some(_), true) => return Err(HttpError::ContentLengthAndChunked),
+        (Some(length), false) if length > limits.body_bytes_max => return Err(HttpError::BodyTooLarge),
+        (Some(0), false) | (None, false) => BodyKind::Empty,
+        (Some(length), false) => BodyKind::Length(length),
+        (None, true) => BodyKind::Chunked,
+    };
+    Ok(Some(info))
+}
+
+fn hex_value(byte: u8) -> Option<usize> {
+    (byte as char).to_digit(16).map(|d| d as usize)
+}
+
+/// Position just past the next CRLF at or after `from`, if the line is complete.
+fn line_end(buf: &[u8], from: usize) -> Option<usize> {
+    buf[from..].windows(2).position(|w| w == b"\r\n").map(|at| from + at + 2)
+}
+
+enum Progress {
+    Incomplete(Phase),
+    Ready { head: HeadInfo, body_len: usize, consumed: usize },
+}
+
+impl Framer {
+    /// The phase of the request being read, for timeouts.
+    pub fn phase(&self, buffered: usize) -> Phase {
+        match self.state {
+            State::Head if buffered == 0 => Phase::Idle,
+            State::Head => Phase::Head,
+            State::Body { head, .. } | State::Chunked { head, .. } => Phase::Body { expects_continue: head.expects_continue },
+        }
+    }
+
+    /// Frames the next request at the start of `buf`. On `Complete`, the caller
+    /// processes the request and then drops `consumed` bytes from the front.
+    pub fn poll<'a>(&mut self, buf: &'a mut [u8], limits: &Limits) -> Result<Poll<'a>, HttpError> {
+        let progress = self.advance(buf, limits);
+        if !matches!(progress, Ok(Progress::Incomplete(_))) {
+            self.state = State::Head;
+        }
+        match progress? {
+            Progress::Incomplete(phase) => Ok(Poll::Incomplete(phase)),
+            Progress::Ready { head, body_len, consumed } => Ok(Poll::Complete { request: head.request(buf, body_len), consumed }),
+        }
+    }
+
+    fn advance(&mut self, buf: &mut [u8], limits: &Limits) -> Result<Progress, HttpError> {
+        if self.state == State::Head {
+            if buf.is_empty() {
+                return Ok(Progress::Incomplete(Phase::Idle));
+            }
+            let Some(head) = parse_head(buf, limits)? else {
+                return Ok(Progress::Incomplete(Phase::Head));
+            };
+            self.state = match head.body {
+                BodyKind::Empty => return Ok(Progress::Ready { head, body_len: 0, consumed: head.head_len }),
+                BodyKind::Length(body_len) => State::Body { head, body_len },
+                BodyKind::Chunked => State::Chunked { head, read: head.head_len, body_len: 0, step: ChunkStep::Size },
+            };
+        }
+        let phase = self.phase(buf.len());
+        match self.state {
+            State::Head => Ok(Progress::Incomplete(phase)),
+            State::Body { head, body_len } => {
+                let consumed = head.head_len + body_len;
+                if buf.len() < consumed {
+                    return Ok(Progress::Incomplete(phase));
+                }
+                Ok(Progress::Ready { head, body_len, consumed })
+            }
+            State::Chunked { head, read, body_len, step } => {
+                match dechunk(buf, head.head_len, read, body_len, step, limits.body_bytes_max, limits.header_bytes_max)? {
+                    Dechunk::Done { body_len, consumed } => Ok(Progress::Ready { head, body_len, consumed }),
+                    Dechunk::More { read, body_len, step } => {
+                        self.state = State::Chunked { head, read, body_len, step };
+                        Ok(Progress::Incomplete(phase))
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Dechunk {
+    Done { body_len: usize, consumed: usize },
+    More { read: usize, body_len: usize, step: ChunkStep },
+}
+
+/// Moves chunk data down to `buf[head_len..head_len + body_len]`, reading from `read`.
+/// Bytes between the de-chunked body and `read` are dead; they belong to this request.
+fn dechunk(buf: &mut [u8], head_len: usize, mut read: usize, mut body_len: usize, mut step: ChunkStep, body_max: usize, trailer_max: usize) -> Result<Dechunk, HttpError> {
+    loop {
+        match step {
+            ChunkStep::Size => {
+                let Some(end) = line_end(buf, read) else {
+                    if buf.len() - read > 1024 {
+                        return Err(HttpError::ChunkInvalid);
+                    }
+                    return Ok(Dechunk::More { read, body_len, step });
+                };
+                let line = &buf[read..end - 2];
+                let digits_len = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                let extension_ok = digits_len == line.len() || line[digits_len] == b';' || line[digits_len] == b' ' || line[digits_len] == b'\t';
+                if digits_len == 0 || digits_len > 8 || !extension_ok {
+                    return Err(HttpError::ChunkInvalid);
+                }
+                let size = line[..digits_len].iter().fold(0usize, |acc, b| acc * 16 + hex_value(*b).unwrap_or(0));
+                if body_len + size > body_max {
+                    return Err(HttpError::BodyTooLarge);
+                }
+                read = end;
+                step = if size == 0 { ChunkStep::Trailers } else { ChunkStep::Data(size) };
+            }
+            ChunkStep::Data(left) => {
+                let available = (buf.len() - read).min(left);
+                if available == 0 {
+                    return Ok(Dechunk::More { read, body_len, step });
+                }
+                let to = head_len + body_len;
+                buf.copy_within(read..read + available, to);
+                read += available;
+                body_len += available;
+                step = if available == left { ChunkStep::DataEnd } else { ChunkStep::Data(left - available) };
+            }
+            ChunkStep::DataEnd => {
+                if buf.len() - read < 2 {
+                    return Ok(Dechunk::More { read, body_len, step });
+                }
+                if &buf[read..read + 2] != b"\r\n" {
+                    return Err(HttpError::ChunkInvalid);
+                }
+                read += 2;
+                step = ChunkStep::Size;
+            }
+            ChunkStep::Trailers => {
+                let Some(end) = line_end(buf, read) else {
+                    if buf.len() - read > trailer_max {
+                        return Err(HttpError::HeadersTooLarge);
+                    }
+                    return Ok(Dechunk::More { read, body_len, step });
+                };
+                let empty = end - read == 2;
+                read = end;
+                if empty {
+                    return Ok(Dechunk::Done { body_len, consumed: read });
+                }
+            }
+        }
+    }
+}
+
+/// The reason phrase for the statuses sluice sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Width of the Content-Length value slot that [`begin_response`] reserves.
+const LENGTH_SLOT_BYTES: usize = 10;
+
+/// Appends a response head whose Content-Length is filled in by [`finish_response`]
+/// once the body has been appended after it; returns the token to pass there. The value
+/// is right-aligned in a fixed slot after optional whitespace (RFC 9110 §5.5), so the body
+/// is written once, in place: no staging buffer, no allocation once `out` is warm.
+pub fn begin_response(out: &mut Vec<u8>, status: u16, keep_alive: bool, extra: &[u8]) -> usize {
+    let mut number = itoa_buf::Buffer::new();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(number.format(u64::from(status)));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: application/json\r\n");
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"content-length:");
+    let slot = out.len();
+    out.extend_from_slice(&[b' '; LENGTH_SLOT_BYTES]);
+    out.extend_from_slice(b"\r\n\r\n");
+    slot
+}
+
+/// Writes the body length into the slot reserved by [`begin_response`].
+pub fn finish_response(out: &mut [u8], slot: usize) {
+    let body_len = out.len() - slot - LENGTH_SLOT_BYTES - 4;
+    let mut number = itoa_buf::Buffer::new();
+    let digits = number.format(body_len as u64);
+    out[slot + LENGTH_SLOT_BYTES - digits.len()..slot + LENGTH_SLOT_BYTES].copy_from_slice(digits);
+}
+
+/// Appends a whole response with a ready body.
+pub fn write_response(out: &mut Vec<u8>, status: u16, body: &[u8], keep_alive: bool, extra: &[u8]) {
+    let slot = begin_response(out, status, keep_alive, extra);
+    out.extend_from_slice(body);
+    finish_response(out, slot);
+}
+
+/// Appends `{"error":{"code":"..","message":".."}}`. Codes and messages are static
+/// strings without characters that need JSON escaping.
+pub fn write_error_body(out: &mut Vec<u8>, code: &str, message: &str) {
+    debug_assert!(!code.contains(['"', '\\']) && !message.contains(['"', '\\']));
+    out.extend_from_slice(b"{\"error\":{\"code\":\"");
+    out.extend_from_slice(code.as_bytes());
+    out.extend_from_slice(b"\",\"message\":\"");
+    out.extend_from_slice(message.as_bytes());
+    out.extend_from_slice(b"\"}}");
+}
+
+/// A tiny stack formatter for unsigned integers (no allocation).
+pub mod itoa_buf {
+    pub struct Buffer {
+        bytes: [u8; 20],
+    }
+
+    impl Buffer {
+        pub fn new() -> Buffer {
+            Buffer { bytes: [0; 20] }
+        }
+
+        pub fn format(&mut self, mut value: u64) -> &[u8] {
+            let mut at = self.bytes.len();
+            loop {
+                at -= 1;
+                self.bytes[at] = b'0' + (value % 10) as u8;
+                value /= 10;
+                if value == 0 {
+                    return &self.bytes[at..];
+                }
+            }
+        }
+    }
+
+    impl Default for Buffer {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits { header_bytes_max: 1024, headers_count_max: 16, body_bytes_max: 64 };
+
+    fn frame(input: &[u8]) -> Result<(Vec<u8>, usize, bool, Vec<u8>), HttpError> {
+        let mut buf = input.to_vec();
+        let mut framer = Framer::default();
+        match framer.poll(&mut buf, &LIMITS)? {
+            Poll::Complete { request, consumed } => Ok((request.path.to_vec(), consumed, request.keep_alive, request.body.to_vec())),
+            Poll::Incomplete(phase) => panic!("incomplete: {phase:?}"),
+        }
+    }
+
+    #[test]
+    fn frames_content_length_and_pipelined_requests() {
+        let input = b"POST /v1/events?x=1 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /healthz HTTP/1.1\r\n\r\n";
+        let (path, consumed, keep_alive, body) = frame(input).unwrap();
+        assert_eq!((path.as_slice(), body.as_slice(), keep_alive), (&b"/v1/events"[..], &b"hello"[..], true));
+        let (path, rest, _, _) = frame(&input[consumed..]).unwrap();
+        assert_eq!((path.as_slice(), rest), (&b"/healthz"[..], input.len() - consumed));
+    }
+
+    #[test]
+    fn frames_chunked_bodies_incrementally() {
+        let input = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n3\r\n, w\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        let mut framer = Framer::default();
+        let mut buf = Vec::new();
+        for (index, byte) in input.iter().enumerate() {
+            buf.push(*byte);
+            let mut copy = buf.clone();
+            match framer.poll(&mut copy, &LIMITS).unwrap() {
+                Poll::Incomplete(_) => {
+                    buf = copy;
+                    assert!(index < input.len() - 5, "completed late at {index}");
+                }
+                Poll::Complete { request, consumed } => {
+                    assert_eq!(request.body, b"hello, w");
+                    assert_eq!(consumed, input.len() - 4);
+                    return;
+                }
+            }
+        }
+        panic!("never completed");
+    }
+
+    #[test]
+    fn refuses_smuggling_and_oversize() {
+        let cases: [(&[u8], HttpError); 8] = [
+            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", HttpError::ContentLengthAndChunked),
+            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", HttpError::ContentLengthInvalid),
+            (b"POST / HTTP/1.1\r\nContent-Length: 3x\r\n\r\nabc", HttpError::ContentLengthInvalid),
+            (b"POST / HTTP/1.1\r\nContent-Length: 65\r\n\r\n", HttpError::BodyTooLarge),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", HttpError::TransferEncodingUnsupported),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", HttpError::ChunkInvalid),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n", HttpError::BodyTooLarge),
+            (b"GARBAGE\x01 / HTTP/1.1\r\n\r\n", HttpError::Malformed),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(frame(input).unwrap_err(), expected, "{}", String::from_utf8_lossy(input));
+        }
+        let long = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 2000]].concat();
+        assert_eq!(frame(&long).unwrap_err(), HttpError::HeadersTooLarge);
+        let many: Vec<u8> = [b"GET / HTTP/1.1\r\n".to_vec(), b"A: b\r\n".repeat(17), b"\r\n".to_vec()].concat();
+        assert_eq!(frame(&many).unwrap_err(), HttpError::TooManyHeaders);
+    }
+
+    #[test]
+    fn keep_alive_follows_version_and_connection_header() {
+        assert!(!frame(b"GET / HTTP/1.0\r\n\r\n").unwrap().2);
+        assert!(frame(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().2);
+        assert!(!frame(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().2);
+    }
+
+    #[test]
+    fn reports_phases_for_timeouts() {
+        let mut framer = Framer::default();
+        let mut buf = b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nab".to_vec();
+        assert!(matches!(framer.poll(&mut buf, &LIMITS).unwrap(), Poll::Incomplete(Phase::Body { expects_continue: true })));
+        let mut head = b"POST / HTTP/1.1\r\nContent-".to_vec();
+        assert!(matches!(Framer::default().poll(&mut head, &LIMITS).unwrap(), Poll::Incomplete(Phase::Head)));
+    }
+
+    #[test]
+    fn writes_responses() {
+        let mut out = Vec::new();
+        let mut body = Vec::new();
+        write_error_body(&mut body, "body_too_large", "too big");
+        write_response(&mut out, 413, &body, false, b"");
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 413 Content Too Large\r\n"), "{text}");
+        assert!(text.contains("connection: close\r\n"));
+        assert!(text.contains("content-length:        55\r\n\r\n{"), "{text}");
+        assert!(text.ends_with("\r\n\r\n{\"error\":{\"code\":\"body_too_large\",\"message\":\"too big\"}}"));
+    }
+}

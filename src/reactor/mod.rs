@@ -1,0 +1,176 @@
+//! The io_uring layer each shard drives directly: ring setup with kernel probing,
+//! operation tokens, and the provided buffer ring. `unsafe` in sluice lives here and in
+//! the memory-mapped log; every block says why it holds.
+
+pub mod bufring;
+
+use std::io;
+use std::time::Duration;
+
+use io_uring::{opcode, squeue, types, IoUring};
+
+/// Submission queue entries per shard ring; the completion queue is four times larger.
+pub const RING_ENTRIES: u32 = 4096;
+
+/// What a completion belongs to, packed into the 64-bit user_data: kind (8 bits),
+/// connection slot (24 bits) and the slot's generation (32 bits), so a completion for a
+/// connection slot that has since been reused is recognised and ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token {
+    Accept,
+    Wake,
+    Recv { slot: u32, generation: u32 },
+    Send { slot: u32, generation: u32 },
+    Fsync { partition: u32 },
+    Ignore,
+}
+
+pub const SLOTS_MAX: u32 = 1 << 24;
+
+impl Token {
+    pub fn encode(self) -> u64 {
+        let (kind, slot, generation) = match self {
+            Token::Accept => (1u64, 0u32, 0u32),
+            Token::Wake => (2, 0, 0),
+            Token::Recv { slot, generation } => (3, slot, generation),
+            Token::Send { slot, generation } => (4, slot, generation),
+            Token::Fsync { partition } => (5, partition, 0),
+            Token::Ignore => (6, 0, 0),
+        };
+        debug_assert!(slot < SLOTS_MAX);
+        kind << 56 | u64::from(slot) << 32 | u64::from(generation)
+    }
+
+    pub fn decode(data: u64) -> Token {
+        let slot = ((data >> 32) & u64::from(SLOTS_MAX - 1)) as u32;
+        let generation = data as u32;
+        match data >> 56 {
+            1 => Token::Accept,
+            2 => Token::Wake,
+            3 => Token::Recv { slot, generation },
+            4 => Token::Send { slot, generation },
+            5 => Token::Fsync { partition: slot },
+            _ => Token::Ignore,
+        }
+    }
+}
+
+/// What the kernel offered at setup, for the start-up log line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RingFeatures {
+    pub defer_taskrun: bool,
+}
+
+/// Opcodes the data path cannot run without.
+const REQUIRED_OPCODES: [(u8, &str); 6] = [
+    (opcode::AcceptMulti::CODE, "IORING_OP_ACCEPT"),
+    (opcode::Recv::CODE, "IORING_OP_RECV"),
+    (opcode::Send::CODE, "IORING_OP_SEND"),
+    (opcode::Fsync::CODE, "IORING_OP_FSYNC"),
+    (opcode::PollAdd::CODE, "IORING_OP_POLL_ADD"),
+    (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
+];
+
+fn unavailable(error: io::Error) -> io::Error {
+    let hint = match error.raw_os_error() {
+        Some(libc::ENOSYS) => "the kernel has no io_uring (needs Linux >= 6.1 built with CONFIG_IO_URING)",
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            "io_uring is forbidden here: set `sysctl kernel.io_uring_disabled=0` (or add this user to kernel.io_uring_group), and allow io_uring_setup/io_uring_enter/io_uring_register in any seccomp profile (containers block them by default)"
+        }
+        Some(libc::ENOMEM) => "cannot lock io_uring memory: raise `ulimit -l` (LimitMEMLOCK= under systemd)",
+        _ => "io_uring_setup failed",
+    };
+    io::Error::new(error.kind(), format!("{hint}: {error}"))
+}
+
+/// Creates a shard's ring with `SINGLE_ISSUER | DEFER_TASKRUN` when the kernel has them
+/// (6.1+), else `COOP_TASKRUN`, else plain; then checks every opcode the data path needs
+/// and fails with a message naming what to change.
+pub fn setup() -> io::Result<(IoUring, RingFeatures)> {
+    let attempts: [fn(&mut io_uring::Builder) -> &mut io_uring::Builder; 3] = [
+        |b| b.setup_single_issuer().setup_defer_taskrun(),
+        |b| b.setup_coop_taskrun(),
+        |b| b,
+    ];
+    let mut last_error = None;
+    for (index, configure) in attempts.iter().enumerate() {
+        let mut builder = IoUring::builder();
+        builder.setup_cqsize(RING_ENTRIES * 4).setup_submit_all();
+        configure(&mut builder);
+        match builder.build(RING_ENTRIES) {
+            Ok(ring) => {
+                check_opcodes(&ring)?;
+                if !ring.params().is_feature_ext_arg() {
+                    return Err(io::Error::other("io_uring lacks IORING_FEAT_EXT_ARG: upgrade to Linux >= 6.1"));
+                }
+                return Ok((ring, RingFeatures { defer_taskrun: index == 0 }));
+            }
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => last_error = Some(error),
+            Err(error) => return Err(unavailable(error)),
+        }
+    }
+    Err(unavailable(last_error.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))))
+}
+
+fn check_opcodes(ring: &IoUring) -> io::Result<()> {
+    let mut probe = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut probe).map_err(unavailable)?;
+    for (code, name) in REQUIRED_OPCODES {
+        if !probe.is_supported(code) {
+            return Err(io::Error::other(format!("io_uring on this kernel lacks {name}: upgrade to Linux >= 6.1")));
+        }
+    }
+    Ok(())
+}
+
+/// Pushes one entry, submitting first if the submission queue is full.
+pub fn push(ring: &mut IoUring, entry: &squeue::Entry) -> io::Result<()> {
+    loop {
+        // SAFETY: every entry sluice builds points only at memory that outlives the
+        // operation: connection buffers stay parked in their slot until the completion
+        // arrives, and the buffer ring lives as long as the ring.
+        if unsafe { ring.submission().push(entry) }.is_ok() {
+            return Ok(());
+        }
+        ring.submit()?;
+    }
+}
+
+/// Submits everything queued and waits up to `timeout` for at least one completion
+/// (`None`: do not wait, only reap). A timeout or an interrupt is not an error.
+pub fn submit_and_wait(ring: &IoUring, timeout: Option<Duration>) -> io::Result<()> {
+    let timespec = types::Timespec::from(timeout.unwrap_or(Duration::ZERO));
+    let args = types::SubmitArgs::new().timespec(&timespec);
+    match ring.submitter().submit_with_args(1, &args) {
+        Ok(_) => Ok(()),
+        Err(error) if matches!(error.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        for token in [
+            Token::Accept,
+            Token::Wake,
+            Token::Recv { slot: SLOTS_MAX - 1, generation: u32::MAX },
+            Token::Send { slot: 7, generation: 0 },
+            Token::Fsync { partition: 4095 },
+        ] {
+            assert_eq!(Token::decode(token.encode()), token);
+        }
+    }
+
+    #[test]
+    fn ring_setup_and_buffer_ring_work_on_this_kernel() {
+        let (ring, _features) = setup().expect("io_uring available");
+        let mut buffers = bufring::BufRing::register(&ring, 0, 8, 4096).expect("buffer ring");
+        buffers.recycle(3);
+        buffers.publish();
+        assert_eq!(buffers.data(3, 4).len(), 4);
+    }
+}

@@ -1,0 +1,121 @@
+//! One connection slot. A slot is reused for many connections; its generation tells a
+//! stale completion from a current one. Idle connections hold no buffers: input and
+//! output buffers come from the shard's pool while there is something in them.
+
+use std::os::fd::RawFd;
+
+use crate::http::{Framer, Phase};
+use crate::server::handle::Pending;
+
+/// How a connection is winding down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    Open,
+    /// Send what is queued, then half-close and linger.
+    AfterFlush,
+    /// Write side shut; reading and discarding until EOF or the deadline, so the client
+    /// reads our last answer instead of a reset.
+    Lingering { until_ms: u64 },
+    /// Both sides shut; the slot is freed once no operation is in flight.
+    Dead,
+}
+
+pub struct Conn {
+    pub fd: RawFd,
+    pub generation: u32,
+    pub in_use: bool,
+    pub input: Vec<u8>,
+    pub framer: Framer,
+    /// Answers not yet handed to the kernel.
+    pub output: Vec<u8>,
+    /// The buffer of the send in flight (must not move until its completion).
+    pub sending: Vec<u8>,
+    pub sent: usize,
+    pub recv_inflight: bool,
+    pub send_inflight: bool,
+    /// The peer shut its write side: answer what was asked, then close.
+    pub peer_closed: bool,
+    pub pending: Option<Pending>,
+    pub closing: Closing,
+    pub phase: Phase,
+    /// Monotonic ms when the current phase times out.
+    pub deadline_ms: u64,
+    pub continue_sent: bool,
+    /// Already on the shard's flush list this loop.
+    pub flush_queued: bool,
+    pub rearm_queued: bool,
+}
+
+impl Conn {
+    pub fn vacant() -> Conn {
+        Conn {
+            fd: -1,
+            generation: 0,
+            in_use: false,
+            input: Vec::new(),
+            framer: Framer::default(),
+            output: Vec::new(),
+            sending: Vec::new(),
+            sent: 0,
+            recv_inflight: false,
+            send_inflight: false,
+            peer_closed: false,
+            pending: None,
+            closing: Closing::Open,
+            phase: Phase::Idle,
+            deadline_ms: 0,
+            continue_sent: false,
+            flush_queued: false,
+            rearm_queued: false,
+        }
+    }
+
+    /// Resets the slot for a newly accepted socket.
+    pub fn open(&mut self, fd: RawFd, now_ms: u64, idle_timeout_ms: u64) {
+        let generation = self.generation.wrapping_add(1);
+        *self = Conn::vacant();
+        self.fd = fd;
+        self.generation = generation;
+        self.in_use = true;
+        self.deadline_ms = now_ms + idle_timeout_ms;
+    }
+
+    /// Nothing is in progress: no partial request, no parked request, nothing to send.
+    pub fn is_quiet(&self) -> bool {
+        self.input.is_empty() && self.pending.is_none() && self.output.is_empty() && !self.send_inflight
+    }
+}
+
+/// Buffers lent to connections while they hold bytes. Large buffers (a big body grew
+/// them) are dropped instead of pooled, so the pool's memory stays bounded.
+pub struct BufferPool {
+    free: Vec<Vec<u8>>,
+    initial_bytes: usize,
+    pooled_bytes_max: usize,
+    count_max: usize,
+}
+
+impl BufferPool {
+    pub fn new(initial_bytes: usize, pooled_bytes_max: usize, count_max: usize) -> BufferPool {
+        BufferPool { free: Vec::new(), initial_bytes, pooled_bytes_max, count_max }
+    }
+
+    /// Makes sure `buffer` has capacity, taking a pooled one if it has none.
+    pub fn lend(&mut self, buffer: &mut Vec<u8>) {
+        if buffer.capacity() == 0 {
+            *buffer = self.free.pop().unwrap_or_else(|| Vec::with_capacity(self.initial_bytes));
+        }
+    }
+
+    /// Takes back an emptied buffer.
+    pub fn give_back(&mut self, buffer: &mut Vec<u8>) {
+        if buffer.capacity() == 0 {
+            return;
+        }
+        let mut taken = std::mem::take(buffer);
+        if taken.capacity() <= self.pooled_bytes_max && self.free.len() < self.count_max {
+            taken.clear();
+            self.free.push(taken);
+        }
+    }
+}

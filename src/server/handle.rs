@@ -1,0 +1,330 @@
+//! One framed request in, one answer (now or later) out: routing, content-type pinning,
+//! authentication, validation, and the hand-off of each event to its partition's owner.
+//! Every error the data path can return is mapped to its HTTP answer here.
+
+use std::sync::Arc;
+
+use crate::auth::{self, Credentials};
+use crate::envelope::{self, Envelope, Stamp, Validator};
+use crate::http::{self, Method, Request, itoa_buf};
+use crate::keyring::KeyRing;
+use crate::routing;
+use crate::server::handoff::{Outcome, StoreBatch, Ticket};
+use crate::server::store::{Partitions, Stored};
+use crate::stats::{Control, ShardStats};
+
+/// What became of one event of a request.
+#[derive(Debug, Clone, Copy)]
+pub enum LineResult {
+    Waiting,
+    Done(Outcome),
+    Rejected { code: &'static str, message: &'static str },
+}
+
+/// A request whose answer waits for other shards or the group commit.
+#[derive(Debug)]
+pub struct Pending {
+    pub batch: bool,
+    pub keep_alive: bool,
+    pub outstanding: usize,
+    pub results: Vec<LineResult>,
+}
+
+/// Shard-wide state request handling needs (everything but the connections and ring).
+pub struct Core {
+    pub shard: usize,
+    pub shards: usize,
+    pub partitions_count: u32,
+    pub keyring: Arc<KeyRing>,
+    pub tolerance_secs: u64,
+    pub validator: Validator,
+    pub partitions: Partitions,
+    /// Outgoing store batches, one per destination shard.
+    pub outgoing: Vec<StoreBatch>,
+    /// Recycled store batches.
+    pub spare_batches: Vec<StoreBatch>,
+    /// Outcomes for connections of this shard that were decided after their request was
+    /// parked (remote answers, group commits); applied by the reactor.
+    pub resolved: Vec<(Ticket, Outcome)>,
+    /// Outcomes to send to other shards, one list per destination.
+    pub results_out: Vec<Vec<(Ticket, Outcome)>>,
+    /// Pool of result vectors for batch requests.
+    pub results_pool: Vec<Vec<LineResult>>,
+    /// Reused buffer for outcomes released by the group commit.
+    pub resolved_scratch: Vec<(Ticket, Outcome)>,
+    pub now_ms: i64,
+}
+
+/// The connection a request came in on.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    pub slot: u32,
+    pub generation: u32,
+}
+
+pub enum Handled {
+    Answered,
+    Parked(Pending),
+}
+
+const RETRY_AFTER: &[u8] = b"retry-after: 1\r\n";
+
+fn media_type_is(value: Option<&[u8]>, expected: &[u8]) -> bool {
+    let Some(value) = value else { return false };
+    let media = value.split(|b| *b == b';').next().unwrap_or(value);
+    media.trim_ascii().eq_ignore_ascii_case(expected)
+}
+
+/// Appends an error answer.
+pub fn answer_error(out: &mut Vec<u8>, status: u16, code: &str, message: &str, keep_alive: bool, stats: &ShardStats) {
+    let extra = if status == 503 || status == 429 { RETRY_AFTER } else { b"" };
+    let slot = http::begin_response(out, status, keep_alive, extra);
+    http::write_error_body(out, code, message);
+    http::finish_response(out, slot);
+    stats.count_status(status);
+}
+
+fn write_outcome_json(out: &mut Vec<u8>, outcome: &Outcome) {
+    let mut number = itoa_buf::Buffer::new();
+    match outcome {
+        Outcome::Accepted { partition, offset } | Outcome::Duplicate { partition, offset } => {
+            let status: &[u8] = if matches!(outcome, Outcome::Accepted { .. }) { b"accepted" } else { b"duplicate" };
+            out.extend_from_slice(b"{\"status\":\"");
+            out.extend_from_slice(status);
+            out.extend_from_slice(b"\",\"partition\":");
+            out.extend_from_slice(number.format(u64::from(*partition)));
+            out.extend_from_slice(b",\"offset\":");
+            out.extend_from_slice(number.format(*offset));
+            out.push(b'}');
+        }
+        Outcome::StorageUnavailable => write_rejected(out, "storage_unavailable", "storage cannot take writes; retry"),
+        Outcome::Overloaded => write_rejected(out, "overloaded", "the partition owner is overloaded; retry"),
+    }
+}
+
+fn write_rejected(out: &mut Vec<u8>, code: &str, message: &str) {
+    out.extend_from_slice(b"{\"status\":\"rejected\",\"error\":{\"code\":\"");
+    out.extend_from_slice(code.as_bytes());
+    out.extend_from_slice(b"\",\"message\":\"");
+    out.extend_from_slice(message.as_bytes());
+    out.extend_from_slice(b"\"}}");
+}
+
+/// Appends the answer to a finished single-event request.
+pub fn answer_outcome(out: &mut Vec<u8>, outcome: &Outcome, keep_alive: bool, stats: &ShardStats) {
+    let (status, counter) = match outcome {
+        Outcome::Accepted { .. } => (202, &stats.events_accepted),
+        Outcome::Duplicate { .. } => (200, &stats.events_duplicate),
+        Outcome::StorageUnavailable => {
+            ShardStats::add(&stats.events_rejected, 1);
+            return answer_error(out, 503, "storage_unavailable", "storage cannot take writes; retry", keep_alive, stats);
+        }
+        Outcome::Overloaded => {
+            ShardStats::add(&stats.events_rejected, 1);
+            return answer_error(out, 503, "overloaded", "the partition owner is overloaded; retry", keep_alive, stats);
+        }
+    };
+    ShardStats::add(counter, 1);
+    let slot = http::begin_response(out, status, keep_alive, b"");
+    write_outcome_json(out, outcome);
+    http::finish_response(out, slot);
+    stats.count_status(status);
+}
+
+/// Appends the answer to a finished request (single or batch).
+pub fn answer_pending(out: &mut Vec<u8>, pending: &Pending, stats: &ShardStats) {
+    if !pending.batch {
+        let outcome = match pending.results.first() {
+            Some(LineResult::Done(outcome)) => *outcome,
+            _ => Outcome::StorageUnavailable,
+        };
+        return answer_outcome(out, &outcome, pending.keep_alive, stats);
+    }
+    let (mut accepted, mut duplicates) = (0u64, 0u64);
+    for result in &pending.results {
+        match result {
+            LineResult::Done(Outcome::Accepted { .. }) => accepted += 1,
+            LineResult::Done(Outcome::Duplicate { .. }) => duplicates += 1,
+            _ => {}
+        }
+    }
+    let rejected = pending.results.len() as u64 - accepted - duplicates;
+    let mut number = itoa_buf::Buffer::new();
+    let slot = http::begin_response(out, 200, pending.keep_alive, b"");
+    out.extend_from_slice(b"{\"accepted\":");
+    out.extend_from_slice(number.format(accepted));
+    out.extend_from_slice(b",\"duplicates\":");
+    out.extend_from_slice(number.format(duplicates));
+    out.extend_from_slice(b",\"rejected\":");
+    out.extend_from_slice(number.format(rejected));
+    out.extend_from_slice(b",\"results\":[");
+    for (index, result) in pending.results.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        match result {
+            LineResult::Done(outcome) => write_outcome_json(out, outcome),
+            LineResult::Waiting => write_rejected(out, "storage_unavailable", "storage cannot take writes; retry"),
+            LineResult::Rejected { code, message } => write_rejected(out, code, message),
+        }
+    }
+    out.extend_from_slice(b"]}");
+    http::finish_response(out, slot);
+    ShardStats::add(&stats.events_accepted, accepted);
+    ShardStats::add(&stats.events_duplicate, duplicates);
+    ShardStats::add(&stats.events_rejected, rejected);
+    stats.count_status(200);
+}
+
+impl Core {
+    /// Handles one framed request: answers into `out` now, or parks it.
+    pub fn handle(&mut self, control: &Control, request: &Request<'_>, origin: Origin, keep_alive: bool, out: &mut Vec<u8>) -> Handled {
+        let stats = &control.shards[self.shard];
+        ShardStats::add(&stats.requests, 1);
+        let path = request.path;
+        match (request.method, path) {
+            (Method::Get | Method::Head, b"/healthz") => {
+                http::write_response(out, 200, b"{\"status\":\"ok\"}", keep_alive, b"");
+                stats.count_status(200);
+            }
+            (Method::Get | Method::Head, b"/readyz") if control.is_ready() => {
+                http::write_response(out, 200, b"{\"status\":\"ready\"}", keep_alive, b"");
+                stats.count_status(200);
+            }
+            (Method::Get | Method::Head, b"/readyz") => answer_error(out, 503, "not_ready", "starting or draining", keep_alive, stats),
+            (Method::Post, b"/v1/events") => return self.ingest(control, request, origin, keep_alive, out, false),
+            (Method::Post, b"/v1/events/batch") => return self.ingest(control, request, origin, keep_alive, out, true),
+            (_, b"/healthz" | b"/readyz") => answer_method(out, b"allow: GET, HEAD\r\n", keep_alive, stats),
+            (_, b"/v1/events" | b"/v1/events/batch") => answer_method(out, b"allow: POST\r\n", keep_alive, stats),
+            _ => answer_error(out, 404, "not_found", "no such endpoint", keep_alive, stats),
+        }
+        Handled::Answered
+    }
+
+    fn ingest(&mut self, control: &Control, request: &Request<'_>, origin: Origin, keep_alive: bool, out: &mut Vec<u8>, batch: bool) -> Handled {
+        let stats = &control.shards[self.shard];
+        let (media, media_name) = if batch { (&b"application/x-ndjson"[..], "application/x-ndjson") } else { (&b"application/json"[..], "application/json") };
+        if !media_type_is(request.content_type, media) {
+            ShardStats::add(&stats.events_rejected, 1);
+            let message = if batch { "Content-Type must be application/x-ndjson" } else { "Content-Type must be application/json" };
+            debug_assert!(message.ends_with(media_name));
+            answer_error(out, 415, "unsupported_media_type", message, keep_alive, stats);
+            return Handled::Answered;
+        }
+        let credentials = Credentials { kid: request.key_id, timestamp: request.timestamp, signature: request.signature };
+        if let Err(error) = auth::verify_v1(&self.keyring, &credentials, request.body, self.now_ms, self.tolerance_secs) {
+            ShardStats::add(&stats.events_rejected, 1);
+            answer_error(out, 401, error.code(), error.message(), keep_alive, stats);
+            return Handled::Answered;
+        }
+        if batch {
+            return self.ingest_batch(control, request.body, origin, keep_alive, out);
+        }
+        let line = self.ingest_line(request.body, origin, 0);
+        match line {
+            LineResult::Done(outcome) => answer_outcome(out, &outcome, keep_alive, stats),
+            LineResult::Rejected { code, message } => {
+                ShardStats::add(&stats.events_rejected, 1);
+                answer_error(out, 400, code, message, keep_alive, stats);
+            }
+            LineResult::Waiting => {
+                let mut results = self.results_pool.pop().unwrap_or_default();
+                results.push(line);
+                return Handled::Parked(Pending { batch: false, keep_alive, outstanding: 1, results });
+            }
+        }
+        Handled::Answered
+    }
+
+    fn ingest_batch(&mut self, control: &Control, body: &[u8], origin: Origin, keep_alive: bool, out: &mut Vec<u8>) -> Handled {
+        let stats = &control.shards[self.shard];
+        let lines = || body.split(|b| *b == b'\n').map(|line| line.strip_suffix(b"\r").unwrap_or(line)).filter(|line| !line.trim_ascii().is_empty());
+        let count = lines().count();
+        if count == 0 {
+            answer_error(out, 400, "batch_empty", "the batch holds no events", keep_alive, stats);
+            return Handled::Answered;
+        }
+        if count > crate::constants::BATCH_EVENTS_MAX {
+            ShardStats::add(&stats.events_rejected, count as u64);
+            answer_error(out, 413, "batch_too_large", "a batch holds at most 1000 events", keep_alive, stats);
+            return Handled::Answered;
+        }
+        let mut results = self.results_pool.pop().unwrap_or_default();
+        let mut outstanding = 0;
+        for (index, line) in lines().enumerate() {
+            let result = self.ingest_line(line, origin, index as u16);
+            outstanding += usize::from(matches!(result, LineResult::Waiting));
+            results.push(result);
+        }
+        let pending = Pending { batch: true, keep_alive, outstanding, results };
+        if outstanding > 0 {
+            return Handled::Parked(pending);
+        }
+        answer_pending(out, &pending, stats);
+        self.recycle_results(pending.results);
+        Handled::Answered
+    }
+
+    /// Validates one event and stores it here or hands it to the owner shard.
+    fn ingest_line(&mut self, event: &[u8], origin: Origin, line: u16) -> LineResult {
+        let envelope: Envelope = match self.validator.validate(event) {
+            Ok(envelope) => envelope,
+            Err(error) => return LineResult::Rejected { code: error.code(), message: error.message() },
+        };
+        let partition = routing::partition_for(envelope.user_id_hash, self.partitions_count);
+        let owner = routing::owner_shard(partition, self.shards);
+        let stamp = Stamp::new(self.now_ms);
+        let parts = envelope::stamped_parts(event, &envelope, &stamp);
+        let ticket = Ticket { shard: self.shard as u16, slot: origin.slot, generation: origin.generation, line };
+        if owner == self.shard {
+            return match self.partitions.store(ticket, partition, envelope.event_id(), self.now_ms, &parts) {
+                Stored::Now(outcome) => LineResult::Done(outcome),
+                Stored::AfterSync => LineResult::Waiting,
+            };
+        }
+        if self.outgoing[owner].items.len() >= crate::constants::HANDOFF_BATCH_RECORDS_MAX * 4 {
+            return LineResult::Done(Outcome::Overloaded);
+        }
+        self.outgoing[owner].push(ticket, partition, self.now_ms, envelope.event_id(), &parts);
+        LineResult::Waiting
+    }
+
+    pub fn recycle_results(&mut self, mut results: Vec<LineResult>) {
+        results.clear();
+        if self.results_pool.len() < 1024 {
+            self.results_pool.push(results);
+        }
+    }
+
+    /// Stores a batch another shard handed over; outcomes go back to their shards.
+    pub fn store_batch(&mut self, from: usize, batch: &StoreBatch) {
+        for item in &batch.items {
+            let event = batch.event(item);
+            match self.partitions.store(item.ticket, item.partition, batch.event_id(item), item.ingest_ms, &[event]) {
+                Stored::Now(outcome) => self.results_out[from].push((item.ticket, outcome)),
+                Stored::AfterSync => {}
+            }
+        }
+    }
+
+    /// Routes outcomes released by the group commit to their shards.
+    pub fn route_released(&mut self) {
+        let mut released = std::mem::take(&mut self.resolved_scratch);
+        self.partitions.take_released(&mut released);
+        for (ticket, outcome) in released.drain(..) {
+            if usize::from(ticket.shard) == self.shard {
+                self.resolved.push((ticket, outcome));
+            } else {
+                self.results_out[usize::from(ticket.shard)].push((ticket, outcome));
+            }
+        }
+        self.resolved_scratch = released;
+    }
+}
+
+fn answer_method(out: &mut Vec<u8>, allow: &[u8], keep_alive: bool, stats: &ShardStats) {
+    let slot = http::begin_response(out, 405, keep_alive, allow);
+    http::write_error_body(out, "method_not_allowed", "method not allowed on this path");
+    http::finish_response(out, slot);
+    stats.count_status(405);
+}

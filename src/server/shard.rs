@@ -1,0 +1,683 @@
+//! One shard: a pinned thread that owns an io_uring, an SO_REUSEPORT listener, its
+//! connections and a disjoint set of partitions. Each loop: submit and wait once, handle
+//! every completion, take other shards' batches, hand off ours, start group commits,
+//! and queue one send per connection with everything it has to say.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+use crate::config::{Config, Durability};
+use crate::http::{self, Limits, Phase, Poll};
+use crate::reactor::bufring::BufRing;
+use crate::reactor::{self, Token};
+use crate::server::conn::{BufferPool, Closing, Conn};
+use crate::server::handle::{self, Core, Handled, LineResult, Origin};
+use crate::server::handoff::{Message, Outcome, StoreBatch, Ticket};
+use crate::stats::{Control, ShardStats};
+
+/// Receive buffers in the ring and their size: 256 × 16 KiB = 4 MiB per shard, shared
+/// by all of the shard's connections (a buffer is held only between completion and copy).
+const RECV_BUFFERS: u16 = 256;
+const RECV_BUFFER_BYTES: u32 = 16 * 1024;
+/// Stop reading a connection whose unsent answers exceed this (it is not reading).
+const OUTPUT_HIGH_WATER_BYTES: usize = 256 * 1024;
+/// How long a closing connection reads and discards before it is cut.
+const LINGER_MS: u64 = 2000;
+/// Inbox messages handled per loop, so a flood from one shard cannot starve the network.
+const INBOX_MESSAGES_PER_LOOP_MAX: usize = 256;
+/// Retention and dedup-window housekeeping period.
+const HOUSEKEEPING_MS: u64 = 10_000;
+/// Pooled connection buffers per shard and the largest one kept.
+const POOL_BUFFERS_MAX: usize = 4096;
+const POOL_BUFFER_BYTES_MAX: usize = 64 * 1024;
+const POOL_BUFFER_BYTES_INITIAL: usize = 16 * 1024;
+
+/// Everything a shard thread is started with.
+pub struct ShardSetup {
+    pub index: usize,
+    pub config: Arc<Config>,
+    pub listener: RawFd,
+    pub wake_fd: RawFd,
+    pub wake_fds: Arc<Vec<RawFd>>,
+    pub inbox: Receiver<Message>,
+    pub peers: Vec<Sender<Message>>,
+    pub control: Arc<Control>,
+}
+
+pub struct Shard {
+    index: usize,
+    ring: IoUring,
+    buffers: BufRing,
+    listener: RawFd,
+    wake_fd: RawFd,
+    wake_fds: Arc<Vec<RawFd>>,
+    inbox: Receiver<Message>,
+    peers: Vec<Sender<Message>>,
+    control: Arc<Control>,
+    core: Core,
+    conns: Vec<Conn>,
+    free: Vec<u32>,
+    open: usize,
+    pool: BufferPool,
+    limits: Limits,
+    config: Arc<Config>,
+    flush: Vec<u32>,
+    rearm: Vec<u32>,
+    completions: Vec<(u64, i32, u32)>,
+    spent_out: Vec<Vec<StoreBatch>>,
+    results_vecs: Vec<Vec<(Ticket, Outcome)>>,
+    started: Instant,
+    now_ms: u64,
+    last_tick_ms: u64,
+    last_housekeeping_ms: u64,
+    accepting: bool,
+    drain_deadline_ms: Option<u64>,
+    quiesced: bool,
+}
+
+fn wall_ms() -> i64 {
+    crate::time::now_unix_ms()
+}
+
+impl Shard {
+    pub fn new(setup: ShardSetup, ring: IoUring, core: Core) -> io::Result<Shard> {
+        let buffers = BufRing::register(&ring, 0, RECV_BUFFERS, RECV_BUFFER_BYTES)?;
+        let shards = setup.config.ingest.shards;
+        let limits = Limits {
+            header_bytes_max: setup.config.ingest.header_bytes_max,
+            headers_count_max: setup.config.ingest.headers_count_max,
+            body_bytes_max: setup.config.ingest.body_bytes_max,
+        };
+        Ok(Shard {
+            index: setup.index,
+            ring,
+            buffers,
+            listener: setup.listener,
+            wake_fd: setup.wake_fd,
+            wake_fds: setup.wake_fds,
+            inbox: setup.inbox,
+            peers: setup.peers,
+            control: setup.control,
+            core,
+            conns: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            pool: BufferPool::new(POOL_BUFFER_BYTES_INITIAL, POOL_BUFFER_BYTES_MAX, POOL_BUFFERS_MAX),
+            limits,
+            config: setup.config,
+            flush: Vec::new(),
+            rearm: Vec::new(),
+            completions: Vec::with_capacity(reactor::RING_ENTRIES as usize * 4),
+            spent_out: (0..shards).map(|_| Vec::new()).collect(),
+            results_vecs: Vec::new(),
+            started: Instant::now(),
+            now_ms: 0,
+            last_tick_ms: 0,
+            last_housekeeping_ms: 0,
+            accepting: true,
+            drain_deadline_ms: None,
+            quiesced: false,
+        })
+    }
+
+    fn stats(&self) -> &ShardStats {
+        &self.control.shards[self.index]
+    }
+
+    fn push(&mut self, entry: squeue::Entry) {
+        if let Err(error) = reactor::push(&mut self.ring, &entry) {
+            eprintln!("sluice: shard {}: io_uring submit failed: {error}", self.index);
+        }
+    }
+
+    /// Runs until drained. Returns an error only if the ring itself fails.
+    pub fn run(&mut self) -> io::Result<()> {
+        self.push(opcode::AcceptMulti::new(types::Fd(self.listener)).build().user_data(Token::Accept.encode()));
+        self.arm_wake();
+        loop {
+            let busy = !self.flush.is_empty() || !self.rearm.is_empty() || !self.core.resolved.is_empty() || !self.inbox.is_empty();
+            let wait = if busy { None } else { Some(Duration::from_millis(crate::constants::TICK_MS)) };
+            reactor::submit_and_wait(&self.ring, wait)?;
+            self.now_ms = self.started.elapsed().as_millis() as u64;
+            self.core.now_ms = wall_ms();
+            self.reap();
+            self.take_inbox();
+            self.core.route_released();
+            self.apply_resolved();
+            self.hand_off();
+            self.start_syncs();
+            self.submit_sends();
+            self.rearm_receives();
+            self.buffers.publish();
+            self.core.partitions.publish_offsets();
+            ShardStats::add(&self.stats().heartbeat, 1);
+            if self.now_ms >= self.last_tick_ms + crate::constants::TICK_MS {
+                self.last_tick_ms = self.now_ms;
+                self.tick();
+                if self.drained() {
+                    break;
+                }
+            }
+        }
+        if self.config.storage.durability == Durability::Fsync {
+            self.core.partitions.sync_all();
+        }
+        Ok(())
+    }
+
+    fn reap(&mut self) {
+        let mut completions = std::mem::take(&mut self.completions);
+        completions.extend(self.ring.completion().map(|cqe| (cqe.user_data(), cqe.result(), cqe.flags())));
+        for (data, result, flags) in completions.drain(..) {
+            match Token::decode(data) {
+                Token::Accept => self.on_accept(result, flags),
+                Token::Wake => self.on_wake(flags),
+                Token::Recv { slot, generation } => self.on_recv(slot, generation, result, flags),
+                Token::Send { slot, generation } => self.on_send(slot, generation, result),
+                Token::Fsync { partition } => self.core.partitions.sync_done(partition, result),
+                Token::Ignore => {}
+            }
+        }
+        self.completions = completions;
+    }
+
+    fn arm_wake(&mut self) {
+        let poll = opcode::PollAdd::new(types::Fd(self.wake_fd), libc::POLLIN as u32).multi(true).build();
+        self.push(poll.user_data(Token::Wake.encode()));
+    }
+
+    fn on_wake(&mut self, flags: u32) {
+        let mut counter = 0u64;
+        // SAFETY: reading 8 bytes into a u64 from our own non-blocking eventfd.
+        unsafe { libc::read(self.wake_fd, (&raw mut counter).cast(), 8) };
+        if !cqueue::more(flags) {
+            self.arm_wake();
+        }
+    }
+
+    fn on_accept(&mut self, result: i32, flags: u32) {
+        if !cqueue::more(flags) && self.accepting {
+            self.push(opcode::AcceptMulti::new(types::Fd(self.listener)).build().user_data(Token::Accept.encode()));
+        }
+        if result < 0 {
+            if result != -libc::ECANCELED {
+                eprintln!("sluice: shard {}: accept failed: {}", self.index, io::Error::from_raw_os_error(-result));
+            }
+            return;
+        }
+        let fd = result;
+        let slot = match self.free.pop() {
+            Some(slot) if self.accepting => Some(slot),
+            Some(slot) => {
+                self.free.push(slot);
+                None
+            }
+            None if self.accepting && self.conns.len() < self.config.ingest.connections_max => {
+                self.conns.push(Conn::vacant());
+                Some(self.conns.len() as u32 - 1)
+            }
+            None => None,
+        };
+        let Some(slot) = slot else {
+            ShardStats::add(&self.stats().connections_refused, 1);
+            // SAFETY: fd was just accepted for us and is owned by nobody else.
+            unsafe { libc::close(fd) };
+            return;
+        };
+        set_nodelay(fd);
+        self.conns[slot as usize].open(fd, self.now_ms, self.config.ingest.idle_timeout_ms);
+        self.open += 1;
+        self.stats().connections_open.store(self.open as u64, Ordering::Relaxed);
+        self.arm_recv(slot);
+    }
+
+    fn arm_recv(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if conn.recv_inflight || conn.closing == Closing::Dead || conn.closing == Closing::AfterFlush {
+            return;
+        }
+        conn.recv_inflight = true;
+        let token = Token::Recv { slot, generation: conn.generation };
+        let entry = opcode::Recv::new(types::Fd(conn.fd), std::ptr::null_mut(), self.buffers.buffer_bytes())
+            .buf_group(self.buffers.group())
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT)
+            .user_data(token.encode());
+        self.push(entry);
+    }
+
+    fn on_recv(&mut self, slot: u32, generation: u32, result: i32, flags: u32) {
+        let bid = cqueue::buffer_select(flags);
+        let conn = &mut self.conns[slot as usize];
+        let current = conn.in_use && conn.generation == generation;
+        if current {
+            conn.recv_inflight = false;
+        }
+        if result > 0 {
+            let Some(bid) = bid else { return self.kill(slot) };
+            if current && conn.closing == Closing::Open {
+                self.pool.lend(&mut conn.input);
+                conn.input.extend_from_slice(self.buffers.data(bid, result as usize));
+                ShardStats::add(&self.control.shards[self.index].bytes_in, result as u64);
+            }
+            self.buffers.recycle(bid);
+            if !current {
+                return;
+            }
+            if self.conns[slot as usize].closing == Closing::Open {
+                self.drive(slot);
+            } else {
+                self.queue_rearm(slot);
+            }
+            return;
+        }
+        if !current {
+            return;
+        }
+        if result == -libc::ENOBUFS {
+            return self.queue_rearm(slot);
+        }
+        if result == 0 && self.conns[slot as usize].closing == Closing::Open {
+            self.conns[slot as usize].peer_closed = true;
+            return self.drive(slot);
+        }
+        self.kill(slot);
+    }
+
+    /// Frames and handles every complete request buffered on `slot`, in order, until one
+    /// parks or the connection must stop reading.
+    fn drive(&mut self, slot: u32) {
+        let Shard { conns, core, control, pool, limits, config, now_ms, .. } = self;
+        let conn = &mut conns[slot as usize];
+        let draining = control.draining.load(Ordering::Relaxed);
+        let mut consumed_total = 0;
+        while conn.pending.is_none() && conn.closing == Closing::Open && conn.output.len() < OUTPUT_HIGH_WATER_BYTES {
+            let origin = Origin { slot, generation: conn.generation };
+            match conn.framer.poll(&mut conn.input[consumed_total..], limits) {
+                Ok(Poll::Incomplete(phase)) => {
+                    if phase != conn.phase {
+                        conn.phase = phase;
+                        conn.deadline_ms = *now_ms
+                            + match phase {
+                                Phase::Idle => config.ingest.idle_timeout_ms,
+                                Phase::Head => config.ingest.header_timeout_ms,
+                                Phase::Body { .. } => config.ingest.body_timeout_ms,
+                            };
+                    }
+                    if matches!(phase, Phase::Body { expects_continue: true }) && !conn.continue_sent {
+                        pool.lend(&mut conn.output);
+                        conn.output.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        conn.continue_sent = true;
+                    }
+                    break;
+                }
+                Ok(Poll::Complete { request, consumed }) => {
+                    let keep_alive = request.keep_alive && !draining && !conn.peer_closed;
+                    pool.lend(&mut conn.output);
+                    match core.handle(control, &request, origin, keep_alive, &mut conn.output) {
+                        Handled::Answered if !keep_alive => conn.closing = Closing::AfterFlush,
+                        Handled::Answered => {}
+                        Handled::Parked(pending) => conn.pending = Some(pending),
+                    }
+                    consumed_total += consumed;
+                    conn.continue_sent = false;
+                    conn.phase = Phase::Idle;
+                    conn.deadline_ms = *now_ms + config.ingest.idle_timeout_ms;
+                }
+                Err(error) => {
+                    pool.lend(&mut conn.output);
+                    ShardStats::add(&control.shards[core.shard].requests, 1);
+                    handle::answer_error(&mut conn.output, error.status(), error.code(), error.message(), false, &control.shards[core.shard]);
+                    conn.closing = Closing::AfterFlush;
+                    conn.deadline_ms = *now_ms + config.ingest.idle_timeout_ms;
+                    break;
+                }
+            }
+        }
+        if consumed_total > 0 {
+            conn.input.drain(..consumed_total);
+        }
+        if conn.input.is_empty() {
+            pool.give_back(&mut conn.input);
+        }
+        // The peer sent its last byte: once nothing is parked, whatever is left is final.
+        if conn.peer_closed && conn.pending.is_none() && conn.closing == Closing::Open {
+            conn.closing = Closing::AfterFlush;
+        }
+        self.after_progress(slot);
+    }
+
+    /// Queues what a connection now needs: a send, a receive, or its close.
+    fn after_progress(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if !conn.output.is_empty() && !conn.send_inflight && !conn.flush_queued {
+            conn.flush_queued = true;
+            self.flush.push(slot);
+        }
+        if conn.closing == Closing::AfterFlush && conn.output.is_empty() && !conn.send_inflight {
+            return self.linger(slot);
+        }
+        let room = conn.input.len() < self.limits.header_bytes_max + self.limits.body_bytes_max && conn.output.len() < OUTPUT_HIGH_WATER_BYTES;
+        if conn.closing == Closing::Open && !conn.peer_closed && room {
+            self.queue_rearm(slot);
+        }
+    }
+
+    fn queue_rearm(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if !conn.recv_inflight && !conn.rearm_queued {
+            conn.rearm_queued = true;
+            self.rearm.push(slot);
+        }
+    }
+
+    fn rearm_receives(&mut self) {
+        let mut rearm = std::mem::take(&mut self.rearm);
+        for slot in rearm.drain(..) {
+            self.conns[slot as usize].rearm_queued = false;
+            if self.conns[slot as usize].in_use {
+                self.arm_recv(slot);
+            }
+        }
+        self.rearm = rearm;
+    }
+
+    fn submit_sends(&mut self) {
+        let mut flush = std::mem::take(&mut self.flush);
+        for slot in flush.drain(..) {
+            let conn = &mut self.conns[slot as usize];
+            conn.flush_queued = false;
+            if !conn.in_use || conn.send_inflight || conn.output.is_empty() || conn.closing == Closing::Dead {
+                continue;
+            }
+            std::mem::swap(&mut conn.output, &mut conn.sending);
+            conn.sent = 0;
+            self.start_send(slot);
+        }
+        self.flush = flush;
+    }
+
+    fn start_send(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        conn.send_inflight = true;
+        let rest = &conn.sending[conn.sent..];
+        let token = Token::Send { slot, generation: conn.generation };
+        let entry = opcode::Send::new(types::Fd(conn.fd), rest.as_ptr(), rest.len() as u32).flags(libc::MSG_NOSIGNAL).build();
+        self.push(entry.user_data(token.encode()));
+    }
+
+    fn on_send(&mut self, slot: u32, generation: u32, result: i32) {
+        let conn = &mut self.conns[slot as usize];
+        if !conn.in_use || conn.generation != generation {
+            return;
+        }
+        conn.send_inflight = false;
+        if result < 0 {
+            return self.kill(slot);
+        }
+        conn.sent += result as usize;
+        conn.deadline_ms = conn.deadline_ms.max(self.now_ms + self.config.ingest.idle_timeout_ms);
+        if conn.sent < conn.sending.len() {
+            return self.start_send(slot);
+        }
+        conn.sending.clear();
+        if conn.output.is_empty() {
+            self.pool.give_back(&mut conn.sending);
+            self.pool.give_back(&mut conn.output);
+        }
+        if conn.closing == Closing::Open && !conn.input.is_empty() && conn.pending.is_none() {
+            return self.drive(slot);
+        }
+        self.after_progress(slot);
+    }
+
+    /// Half-closes after the last answer and reads until EOF or the linger deadline.
+    fn linger(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        // SAFETY: shutdown on a socket fd this slot owns.
+        unsafe { libc::shutdown(conn.fd, libc::SHUT_WR) };
+        conn.closing = Closing::Lingering { until_ms: self.now_ms + LINGER_MS };
+        if conn.peer_closed {
+            return self.kill(slot);
+        }
+        self.queue_rearm(slot);
+    }
+
+    /// Shuts the socket so in-flight operations complete, and frees the slot once they have.
+    fn kill(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if !conn.in_use {
+            return;
+        }
+        if conn.closing != Closing::Dead {
+            // SAFETY: shutdown on a socket fd this slot owns; it makes a pending receive
+            // complete so its slot can be released.
+            unsafe { libc::shutdown(conn.fd, libc::SHUT_RDWR) };
+            conn.closing = Closing::Dead;
+        }
+        if conn.recv_inflight || conn.send_inflight {
+            return;
+        }
+        // SAFETY: no operation on this fd is in flight any more; the slot owns it.
+        unsafe { libc::close(conn.fd) };
+        conn.in_use = false;
+        conn.fd = -1;
+        let pending = conn.pending.take();
+        self.pool.give_back(&mut conn.input);
+        self.pool.give_back(&mut conn.output);
+        self.pool.give_back(&mut conn.sending);
+        if let Some(pending) = pending {
+            self.core.recycle_results(pending.results);
+        }
+        self.free.push(slot);
+        self.open -= 1;
+        self.stats().connections_open.store(self.open as u64, Ordering::Relaxed);
+    }
+
+    /// Applies outcomes decided after their request parked, answering finished requests.
+    fn apply_resolved(&mut self) {
+        while !self.core.resolved.is_empty() {
+            let mut resolved = std::mem::take(&mut self.core.resolved);
+            for (ticket, outcome) in resolved.drain(..) {
+                self.resolve(ticket, outcome);
+            }
+            if self.core.resolved.is_empty() {
+                self.core.resolved = resolved;
+            }
+        }
+    }
+
+    fn resolve(&mut self, ticket: Ticket, outcome: Outcome) {
+        let slot = ticket.slot;
+        let Some(conn) = self.conns.get_mut(slot as usize) else { return };
+        if !conn.in_use || conn.generation != ticket.generation {
+            return;
+        }
+        let Some(pending) = conn.pending.as_mut() else { return };
+        let Some(line) = pending.results.get_mut(usize::from(ticket.line)) else { return };
+        if !matches!(line, LineResult::Waiting) {
+            return;
+        }
+        *line = LineResult::Done(outcome);
+        pending.outstanding -= 1;
+        if pending.outstanding > 0 {
+            return;
+        }
+        let pending = conn.pending.take().expect("checked above");
+        if conn.closing == Closing::Open {
+            self.pool.lend(&mut conn.output);
+            handle::answer_pending(&mut conn.output, &pending, &self.control.shards[self.index]);
+            if !pending.keep_alive {
+                conn.closing = Closing::AfterFlush;
+            }
+        }
+        self.core.recycle_results(pending.results);
+        let conn = &self.conns[slot as usize];
+        if conn.closing == Closing::Open && !conn.input.is_empty() {
+            return self.drive(slot);
+        }
+        if conn.peer_closed && conn.closing == Closing::Open {
+            self.conns[slot as usize].closing = Closing::AfterFlush;
+        }
+        self.after_progress(slot);
+    }
+
+    fn take_inbox(&mut self) {
+        for _ in 0..INBOX_MESSAGES_PER_LOOP_MAX {
+            let Ok(message) = self.inbox.try_recv() else { break };
+            match message {
+                Message::Store { from, mut batch } => {
+                    self.core.store_batch(from, &batch);
+                    batch.clear();
+                    self.spent_out[from].push(batch);
+                }
+                Message::Results(mut items) => {
+                    self.core.resolved.append(&mut items);
+                    self.results_vecs.push(items);
+                }
+                Message::Spent(batch) => self.core.spare_batches.push(batch),
+            }
+        }
+    }
+
+    /// Sends this loop's batches and outcomes to the other shards and wakes them.
+    fn hand_off(&mut self) {
+        for dest in 0..self.peers.len() {
+            if dest == self.index {
+                continue;
+            }
+            let mut wake = false;
+            if !self.core.outgoing[dest].items.is_empty() {
+                let spare = self.core.spare_batches.pop().unwrap_or_default();
+                let batch = std::mem::replace(&mut self.core.outgoing[dest], spare);
+                match self.peers[dest].try_send(Message::Store { from: self.index, batch }) {
+                    Ok(()) => wake = true,
+                    Err(TrySendError::Full(Message::Store { mut batch, .. }) | TrySendError::Disconnected(Message::Store { mut batch, .. })) => {
+                        for item in &batch.items {
+                            self.core.resolved.push((item.ticket, Outcome::Overloaded));
+                        }
+                        batch.clear();
+                        self.core.spare_batches.push(batch);
+                    }
+                    Err(_) => {}
+                }
+            }
+            if !self.core.results_out[dest].is_empty() {
+                let fresh = self.results_vecs.pop().unwrap_or_default();
+                let items = std::mem::replace(&mut self.core.results_out[dest], fresh);
+                match self.peers[dest].try_send(Message::Results(items)) {
+                    Ok(()) => wake = true,
+                    // Outcomes are never dropped: a full inbox means try again next loop.
+                    Err(TrySendError::Full(Message::Results(mut items)) | TrySendError::Disconnected(Message::Results(mut items))) => {
+                        let fresh = std::mem::take(&mut self.core.results_out[dest]);
+                        items.extend(fresh);
+                        self.core.results_out[dest] = items;
+                    }
+                    Err(_) => {}
+                }
+            }
+            while let Some(batch) = self.spent_out[dest].pop() {
+                if self.peers[dest].try_send(Message::Spent(batch)).is_err() {
+                    break;
+                }
+            }
+            if wake {
+                let one = 1u64;
+                // SAFETY: writing 8 bytes from a u64 to an eventfd that lives as long as
+                // the process (closed only after every shard has stopped).
+                unsafe { libc::write(self.wake_fds[dest], (&raw const one).cast(), 8) };
+            }
+        }
+    }
+
+    fn start_syncs(&mut self) {
+        let mut entries = Vec::new();
+        self.core.partitions.syncs_to_start(|index, fd| {
+            let entry = opcode::Fsync::new(types::Fd(fd)).flags(types::FsyncFlags::DATASYNC).build();
+            entries.push(entry.user_data(Token::Fsync { partition: index }.encode()));
+        });
+        for entry in entries {
+            self.push(entry);
+        }
+    }
+
+    /// Timeouts, housekeeping and draining; runs every TICK_MS.
+    fn tick(&mut self) {
+        if self.now_ms >= self.last_housekeeping_ms + HOUSEKEEPING_MS {
+            self.last_housekeeping_ms = self.now_ms;
+            self.core.partitions.housekeeping(self.core.now_ms);
+        }
+        let draining = self.control.draining.load(Ordering::Acquire);
+        if draining && self.accepting {
+            self.accepting = false;
+            self.drain_deadline_ms = Some(self.now_ms + self.config.ingest.drain_timeout_ms);
+            let cancel = opcode::AsyncCancel::new(Token::Accept.encode()).build().user_data(Token::Ignore.encode());
+            self.push(cancel);
+        }
+        for slot in 0..self.conns.len() as u32 {
+            let conn = &self.conns[slot as usize];
+            if !conn.in_use || conn.closing == Closing::Dead {
+                continue;
+            }
+            if let Closing::Lingering { until_ms } = conn.closing {
+                if self.now_ms >= until_ms {
+                    self.kill(slot);
+                }
+                continue;
+            }
+            if draining && conn.is_quiet() && conn.closing == Closing::Open {
+                self.kill(slot);
+                continue;
+            }
+            if conn.pending.is_some() || self.now_ms < conn.deadline_ms {
+                continue;
+            }
+            if conn.closing == Closing::Open && matches!(conn.phase, Phase::Head | Phase::Body { .. }) && !conn.send_inflight {
+                let conn = &mut self.conns[slot as usize];
+                self.pool.lend(&mut conn.output);
+                handle::answer_error(&mut conn.output, 408, "request_timeout", "the request was not received in time", false, &self.control.shards[self.index]);
+                conn.closing = Closing::AfterFlush;
+                conn.deadline_ms = self.now_ms + LINGER_MS;
+                self.after_progress(slot);
+            } else {
+                self.kill(slot);
+            }
+        }
+    }
+
+    /// While draining: true once this shard has no connections, nothing parked and
+    /// nothing to sync, and every other shard is there too (they may still need our
+    /// partitions); or when the drain deadline has passed.
+    fn drained(&mut self) -> bool {
+        let Some(deadline) = self.drain_deadline_ms else { return false };
+        let idle = self.open == 0 && !self.core.partitions.sync_pending() && self.core.results_out.iter().all(Vec::is_empty);
+        if idle && !self.quiesced {
+            self.quiesced = true;
+            self.control.shards_quiesced.fetch_add(1, Ordering::AcqRel);
+        }
+        let everyone = self.control.shards_quiesced.load(Ordering::Acquire) >= self.control.shards.len();
+        everyone || self.now_ms >= deadline
+    }
+}
+
+fn set_nodelay(fd: RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid int option value on a socket fd we own.
+    unsafe {
+        libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&raw const one).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t);
+    }
+}
+
+#[allow(dead_code)]
+fn answer_is_final(conn: &Conn) -> bool {
+    conn.pending.is_none() && conn.output.is_empty()
+}
+
+#[allow(dead_code)]
+fn unused(_: http::Method) {}
