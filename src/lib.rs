@@ -4,6 +4,8 @@
 //! (framing), [`auth`] (HMAC v1 against the [`keyring`]), [`envelope`] (simd-json
 //! validation), [`routing`] (partition choice), [`storage`] (segment logs, dedup).
 
+pub mod auth;
 pub mod config;
 pub mod constants;
+pub mod keyring;
 pub mod time;
