@@ -43,6 +43,20 @@ pub const SECRET_BYTES_MIN: usize = 24;
 pub const SECRET_BYTES_MAX: usize = 64;
 /// Key id length in bytes.
 pub const KID_BYTES_MAX: usize = 64;
+/// `X-Timestamp` digits: 12 decimal digits of unix seconds reach the year 33658.
+pub const TIMESTAMP_DIGITS_MAX: usize = 12;
+/// Keys in one key ring: a few per partner during rotations; more is a mistake.
+pub const KEYS_PER_RING_MAX: usize = 1024;
+/// Partner name length in bytes: a display name, not a document.
+pub const PARTNER_BYTES_MAX: usize = 128;
+/// `grace_days` ceiling: a rotation that takes longer than a year is no rotation.
+pub const GRACE_DAYS_MAX: u32 = 365;
+/// `sluice keys gen --valid-days` ceiling: ten years.
+pub const KEY_VALID_DAYS_MAX: u32 = 3650;
+/// Random bytes in a secret made by `sluice keys gen`: the HMAC-SHA256 output size.
+pub const SECRET_BYTES_GENERATED: usize = 32;
+/// Attempts to draw a kid not yet in the ring (24 random bits per attempt).
+pub const KID_GENERATE_ATTEMPTS_MAX: usize = 16;
 
 /// Default `[storage] partitions` (SPEC §4).
 pub const PARTITIONS_DEFAULT: u32 = 64;
@@ -69,5 +83,8 @@ pub const HANDOFF_QUEUE_BATCHES_MAX: usize = 1024;
 
 const _: () = assert!(HEADERS_COUNT_MAX_DEFAULT <= HEADERS_COUNT_MAX_CEILING);
 const _: () = assert!(SECRET_BYTES_MIN <= SECRET_BYTES_MAX);
+const _: () = assert!(SECRET_BYTES_MIN <= SECRET_BYTES_GENERATED);
+const _: () = assert!(SECRET_BYTES_GENERATED <= SECRET_BYTES_MAX);
+const _: () = assert!(TIMESTAMP_DIGITS_MAX <= 18); // fits i64 without overflow checks
 const _: () = assert!(SEGMENT_BYTES_MIN >= 2 * BODY_BYTES_MAX_DEFAULT as u64);
 const _: () = assert!(PARTITIONS_DEFAULT <= PARTITIONS_MAX);

@@ -4,8 +4,10 @@
 //! (framing), [`auth`] (HMAC v1 against the [`keyring`]), [`envelope`] (simd-json
 //! validation), [`routing`] (partition choice), [`storage`] (segment logs, dedup).
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod reactor;
 pub mod constants;
+pub mod keyring;
 pub mod time;

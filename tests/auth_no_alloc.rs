@@ -1,0 +1,79 @@
+//! `auth::verify_v1` allocates nothing (STYLE rule 2): a counting global allocator around
+//! one verification of each outcome. Its own test binary, so the allocator is ours alone.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::Path;
+
+use sluice::auth::{AuthError, Credentials, sign_v1, verify_v1};
+use sluice::keyring::KeyRing;
+
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
+// const-initialized thread-local without a destructor, so touching it never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|count| count.set(count.get() + 1));
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|count| count.set(count.get() + 1));
+        // SAFETY: forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn allocations_during<T>(run: impl FnOnce() -> T) -> (T, usize) {
+    let before = ALLOCATIONS.with(Cell::get);
+    let result = run();
+    (result, ALLOCATIONS.with(Cell::get) - before)
+}
+
+/// kid, `X-Signature`, expected outcome.
+type Case<'a> = (&'a [u8], &'a [u8], Result<(), AuthError>);
+
+#[test]
+fn verification_does_not_allocate() {
+    let text = "[[keys]]\nkid = \"k1\"\nsecret = \"whsec_c2x1aWNlLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWY=\"\npartner = \"p\"\n";
+    let ring = KeyRing::from_toml(text, Path::new("keys.toml")).unwrap();
+    let body = vec![b'x'; 64 * 1024];
+    let signature = sign_v1(ring.get(b"k1").unwrap().hmac_key(), b"1700000000", &body);
+    let mut header =
+        b"v0=aa, v1=0000000000000000000000000000000000000000000000000000000000000000, ".to_vec();
+    header.extend_from_slice(&signature);
+    let now_ms = 1_700_000_000_000;
+    let (_, counted) = allocations_during(|| std::hint::black_box(vec![0u8; 10]));
+    assert!(counted > 0, "the counting allocator is not in use");
+    let cases: [Case; 4] = [
+        (b"k1", &header, Ok(())),
+        (b"k1", b"v1=00", Err(AuthError::SignatureInvalid)),
+        (b"k2", &header, Err(AuthError::KeyUnknown)),
+        (b"k1", &signature[..66], Err(AuthError::SignatureInvalid)),
+    ];
+    for (kid, signature, expected) in cases {
+        let credentials = Credentials {
+            kid: Some(kid),
+            timestamp: Some(b"1700000000"),
+            signature: Some(signature),
+        };
+        let (result, allocations) =
+            allocations_during(|| verify_v1(&ring, &credentials, &body, now_ms, 300).map(|_| ()));
+        assert_eq!(result, expected);
+        assert_eq!(allocations, 0, "{expected:?}");
+    }
+}
