@@ -6,4 +6,7 @@
 
 pub mod config;
 pub mod constants;
+pub mod dedup;
+pub mod envelope;
+pub mod routing;
 pub mod time;
