@@ -1,13 +1,17 @@
 //! sluice: a thread-per-core, io_uring ingest appliance for signed event feeds.
 //!
-//! Layers, from the wire inwards: [`reactor`] (io_uring, connections), [`http`]
-//! (framing), [`auth`] (HMAC v1 against the [`keyring`]), [`envelope`] (simd-json
-//! validation), [`routing`] (partition choice), [`storage`] (segment logs, dedup).
+//! Layers, from the wire inwards: [`reactor`] (io_uring), [`server`] (shards,
+//! connections, hand-off), [`http`] (framing), [`auth`] (HMAC v1 against the
+//! [`keyring`]), [`envelope`] (simd-json validation), [`routing`] (partition choice),
+//! [`dedup`] and [`storage`] (segment logs).
 
 pub mod auth;
 pub mod config;
-pub mod http;
-pub mod reactor;
 pub mod constants;
+pub mod dedup;
+pub mod envelope;
+pub mod http;
 pub mod keyring;
+pub mod reactor;
+pub mod routing;
 pub mod time;
