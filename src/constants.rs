@@ -88,3 +88,28 @@ const _: () = assert!(SECRET_BYTES_GENERATED <= SECRET_BYTES_MAX);
 const _: () = assert!(TIMESTAMP_DIGITS_MAX <= 18); // fits i64 without overflow checks
 const _: () = assert!(SEGMENT_BYTES_MIN >= 2 * BODY_BYTES_MAX_DEFAULT as u64);
 const _: () = assert!(PARTITIONS_DEFAULT <= PARTITIONS_MAX);
+
+/// Segment file header at position 0 (docs/STORAGE.md); records start right after it.
+pub const SEGMENT_HEADER_BYTES: usize = 64;
+/// Fixed record header in front of every event id and event (docs/STORAGE.md).
+pub const RECORD_HEADER_BYTES: usize = 32;
+/// Records start at multiples of this, so each commit word is an aligned `AtomicU32`.
+pub const RECORD_ALIGN_BYTES: usize = 8;
+/// Largest segment file: record body lengths are `u32` and a whole segment is mapped.
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 32;
+/// Zeros written per call when `fallocate` cannot reserve or zero a range itself.
+pub const ZERO_FILL_CHUNK_BYTES: usize = 64 * 1024;
+/// `sluice.meta` holds three short lines; a larger file is not ours.
+pub const META_FILE_BYTES_MAX: u64 = 4096;
+
+const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(RECORD_ALIGN_BYTES));
+const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGN_BYTES));
+const _: () = assert!(RECORD_ALIGN_BYTES.is_multiple_of(std::mem::align_of::<u32>()));
+const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_MAX);
+const _: () = assert!(
+    SEGMENT_BYTES_MIN
+        >= (SEGMENT_HEADER_BYTES
+            + RECORD_HEADER_BYTES
+            + EVENT_ID_BYTES_MAX
+            + BODY_BYTES_MAX_DEFAULT) as u64
+);

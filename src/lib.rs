@@ -5,6 +5,7 @@
 //! [`keyring`]), [`envelope`] (simd-json validation), [`routing`] (partition choice),
 //! [`dedup`] and [`storage`] (segment logs).
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod constants;
@@ -14,4 +15,8 @@ pub mod http;
 pub mod keyring;
 pub mod reactor;
 pub mod routing;
+pub mod server;
+pub mod stats;
+pub mod storage;
+pub mod tail;
 pub mod time;

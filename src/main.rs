@@ -1,1 +1,181 @@
-fn main() {}
+//! The `sluice` command line. Exit status (SPEC §3): 0 success, 2 bad usage or
+//! configuration, 1 any other failure.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use sluice::config::Config;
+use sluice::keyring;
+use sluice::storage::{DataDir, StartAt};
+use sluice::tail::{self, TailOptions};
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "High-throughput, security-first ingest appliance for signed event feeds")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance (embedded defaults without --config).
+    Serve {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration and print the effective values.
+    CheckConfig {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Print stored events, one JSON object per line.
+    Tail {
+        #[arg(long, value_name = "FILE", conflicts_with = "data_dir")]
+        config: Option<PathBuf>,
+        /// Data directory to read (default: ./sluice-data).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Only this partition (default: all).
+        #[arg(long, value_name = "N")]
+        partition: Option<u32>,
+        /// earliest, latest, or an offset.
+        #[arg(long, value_name = "WHERE", default_value = "earliest")]
+        from: String,
+        /// Keep printing new events as they are stored.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Manage the key ring file.
+    Keys {
+        /// Key ring file (default: the one the configuration names, else the development ring).
+        #[arg(long, value_name = "FILE", global = true)]
+        keys_file: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key (and the file if missing) and print its kid.
+    Gen {
+        #[arg(long, default_value = "default")]
+        partner: String,
+        /// Days until the key expires (default: never).
+        #[arg(long)]
+        valid_days: Option<u32>,
+    },
+    /// List keys with their validity and status (never the secrets).
+    List,
+    /// Create a new key for a partner; its current keys enter their grace period.
+    Rotate {
+        #[arg(long, default_value = "default")]
+        partner: String,
+        #[arg(long, default_value_t = 7)]
+        grace_days: u32,
+    },
+}
+
+/// A failure with its exit status.
+struct Failure {
+    status: u8,
+    error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure { status: 1, error }
+    }
+}
+
+fn usage(error: impl Into<anyhow::Error>) -> Failure {
+    Failure { status: 2, error: error.into() }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, Failure> {
+    match path {
+        Some(path) => Config::load(path).map_err(usage),
+        None => Ok(Config::defaults()),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Serve { config } => {
+            let config = load_config(config.as_ref())?;
+            sluice::server::serve(config, |_| {}).map_err(|error| match error {
+                sluice::server::ServeError::Storage(sluice::storage::StorageError::PartitionCountMismatch { .. }) => usage(error),
+                sluice::server::ServeError::KeyRing(_) => usage(error),
+                other => Failure::from(anyhow::Error::from(other)),
+            })
+        }
+        Command::CheckConfig { config } => {
+            let config = Config::load(&config).map_err(usage)?;
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Tail { config, data_dir, partition, from, follow } => {
+            let data_dir = match (config, data_dir) {
+                (Some(path), _) => Config::load(&path).map_err(usage)?.storage.data_dir,
+                (None, Some(dir)) => dir,
+                (None, None) => Config::defaults().storage.data_dir,
+            };
+            let start = match from.as_str() {
+                "earliest" => StartAt::Earliest,
+                "latest" => StartAt::Latest,
+                offset => StartAt::Offset(offset.parse().map_err(|_| usage(anyhow::anyhow!("--from takes earliest, latest or an offset, not {offset:?}")))?),
+            };
+            let dir = DataDir::open_existing(&data_dir).map_err(usage)?;
+            let options = TailOptions { partition, start, follow };
+            tail::run(&dir, &options, &mut io::stdout().lock()).map_err(|error| match error {
+                tail::TailError::NoSuchPartition { .. } => usage(error),
+                other => Failure::from(anyhow::Error::from(other)),
+            })
+        }
+        Command::Keys { keys_file, config, action } => {
+            let path = match keys_file {
+                Some(path) => path,
+                None => load_config(config.as_ref())?.keys_path(),
+            };
+            let now_ms = sluice::time::now_unix_ms();
+            match action {
+                KeysAction::Gen { partner, valid_days } => {
+                    let key = keyring::gen_key(&path, &partner, valid_days, now_ms).map_err(usage)?;
+                    println!("created kid {} for partner {} in {}", key.kid, key.partner, key.path.display());
+                }
+                KeysAction::List => {
+                    for info in keyring::list_keys(&path, now_ms).map_err(usage)? {
+                        println!("{info}");
+                    }
+                }
+                KeysAction::Rotate { partner, grace_days } => {
+                    let key = keyring::rotate_key(&path, &partner, grace_days, now_ms).map_err(usage)?;
+                    println!("created kid {} for partner {} in {}; the previous keys stay valid for {grace_days} days", key.kid, key.partner, key.path.display());
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { status, error }) => {
+            eprintln!("sluice: {error:#}");
+            ExitCode::from(status)
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! the admin listener reads. `GET /metrics` renders them in Prometheus text format.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// One shard's counters, padded so shards never share a cache line.
 #[derive(Default)]
@@ -44,6 +44,8 @@ pub struct Control {
     pub end_offsets: Vec<AtomicU64>,
     pub ready: AtomicBool,
     pub draining: AtomicBool,
+    /// Shards that have finished their own connections while draining.
+    pub shards_quiesced: AtomicUsize,
 }
 
 impl Control {
@@ -53,6 +55,7 @@ impl Control {
             end_offsets: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            shards_quiesced: AtomicUsize::new(0),
         }
     }
 

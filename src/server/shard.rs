@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use crate::config::{Config, Durability};
-use crate::http::{self, Limits, Phase, Poll};
+use crate::http::{Limits, Phase, Poll};
 use crate::reactor::bufring::BufRing;
 use crate::reactor::{self, Token};
 use crate::server::conn::{BufferPool, Closing, Conn};
@@ -673,11 +673,3 @@ fn set_nodelay(fd: RawFd) {
         libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&raw const one).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t);
     }
 }
-
-#[allow(dead_code)]
-fn answer_is_final(conn: &Conn) -> bool {
-    conn.pending.is_none() && conn.output.is_empty()
-}
-
-#[allow(dead_code)]
-fn unused(_: http::Method) {}

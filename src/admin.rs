@@ -1,0 +1,66 @@
+//! The admin listener: `/metrics` (Prometheus text), `/healthz`, `/readyz`. It is off the
+//! data path, so one plain blocking thread serves it, one short request at a time, each
+//! bounded in bytes and time.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::stats::Control;
+
+/// Bytes of an admin request we read; the head of a GET is far smaller.
+const ADMIN_REQUEST_BYTES_MAX: usize = 8 * 1024;
+/// A slow admin client is cut after this.
+const ADMIN_IO_TIMEOUT_MS: u64 = 2000;
+
+/// Binds the admin address and serves it on a background thread; returns the bound address.
+pub fn spawn(addr: SocketAddr, control: Arc<Control>) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).map_err(|error| io::Error::new(error.kind(), format!("cannot listen on admin address {addr}: {error}")))?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new().name("sluice-admin".into()).spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = serve_one(stream, &control);
+        }
+    })?;
+    Ok(bound)
+}
+
+fn serve_one(mut stream: TcpStream, control: &Control) -> io::Result<()> {
+    let timeout = Some(Duration::from_millis(ADMIN_IO_TIMEOUT_MS));
+    stream.set_read_timeout(timeout)?;
+    stream.set_write_timeout(timeout)?;
+    let mut buf = vec![0u8; ADMIN_REQUEST_BYTES_MAX];
+    let mut filled = 0;
+    let path = loop {
+        let read = stream.read(&mut buf[filled..])?;
+        if read == 0 {
+            return Ok(());
+        }
+        filled += read;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&buf[..filled]) {
+            Ok(httparse::Status::Complete(_)) => break request.path.unwrap_or("/").split('?').next().unwrap_or("/").to_owned(),
+            Ok(httparse::Status::Partial) if filled < buf.len() => continue,
+            _ => return respond(&mut stream, 400, "application/json", "{\"error\":{\"code\":\"http_malformed\",\"message\":\"bad request\"}}"),
+        }
+    };
+    match path.as_str() {
+        "/metrics" => respond(&mut stream, 200, "text/plain; version=0.0.4", &control.render_metrics()),
+        "/healthz" => respond(&mut stream, 200, "application/json", "{\"status\":\"ok\"}"),
+        "/readyz" if control.is_ready() => respond(&mut stream, 200, "application/json", "{\"status\":\"ready\"}"),
+        "/readyz" => respond(&mut stream, 503, "application/json", "{\"error\":{\"code\":\"not_ready\",\"message\":\"starting or draining\"}}"),
+        _ => respond(&mut stream, 404, "application/json", "{\"error\":{\"code\":\"not_found\",\"message\":\"no such endpoint\"}}"),
+    }
+}
+
+fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        crate::http::reason(status),
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())
+}

@@ -1,0 +1,220 @@
+//! `sluice serve`: opens the data dir and key ring, starts one pinned shard per core,
+//! reports readiness, and drains on SIGTERM.
+
+pub mod conn;
+pub mod handle;
+pub mod handoff;
+pub mod shard;
+pub mod store;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::envelope::Validator;
+use crate::keyring::{self, KeyRing};
+use crate::server::handle::Core;
+use crate::server::handoff::StoreBatch;
+use crate::server::shard::{Shard, ShardSetup};
+use crate::server::store::Partitions;
+use crate::stats::Control;
+use crate::storage::DataDir;
+
+/// Listen backlog per shard socket; the kernel caps it at net.core.somaxconn.
+const LISTEN_BACKLOG: i32 = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("{0}")]
+    KeyRing(#[from] crate::keyring::KeyRingError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+    #[error("shard {shard}: {message}")]
+    Shard { shard: usize, message: String },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Where a running server listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub ingest: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+fn listener(addr: SocketAddr) -> Result<Socket, ServeError> {
+    let wrap = |source| ServeError::Listen { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP)).map_err(wrap)?;
+    socket.set_reuse_address(true).map_err(wrap)?;
+    socket.set_reuse_port(true).map_err(wrap)?;
+    socket.bind(&addr.into()).map_err(wrap)?;
+    socket.listen(LISTEN_BACKLOG).map_err(wrap)?;
+    Ok(socket)
+}
+
+/// One SO_REUSEPORT socket per shard on the same address; with port 0 the first
+/// socket's port is shared by the rest.
+fn shard_listeners(addr: SocketAddr, shards: usize) -> Result<(Vec<RawFd>, SocketAddr), ServeError> {
+    let first = listener(addr)?;
+    let bound = first.local_addr().map_err(|source| ServeError::Listen { addr, source })?.as_socket().unwrap_or(addr);
+    let mut fds = vec![first.into_raw_fd()];
+    for _ in 1..shards {
+        fds.push(listener(bound)?.into_raw_fd());
+    }
+    Ok((fds, bound))
+}
+
+fn eventfd() -> io::Result<RawFd> {
+    // SAFETY: eventfd has no memory preconditions; the result is checked.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 { Err(io::Error::last_os_error()) } else { Ok(fd) }
+}
+
+/// Loads the key ring in force, creating the development ring when none is configured.
+pub fn load_keyring(config: &Config) -> Result<KeyRing, ServeError> {
+    let path = config.keys_path();
+    if config.auth.keys_file.is_none()
+        && let Some(new) = keyring::ensure_dev_keyring(&path, crate::time::now_unix_ms())?
+    {
+        eprintln!("sluice: created a development key ring: kid {} (partner {}), secret in {}", new.kid, new.partner, new.path.display());
+    }
+    let ring = KeyRing::load(&path)?;
+    if config.auth.keys_file.is_none()
+        && let Some(key) = ring.keys().first()
+    {
+        eprintln!("sluice: development key ring {} (kid {}); set [auth] keys_file for production", path.display(), key.kid);
+    }
+    Ok(ring)
+}
+
+/// Runs the appliance until SIGTERM/SIGINT has drained it. `on_ready` is called once
+/// every shard accepts traffic.
+pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeError> {
+    let config = Arc::new(config);
+    let shards = config.ingest.shards;
+    let data_dir = DataDir::open_or_init(&config.storage.data_dir, config.storage.partitions)?;
+    let keyring = Arc::new(load_keyring(&config)?);
+    let control = Arc::new(Control::new(shards, config.storage.partitions));
+    let terminate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&terminate))?;
+    }
+    let (listeners, ingest_addr) = shard_listeners(config.ingest.listen, shards)?;
+    let wake_fds: Arc<Vec<RawFd>> = Arc::new((0..shards).map(|_| eventfd()).collect::<io::Result<_>>()?);
+    let channels: Vec<_> = (0..shards).map(|_| crossbeam_channel::bounded(crate::constants::HANDOFF_QUEUE_BATCHES_MAX)).collect();
+    let senders: Vec<_> = channels.iter().map(|(sender, _)| sender.clone()).collect();
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, ServeError>>();
+    let mut threads = Vec::new();
+    for (index, (_, inbox)) in channels.into_iter().enumerate() {
+        let setup = ShardSetup {
+            index,
+            config: Arc::clone(&config),
+            listener: listeners[index],
+            wake_fd: wake_fds[index],
+            wake_fds: Arc::clone(&wake_fds),
+            inbox,
+            peers: senders.clone(),
+            control: Arc::clone(&control),
+        };
+        let (keyring, data_dir, ready) = (Arc::clone(&keyring), data_dir.clone(), ready_tx.clone());
+        let core_id = if cores.is_empty() { None } else { Some(cores[index % cores.len()]) };
+        let thread = std::thread::Builder::new().name(format!("sluice-shard-{index}")).spawn(move || {
+            if let Some(core_id) = core_id
+                && !core_affinity::set_for_current(core_id)
+            {
+                eprintln!("sluice: shard {index}: could not pin to core {}", core_id.id);
+            }
+            match start_shard(setup, keyring, &data_dir) {
+                Ok(mut shard) => {
+                    let _ = ready.send(Ok(index));
+                    if let Err(error) = shard.run() {
+                        eprintln!("sluice: shard {index} stopped: {error}");
+                        std::process::exit(1);
+                    }
+                }
+                Err(error) => {
+                    let _ = ready.send(Err(error));
+                }
+            }
+        })?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    for _ in 0..shards {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(error),
+            Err(_) => return Err(ServeError::Shard { shard: 0, message: "a shard exited during start-up".into() }),
+        }
+    }
+    let admin_addr = crate::admin::spawn(config.admin.listen, Arc::clone(&control))?;
+    control.ready.store(true, Ordering::Release);
+    eprintln!(
+        "sluice: listening ingest={ingest_addr} admin={admin_addr} shards={shards} partitions={} durability={} data_dir={}",
+        config.storage.partitions,
+        config.storage.durability,
+        config.storage.data_dir.display()
+    );
+    on_ready(Bound { ingest: ingest_addr, admin: admin_addr });
+    while !terminate.load(Ordering::Acquire) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    eprintln!("sluice: draining (up to {} ms)", config.ingest.drain_timeout_ms);
+    control.draining.store(true, Ordering::Release);
+    for fd in wake_fds.iter() {
+        let one = 1u64;
+        // SAFETY: writing a u64 to an eventfd that stays open until after the join below.
+        unsafe { libc::write(*fd, (&raw const one).cast(), 8) };
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+    eprintln!("sluice: drained, exiting");
+    Ok(())
+}
+
+fn start_shard(setup: ShardSetup, keyring: Arc<KeyRing>, data_dir: &DataDir) -> Result<Shard, ServeError> {
+    let index = setup.index;
+    let shard_error = |message: String| ServeError::Shard { shard: index, message };
+    let (ring, features) = crate::reactor::setup().map_err(|error| shard_error(error.to_string()))?;
+    if index == 0 && !features.defer_taskrun {
+        eprintln!("sluice: io_uring without SINGLE_ISSUER|DEFER_TASKRUN (kernel < 6.1): running with COOP_TASKRUN");
+    }
+    let config = &setup.config;
+    let (partitions, reports) = Partitions::open(config, data_dir, index, Arc::clone(&setup.control), crate::time::now_unix_ms())?;
+    for (partition, report) in reports {
+        if report.truncated_bytes > 0 || report.corrupt_sealed_segments > 0 {
+            eprintln!(
+                "sluice: partition {partition}: recovered {} records; cut a torn tail of {} bytes; {} damaged sealed segments",
+                report.records, report.truncated_bytes, report.corrupt_sealed_segments
+            );
+        }
+    }
+    let shards = config.ingest.shards;
+    let core = Core {
+        shard: index,
+        shards,
+        partitions_count: config.storage.partitions,
+        keyring,
+        tolerance_secs: config.auth.timestamp_tolerance_secs,
+        validator: Validator::new(config.ingest.body_bytes_max),
+        partitions,
+        outgoing: (0..shards).map(|_| StoreBatch::default()).collect(),
+        spare_batches: Vec::new(),
+        resolved: Vec::new(),
+        results_out: (0..shards).map(|_| Vec::new()).collect(),
+        results_pool: Vec::new(),
+        resolved_scratch: Vec::new(),
+        now_ms: crate::time::now_unix_ms(),
+    };
+    Shard::new(setup, ring, core).map_err(|error| shard_error(format!("cannot register the receive buffer ring: {error}")))
+}
