@@ -16,7 +16,8 @@ const ADMIN_IO_TIMEOUT_MS: u64 = 2000;
 
 /// Binds the admin address and serves it on a background thread; returns the bound address.
 pub fn spawn(addr: SocketAddr, control: Arc<Control>) -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).map_err(|error| io::Error::new(error.kind(), format!("cannot listen on admin address {addr}: {error}")))?;
+    let listener =
+        TcpListener::bind(addr).map_err(|error| io::Error::new(error.kind(), format!("cannot listen on admin address {addr}: {error}")))?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new().name("sluice-admin".into()).spawn(move || {
         for stream in listener.incoming().flatten() {
@@ -43,14 +44,23 @@ fn serve_one(mut stream: TcpStream, control: &Control) -> io::Result<()> {
         match request.parse(&buf[..filled]) {
             Ok(httparse::Status::Complete(_)) => break request.path.unwrap_or("/").split('?').next().unwrap_or("/").to_owned(),
             Ok(httparse::Status::Partial) if filled < buf.len() => continue,
-            _ => return respond(&mut stream, 400, "application/json", "{\"error\":{\"code\":\"http_malformed\",\"message\":\"bad request\"}}"),
+            _ => {
+                return respond(
+                    &mut stream,
+                    400,
+                    "application/json",
+                    "{\"error\":{\"code\":\"http_malformed\",\"message\":\"bad request\"}}",
+                );
+            }
         }
     };
     match path.as_str() {
         "/metrics" => respond(&mut stream, 200, "text/plain; version=0.0.4", &control.render_metrics()),
         "/healthz" => respond(&mut stream, 200, "application/json", "{\"status\":\"ok\"}"),
         "/readyz" if control.is_ready() => respond(&mut stream, 200, "application/json", "{\"status\":\"ready\"}"),
-        "/readyz" => respond(&mut stream, 503, "application/json", "{\"error\":{\"code\":\"not_ready\",\"message\":\"starting or draining\"}}"),
+        "/readyz" => {
+            respond(&mut stream, 503, "application/json", "{\"error\":{\"code\":\"not_ready\",\"message\":\"starting or draining\"}}")
+        }
         _ => respond(&mut stream, 404, "application/json", "{\"error\":{\"code\":\"not_found\",\"message\":\"no such endpoint\"}}"),
     }
 }

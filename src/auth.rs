@@ -67,20 +67,12 @@ impl AuthError {
     /// The `error.message` of the 401 answer: fixed text, no input echoed, no secret.
     pub fn message(&self) -> &'static str {
         match self {
-            AuthError::SignatureMissing => {
-                "the X-Key-Id, X-Timestamp and X-Signature headers are required"
-            }
+            AuthError::SignatureMissing => "the X-Key-Id, X-Timestamp and X-Signature headers are required",
             AuthError::KeyUnknown => "X-Key-Id names no key known to this server",
             AuthError::KeyNotValid => "the key named by X-Key-Id is not valid at this time",
-            AuthError::TimestampInvalid => {
-                "X-Timestamp must be Unix seconds as 1 to 12 decimal digits"
-            }
-            AuthError::TimestampOutOfWindow => {
-                "X-Timestamp is too far from the server clock; check the producer's clock"
-            }
-            AuthError::SignatureInvalid => {
-                "X-Signature holds no valid v1=<64 hex digits> HMAC-SHA256 of \"<X-Timestamp>.<body>\""
-            }
+            AuthError::TimestampInvalid => "X-Timestamp must be Unix seconds as 1 to 12 decimal digits",
+            AuthError::TimestampOutOfWindow => "X-Timestamp is too far from the server clock; check the producer's clock",
+            AuthError::SignatureInvalid => "X-Signature holds no valid v1=<64 hex digits> HMAC-SHA256 of \"<X-Timestamp>.<body>\"",
         }
     }
 }
@@ -102,11 +94,7 @@ pub fn verify_v1<'k>(
     now_ms: i64,
     tolerance_secs: u64,
 ) -> Result<&'k Key, AuthError> {
-    let (Some(kid), Some(timestamp), Some(signature)) = (
-        credentials.kid,
-        credentials.timestamp,
-        credentials.signature,
-    ) else {
+    let (Some(kid), Some(timestamp), Some(signature)) = (credentials.kid, credentials.timestamp, credentials.signature) else {
         return Err(AuthError::SignatureMissing);
     };
     if kid.is_empty() {
@@ -130,11 +118,7 @@ pub fn verify_v1<'k>(
     for candidate in candidates.as_slice() {
         matched |= equal_ct(&expected, candidate);
     }
-    if matched {
-        Ok(key)
-    } else {
-        Err(AuthError::SignatureInvalid)
-    }
+    if matched { Ok(key) } else { Err(AuthError::SignatureInvalid) }
 }
 
 /// `v1=` + the lower-case hex HMAC-SHA256 of `"<timestamp>.<body>"`: the `X-Signature`
@@ -163,14 +147,10 @@ fn tag_v1(key: &hmac::Key, timestamp: &[u8], body: &[u8]) -> [u8; TAG_BYTES] {
 
 /// Unix seconds from 1..=`TIMESTAMP_DIGITS_MAX` ASCII digits; no sign, no spaces.
 fn parse_timestamp(text: &[u8]) -> Option<i64> {
-    if text.is_empty() || text.len() > TIMESTAMP_DIGITS_MAX || !text.iter().all(u8::is_ascii_digit)
-    {
+    if text.is_empty() || text.len() > TIMESTAMP_DIGITS_MAX || !text.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(
-        text.iter()
-            .fold(0i64, |value, digit| value * 10 + i64::from(digit - b'0')),
-    )
+    Some(text.iter().fold(0i64, |value, digit| value * 10 + i64::from(digit - b'0')))
 }
 
 /// The decoded `v1` items of an `X-Signature` header, on the stack.
@@ -184,10 +164,7 @@ impl SignatureCandidates {
     /// 64 hex digits (either case) and ignores other schemes. More than
     /// `SIGNATURES_PER_HEADER_MAX` items is `SignatureInvalid`.
     fn parse(header: &[u8]) -> Result<SignatureCandidates, AuthError> {
-        let mut candidates = SignatureCandidates {
-            tags: [[0; TAG_BYTES]; SIGNATURES_PER_HEADER_MAX],
-            count: 0,
-        };
+        let mut candidates = SignatureCandidates { tags: [[0; TAG_BYTES]; SIGNATURES_PER_HEADER_MAX], count: 0 };
         for (index, item) in header.split(|&b| b == b',').enumerate() {
             if index >= SIGNATURES_PER_HEADER_MAX {
                 return Err(AuthError::SignatureInvalid);
@@ -211,10 +188,7 @@ impl SignatureCandidates {
 fn trim_spaces(item: &[u8]) -> &[u8] {
     let is_space = |b: &u8| matches!(b, b' ' | b'\t');
     let start = item.iter().position(|b| !is_space(b)).unwrap_or(item.len());
-    let end = item
-        .iter()
-        .rposition(|b| !is_space(b))
-        .map_or(start, |last| last + 1);
+    let end = item.iter().rposition(|b| !is_space(b)).map_or(start, |last| last + 1);
     &item[start..end]
 }
 
@@ -263,8 +237,7 @@ mod tests {
     /// python3: hmac.new(SECRET_BYTES, b'1700000000.{"a":1}', hashlib.sha256).hexdigest()
     const VECTOR_HEX: &str = "73b3766fd1e62154d2372bcaaf068b665d48e9d32a05c2d728935e7e97ded265";
     /// python3: the same over b'1700000000.' (an empty body).
-    const VECTOR_EMPTY_BODY_HEX: &str =
-        "877d967306ba31db8e16f45398d7ff95cb5a904dc8de68d6e021d9ee4db8027a";
+    const VECTOR_EMPTY_BODY_HEX: &str = "877d967306ba31db8e16f45398d7ff95cb5a904dc8de68d6e021d9ee4db8027a";
     const NOW_MS: i64 = 1_700_000_000_000;
     const TOLERANCE_SECS: u64 = 300;
     const BODY: &[u8] = br#"{"a":1}"#;
@@ -285,20 +258,12 @@ mod tests {
         mac.update(timestamp);
         mac.update(b".");
         mac.update(body);
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     fn verify(kid: &[u8], timestamp: &[u8], signature: &[u8]) -> Result<String, AuthError> {
         let ring = ring();
-        let credentials = Credentials {
-            kid: Some(kid),
-            timestamp: Some(timestamp),
-            signature: Some(signature),
-        };
+        let credentials = Credentials { kid: Some(kid), timestamp: Some(timestamp), signature: Some(signature) };
         verify_v1(&ring, &credentials, BODY, NOW_MS, TOLERANCE_SECS).map(|key| key.kid.clone())
     }
 
@@ -310,14 +275,8 @@ mod tests {
     fn sign_matches_the_known_vector_and_an_independent_hmac() {
         let ring = ring();
         let key = ring.get(b"live").unwrap().hmac_key();
-        assert_eq!(
-            sign_v1(key, b"1700000000", BODY).as_slice(),
-            valid_signature().as_slice()
-        );
-        assert_eq!(
-            sign_v1(key, b"1700000000", b"")[3..],
-            *VECTOR_EMPTY_BODY_HEX.as_bytes()
-        );
+        assert_eq!(sign_v1(key, b"1700000000", BODY).as_slice(), valid_signature().as_slice());
+        assert_eq!(sign_v1(key, b"1700000000", b"")[3..], *VECTOR_EMPTY_BODY_HEX.as_bytes());
         let mut body = Vec::new();
         for length in [0usize, 1, 63, 64, 65, 1000, 70_000] {
             body.resize(length, 0);
@@ -326,149 +285,68 @@ mod tests {
             }
             let timestamp = format!("{}", 1_700_000_000 + length);
             let ours = sign_v1(key, timestamp.as_bytes(), &body);
-            let theirs = format!(
-                "v1={}",
-                reference_hex(SECRET_BYTES, timestamp.as_bytes(), &body)
-            );
+            let theirs = format!("v1={}", reference_hex(SECRET_BYTES, timestamp.as_bytes(), &body));
             assert_eq!(ours.as_slice(), theirs.as_bytes(), "body length {length}");
         }
     }
 
     #[test]
     fn valid_signatures_verify_in_any_case_and_position() {
-        assert_eq!(
-            verify(b"live", b"1700000000", &valid_signature()),
-            Ok("live".to_owned())
-        );
+        assert_eq!(verify(b"live", b"1700000000", &valid_signature()), Ok("live".to_owned()));
         let upper = format!("v1={}", VECTOR_HEX.to_ascii_uppercase());
-        assert_eq!(
-            verify(b"live", b"1700000000", upper.as_bytes()),
-            Ok("live".to_owned())
-        );
-        let mixed = format!(
-            "v1={}{}",
-            &VECTOR_HEX[..32].to_ascii_uppercase(),
-            &VECTOR_HEX[32..]
-        );
-        assert_eq!(
-            verify(b"live", b"1700000000", mixed.as_bytes()),
-            Ok("live".to_owned())
-        );
+        assert_eq!(verify(b"live", b"1700000000", upper.as_bytes()), Ok("live".to_owned()));
+        let mixed = format!("v1={}{}", &VECTOR_HEX[..32].to_ascii_uppercase(), &VECTOR_HEX[32..]);
+        assert_eq!(verify(b"live", b"1700000000", mixed.as_bytes()), Ok("live".to_owned()));
         let wrong = format!("v1={}", "0".repeat(64));
         let several = format!("{wrong}, v0=abc ,v1=zz,v1,,  v1={VECTOR_HEX}\t, v2={VECTOR_HEX}",);
-        assert_eq!(
-            verify(b"live", b"1700000000", several.as_bytes()),
-            Ok("live".to_owned())
-        );
+        assert_eq!(verify(b"live", b"1700000000", several.as_bytes()), Ok("live".to_owned()));
         let first = format!("v1={VECTOR_HEX},{wrong}");
-        assert_eq!(
-            verify(b"live", b"1700000000", first.as_bytes()),
-            Ok("live".to_owned())
-        );
+        assert_eq!(verify(b"live", b"1700000000", first.as_bytes()), Ok("live".to_owned()));
         // A key in its grace period still verifies.
-        assert_eq!(
-            verify(b"old", b"1700000000", &valid_signature()),
-            Ok("old".to_owned())
-        );
+        assert_eq!(verify(b"old", b"1700000000", &valid_signature()), Ok("old".to_owned()));
     }
 
     #[test]
     fn missing_headers_are_signature_missing() {
         let ring = ring();
         let signature = valid_signature();
-        let full = Credentials {
-            kid: Some(b"live"),
-            timestamp: Some(b"1700000000"),
-            signature: Some(&signature),
-        };
+        let full = Credentials { kid: Some(b"live"), timestamp: Some(b"1700000000"), signature: Some(&signature) };
         for credentials in [
             Credentials { kid: None, ..full },
-            Credentials {
-                timestamp: None,
-                ..full
-            },
-            Credentials {
-                signature: None,
-                ..full
-            },
-            Credentials {
-                kid: Some(b""),
-                ..full
-            },
+            Credentials { timestamp: None, ..full },
+            Credentials { signature: None, ..full },
+            Credentials { kid: Some(b""), ..full },
             Credentials::default(),
         ] {
             let result = verify_v1(&ring, &credentials, BODY, NOW_MS, TOLERANCE_SECS);
-            assert_eq!(
-                result.map(|k| &k.kid).unwrap_err(),
-                AuthError::SignatureMissing
-            );
+            assert_eq!(result.map(|k| &k.kid).unwrap_err(), AuthError::SignatureMissing);
         }
     }
 
     #[test]
     fn unknown_and_invalid_keys() {
-        assert_eq!(
-            verify(b"nope", b"1700000000", &valid_signature()),
-            Err(AuthError::KeyUnknown)
-        );
-        assert_eq!(
-            verify(&[b'k'; 200], b"1700000000", &valid_signature()),
-            Err(AuthError::KeyUnknown)
-        );
-        assert_eq!(
-            verify(b"LIVE", b"1700000000", &valid_signature()),
-            Err(AuthError::KeyUnknown)
-        );
-        assert_eq!(
-            verify(b"gone", b"1700000000", &valid_signature()),
-            Err(AuthError::KeyNotValid)
-        );
-        assert_eq!(
-            verify(b"future", b"1700000000", &valid_signature()),
-            Err(AuthError::KeyNotValid)
-        );
+        assert_eq!(verify(b"nope", b"1700000000", &valid_signature()), Err(AuthError::KeyUnknown));
+        assert_eq!(verify(&[b'k'; 200], b"1700000000", &valid_signature()), Err(AuthError::KeyUnknown));
+        assert_eq!(verify(b"LIVE", b"1700000000", &valid_signature()), Err(AuthError::KeyUnknown));
+        assert_eq!(verify(b"gone", b"1700000000", &valid_signature()), Err(AuthError::KeyNotValid));
+        assert_eq!(verify(b"future", b"1700000000", &valid_signature()), Err(AuthError::KeyNotValid));
     }
 
     #[test]
     fn malformed_timestamps_are_timestamp_invalid() {
-        for bad in [
-            &b""[..],
-            b"-1700000000",
-            b"+1700000000",
-            b" 1700000000",
-            b"1700000000 ",
-            b"17e8",
-            b"1700000000.5",
-            b"0001700000000",
-        ] {
-            assert_eq!(
-                verify(b"live", bad, &valid_signature()),
-                Err(AuthError::TimestampInvalid),
-                "{bad:?}"
-            );
+        for bad in [&b""[..], b"-1700000000", b"+1700000000", b" 1700000000", b"1700000000 ", b"17e8", b"1700000000.5", b"0001700000000"] {
+            assert_eq!(verify(b"live", bad, &valid_signature()), Err(AuthError::TimestampInvalid), "{bad:?}");
         }
         // 12 digits parse (and are far out of the window); leading zeros are digits.
-        assert_eq!(
-            verify(b"live", b"999999999999", &valid_signature()),
-            Err(AuthError::TimestampOutOfWindow)
-        );
-        assert_eq!(
-            verify(b"live", b"01700000000", &valid_signature()),
-            Err(AuthError::SignatureInvalid)
-        );
+        assert_eq!(verify(b"live", b"999999999999", &valid_signature()), Err(AuthError::TimestampOutOfWindow));
+        assert_eq!(verify(b"live", b"01700000000", &valid_signature()), Err(AuthError::SignatureInvalid));
     }
 
     #[test]
     fn window_is_inclusive_at_the_tolerance() {
         let ring = ring();
         let key = ring.get(b"live").unwrap().hmac_key();
-        for (offset, ok) in [
-            (-300i64, true),
-            (300, true),
-            (-301, false),
-            (301, false),
-            (0, true),
-        ] {
+        for (offset, ok) in [(-300i64, true), (300, true), (-301, false), (301, false), (0, true)] {
             let timestamp = (1_700_000_000 + offset).to_string();
             let signature = sign_v1(key, timestamp.as_bytes(), BODY);
             let result = verify(b"live", timestamp.as_bytes(), &signature);
@@ -477,33 +355,18 @@ mod tests {
                 assert_eq!(result, Err(AuthError::TimestampOutOfWindow));
             }
         }
-        assert_eq!(
-            verify(b"live", b"0", &valid_signature()),
-            Err(AuthError::TimestampOutOfWindow)
-        );
+        assert_eq!(verify(b"live", b"0", &valid_signature()), Err(AuthError::TimestampOutOfWindow));
         // Milliseconds of `now` are dropped: 1700000300.999 is still 300 s after the stamp.
-        let credentials = Credentials {
-            kid: Some(b"live"),
-            timestamp: Some(b"1700000000"),
-            signature: Some(&valid_signature()),
-        };
+        let credentials = Credentials { kid: Some(b"live"), timestamp: Some(b"1700000000"), signature: Some(&valid_signature()) };
         assert!(verify_v1(&ring, &credentials, BODY, NOW_MS + 300_999, TOLERANCE_SECS).is_ok());
-        assert_eq!(
-            verify_v1(&ring, &credentials, BODY, NOW_MS + 301_000, TOLERANCE_SECS).unwrap_err(),
-            AuthError::TimestampOutOfWindow
-        );
+        assert_eq!(verify_v1(&ring, &credentials, BODY, NOW_MS + 301_000, TOLERANCE_SECS).unwrap_err(), AuthError::TimestampOutOfWindow);
     }
 
     #[test]
     fn bad_signatures_are_signature_invalid() {
         let wrong_body = {
             let ring = ring();
-            sign_v1(
-                ring.get(b"live").unwrap().hmac_key(),
-                b"1700000000",
-                b"{\"a\":2}",
-            )
-            .to_vec()
+            sign_v1(ring.get(b"live").unwrap().hmac_key(), b"1700000000", b"{\"a\":2}").to_vec()
         };
         let flipped = format!("v1={}0", &VECTOR_HEX[..63]);
         let long = format!("v1={VECTOR_HEX}0");
@@ -528,12 +391,7 @@ mod tests {
             upper_scheme.as_bytes(),
             inner_space.as_bytes(),
         ] {
-            assert_eq!(
-                verify(b"live", b"1700000000", bad),
-                Err(AuthError::SignatureInvalid),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+            assert_eq!(verify(b"live", b"1700000000", bad), Err(AuthError::SignatureInvalid), "{}", String::from_utf8_lossy(bad));
         }
     }
 
@@ -543,20 +401,11 @@ mod tests {
         let mut items = vec![filler.as_str(); SIGNATURES_PER_HEADER_MAX - 1];
         let valid = format!("v1={VECTOR_HEX}");
         items.push(&valid);
-        assert_eq!(
-            verify(b"live", b"1700000000", items.join(",").as_bytes()),
-            Ok("live".to_owned())
-        );
+        assert_eq!(verify(b"live", b"1700000000", items.join(",").as_bytes()), Ok("live".to_owned()));
         items.insert(0, "v0=x");
-        assert_eq!(
-            verify(b"live", b"1700000000", items.join(",").as_bytes()),
-            Err(AuthError::SignatureInvalid)
-        );
+        assert_eq!(verify(b"live", b"1700000000", items.join(",").as_bytes()), Err(AuthError::SignatureInvalid));
         let commas = ",".repeat(SIGNATURES_PER_HEADER_MAX) + &valid;
-        assert_eq!(
-            verify(b"live", b"1700000000", commas.as_bytes()),
-            Err(AuthError::SignatureInvalid)
-        );
+        assert_eq!(verify(b"live", b"1700000000", commas.as_bytes()), Err(AuthError::SignatureInvalid));
     }
 
     #[test]
@@ -572,21 +421,11 @@ mod tests {
         let codes: std::collections::HashSet<_> = all.iter().map(AuthError::code).collect();
         assert_eq!(codes.len(), all.len());
         for error in all {
-            assert!(
-                error
-                    .code()
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b == b'_'),
-                "{}",
-                error.code()
-            );
+            assert!(error.code().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{}", error.code());
             assert!(!error.message().is_empty() && !error.message().contains("whsec"));
             assert_eq!(error.to_string(), error.code());
         }
-        assert_eq!(
-            AuthError::TimestampOutOfWindow.code(),
-            "timestamp_out_of_window"
-        );
+        assert_eq!(AuthError::TimestampOutOfWindow.code(), "timestamp_out_of_window");
         assert_eq!(AuthError::SignatureMissing.code(), "signature_missing");
     }
 
@@ -607,10 +446,7 @@ mod tests {
     fn hex_and_trim_helpers() {
         assert_eq!(trim_spaces(b"  v1=ab \t"), b"v1=ab");
         assert_eq!(trim_spaces(b" \t "), b"");
-        assert_eq!(
-            decode_hex_tag(VECTOR_HEX.as_bytes()).unwrap()[..2],
-            [0x73, 0xb3]
-        );
+        assert_eq!(decode_hex_tag(VECTOR_HEX.as_bytes()).unwrap()[..2], [0x73, 0xb3]);
         assert!(decode_hex_tag(&VECTOR_HEX.as_bytes()[..62]).is_none());
         assert_eq!(parse_timestamp(b"000000000000"), Some(0));
         assert_eq!(parse_timestamp(b"999999999999"), Some(999_999_999_999));

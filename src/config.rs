@@ -174,15 +174,14 @@ impl Config {
     /// Reads and validates a TOML file. Relative paths inside it (data_dir, keys_file)
     /// are taken relative to the file's directory, so a config works from any cwd.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text, path)
     }
 
     /// Validates TOML text read from `path` (used only for messages and relative paths).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|error| ConfigError::Parse { path: path.to_owned(), message: error.to_string() })?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|error| ConfigError::Parse { path: path.to_owned(), message: error.to_string() })?;
         Self::from_raw(raw, path.parent())
     }
 
@@ -360,7 +359,8 @@ mod tests {
 
     #[test]
     fn relative_paths_follow_the_config_file() {
-        let config = Config::parse("[storage]\ndata_dir = \"d\"\n[auth]\nkeys_file = \"k.toml\"\n", Path::new("/etc/sluice/s.toml")).unwrap();
+        let config =
+            Config::parse("[storage]\ndata_dir = \"d\"\n[auth]\nkeys_file = \"k.toml\"\n", Path::new("/etc/sluice/s.toml")).unwrap();
         assert_eq!(config.storage.data_dir, Path::new("/etc/sluice/d"));
         assert_eq!(config.keys_path(), Path::new("/etc/sluice/k.toml"));
     }

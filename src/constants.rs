@@ -106,10 +106,5 @@ const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(RECORD_ALIGN_BYTES));
 const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGN_BYTES));
 const _: () = assert!(RECORD_ALIGN_BYTES.is_multiple_of(std::mem::align_of::<u32>()));
 const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_MAX);
-const _: () = assert!(
-    SEGMENT_BYTES_MIN
-        >= (SEGMENT_HEADER_BYTES
-            + RECORD_HEADER_BYTES
-            + EVENT_ID_BYTES_MAX
-            + BODY_BYTES_MAX_DEFAULT) as u64
-);
+const _: () =
+    assert!(SEGMENT_BYTES_MIN >= (SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES + EVENT_ID_BYTES_MAX + BODY_BYTES_MAX_DEFAULT) as u64);

@@ -59,10 +59,7 @@ impl DedupIndex {
     /// is remembered). `key` is the per-data-directory SipHash key. Allocates nothing
     /// until the first insert. `ids_max` must fit in a `u32`.
     pub fn new(key: [u8; 16], ids_max: usize) -> DedupIndex {
-        assert!(
-            u32::try_from(ids_max).is_ok(),
-            "ids_max {ids_max} exceeds u32::MAX"
-        );
+        assert!(u32::try_from(ids_max).is_ok(), "ids_max {ids_max} exceeds u32::MAX");
         let (key0, key1) = key.split_at(8);
         let key0 = u64::from_le_bytes(key0.try_into().expect("8 bytes"));
         let key1 = u64::from_le_bytes(key1.try_into().expect("8 bytes"));
@@ -85,9 +82,7 @@ impl DedupIndex {
     pub fn get(&self, event_id: &[u8]) -> Option<u64> {
         let hash = self.hash(event_id);
         let (ring, head) = (&self.ring, self.head);
-        let seq = self
-            .table
-            .find(hash[0], |&seq| ring[position(seq, head)].hash == hash)?;
+        let seq = self.table.find(hash[0], |&seq| ring[position(seq, head)].hash == hash)?;
         Some(ring[position(*seq, head)].offset)
     }
 
@@ -100,11 +95,7 @@ impl DedupIndex {
             return;
         }
         if let Some(newest) = self.ring.back() {
-            assert!(
-                offset > newest.offset,
-                "offset {offset} after {}",
-                newest.offset
-            );
+            assert!(offset > newest.offset, "offset {offset} after {}", newest.offset);
         }
         if self.ring.len() == self.ids_max && self.pop_oldest() {
             self.evicted_early += 1;
@@ -114,25 +105,17 @@ impl DedupIndex {
         self.ring.push_back(Entry { hash, offset });
         let seq = self.head.wrapping_add((self.ring.len() - 1) as u32);
         let (ring, head) = (&self.ring, self.head);
-        match self
-            .table
-            .find_mut(hash[0], |&old| ring[position(old, head)].hash == hash)
-        {
+        match self.table.find_mut(hash[0], |&old| ring[position(old, head)].hash == hash) {
             Some(old) => *old = seq,
             None => {
-                self.table
-                    .insert_unique(hash[0], seq, |&seq| ring[position(seq, head)].hash[0]);
+                self.table.insert_unique(hash[0], seq, |&seq| ring[position(seq, head)].hash[0]);
             }
         }
     }
 
     /// Forgets every id stored before `offset` (the window's start moved).
     pub fn evict_below(&mut self, offset: u64) {
-        while self
-            .ring
-            .front()
-            .is_some_and(|oldest| oldest.offset < offset)
-        {
+        while self.ring.front().is_some_and(|oldest| oldest.offset < offset) {
             self.pop_oldest();
         }
     }
@@ -180,8 +163,7 @@ impl DedupIndex {
         }
         if self.table.len() == self.table.capacity() {
             let (ring, head) = (&self.ring, self.head);
-            self.table
-                .reserve(additional, |&seq| ring[position(seq, head)].hash[0]);
+            self.table.reserve(additional, |&seq| ring[position(seq, head)].hash[0]);
         }
     }
 }
@@ -299,10 +281,7 @@ mod tests {
             }
             let bytes = index.ring.capacity() * size_of::<Entry>() + index.table.allocation_size();
             // A few dozen bytes of fixed table overhead (trailing control group).
-            assert!(
-                bytes <= DedupIndex::BYTES_PER_ID * ids_max + 64,
-                "{ids_max}: {bytes}"
-            );
+            assert!(bytes <= DedupIndex::BYTES_PER_ID * ids_max + 64, "{ids_max}: {bytes}");
             assert!(index.ring.capacity() <= ids_max);
         }
     }

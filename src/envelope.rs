@@ -14,9 +14,7 @@
 
 use simd_json::{Buffers, Node, Tape};
 
-use crate::constants::{
-    EVENT_ID_BYTES_MAX, EVENT_TYPE_BYTES_MAX, JSON_DEPTH_MAX, USER_ID_BYTES_MAX,
-};
+use crate::constants::{EVENT_ID_BYTES_MAX, EVENT_TYPE_BYTES_MAX, JSON_DEPTH_MAX, USER_ID_BYTES_MAX};
 use crate::routing::murmur2;
 use crate::time::{RFC3339_MS_LEN, format_rfc3339_ms, parse_rfc3339_ms};
 
@@ -104,17 +102,11 @@ impl EnvelopeError {
             EnvelopeError::NotAnObject => "body must be a JSON object",
             EnvelopeError::FieldMissing(field) => missing_message(*field),
             EnvelopeError::FieldType(field) => type_message(*field),
-            EnvelopeError::EventIdInvalid => {
-                "event_id must be 1..128 characters of [A-Za-z0-9_.:-]"
-            }
-            EnvelopeError::EventTypeInvalid => {
-                "event_type must be 1..64 characters of [A-Za-z0-9_.:-]"
-            }
+            EnvelopeError::EventIdInvalid => "event_id must be 1..128 characters of [A-Za-z0-9_.:-]",
+            EnvelopeError::EventTypeInvalid => "event_type must be 1..64 characters of [A-Za-z0-9_.:-]",
             EnvelopeError::OccurredAtInvalid => "occurred_at must be an RFC 3339 date-time",
             EnvelopeError::UserIdInvalid => "key.user_id must be 1..256 bytes",
-            EnvelopeError::FieldReserved => {
-                "ingested_at is set by the gateway and must not be sent"
-            }
+            EnvelopeError::FieldReserved => "ingested_at is set by the gateway and must not be sent",
         }
     }
 }
@@ -203,11 +195,7 @@ impl Stamp {
 /// The stored event is `body[..close_brace] ++ stamp ++ body[close_brace..]`; returns the
 /// three parts for a vectored append. `envelope` must come from validating `body`.
 pub fn stamped_parts<'a>(body: &'a [u8], envelope: &Envelope, stamp: &'a Stamp) -> [&'a [u8]; 3] {
-    assert_eq!(
-        body.get(envelope.close_brace),
-        Some(&b'}'),
-        "envelope is not from this body"
-    );
+    assert_eq!(body.get(envelope.close_brace), Some(&b'}'), "envelope is not from this body");
     let (head, tail) = body.split_at(envelope.close_brace);
     [head, stamp.as_bytes(), tail]
 }
@@ -298,11 +286,7 @@ fn is_json_whitespace(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-fn check_document(
-    nodes: &[Node<'_>],
-    keys: &mut Vec<usize>,
-    body: &[u8],
-) -> Result<Envelope, EnvelopeError> {
+fn check_document(nodes: &[Node<'_>], keys: &mut Vec<usize>, body: &[u8]) -> Result<Envelope, EnvelopeError> {
     let Some(Node::Object { .. }) = nodes.first() else {
         return Err(EnvelopeError::NotAnObject);
     };
@@ -310,10 +294,7 @@ fn check_document(
         return Err(EnvelopeError::JsonInvalid);
     }
     check_structure(nodes, keys)?;
-    let close_brace = body
-        .iter()
-        .rposition(|&byte| !is_json_whitespace(byte))
-        .ok_or(EnvelopeError::JsonInvalid)?;
+    let close_brace = body.iter().rposition(|&byte| !is_json_whitespace(byte)).ok_or(EnvelopeError::JsonInvalid)?;
     if body[close_brace] != b'}' {
         return Err(EnvelopeError::JsonInvalid);
     }
@@ -325,9 +306,7 @@ fn check_document(
 /// The four hex digits after a `\u`, if they are four hex digits.
 fn hex4(digits: &[u8]) -> Option<u32> {
     let digits = digits.get(..4)?;
-    digits.iter().try_fold(0u32, |acc, &digit| {
-        Some(acc * 16 + char::from(digit).to_digit(16)?)
-    })
+    digits.iter().try_fold(0u32, |acc, &digit| Some(acc * 16 + char::from(digit).to_digit(16)?))
 }
 
 /// True if a `\u` escape in `body` is a surrogate that is not the high half of a
@@ -339,10 +318,7 @@ fn has_unpaired_surrogate(body: &[u8]) -> bool {
     const HIGH: std::ops::Range<u32> = 0xd800..0xdc00;
     const LOW: std::ops::Range<u32> = 0xdc00..0xe000;
     let mut at = 0;
-    while let Some(found) = body
-        .get(at..)
-        .and_then(|rest| rest.iter().position(|&byte| byte == b'\\'))
-    {
+    while let Some(found) = body.get(at..).and_then(|rest| rest.iter().position(|&byte| byte == b'\\')) {
         let escape = at + found;
         if body.get(escape + 1) != Some(&b'u') {
             at = escape + 2;
@@ -411,12 +387,7 @@ fn key_at<'a>(nodes: &[Node<'a>], index: usize) -> Result<&'a str, EnvelopeError
 /// Rejects an object (at tape index `object`, with `len` members) that has two equal
 /// decoded keys. Sorts key indices in place: O(n log n) and no allocation, and unlike a
 /// hash set it has no worst case a producer could craft.
-fn check_unique_keys(
-    nodes: &[Node<'_>],
-    object: usize,
-    len: usize,
-    keys: &mut Vec<usize>,
-) -> Result<(), EnvelopeError> {
+fn check_unique_keys(nodes: &[Node<'_>], object: usize, len: usize, keys: &mut Vec<usize>) -> Result<(), EnvelopeError> {
     if len < 2 {
         return Ok(());
     }
@@ -489,11 +460,7 @@ fn find_members(nodes: &[Node<'_>]) -> Result<Members, EnvelopeError> {
     Ok(members)
 }
 
-fn string_field<'a>(
-    nodes: &[Node<'a>],
-    value: Option<usize>,
-    field: Field,
-) -> Result<&'a str, EnvelopeError> {
+fn string_field<'a>(nodes: &[Node<'a>], value: Option<usize>, field: Field) -> Result<&'a str, EnvelopeError> {
     let value = value.ok_or(EnvelopeError::FieldMissing(field))?;
     match nodes.get(value) {
         Some(Node::String(text)) => Ok(text),
@@ -501,11 +468,7 @@ fn string_field<'a>(
     }
 }
 
-fn check_object(
-    nodes: &[Node<'_>],
-    value: Option<usize>,
-    field: Field,
-) -> Result<(), EnvelopeError> {
+fn check_object(nodes: &[Node<'_>], value: Option<usize>, field: Field) -> Result<(), EnvelopeError> {
     match value.map(|value| nodes.get(value)) {
         None | Some(Some(Node::Object { .. })) => Ok(()),
         Some(_) => Err(EnvelopeError::FieldType(field)),
@@ -529,8 +492,7 @@ fn check_fields(nodes: &[Node<'_>]) -> Result<Envelope, EnvelopeError> {
         return Err(EnvelopeError::EventTypeInvalid);
     }
     let occurred_at = string_field(nodes, members.occurred_at, Field::OccurredAt)?;
-    let occurred_at_ms =
-        parse_rfc3339_ms(occurred_at.as_bytes()).ok_or(EnvelopeError::OccurredAtInvalid)?;
+    let occurred_at_ms = parse_rfc3339_ms(occurred_at.as_bytes()).ok_or(EnvelopeError::OccurredAtInvalid)?;
     let user_id = user_id(nodes, members.key)?;
     if let Some(value) = members.schema_version {
         string_field(nodes, Some(value), Field::SchemaVersion)?;
@@ -588,9 +550,7 @@ mod tests {
 
     /// A valid envelope with `extra` spliced in as further top-level members.
     fn with_members(extra: &str) -> String {
-        format!(
-            r#"{{"event_id":"e_1","event_type":"bet","occurred_at":"2025-10-24T11:37:21Z","key":{{"user_id":"u_1"}}{extra}}}"#
-        )
+        format!(r#"{{"event_id":"e_1","event_type":"bet","occurred_at":"2025-10-24T11:37:21Z","key":{{"user_id":"u_1"}}{extra}}}"#)
     }
 
     fn error_of(body: &str) -> EnvelopeError {
@@ -627,24 +587,13 @@ mod tests {
         let cases = [
             (r#""event_id":"e_1","#, Field::EventId),
             (r#""event_type":"bet","#, Field::EventType),
-            (
-                r#""occurred_at":"2025-10-24T11:37:21Z","#,
-                Field::OccurredAt,
-            ),
+            (r#""occurred_at":"2025-10-24T11:37:21Z","#, Field::OccurredAt),
             (r#","key":{"user_id":"u_1"}"#, Field::Key),
         ];
         for (member, field) in cases {
             let body = with_members("").replace(member, "");
-            assert_eq!(
-                error_of(&body),
-                EnvelopeError::FieldMissing(field),
-                "{body}"
-            );
-            assert!(
-                EnvelopeError::FieldMissing(field)
-                    .message()
-                    .contains(field.name())
-            );
+            assert_eq!(error_of(&body), EnvelopeError::FieldMissing(field), "{body}");
+            assert!(EnvelopeError::FieldMissing(field).message().contains(field.name()));
         }
         let body = with_members("").replace(r#""user_id":"u_1""#, r#""tenant":"t""#);
         assert_eq!(error_of(&body), EnvelopeError::FieldMissing(Field::UserId));
@@ -654,16 +603,8 @@ mod tests {
     fn wrong_types() {
         let cases = [
             (r#""event_id":"e_1""#, r#""event_id":1"#, Field::EventId),
-            (
-                r#""event_type":"bet""#,
-                r#""event_type":null"#,
-                Field::EventType,
-            ),
-            (
-                r#""occurred_at":"2025-10-24T11:37:21Z""#,
-                r#""occurred_at":1761305841"#,
-                Field::OccurredAt,
-            ),
+            (r#""event_type":"bet""#, r#""event_type":null"#, Field::EventType),
+            (r#""occurred_at":"2025-10-24T11:37:21Z""#, r#""occurred_at":1761305841"#, Field::OccurredAt),
             (r#""key":{"user_id":"u_1"}"#, r#""key":"u_1""#, Field::Key),
             (r#""user_id":"u_1""#, r#""user_id":12345"#, Field::UserId),
         ];
@@ -677,14 +618,9 @@ mod tests {
             (r#","payload":"x""#, Field::Payload),
             (r#","payload":null"#, Field::Payload),
         ] {
-            assert_eq!(
-                error_of(&with_members(extra)),
-                EnvelopeError::FieldType(field),
-                "{extra}"
-            );
+            assert_eq!(error_of(&with_members(extra)), EnvelopeError::FieldType(field), "{extra}");
         }
-        let optional =
-            with_members(r#","schema_version":"2","ctx":{},"payload":{"a":[1]},"other":7"#);
+        let optional = with_members(r#","schema_version":"2","ctx":{},"payload":{"a":[1]},"other":7"#);
         assert!(validator().validate(optional.as_bytes()).is_ok());
     }
 
@@ -694,83 +630,28 @@ mod tests {
         let max_id = "e".repeat(128);
         let long_user = "u".repeat(257);
         let cases = [
-            (
-                r#""event_id":"e_1""#,
-                r#""event_id":"""#.to_string(),
-                EnvelopeError::EventIdInvalid,
-            ),
-            (
-                r#""event_id":"e_1""#,
-                r#""event_id":"e 1""#.to_string(),
-                EnvelopeError::EventIdInvalid,
-            ),
-            (
-                r#""event_id":"e_1""#,
-                r#""event_id":"é""#.to_string(),
-                EnvelopeError::EventIdInvalid,
-            ),
-            (
-                r#""event_id":"e_1""#,
-                format!(r#""event_id":"{long_id}""#),
-                EnvelopeError::EventIdInvalid,
-            ),
-            (
-                r#""event_type":"bet""#,
-                r#""event_type":"""#.to_string(),
-                EnvelopeError::EventTypeInvalid,
-            ),
-            (
-                r#""event_type":"bet""#,
-                format!(r#""event_type":"{}""#, "t".repeat(65)),
-                EnvelopeError::EventTypeInvalid,
-            ),
-            (
-                r#""event_type":"bet""#,
-                r#""event_type":"b/t""#.to_string(),
-                EnvelopeError::EventTypeInvalid,
-            ),
-            (
-                r#"11:37:21Z"#,
-                r#"11:37:21""#.to_string(),
-                EnvelopeError::JsonInvalid,
-            ),
-            (
-                r#"2025-10-24T11:37:21Z"#,
-                "2025-02-30T11:37:21Z".to_string(),
-                EnvelopeError::OccurredAtInvalid,
-            ),
-            (
-                r#"2025-10-24T11:37:21Z"#,
-                "yesterday".to_string(),
-                EnvelopeError::OccurredAtInvalid,
-            ),
-            (
-                r#""user_id":"u_1""#,
-                r#""user_id":"""#.to_string(),
-                EnvelopeError::UserIdInvalid,
-            ),
-            (
-                r#""user_id":"u_1""#,
-                format!(r#""user_id":"{long_user}""#),
-                EnvelopeError::UserIdInvalid,
-            ),
+            (r#""event_id":"e_1""#, r#""event_id":"""#.to_string(), EnvelopeError::EventIdInvalid),
+            (r#""event_id":"e_1""#, r#""event_id":"e 1""#.to_string(), EnvelopeError::EventIdInvalid),
+            (r#""event_id":"e_1""#, r#""event_id":"é""#.to_string(), EnvelopeError::EventIdInvalid),
+            (r#""event_id":"e_1""#, format!(r#""event_id":"{long_id}""#), EnvelopeError::EventIdInvalid),
+            (r#""event_type":"bet""#, r#""event_type":"""#.to_string(), EnvelopeError::EventTypeInvalid),
+            (r#""event_type":"bet""#, format!(r#""event_type":"{}""#, "t".repeat(65)), EnvelopeError::EventTypeInvalid),
+            (r#""event_type":"bet""#, r#""event_type":"b/t""#.to_string(), EnvelopeError::EventTypeInvalid),
+            (r#"11:37:21Z"#, r#"11:37:21""#.to_string(), EnvelopeError::JsonInvalid),
+            (r#"2025-10-24T11:37:21Z"#, "2025-02-30T11:37:21Z".to_string(), EnvelopeError::OccurredAtInvalid),
+            (r#"2025-10-24T11:37:21Z"#, "yesterday".to_string(), EnvelopeError::OccurredAtInvalid),
+            (r#""user_id":"u_1""#, r#""user_id":"""#.to_string(), EnvelopeError::UserIdInvalid),
+            (r#""user_id":"u_1""#, format!(r#""user_id":"{long_user}""#), EnvelopeError::UserIdInvalid),
         ];
         for (from, to, expected) in cases {
             let body = with_members("").replace(from, &to);
             assert_eq!(error_of(&body), expected, "{body}");
         }
-        let body = with_members("")
-            .replace("e_1", &max_id)
-            .replace("bet", "a.B-9:_");
-        let envelope = validator()
-            .validate(body.as_bytes())
-            .expect("limits are inclusive");
+        let body = with_members("").replace("e_1", &max_id).replace("bet", "a.B-9:_");
+        let envelope = validator().validate(body.as_bytes()).expect("limits are inclusive");
         assert_eq!(envelope.event_id(), max_id.as_bytes());
         let body = with_members("").replace("u_1", &"ü".repeat(128));
-        assert!(
-            validator().validate(body.as_bytes()).is_ok(),
-            "user_id of 256 bytes"
-        );
+        assert!(validator().validate(body.as_bytes()).is_ok(), "user_id of 256 bytes");
     }
 
     #[test]
@@ -786,17 +667,7 @@ mod tests {
         for body in ["[]", "\"e_1\"", "42", "null", "[{}]"] {
             assert_eq!(error_of(body), EnvelopeError::NotAnObject, "{body}");
         }
-        for body in [
-            "",
-            "   ",
-            "{",
-            "{}}",
-            "{\"a\":1,}",
-            "{'a':1}",
-            "{} {}",
-            "{\"a\":01}",
-            "{\"a\":1}\0",
-        ] {
+        for body in ["", "   ", "{", "{}}", "{\"a\":1,}", "{'a':1}", "{} {}", "{\"a\":01}", "{\"a\":1}\0"] {
             assert_eq!(error_of(body), EnvelopeError::JsonInvalid, "{body}");
         }
         assert_eq!(error_of("{}"), EnvelopeError::FieldMissing(Field::EventId));
@@ -804,24 +675,11 @@ mod tests {
 
     #[test]
     fn unpaired_surrogate_escapes_are_rejected() {
-        for string in [
-            r"\ud800",
-            r"\ud800x",
-            r"\udc00",
-            r"\ud800\ue000",
-            r"\ud800\u0041",
-            r"a\\\ud800",
-        ] {
+        for string in [r"\ud800", r"\ud800x", r"\udc00", r"\ud800\ue000", r"\ud800\u0041", r"a\\\ud800"] {
             let body = with_members(&format!(r#","payload":{{"s":"{string}"}}"#));
             assert_eq!(error_of(&body), EnvelopeError::JsonInvalid, "{string}");
         }
-        for string in [
-            r"\ud83d\ude00",
-            r"\\ud800",
-            r"\\\\ud800",
-            r#"\u00e9\n\""#,
-            r"\uFFFD",
-        ] {
+        for string in [r"\ud83d\ude00", r"\\ud800", r"\\\\ud800", r#"\u00e9\n\""#, r"\uFFFD"] {
             let body = with_members(&format!(r#","payload":{{"s":"{string}"}}"#));
             assert!(validator().validate(body.as_bytes()).is_ok(), "{string}");
         }
@@ -839,77 +697,39 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_rejected_at_any_depth() {
-        let top = with_members("").replace(
-            r#""event_type":"bet""#,
-            r#""event_type":"bet","event_type":"bet""#,
-        );
+        let top = with_members("").replace(r#""event_type":"bet""#, r#""event_type":"bet","event_type":"bet""#);
         assert_eq!(error_of(&top), EnvelopeError::JsonDuplicateKey);
         // Decoded comparison: `event\u005fid` is `event_id`.
         let escaped = with_members(r#","event\u005fid":"e_2""#);
         assert_eq!(error_of(&escaped), EnvelopeError::JsonDuplicateKey);
         let nested = with_members(r#","payload":{"a":{"b":[{"c":1,"c":2}]}}"#);
         assert_eq!(error_of(&nested), EnvelopeError::JsonDuplicateKey);
-        let in_key = with_members("").replace(
-            r#"{"user_id":"u_1"}"#,
-            r#"{"user_id":"u_1","user_id":"u_2"}"#,
-        );
+        let in_key = with_members("").replace(r#"{"user_id":"u_1"}"#, r#"{"user_id":"u_1","user_id":"u_2"}"#);
         assert_eq!(error_of(&in_key), EnvelopeError::JsonDuplicateKey);
         // Many keys take the sorting path; the duplicate is the first and the last.
         let mut many: String = (0..40).map(|n| format!(r#""k{n}":{n},"#)).collect();
         many.push_str(r#""k0":0"#);
-        assert_eq!(
-            error_of(&with_members(&format!(r#","payload":{{{many}}}"#))),
-            EnvelopeError::JsonDuplicateKey
-        );
-        let distinct: String = (0..40)
-            .map(|n| format!(r#""k{n}":{{"k{n}":1}}"#))
-            .collect::<Vec<_>>()
-            .join(",");
-        assert!(
-            validator()
-                .validate(with_members(&format!(r#","payload":{{{distinct}}}"#)).as_bytes())
-                .is_ok()
-        );
+        assert_eq!(error_of(&with_members(&format!(r#","payload":{{{many}}}"#))), EnvelopeError::JsonDuplicateKey);
+        let distinct: String = (0..40).map(|n| format!(r#""k{n}":{{"k{n}":1}}"#)).collect::<Vec<_>>().join(",");
+        assert!(validator().validate(with_members(&format!(r#","payload":{{{distinct}}}"#)).as_bytes()).is_ok());
     }
 
     /// A valid envelope whose deepest value sits at `depth` (the top-level object is 1).
     fn nested(depth: usize) -> String {
         let arrays = depth - 1;
-        with_members(&format!(
-            r#","extra":{}{}"#,
-            "[".repeat(arrays),
-            "]".repeat(arrays)
-        ))
+        with_members(&format!(r#","extra":{}{}"#, "[".repeat(arrays), "]".repeat(arrays)))
     }
 
     #[test]
     fn depth_64_is_accepted_and_65_rejected() {
-        assert!(
-            validator()
-                .validate(nested(JSON_DEPTH_MAX).as_bytes())
-                .is_ok()
-        );
-        assert_eq!(
-            error_of(&nested(JSON_DEPTH_MAX + 1)),
-            EnvelopeError::JsonTooDeep
-        );
+        assert!(validator().validate(nested(JSON_DEPTH_MAX).as_bytes()).is_ok());
+        assert_eq!(error_of(&nested(JSON_DEPTH_MAX + 1)), EnvelopeError::JsonTooDeep);
         let objects = format!(r#","payload":{}1{}"#, r#"{"a":"#.repeat(63), "}".repeat(63));
-        assert!(
-            validator()
-                .validate(with_members(&objects).as_bytes())
-                .is_ok()
-        );
+        assert!(validator().validate(with_members(&objects).as_bytes()).is_ok());
         let objects = format!(r#","payload":{}1{}"#, r#"{"a":"#.repeat(64), "}".repeat(64));
-        assert_eq!(
-            error_of(&with_members(&objects)),
-            EnvelopeError::JsonTooDeep
-        );
+        assert_eq!(error_of(&with_members(&objects)), EnvelopeError::JsonTooDeep);
         // Siblings after a deep branch are back at a shallow depth.
-        let siblings = with_members(&format!(
-            r#","x":{}{},"y":{{}}"#,
-            "[".repeat(63),
-            "]".repeat(63)
-        ));
+        let siblings = with_members(&format!(r#","x":{}{},"y":{{}}"#, "[".repeat(63), "]".repeat(63)));
         assert!(validator().validate(siblings.as_bytes()).is_ok());
     }
 
@@ -923,10 +743,7 @@ mod tests {
     #[test]
     fn body_over_limit_is_rejected() {
         let mut small = Validator::new(64);
-        assert_eq!(
-            small.validate(EXAMPLE.as_bytes()),
-            Err(EnvelopeError::BodyTooLarge)
-        );
+        assert_eq!(small.validate(EXAMPLE.as_bytes()), Err(EnvelopeError::BodyTooLarge));
     }
 
     #[test]
@@ -935,24 +752,15 @@ mod tests {
         let mut validator = validator();
         let envelope = validator.validate(body.as_bytes()).expect("valid");
         let stamp = Stamp::new(1_761_305_841_183);
-        assert_eq!(
-            stamp.as_bytes(),
-            b",\"ingested_at\":\"2025-10-24T11:37:21.183Z\""
-        );
+        assert_eq!(stamp.as_bytes(), b",\"ingested_at\":\"2025-10-24T11:37:21.183Z\"");
         let stored: Vec<u8> = stamped_parts(body.as_bytes(), &envelope, &stamp).concat();
         assert_eq!(stored.len(), body.len() + STAMP_BYTES);
         // The stored event is a valid document carrying the gateway's field...
-        assert_eq!(
-            validator.validate(&stored),
-            Err(EnvelopeError::FieldReserved)
-        );
+        assert_eq!(validator.validate(&stored), Err(EnvelopeError::FieldReserved));
         let mut copy = stored.clone();
         let value = simd_json::to_borrowed_value(&mut copy).expect("stored event is JSON");
         use simd_json::prelude::*;
-        assert_eq!(
-            value.get_str("ingested_at"),
-            Some("2025-10-24T11:37:21.183Z")
-        );
+        assert_eq!(value.get_str("ingested_at"), Some("2025-10-24T11:37:21.183Z"));
         assert_eq!(value.get_str("event_id"), Some("e_01HF3Z8Z7Q8Q2K"));
     }
 
@@ -975,11 +783,7 @@ mod tests {
         ];
         for error in errors {
             let code = error.code();
-            assert!(
-                code.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()),
-                "{code}"
-            );
+            assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()), "{code}");
             assert!(!error.message().is_empty());
             assert!(error.to_string().starts_with(code));
         }
@@ -1030,9 +834,6 @@ mod tests {
             }
         }
         assert!(accepted > 0, "some mutations must stay valid");
-        assert!(
-            validator.validate(EXAMPLE.as_bytes()).is_ok(),
-            "validator is reusable after errors"
-        );
+        assert!(validator.validate(EXAMPLE.as_bytes()).is_ok(), "validator is reusable after errors");
     }
 }

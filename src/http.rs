@@ -110,7 +110,10 @@ pub enum Phase {
 pub enum Poll<'a> {
     Incomplete(Phase),
     /// A whole request; `consumed` bytes of the buffer belong to it.
-    Complete { request: Request<'a>, consumed: usize },
+    Complete {
+        request: Request<'a>,
+        consumed: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,7 +379,15 @@ enum Dechunk {
 
 /// Moves chunk data down to `buf[head_len..head_len + body_len]`, reading from `read`.
 /// Bytes between the de-chunked body and `read` are dead; they belong to this request.
-fn dechunk(buf: &mut [u8], head_len: usize, mut read: usize, mut body_len: usize, mut step: ChunkStep, body_max: usize, trailer_max: usize) -> Result<Dechunk, HttpError> {
+fn dechunk(
+    buf: &mut [u8],
+    head_len: usize,
+    mut read: usize,
+    mut body_len: usize,
+    mut step: ChunkStep,
+    body_max: usize,
+    trailer_max: usize,
+) -> Result<Dechunk, HttpError> {
     loop {
         match step {
             ChunkStep::Size => {
@@ -388,7 +399,8 @@ fn dechunk(buf: &mut [u8], head_len: usize, mut read: usize, mut body_len: usize
                 };
                 let line = &buf[read..end - 2];
                 let digits_len = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-                let extension_ok = digits_len == line.len() || line[digits_len] == b';' || line[digits_len] == b' ' || line[digits_len] == b'\t';
+                let extension_ok =
+                    digits_len == line.len() || line[digits_len] == b';' || line[digits_len] == b' ' || line[digits_len] == b'\t';
                 if digits_len == 0 || digits_len > 8 || !extension_ok {
                     return Err(HttpError::ChunkInvalid);
                 }

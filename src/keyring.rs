@@ -26,9 +26,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::constants::{
-    GRACE_DAYS_MAX, KEY_VALID_DAYS_MAX, KEYS_PER_RING_MAX, KID_BYTES_MAX,
-    KID_GENERATE_ATTEMPTS_MAX, PARTNER_BYTES_MAX, SECRET_BYTES_GENERATED, SECRET_BYTES_MAX,
-    SECRET_BYTES_MIN,
+    GRACE_DAYS_MAX, KEY_VALID_DAYS_MAX, KEYS_PER_RING_MAX, KID_BYTES_MAX, KID_GENERATE_ATTEMPTS_MAX, PARTNER_BYTES_MAX,
+    SECRET_BYTES_GENERATED, SECRET_BYTES_MAX, SECRET_BYTES_MIN,
 };
 use crate::time::{format_rfc3339_ms, parse_rfc3339_ms};
 
@@ -41,15 +40,12 @@ const FILE_MODE: u32 = 0o600;
 const DAY_MS: i64 = 86_400_000;
 /// Partner of the development key ring's only key.
 const DEV_PARTNER: &str = "dev";
-const TIME_REASON: &str =
-    "must be an RFC 3339 date-time with an offset, e.g. \"2026-11-21T00:00:00Z\"";
+const TIME_REASON: &str = "must be an RFC 3339 date-time with an offset, e.g. \"2026-11-21T00:00:00Z\"";
 
 /// Standard alphabet; padding optional on input, written on output; no stray trailing bits.
 const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(true)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    GeneralPurposeConfig::new().with_encode_padding(true).with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
 /// Why a key ring cannot be read, used or written. Names the file and the key (by kid,
@@ -63,29 +59,14 @@ pub enum KeyRingError {
     /// TOML syntax or shape; `line` is 1-based, 0 when unknown. Quoted values are
     /// redacted from `message`.
     #[error("key ring {path}, line {line}: {message}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
+    Parse { path: PathBuf, line: usize, message: String },
     #[error("key ring {path}: {key}: {field} {reason}")]
-    Invalid {
-        path: PathBuf,
-        key: String,
-        field: &'static str,
-        reason: String,
-    },
+    Invalid { path: PathBuf, key: String, field: &'static str, reason: String },
     #[error("key ring {path}: kid {kid:?} appears more than once")]
     DuplicateKid { path: PathBuf, kid: String },
     #[error("key ring {path}: {count} keys; at most {max} are allowed")]
-    TooManyKeys {
-        path: PathBuf,
-        count: usize,
-        max: usize,
-    },
-    #[error(
-        "key ring {path}: partner {partner:?} has no accepted key to rotate; use `sluice keys gen`"
-    )]
+    TooManyKeys { path: PathBuf, count: usize, max: usize },
+    #[error("key ring {path}: partner {partner:?} has no accepted key to rotate; use `sluice keys gen`")]
     NothingToRotate { path: PathBuf, partner: String },
     #[error("key ring {path}: no unused kid found in {attempts} random draws")]
     KidExhausted { path: PathBuf, attempts: usize },
@@ -159,8 +140,7 @@ impl Key {
     /// `not_after + grace_days` in Unix milliseconds: the first instant the key is no
     /// longer accepted. `None`: no expiry.
     pub fn accepted_until_ms(&self) -> Option<i64> {
-        self.not_after_ms
-            .map(|end| end.saturating_add(grace_ms(self.grace_days)))
+        self.not_after_ms.map(|end| end.saturating_add(grace_ms(self.grace_days)))
     }
 
     /// The HMAC-SHA256 key (the decoded secret bytes), ready for `hmac::Context::with_key`.
@@ -197,10 +177,7 @@ impl KeyRing {
     /// Reads and validates a key ring file. An empty ring (no `[[keys]]`) is valid and
     /// accepts nothing.
     pub fn load(path: &Path) -> Result<KeyRing, KeyRingError> {
-        let text = fs::read_to_string(path).map_err(|source| KeyRingError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = fs::read_to_string(path).map_err(|source| KeyRingError::Read { path: path.to_owned(), source })?;
         KeyRing::from_toml(&text, path)
     }
 
@@ -230,10 +207,7 @@ impl KeyRing {
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyRing")
-            .field("path", &self.path)
-            .field("keys", &self.keys)
-            .finish()
+        f.debug_struct("KeyRing").field("path", &self.path).field("keys", &self.keys).finish()
     }
 }
 
@@ -247,15 +221,12 @@ fn secret_bytes(text: &str) -> Result<Vec<u8>, String> {
     let Some(encoded) = text.strip_prefix(SECRET_PREFIX) else {
         return Err(format!("must start with {SECRET_PREFIX:?}"));
     };
-    let length_reason =
-        || format!("must be base64 of {SECRET_BYTES_MIN}..={SECRET_BYTES_MAX} bytes");
+    let length_reason = || format!("must be base64 of {SECRET_BYTES_MIN}..={SECRET_BYTES_MAX} bytes");
     if encoded.len() > SECRET_BYTES_MAX.div_ceil(3) * 4 {
         return Err(length_reason());
     }
     // The decoder's own error names the offending byte: a piece of the secret. Drop it.
-    let mut bytes = SECRET_BASE64
-        .decode(encoded)
-        .map_err(|_| "is not standard base64".to_owned())?;
+    let mut bytes = SECRET_BASE64.decode(encoded).map_err(|_| "is not standard base64".to_owned())?;
     if !(SECRET_BYTES_MIN..=SECRET_BYTES_MAX).contains(&bytes.len()) {
         wipe(&mut bytes);
         return Err(length_reason());
@@ -306,10 +277,7 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 fn is_valid_kid(kid: &[u8]) -> bool {
-    (1..=KID_BYTES_MAX).contains(&kid.len())
-        && kid
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+    (1..=KID_BYTES_MAX).contains(&kid.len()) && kid.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
 fn partner_problem(partner: &str) -> Option<String> {
@@ -364,11 +332,7 @@ fn time_unix_ms(value: &toml::Value) -> Option<i64> {
 /// `unix_ms` as we write it; whole seconds without a fraction: `2026-11-21T00:00:00Z`.
 fn time_text(unix_ms: i64) -> String {
     let full = format_rfc3339_ms(unix_ms);
-    let keep = if unix_ms.rem_euclid(1000) == 0 {
-        &full[..19]
-    } else {
-        &full[..23]
-    };
+    let keep = if unix_ms.rem_euclid(1000) == 0 { &full[..19] } else { &full[..23] };
     let mut text: String = keep.iter().map(|&b| char::from(b)).collect();
     text.push('Z');
     text
@@ -378,16 +342,9 @@ fn parse_raw(text: &str, origin: &Path) -> Result<RawRing, KeyRingError> {
     toml::from_str(text).map_err(|error| {
         let line = error.span().map_or(0, |span| {
             let end = span.start.min(text.len());
-            1 + text.as_bytes()[..end]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
+            1 + text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count()
         });
-        KeyRingError::Parse {
-            path: origin.to_owned(),
-            line,
-            message: redact_quoted(error.message()),
-        }
+        KeyRingError::Parse { path: origin.to_owned(), line, message: redact_quoted(error.message()) }
     })
 }
 
@@ -419,32 +376,18 @@ fn redact_quoted(message: &str) -> String {
 
 fn build_ring(raw: &RawRing, origin: &Path) -> Result<KeyRing, KeyRingError> {
     if raw.keys.len() > KEYS_PER_RING_MAX {
-        return Err(KeyRingError::TooManyKeys {
-            path: origin.to_owned(),
-            count: raw.keys.len(),
-            max: KEYS_PER_RING_MAX,
-        });
+        return Err(KeyRingError::TooManyKeys { path: origin.to_owned(), count: raw.keys.len(), max: KEYS_PER_RING_MAX });
     }
     let mut keys = Vec::with_capacity(raw.keys.len());
     let mut index_by_kid = HashMap::with_capacity(raw.keys.len());
     for (index, raw_key) in raw.keys.iter().enumerate() {
         let key = validate_key(raw_key, index, origin)?;
-        if index_by_kid
-            .insert(Box::from(key.kid.as_bytes()), index)
-            .is_some()
-        {
-            return Err(KeyRingError::DuplicateKid {
-                path: origin.to_owned(),
-                kid: key.kid,
-            });
+        if index_by_kid.insert(Box::from(key.kid.as_bytes()), index).is_some() {
+            return Err(KeyRingError::DuplicateKid { path: origin.to_owned(), kid: key.kid });
         }
         keys.push(key);
     }
-    Ok(KeyRing {
-        keys,
-        index_by_kid,
-        path: origin.to_owned(),
-    })
+    Ok(KeyRing { keys, index_by_kid, path: origin.to_owned() })
 }
 
 fn validate_key(raw: &RawKey, index: usize, origin: &Path) -> Result<Key, KeyRingError> {
@@ -452,56 +395,34 @@ fn validate_key(raw: &RawKey, index: usize, origin: &Path) -> Result<Key, KeyRin
     let invalid = |field: &'static str, reason: String| KeyRingError::Invalid {
         path: origin.to_owned(),
         // A bad kid is not echoed: it may be a secret pasted into the wrong field.
-        key: if kid_ok {
-            format!("key {:?}", raw.kid)
-        } else {
-            format!("key #{}", index + 1)
-        },
+        key: if kid_ok { format!("key {:?}", raw.kid) } else { format!("key #{}", index + 1) },
         field,
         reason,
     };
     if !kid_ok {
-        return Err(invalid(
-            "kid",
-            format!("must be 1..={KID_BYTES_MAX} characters of [A-Za-z0-9_.:-]"),
-        ));
+        return Err(invalid("kid", format!("must be 1..={KID_BYTES_MAX} characters of [A-Za-z0-9_.:-]")));
     }
     if let Some(problem) = partner_problem(&raw.partner) {
         return Err(invalid("partner", problem));
     }
     let time = |field: &'static str, value: &Option<toml::Value>| match value {
         None => Ok(None),
-        Some(value) => time_unix_ms(value)
-            .map(Some)
-            .ok_or_else(|| invalid(field, TIME_REASON.to_owned())),
+        Some(value) => time_unix_ms(value).map(Some).ok_or_else(|| invalid(field, TIME_REASON.to_owned())),
     };
     let not_before_ms = time("not_before", &raw.not_before)?;
     let not_after_ms = time("not_after", &raw.not_after)?;
     if let (Some(start), Some(end)) = (not_before_ms, not_after_ms)
         && end < start
     {
-        return Err(invalid(
-            "not_after",
-            "is earlier than not_before".to_owned(),
-        ));
+        return Err(invalid("not_after", "is earlier than not_before".to_owned()));
     }
     if raw.grace_days > GRACE_DAYS_MAX {
-        return Err(invalid(
-            "grace_days",
-            format!("must be at most {GRACE_DAYS_MAX}"),
-        ));
+        return Err(invalid("grace_days", format!("must be at most {GRACE_DAYS_MAX}")));
     }
     let mut secret = secret_bytes(&raw.secret).map_err(|reason| invalid("secret", reason))?;
     let hmac = hmac::Key::new(hmac::HMAC_SHA256, &secret);
     wipe(&mut secret);
-    Ok(Key {
-        kid: raw.kid.clone(),
-        partner: raw.partner.clone(),
-        not_before_ms,
-        not_after_ms,
-        grace_days: raw.grace_days,
-        hmac,
-    })
+    Ok(Key { kid: raw.kid.clone(), partner: raw.partner.clone(), not_before_ms, not_after_ms, grace_days: raw.grace_days, hmac })
 }
 
 // ---- File operations for `sluice keys`. ----
@@ -547,34 +468,21 @@ impl fmt::Display for KeyInfo {
 /// Appends a key for `partner` with a fresh kid and secret, creating the file if it is
 /// missing. `valid_days`: `not_after = now + days` (1..=`KEY_VALID_DAYS_MAX`); `None`: no
 /// expiry. The key is valid at once. Refuses to touch a file that does not validate.
-pub fn gen_key(
-    path: &Path,
-    partner: &str,
-    valid_days: Option<u32>,
-    now_ms: i64,
-) -> Result<NewKey, KeyRingError> {
+pub fn gen_key(path: &Path, partner: &str, valid_days: Option<u32>, now_ms: i64) -> Result<NewKey, KeyRingError> {
     check_partner_argument(partner)?;
     if let Some(days) = valid_days
         && !(1..=KEY_VALID_DAYS_MAX).contains(&days)
     {
-        return Err(KeyRingError::Argument {
-            name: "valid_days",
-            reason: format!("must be 1..={KEY_VALID_DAYS_MAX}"),
-        });
+        return Err(KeyRingError::Argument { name: "valid_days", reason: format!("must be 1..={KEY_VALID_DAYS_MAX}") });
     }
     let mut raw = read_raw(path)?.unwrap_or_default();
     let ring = build_ring(&raw, path)?;
     let now_ms = whole_second(now_ms);
     let kid = unused_kid(&ring, now_ms)?;
-    let not_after =
-        valid_days.map(|days| toml::Value::String(time_text(now_ms + i64::from(days) * DAY_MS)));
+    let not_after = valid_days.map(|days| toml::Value::String(time_text(now_ms + i64::from(days) * DAY_MS)));
     raw.keys.push(new_raw_key(kid.clone(), partner, not_after));
     store(path, &raw)?;
-    Ok(NewKey {
-        kid,
-        partner: partner.to_owned(),
-        path: path.to_owned(),
-    })
+    Ok(NewKey { kid, partner: partner.to_owned(), path: path.to_owned() })
 }
 
 /// Every key in the file with its status at `now_ms`; never a secret.
@@ -597,24 +505,13 @@ pub fn list_keys(path: &Path, now_ms: i64) -> Result<Vec<KeyInfo>, KeyRingError>
 /// unless the key already stops being accepted by `now + grace_days`. Pending keys are
 /// left alone. `grace_days = 0` revokes the old keys at once. The file must exist and the
 /// partner must have an accepted key (else `NothingToRotate`).
-pub fn rotate_key(
-    path: &Path,
-    partner: &str,
-    grace_days: u32,
-    now_ms: i64,
-) -> Result<NewKey, KeyRingError> {
+pub fn rotate_key(path: &Path, partner: &str, grace_days: u32, now_ms: i64) -> Result<NewKey, KeyRingError> {
     check_partner_argument(partner)?;
     if grace_days > GRACE_DAYS_MAX {
-        return Err(KeyRingError::Argument {
-            name: "grace_days",
-            reason: format!("must be at most {GRACE_DAYS_MAX}"),
-        });
+        return Err(KeyRingError::Argument { name: "grace_days", reason: format!("must be at most {GRACE_DAYS_MAX}") });
     }
     let Some(mut raw) = read_raw(path)? else {
-        return Err(KeyRingError::Read {
-            path: path.to_owned(),
-            source: io::ErrorKind::NotFound.into(),
-        });
+        return Err(KeyRingError::Read { path: path.to_owned(), source: io::ErrorKind::NotFound.into() });
     };
     let ring = build_ring(&raw, path)?;
     let now_ms = whole_second(now_ms);
@@ -625,39 +522,26 @@ pub fn rotate_key(
             continue;
         }
         rotated += 1;
-        if key
-            .accepted_until_ms()
-            .is_some_and(|until| until <= grace_end_ms)
-        {
+        if key.accepted_until_ms().is_some_and(|until| until <= grace_end_ms) {
             continue;
         }
         raw_key.not_after = Some(toml::Value::String(time_text(now_ms)));
         raw_key.grace_days = grace_days;
     }
     if rotated == 0 {
-        return Err(KeyRingError::NothingToRotate {
-            path: path.to_owned(),
-            partner: partner.to_owned(),
-        });
+        return Err(KeyRingError::NothingToRotate { path: path.to_owned(), partner: partner.to_owned() });
     }
     let kid = unused_kid(&ring, now_ms)?;
     raw.keys.push(new_raw_key(kid.clone(), partner, None));
     store(path, &raw)?;
-    Ok(NewKey {
-        kid,
-        partner: partner.to_owned(),
-        path: path.to_owned(),
-    })
+    Ok(NewKey { kid, partner: partner.to_owned(), path: path.to_owned() })
 }
 
 /// Creates a ring with one non-expiring key for partner `dev` if nothing exists at `path`
 /// (parent directories included). `Some(key)` when created; `None` when a file was
 /// already there (it is not read). Never replaces an existing file, even under a race.
 pub fn ensure_dev_keyring(path: &Path, now_ms: i64) -> Result<Option<NewKey>, KeyRingError> {
-    let write_error = |source| KeyRingError::Write {
-        path: path.to_owned(),
-        source,
-    };
+    let write_error = |source| KeyRingError::Write { path: path.to_owned(), source };
     if fs::symlink_metadata(path).is_ok() {
         return Ok(None);
     }
@@ -665,26 +549,17 @@ pub fn ensure_dev_keyring(path: &Path, now_ms: i64) -> Result<Option<NewKey>, Ke
         fs::create_dir_all(parent).map_err(write_error)?;
     }
     let kid = generate_kid(whole_second(now_ms));
-    let raw = RawRing {
-        keys: vec![new_raw_key(kid.clone(), DEV_PARTNER, None)],
-    };
+    let raw = RawRing { keys: vec![new_raw_key(kid.clone(), DEV_PARTNER, None)] };
     let text = render(&raw, path)?;
     if !write_file(path, text.as_bytes(), Publish::NoClobber).map_err(write_error)? {
         return Ok(None);
     }
-    Ok(Some(NewKey {
-        kid,
-        partner: DEV_PARTNER.to_owned(),
-        path: path.to_owned(),
-    }))
+    Ok(Some(NewKey { kid, partner: DEV_PARTNER.to_owned(), path: path.to_owned() }))
 }
 
 fn check_partner_argument(partner: &str) -> Result<(), KeyRingError> {
     match partner_problem(partner) {
-        Some(reason) => Err(KeyRingError::Argument {
-            name: "partner",
-            reason,
-        }),
+        Some(reason) => Err(KeyRingError::Argument { name: "partner", reason }),
         None => Ok(()),
     }
 }
@@ -694,14 +569,7 @@ fn whole_second(unix_ms: i64) -> i64 {
 }
 
 fn new_raw_key(kid: String, partner: &str, not_after: Option<toml::Value>) -> RawKey {
-    RawKey {
-        kid,
-        secret: generate_secret(),
-        partner: partner.to_owned(),
-        not_before: None,
-        not_after,
-        grace_days: 0,
-    }
+    RawKey { kid, secret: generate_secret(), partner: partner.to_owned(), not_before: None, not_after, grace_days: 0 }
 }
 
 fn unused_kid(ring: &KeyRing, now_ms: i64) -> Result<String, KeyRingError> {
@@ -711,10 +579,7 @@ fn unused_kid(ring: &KeyRing, now_ms: i64) -> Result<String, KeyRingError> {
             return Ok(kid);
         }
     }
-    Err(KeyRingError::KidExhausted {
-        path: ring.path.clone(),
-        attempts: KID_GENERATE_ATTEMPTS_MAX,
-    })
+    Err(KeyRingError::KidExhausted { path: ring.path.clone(), attempts: KID_GENERATE_ATTEMPTS_MAX })
 }
 
 /// The parsed file, or `None` if it does not exist.
@@ -722,10 +587,7 @@ fn read_raw(path: &Path) -> Result<Option<RawRing>, KeyRingError> {
     match fs::read_to_string(path) {
         Ok(text) => parse_raw(&text, path).map(Some),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(KeyRingError::Read {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(KeyRingError::Read { path: path.to_owned(), source }),
     }
 }
 
@@ -733,25 +595,15 @@ fn read_raw(path: &Path) -> Result<Option<RawRing>, KeyRingError> {
 fn store(path: &Path, raw: &RawRing) -> Result<(), KeyRingError> {
     build_ring(raw, path)?;
     let text = render(raw, path)?;
-    write_file(path, text.as_bytes(), Publish::Replace)
-        .map(|_| ())
-        .map_err(|source| KeyRingError::Write {
-            path: path.to_owned(),
-            source,
-        })
+    write_file(path, text.as_bytes(), Publish::Replace).map(|_| ()).map_err(|source| KeyRingError::Write { path: path.to_owned(), source })
 }
 
 fn render(raw: &RawRing, path: &Path) -> Result<String, KeyRingError> {
-    let body = toml::to_string(raw).map_err(|error| KeyRingError::Write {
-        path: path.to_owned(),
-        source: io::Error::other(redact_quoted(&error.to_string())),
-    })?;
+    let body = toml::to_string(raw)
+        .map_err(|error| KeyRingError::Write { path: path.to_owned(), source: io::Error::other(redact_quoted(&error.to_string())) })?;
     // A blank line between keys; `[[keys]]` cannot occur inside a value: newlines in
     // strings are escaped.
-    Ok(format!(
-        "{FILE_HEADER}{}",
-        body.replace("\n[[keys]]", "\n\n[[keys]]")
-    ))
+    Ok(format!("{FILE_HEADER}{}", body.replace("\n[[keys]]", "\n\n[[keys]]")))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -771,17 +623,10 @@ fn write_file(path: &Path, contents: &[u8], publish: Publish) -> io::Result<bool
         _ => Path::new("."),
     };
     let Some(name) = path.file_name() else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the key ring path names no file",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "the key ring path names no file"));
     };
     let [a, b, c] = random_bytes::<3>();
-    let temporary = directory.join(format!(
-        ".{}.{}.{a:02x}{b:02x}{c:02x}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let temporary = directory.join(format!(".{}.{}.{a:02x}{b:02x}{c:02x}.tmp", name.to_string_lossy(), std::process::id()));
     let result = write_and_publish(&temporary, path, contents, publish);
     if !matches!(result, Ok(true) if publish == Publish::Replace) {
         // Replace moved it away on success; in every other case it is still there.
@@ -792,17 +637,8 @@ fn write_file(path: &Path, contents: &[u8], publish: Publish) -> io::Result<bool
     Ok(published)
 }
 
-fn write_and_publish(
-    temporary: &Path,
-    path: &Path,
-    contents: &[u8],
-    publish: Publish,
-) -> io::Result<bool> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(temporary)?;
+fn write_and_publish(temporary: &Path, path: &Path, contents: &[u8], publish: Publish) -> io::Result<bool> {
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(temporary)?;
     // The umask may have removed bits from FILE_MODE; make the mode exact.
     file.set_permissions(Permissions::from_mode(FILE_MODE))?;
     file.write_all(contents)?;
@@ -833,9 +669,7 @@ mod tests {
     fn ring_text(keys: &[(&str, &str, &str)]) -> String {
         let mut text = String::new();
         for (kid, partner, extra) in keys {
-            text += &format!(
-                "[[keys]]\nkid = {kid:?}\nsecret = {SECRET:?}\npartner = {partner:?}\n{extra}\n"
-            );
+            text += &format!("[[keys]]\nkid = {kid:?}\nsecret = {SECRET:?}\npartner = {partner:?}\n{extra}\n");
         }
         text
     }
@@ -847,29 +681,15 @@ mod tests {
     #[test]
     fn loads_all_fields_and_finds_keys_by_kid() {
         let text = ring_text(&[
-            (
-                "k1",
-                "dev",
-                "not_before = \"2026-11-21T00:00:00Z\"\nnot_after = \"2027-11-21T00:00:00Z\"\ngrace_days = 7",
-            ),
-            (
-                "k2:b.c-d_e",
-                "GameCo Ltd",
-                "not_before = 2026-11-21T03:00:00+03:00",
-            ),
+            ("k1", "dev", "not_before = \"2026-11-21T00:00:00Z\"\nnot_after = \"2027-11-21T00:00:00Z\"\ngrace_days = 7"),
+            ("k2:b.c-d_e", "GameCo Ltd", "not_before = 2026-11-21T03:00:00+03:00"),
         ]);
         let ring = KeyRing::from_toml(&text, Path::new("keys.toml")).unwrap();
         assert_eq!(ring.keys().len(), 2);
         let k1 = ring.get(b"k1").unwrap();
-        assert_eq!(
-            (k1.not_before_ms, k1.not_after_ms, k1.grace_days),
-            (Some(T0), Some(T0 + 365 * DAY_MS), 7)
-        );
+        assert_eq!((k1.not_before_ms, k1.not_after_ms, k1.grace_days), (Some(T0), Some(T0 + 365 * DAY_MS), 7));
         let k2 = ring.get(b"k2:b.c-d_e").unwrap();
-        assert_eq!(
-            (k2.partner.as_str(), k2.not_before_ms, k2.not_after_ms),
-            ("GameCo Ltd", Some(T0), None)
-        );
+        assert_eq!((k2.partner.as_str(), k2.not_before_ms, k2.not_after_ms), ("GameCo Ltd", Some(T0), None));
         assert!(ring.get(b"k3").is_none());
         assert!(ring.get(b"").is_none());
         assert!(ring.get(&[b'k'; 1000]).is_none());
@@ -877,11 +697,7 @@ mod tests {
 
     #[test]
     fn status_intervals_are_half_open() {
-        let text = ring_text(&[(
-            "k",
-            "p",
-            "not_before = \"2026-11-21T00:00:00Z\"\nnot_after = \"2026-11-22T00:00:00Z\"\ngrace_days = 2",
-        )]);
+        let text = ring_text(&[("k", "p", "not_before = \"2026-11-21T00:00:00Z\"\nnot_after = \"2026-11-22T00:00:00Z\"\ngrace_days = 2")]);
         let ring = KeyRing::from_toml(&text, Path::new("k.toml")).unwrap();
         let key = ring.get(b"k").unwrap();
         let end = T0 + DAY_MS;
@@ -894,10 +710,7 @@ mod tests {
             (end + 2 * DAY_MS, KeyStatus::Expired),
         ] {
             assert_eq!(key.status_at(now), status, "at {now}");
-            assert_eq!(
-                key.accepts_at(now),
-                matches!(status, KeyStatus::Active | KeyStatus::Grace)
-            );
+            assert_eq!(key.accepts_at(now), matches!(status, KeyStatus::Active | KeyStatus::Grace));
         }
         assert_eq!(key.accepted_until_ms(), Some(end + 2 * DAY_MS));
     }
@@ -908,10 +721,7 @@ mod tests {
         let error = KeyRing::from_toml(&text, Path::new("/etc/sluice/keys.toml")).unwrap_err();
         assert!(matches!(error, KeyRingError::DuplicateKid { ref kid, .. } if kid == "same"));
         let message = error.to_string();
-        assert!(
-            message.contains("/etc/sluice/keys.toml") && message.contains("\"same\""),
-            "{message}"
-        );
+        assert!(message.contains("/etc/sluice/keys.toml") && message.contains("\"same\""), "{message}");
     }
 
     #[test]
@@ -919,77 +729,40 @@ mod tests {
         for (kid, extra, needle) in [
             ("k", "not_before = \"yesterday\"", "not_before"),
             ("k", "not_after = 2026-11-21T00:00:00", "not_after"), // local time: no offset
-            (
-                "k",
-                "not_before = \"2026-11-22T00:00:00Z\"\nnot_after = \"2026-11-21T00:00:00Z\"",
-                "earlier",
-            ),
+            ("k", "not_before = \"2026-11-22T00:00:00Z\"\nnot_after = \"2026-11-21T00:00:00Z\"", "earlier"),
             ("k", "grace_days = 366", "grace_days"),
             ("k", "not_after = 5", "not_after must be an RFC 3339"),
             ("bad kid", "", "key #1: kid"),
             ("", "", "key #1: kid"),
             ("k", "extra = 1", "unknown field"),
-            (
-                "k",
-                "grace_days = \"whsec_c2x1aWNlLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWY=\"",
-                "line 5",
-            ),
+            ("k", "grace_days = \"whsec_c2x1aWNlLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWY=\"", "line 5"),
         ] {
             let text = ring_text(&[(kid, "p", extra)]);
-            let message = KeyRing::from_toml(&text, Path::new("ring.toml"))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                message.contains(needle) && message.contains("ring.toml"),
-                "{extra:?}: {message}"
-            );
+            let message = KeyRing::from_toml(&text, Path::new("ring.toml")).unwrap_err().to_string();
+            assert!(message.contains(needle) && message.contains("ring.toml"), "{extra:?}: {message}");
             assert!(!message.contains("c2x1aWNl"), "secret echoed: {message}");
         }
-        let unquoted = format!(
-            "[[keys]]\nkid = \"k\"\nsecret = {}\npartner = \"p\"\n",
-            &SECRET[..40]
-        );
-        let message = KeyRing::from_toml(&unquoted, Path::new("ring.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            message.contains("line 3") && !message.contains("c2x1aWNl"),
-            "{message}"
-        );
+        let unquoted = format!("[[keys]]\nkid = \"k\"\nsecret = {}\npartner = \"p\"\n", &SECRET[..40]);
+        let message = KeyRing::from_toml(&unquoted, Path::new("ring.toml")).unwrap_err().to_string();
+        assert!(message.contains("line 3") && !message.contains("c2x1aWNl"), "{message}");
         let missing = "[[keys]]\nkid = \"k\"\nsecret = \"whsec_AAAA\"\n";
-        let message = KeyRing::from_toml(missing, Path::new("ring.toml"))
-            .unwrap_err()
-            .to_string();
+        let message = KeyRing::from_toml(missing, Path::new("ring.toml")).unwrap_err().to_string();
         assert!(message.contains("partner"), "{message}");
     }
 
     #[test]
     fn parser_messages_lose_quoted_values_but_keep_backticks() {
-        assert_eq!(
-            redact_quoted(r#"invalid type: string "whsec_x", expected u32"#),
-            r#"invalid type: string "…", expected u32"#
-        );
-        assert_eq!(
-            redact_quoted(r#"expected `\`, `"`, or `u`"#),
-            r#"expected `\`, `"`, or `u`"#
-        );
-        assert_eq!(
-            redact_quoted(r#"unterminated "whsec_abc"#),
-            r#"unterminated ""#
-        );
+        assert_eq!(redact_quoted(r#"invalid type: string "whsec_x", expected u32"#), r#"invalid type: string "…", expected u32"#);
+        assert_eq!(redact_quoted(r#"expected `\`, `"`, or `u`"#), r#"expected `\`, `"`, or `u`"#);
+        assert_eq!(redact_quoted(r#"unterminated "whsec_abc"#), r#"unterminated ""#);
     }
 
     #[test]
     fn bad_secrets_name_the_key_but_not_the_secret() {
         let short = secret_of(23);
         let text = format!("[[keys]]\nkid = \"k9\"\nsecret = {short:?}\npartner = \"p\"\n");
-        let message = KeyRing::from_toml(&text, Path::new("ring.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            message.contains("\"k9\"") && message.contains("secret"),
-            "{message}"
-        );
+        let message = KeyRing::from_toml(&text, Path::new("ring.toml")).unwrap_err().to_string();
+        assert!(message.contains("\"k9\"") && message.contains("secret"), "{message}");
         assert!(!message.contains(&short[6..]), "{message}");
     }
 
@@ -998,15 +771,9 @@ mod tests {
         for bytes in [SECRET_BYTES_MIN, 32, SECRET_BYTES_MAX] {
             let padded = secret_of(bytes);
             assert_eq!(decode_secret(&padded).unwrap(), vec![0x5a; bytes]);
-            assert_eq!(
-                decode_secret(padded.trim_end_matches('=')).unwrap().len(),
-                bytes
-            );
+            assert_eq!(decode_secret(padded.trim_end_matches('=')).unwrap().len(), bytes);
         }
-        assert_eq!(
-            decode_secret(SECRET).unwrap(),
-            b"sluice-test-secret-0123456789abcdef"
-        );
+        assert_eq!(decode_secret(SECRET).unwrap(), b"sluice-test-secret-0123456789abcdef");
         for bad in [
             secret_of(23),
             secret_of(65),
@@ -1020,16 +787,10 @@ mod tests {
         ] {
             let error = decode_secret(&bad).unwrap_err().to_string();
             assert!(error.starts_with("secret "), "{error}");
-            assert!(
-                !error.contains(&bad[bad.len().min(8)..]) || bad.len() <= 8,
-                "{error}"
-            );
+            assert!(!error.contains(&bad[bad.len().min(8)..]) || bad.len() <= 8, "{error}");
         }
         assert_eq!(generate_secret().len(), 6 + 44);
-        assert_eq!(
-            decode_secret(&generate_secret()).unwrap().len(),
-            SECRET_BYTES_GENERATED
-        );
+        assert_eq!(decode_secret(&generate_secret()).unwrap().len(), SECRET_BYTES_GENERATED);
         assert_ne!(generate_secret(), generate_secret());
     }
 
@@ -1056,30 +817,12 @@ mod tests {
         assert_eq!(ring.keys().len(), 2);
         assert_eq!(ring.get(first.kid.as_bytes()).unwrap().not_after_ms, None);
         let key = ring.get(second.kid.as_bytes()).unwrap();
-        assert_eq!(
-            (key.partner.as_str(), key.not_after_ms),
-            ("GameCo", Some(T0 + 30 * DAY_MS))
-        );
+        assert_eq!((key.partner.as_str(), key.not_after_ms), ("GameCo", Some(T0 + 30 * DAY_MS)));
         assert!(key.accepts_at(T0 + 123));
-        let leftovers: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers, [std::ffi::OsString::from("keys.toml")]);
-        assert!(matches!(
-            gen_key(&path, "", None, T0),
-            Err(KeyRingError::Argument {
-                name: "partner",
-                ..
-            })
-        ));
-        assert!(matches!(
-            gen_key(&path, "p", Some(0), T0),
-            Err(KeyRingError::Argument {
-                name: "valid_days",
-                ..
-            })
-        ));
+        assert!(matches!(gen_key(&path, "", None, T0), Err(KeyRingError::Argument { name: "partner", .. })));
+        assert!(matches!(gen_key(&path, "p", Some(0), T0), Err(KeyRingError::Argument { name: "valid_days", .. })));
     }
 
     #[test]
@@ -1087,11 +830,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.toml");
         let original = ring_text(&[
-            (
-                "a",
-                "p",
-                "not_before = 2026-11-21T00:00:00Z\nnot_after = \"2027-01-01T00:00:00.250Z\"\ngrace_days = 3",
-            ),
+            ("a", "p", "not_before = 2026-11-21T00:00:00Z\nnot_after = \"2027-01-01T00:00:00.250Z\"\ngrace_days = 3"),
             ("b", "q", ""),
         ]);
         fs::write(&path, &original).unwrap();
@@ -1115,26 +854,17 @@ mod tests {
         let text = fs::read_to_string(&path).unwrap();
         let ring = KeyRing::load(&path).unwrap();
         let infos = list_keys(&path, T0 + 2 * DAY_MS).unwrap();
-        assert_eq!(
-            infos.iter().map(|i| i.status).collect::<Vec<_>>(),
-            [KeyStatus::Expired, KeyStatus::Active]
-        );
+        assert_eq!(infos.iter().map(|i| i.status).collect::<Vec<_>>(), [KeyStatus::Expired, KeyStatus::Active]);
         let mut printed = format!("{ring:?}");
         for info in &infos {
             printed += &format!("{info}\n{info:?}\n");
         }
         for line in text.lines().filter(|line| line.starts_with("secret")) {
             let encoded = &line[line.find("whsec_").unwrap() + 6..line.len() - 1];
-            assert!(
-                !printed.contains(encoded) && !printed.contains(&encoded[..12]),
-                "{printed}"
-            );
+            assert!(!printed.contains(encoded) && !printed.contains(&encoded[..12]), "{printed}");
         }
         assert!(!printed.contains("whsec_"), "{printed}");
-        assert!(
-            printed.contains("not_after=2026-11-22T00:00:00Z"),
-            "{printed}"
-        );
+        assert!(printed.contains("not_after=2026-11-22T00:00:00Z"), "{printed}");
     }
 
     #[test]
@@ -1148,10 +878,7 @@ mod tests {
         assert_ne!(new.kid, old.kid);
         assert_eq!(mode_of(&path), 0o600);
         let ring = KeyRing::load(&path).unwrap();
-        let (old_key, new_key) = (
-            ring.get(old.kid.as_bytes()).unwrap(),
-            ring.get(new.kid.as_bytes()).unwrap(),
-        );
+        let (old_key, new_key) = (ring.get(old.kid.as_bytes()).unwrap(), ring.get(new.kid.as_bytes()).unwrap());
         let grace_end = T0 + 17 * DAY_MS;
         assert_eq!(old_key.status_at(now), KeyStatus::Grace);
         assert!(old_key.accepts_at(grace_end - 1) && new_key.accepts_at(grace_end - 1));
@@ -1161,42 +888,21 @@ mod tests {
         // A second rotation with a longer grace does not extend the first one's...
         let newer = rotate_key(&path, "GameCo", 30, now + DAY_MS).unwrap();
         let ring = KeyRing::load(&path).unwrap();
-        assert_eq!(
-            ring.get(old.kid.as_bytes()).unwrap().accepted_until_ms(),
-            Some(grace_end)
-        );
+        assert_eq!(ring.get(old.kid.as_bytes()).unwrap().accepted_until_ms(), Some(grace_end));
         let second_end = ring.get(new.kid.as_bytes()).unwrap().accepted_until_ms();
         assert_eq!(second_end, Some(T0 + 41 * DAY_MS));
         // ...and a shorter one shortens it; grace 0 revokes at once.
         rotate_key(&path, "GameCo", 0, now + 2 * DAY_MS).unwrap();
         let ring = KeyRing::load(&path).unwrap();
         for kid in [&old.kid, &new.kid, &newer.kid] {
-            assert!(
-                !ring
-                    .get(kid.as_bytes())
-                    .unwrap()
-                    .accepts_at(now + 2 * DAY_MS),
-                "{kid}"
-            );
+            assert!(!ring.get(kid.as_bytes()).unwrap().accepts_at(now + 2 * DAY_MS), "{kid}");
         }
-        assert_eq!(
-            ring.keys()
-                .iter()
-                .filter(|k| k.partner == "GameCo" && k.accepts_at(now + 2 * DAY_MS))
-                .count(),
-            1
-        );
+        assert_eq!(ring.keys().iter().filter(|k| k.partner == "GameCo" && k.accepts_at(now + 2 * DAY_MS)).count(), 1);
 
         let error = rotate_key(&path, "nobody", 7, now).unwrap_err();
-        assert!(
-            matches!(error, KeyRingError::NothingToRotate { .. }),
-            "{error}"
-        );
+        assert!(matches!(error, KeyRingError::NothingToRotate { .. }), "{error}");
         let missing = dir.path().join("missing.toml");
-        assert!(matches!(
-            rotate_key(&missing, "GameCo", 7, now),
-            Err(KeyRingError::Read { .. })
-        ));
+        assert!(matches!(rotate_key(&missing, "GameCo", 7, now), Err(KeyRingError::Read { .. })));
         assert!(!missing.exists());
     }
 
@@ -1211,11 +917,7 @@ mod tests {
         assert!(ensure_dev_keyring(&path, T0).unwrap().is_none());
         assert_eq!(fs::read_to_string(&path).unwrap(), text);
         let ring = KeyRing::load(&path).unwrap();
-        assert!(
-            ring.get(created.kid.as_bytes())
-                .unwrap()
-                .accepts_at(T0 + 1000 * DAY_MS)
-        );
+        assert!(ring.get(created.kid.as_bytes()).unwrap().accepts_at(T0 + 1000 * DAY_MS));
         assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
     }
 
@@ -1225,26 +927,15 @@ mod tests {
         let path = dir.path().join("keys.toml");
         let broken = ring_text(&[("k", "p", ""), ("k", "p", "")]);
         fs::write(&path, &broken).unwrap();
-        assert!(matches!(
-            gen_key(&path, "p", None, T0),
-            Err(KeyRingError::DuplicateKid { .. })
-        ));
+        assert!(matches!(gen_key(&path, "p", None, T0), Err(KeyRingError::DuplicateKid { .. })));
         assert_eq!(fs::read_to_string(&path).unwrap(), broken);
     }
 
     #[test]
     fn too_many_keys_is_an_error() {
         let keys: Vec<String> = (0..=KEYS_PER_RING_MAX).map(|i| format!("k{i}")).collect();
-        let text = ring_text(
-            &keys
-                .iter()
-                .map(|kid| (kid.as_str(), "p", ""))
-                .collect::<Vec<_>>(),
-        );
-        assert!(matches!(
-            KeyRing::from_toml(&text, Path::new("k.toml")),
-            Err(KeyRingError::TooManyKeys { .. })
-        ));
+        let text = ring_text(&keys.iter().map(|kid| (kid.as_str(), "p", "")).collect::<Vec<_>>());
+        assert!(matches!(KeyRing::from_toml(&text, Path::new("k.toml")), Err(KeyRingError::TooManyKeys { .. })));
     }
 
     #[test]

@@ -128,7 +128,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let start = match from.as_str() {
                 "earliest" => StartAt::Earliest,
                 "latest" => StartAt::Latest,
-                offset => StartAt::Offset(offset.parse().map_err(|_| usage(anyhow::anyhow!("--from takes earliest, latest or an offset, not {offset:?}")))?),
+                offset => StartAt::Offset(
+                    offset.parse().map_err(|_| usage(anyhow::anyhow!("--from takes earliest, latest or an offset, not {offset:?}")))?,
+                ),
             };
             let dir = DataDir::open_existing(&data_dir).map_err(usage)?;
             let options = TailOptions { partition, start, follow };
@@ -155,7 +157,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 KeysAction::Rotate { partner, grace_days } => {
                     let key = keyring::rotate_key(&path, &partner, grace_days, now_ms).map_err(usage)?;
-                    println!("created kid {} for partner {} in {}; the previous keys stay valid for {grace_days} days", key.kid, key.partner, key.path.display());
+                    println!(
+                        "created kid {} for partner {} in {}; the previous keys stay valid for {grace_days} days",
+                        key.kid,
+                        key.partner,
+                        key.path.display()
+                    );
                 }
             }
             Ok(())

@@ -89,7 +89,11 @@ impl Control {
         for (partition, offset) in self.end_offsets.iter().enumerate() {
             let _ = writeln!(out, "sluice_partition_end_offset{{partition=\"{partition}\"}} {}", offset.load(Ordering::Relaxed));
         }
-        let _ = writeln!(out, "# HELP sluice_ready 1 when accepting traffic\n# TYPE sluice_ready gauge\nsluice_ready {}", u8::from(self.is_ready()));
+        let _ = writeln!(
+            out,
+            "# HELP sluice_ready 1 when accepting traffic\n# TYPE sluice_ready gauge\nsluice_ready {}",
+            u8::from(self.is_ready())
+        );
         out
     }
 }

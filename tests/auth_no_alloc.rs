@@ -53,8 +53,7 @@ fn verification_does_not_allocate() {
     let ring = KeyRing::from_toml(text, Path::new("keys.toml")).unwrap();
     let body = vec![b'x'; 64 * 1024];
     let signature = sign_v1(ring.get(b"k1").unwrap().hmac_key(), b"1700000000", &body);
-    let mut header =
-        b"v0=aa, v1=0000000000000000000000000000000000000000000000000000000000000000, ".to_vec();
+    let mut header = b"v0=aa, v1=0000000000000000000000000000000000000000000000000000000000000000, ".to_vec();
     header.extend_from_slice(&signature);
     let now_ms = 1_700_000_000_000;
     let (_, counted) = allocations_during(|| std::hint::black_box(vec![0u8; 10]));
@@ -66,13 +65,8 @@ fn verification_does_not_allocate() {
         (b"k1", &signature[..66], Err(AuthError::SignatureInvalid)),
     ];
     for (kid, signature, expected) in cases {
-        let credentials = Credentials {
-            kid: Some(kid),
-            timestamp: Some(b"1700000000"),
-            signature: Some(signature),
-        };
-        let (result, allocations) =
-            allocations_during(|| verify_v1(&ring, &credentials, &body, now_ms, 300).map(|_| ()));
+        let credentials = Credentials { kid: Some(kid), timestamp: Some(b"1700000000"), signature: Some(signature) };
+        let (result, allocations) = allocations_during(|| verify_v1(&ring, &credentials, &body, now_ms, 300).map(|_| ()));
         assert_eq!(result, expected);
         assert_eq!(allocations, 0, "{expected:?}");
     }

@@ -80,9 +80,7 @@ fn validate_does_not_allocate_after_new() {
     let mut validator = Validator::new(BODY_BYTES_MAX_DEFAULT);
     let full = full_size_body(BODY_BYTES_MAX_DEFAULT);
     assert_eq!(full.len(), BODY_BYTES_MAX_DEFAULT);
-    let many_keys: String = (0..5000)
-        .map(|n| format!(r#""k{n}":[{{"a":{n}}}],"#))
-        .collect();
+    let many_keys: String = (0..5000).map(|n| format!(r#""k{n}":[{{"a":{n}}}],"#)).collect();
     let many_keys = format!(r#"{HEAD}{many_keys}"z":null}}}}"#).into_bytes();
     let deep = format!(r#"{HEAD}"x":{}1{}}}}}"#, "[".repeat(70), "]".repeat(70)).into_bytes();
     let bodies: [&[u8]; 6] = [&full, &many_keys, &deep, b"[1,2,3]", b"{\"a\":", b"\xff"];
@@ -91,11 +89,7 @@ fn validate_does_not_allocate_after_new() {
     let allocations = allocations_during(|| {
         for _ in 0..3 {
             for body in bodies {
-                outcomes.push(
-                    validator
-                        .validate(body)
-                        .map(|envelope| envelope.close_brace),
-                );
+                outcomes.push(validator.validate(body).map(|envelope| envelope.close_brace));
             }
         }
     });

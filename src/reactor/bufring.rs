@@ -5,8 +5,8 @@ use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::types::BufRingEntry;
 use io_uring::IoUring;
+use io_uring::types::BufRingEntry;
 
 /// One anonymous, page-aligned mapping that is released on drop.
 struct Region {

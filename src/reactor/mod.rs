@@ -7,7 +7,7 @@ pub mod bufring;
 use std::io;
 use std::time::Duration;
 
-use io_uring::{opcode, squeue, types, IoUring};
+use io_uring::{IoUring, opcode, squeue, types};
 
 /// Submission queue entries per shard ring; the completion queue is four times larger.
 pub const RING_ENTRIES: u32 = 4096;
@@ -87,11 +87,8 @@ fn unavailable(error: io::Error) -> io::Error {
 /// (6.1+), else `COOP_TASKRUN`, else plain; then checks every opcode the data path needs
 /// and fails with a message naming what to change.
 pub fn setup() -> io::Result<(IoUring, RingFeatures)> {
-    let attempts: [fn(&mut io_uring::Builder) -> &mut io_uring::Builder; 3] = [
-        |b| b.setup_single_issuer().setup_defer_taskrun(),
-        |b| b.setup_coop_taskrun(),
-        |b| b,
-    ];
+    let attempts: [fn(&mut io_uring::Builder) -> &mut io_uring::Builder; 3] =
+        [|b| b.setup_single_issuer().setup_defer_taskrun(), |b| b.setup_coop_taskrun(), |b| b];
     let mut last_error = None;
     for (index, configure) in attempts.iter().enumerate() {
         let mut builder = IoUring::builder();

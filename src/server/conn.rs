@@ -15,7 +15,9 @@ pub enum Closing {
     AfterFlush,
     /// Write side shut; reading and discarding until EOF or the deadline, so the client
     /// reads our last answer instead of a reset.
-    Lingering { until_ms: u64 },
+    Lingering {
+        until_ms: u64,
+    },
     /// Both sides shut; the slot is freed once no operation is in flight.
     Dead,
 }

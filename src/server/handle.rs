@@ -201,9 +201,18 @@ impl Core {
         Handled::Answered
     }
 
-    fn ingest(&mut self, control: &Control, request: &Request<'_>, origin: Origin, keep_alive: bool, out: &mut Vec<u8>, batch: bool) -> Handled {
+    fn ingest(
+        &mut self,
+        control: &Control,
+        request: &Request<'_>,
+        origin: Origin,
+        keep_alive: bool,
+        out: &mut Vec<u8>,
+        batch: bool,
+    ) -> Handled {
         let stats = &control.shards[self.shard];
-        let (media, media_name) = if batch { (&b"application/x-ndjson"[..], "application/x-ndjson") } else { (&b"application/json"[..], "application/json") };
+        let (media, media_name) =
+            if batch { (&b"application/x-ndjson"[..], "application/x-ndjson") } else { (&b"application/json"[..], "application/json") };
         if !media_type_is(request.content_type, media) {
             ShardStats::add(&stats.events_rejected, 1);
             let message = if batch { "Content-Type must be application/x-ndjson" } else { "Content-Type must be application/json" };
@@ -238,7 +247,9 @@ impl Core {
 
     fn ingest_batch(&mut self, control: &Control, body: &[u8], origin: Origin, keep_alive: bool, out: &mut Vec<u8>) -> Handled {
         let stats = &control.shards[self.shard];
-        let lines = || body.split(|b| *b == b'\n').map(|line| line.strip_suffix(b"\r").unwrap_or(line)).filter(|line| !line.trim_ascii().is_empty());
+        let lines = || {
+            body.split(|b| *b == b'\n').map(|line| line.strip_suffix(b"\r").unwrap_or(line)).filter(|line| !line.trim_ascii().is_empty())
+        };
         let count = lines().count();
         if count == 0 {
             answer_error(out, 400, "batch_empty", "the batch holds no events", keep_alive, stats);

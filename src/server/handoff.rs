@@ -15,8 +15,14 @@ pub struct Ticket {
 /// The result of trying to store one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    Accepted { partition: u32, offset: u64 },
-    Duplicate { partition: u32, offset: u64 },
+    Accepted {
+        partition: u32,
+        offset: u64,
+    },
+    Duplicate {
+        partition: u32,
+        offset: u64,
+    },
     /// Storage failed or stopped (fail-stop after an fsync error, disk full).
     StorageUnavailable,
     /// The owner shard's inbox was full.
@@ -80,7 +86,10 @@ impl StoreBatch {
 
 #[derive(Debug)]
 pub enum Message {
-    Store { from: usize, batch: StoreBatch },
+    Store {
+        from: usize,
+        batch: StoreBatch,
+    },
     Results(Vec<(Ticket, Outcome)>),
     /// A processed store batch going home to be reused.
     Spent(StoreBatch),

@@ -333,7 +333,14 @@ impl Shard {
                 Err(error) => {
                     pool.lend(&mut conn.output);
                     ShardStats::add(&control.shards[core.shard].requests, 1);
-                    handle::answer_error(&mut conn.output, error.status(), error.code(), error.message(), false, &control.shards[core.shard]);
+                    handle::answer_error(
+                        &mut conn.output,
+                        error.status(),
+                        error.code(),
+                        error.message(),
+                        false,
+                        &control.shards[core.shard],
+                    );
                     conn.closing = Closing::AfterFlush;
                     conn.deadline_ms = *now_ms + config.ingest.idle_timeout_ms;
                     break;
@@ -363,7 +370,8 @@ impl Shard {
         if conn.closing == Closing::AfterFlush && conn.output.is_empty() && !conn.send_inflight {
             return self.linger(slot);
         }
-        let room = conn.input.len() < self.limits.header_bytes_max + self.limits.body_bytes_max && conn.output.len() < OUTPUT_HIGH_WATER_BYTES;
+        let room =
+            conn.input.len() < self.limits.header_bytes_max + self.limits.body_bytes_max && conn.output.len() < OUTPUT_HIGH_WATER_BYTES;
         if conn.closing == Closing::Open && !conn.peer_closed && room {
             self.queue_rearm(slot);
         }
@@ -558,7 +566,9 @@ impl Shard {
                 let batch = std::mem::replace(&mut self.core.outgoing[dest], spare);
                 match self.peers[dest].try_send(Message::Store { from: self.index, batch }) {
                     Ok(()) => wake = true,
-                    Err(TrySendError::Full(Message::Store { mut batch, .. }) | TrySendError::Disconnected(Message::Store { mut batch, .. })) => {
+                    Err(
+                        TrySendError::Full(Message::Store { mut batch, .. }) | TrySendError::Disconnected(Message::Store { mut batch, .. }),
+                    ) => {
                         for item in &batch.items {
                             self.core.resolved.push((item.ticket, Outcome::Overloaded));
                         }
@@ -641,7 +651,14 @@ impl Shard {
             if conn.closing == Closing::Open && matches!(conn.phase, Phase::Head | Phase::Body { .. }) && !conn.send_inflight {
                 let conn = &mut self.conns[slot as usize];
                 self.pool.lend(&mut conn.output);
-                handle::answer_error(&mut conn.output, 408, "request_timeout", "the request was not received in time", false, &self.control.shards[self.index]);
+                handle::answer_error(
+                    &mut conn.output,
+                    408,
+                    "request_timeout",
+                    "the request was not received in time",
+                    false,
+                    &self.control.shards[self.index],
+                );
                 conn.closing = Closing::AfterFlush;
                 conn.deadline_ms = self.now_ms + LINGER_MS;
                 self.after_progress(slot);
@@ -670,6 +687,12 @@ fn set_nodelay(fd: RawFd) {
     let one: libc::c_int = 1;
     // SAFETY: setsockopt with a valid int option value on a socket fd we own.
     unsafe {
-        libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&raw const one).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t);
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&raw const one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }

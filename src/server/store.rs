@@ -51,7 +51,13 @@ pub struct Partitions {
 
 impl Partitions {
     /// Opens (recovering) every partition this shard owns and rebuilds its dedup window.
-    pub fn open(config: &Config, dir: &DataDir, shard: usize, control: Arc<Control>, now_ms: i64) -> Result<(Partitions, Vec<(u32, RecoveryReport)>), StorageError> {
+    pub fn open(
+        config: &Config,
+        dir: &DataDir,
+        shard: usize,
+        control: Arc<Control>,
+        now_ms: i64,
+    ) -> Result<(Partitions, Vec<(u32, RecoveryReport)>), StorageError> {
         let options = LogOptions {
             segment_bytes: config.storage.segment_bytes,
             retention_ms: config.storage.retention_ms,
@@ -77,7 +83,16 @@ impl Partitions {
             owned.push(Owned { partition, log, dedup, synced, sync_inflight: None, waiting: VecDeque::new(), window });
             reports.push((partition, report));
         }
-        let partitions = Partitions { shard, shards, durability: config.storage.durability, window_ms, owned, control, failed: false, released: Vec::new() };
+        let partitions = Partitions {
+            shard,
+            shards,
+            durability: config.storage.durability,
+            window_ms,
+            owned,
+            control,
+            failed: false,
+            released: Vec::new(),
+        };
         Ok((partitions, reports))
     }
 
@@ -148,7 +163,10 @@ impl Partitions {
         let Some(target) = owned.sync_inflight.take() else { return };
         if result < 0 {
             let error = std::io::Error::from_raw_os_error(-result);
-            eprintln!("sluice: fdatasync of partition {} failed: {error}; storage is now fail-stop, no further acknowledgements", owned.partition);
+            eprintln!(
+                "sluice: fdatasync of partition {} failed: {error}; storage is now fail-stop, no further acknowledgements",
+                owned.partition
+            );
             self.failed = true;
             for owned in &mut self.owned {
                 self.released.extend(owned.waiting.drain(..).map(|(ticket, _)| (ticket, Outcome::StorageUnavailable)));

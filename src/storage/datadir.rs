@@ -29,28 +29,22 @@ impl DataDir {
     /// count is refused: moving keys between partitions would break per-key order.
     pub fn open_or_init(data_dir: &Path, partitions: u32) -> Result<DataDir, StorageError> {
         if !(1..=PARTITIONS_MAX).contains(&partitions) {
-            return Err(StorageError::InvalidPartitionCount {
-                partitions,
-                max: PARTITIONS_MAX,
-            });
+            return Err(StorageError::InvalidPartitionCount { partitions, max: PARTITIONS_MAX });
         }
         let meta = data_dir.join(META_FILE);
         let dir = match read_meta(data_dir, &meta)? {
             Some(dir) if dir.partitions != partitions => {
-                return Err(StorageError::PartitionCountMismatch {
-                    on_disk: dir.partitions,
-                    configured: partitions,
-                });
+                return Err(StorageError::PartitionCountMismatch { on_disk: dir.partitions, configured: partitions });
             }
             Some(dir) => dir,
+            None if data_dir.join(PARTITIONS_DIR).exists() => {
+                // The meta file is written before any partition directory, so this
+                // data dir lost it: a new partition count or key would be a guess.
+                return Err(StorageError::BadMeta { path: meta, reason: "missing although partition data exists; restore it".to_owned() });
+            }
             None => {
-                let dir = DataDir {
-                    root: data_dir.to_owned(),
-                    partitions,
-                    dedup_key: random_key()?,
-                };
-                fs::create_dir_all(data_dir)
-                    .map_err(|e| StorageError::io(data_dir, "create directory", e))?;
+                let dir = DataDir { root: data_dir.to_owned(), partitions, dedup_key: random_key()? };
+                fs::create_dir_all(data_dir).map_err(|e| StorageError::io(data_dir, "create directory", e))?;
                 write_meta(&dir)?;
                 dir
             }
@@ -65,10 +59,8 @@ impl DataDir {
     /// Opens a data dir that must already exist (for readers such as `sluice tail`).
     pub fn open_existing(data_dir: &Path) -> Result<DataDir, StorageError> {
         let meta = data_dir.join(META_FILE);
-        read_meta(data_dir, &meta)?.ok_or_else(|| StorageError::BadMeta {
-            path: meta,
-            reason: "missing: not a sluice data dir, or never started".to_owned(),
-        })
+        read_meta(data_dir, &meta)?
+            .ok_or_else(|| StorageError::BadMeta { path: meta, reason: "missing: not a sluice data dir, or never started".to_owned() })
     }
 
     pub fn root(&self) -> &Path {
@@ -86,18 +78,14 @@ impl DataDir {
 
     /// `<data_dir>/partitions/<partition, 4 digits>`.
     pub fn partition_dir(&self, partition: u32) -> PathBuf {
-        self.root
-            .join(PARTITIONS_DIR)
-            .join(format!("{partition:04}"))
+        self.root.join(PARTITIONS_DIR).join(format!("{partition:04}"))
     }
 }
 
 fn random_key() -> Result<[u8; DEDUP_KEY_BYTES], StorageError> {
     let path = Path::new("/dev/urandom");
     let mut key = [0u8; DEDUP_KEY_BYTES];
-    File::open(path)
-        .and_then(|mut file| file.read_exact(&mut key))
-        .map_err(|e| StorageError::io(path, "read", e))?;
+    File::open(path).and_then(|mut file| file.read_exact(&mut key)).map_err(|e| StorageError::io(path, "read", e))?;
     Ok(key)
 }
 
@@ -109,30 +97,19 @@ fn read_meta(root: &Path, path: &Path) -> Result<Option<DataDir>, StorageError> 
         Err(error) => return Err(StorageError::io(path, "open", error)),
     };
     let mut text = String::new();
-    file.take(META_FILE_BYTES_MAX + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| StorageError::io(path, "read", e))?;
-    let bad = |reason: String| StorageError::BadMeta {
-        path: path.to_owned(),
-        reason,
-    };
+    file.take(META_FILE_BYTES_MAX + 1).read_to_string(&mut text).map_err(|e| StorageError::io(path, "read", e))?;
+    let bad = |reason: String| StorageError::BadMeta { path: path.to_owned(), reason };
     if text.len() as u64 > META_FILE_BYTES_MAX {
         return Err(bad(format!("longer than {META_FILE_BYTES_MAX} bytes")));
     }
     let (partitions, dedup_key) = parse_meta(&text).map_err(bad)?;
-    Ok(Some(DataDir {
-        root: root.to_owned(),
-        partitions,
-        dedup_key,
-    }))
+    Ok(Some(DataDir { root: root.to_owned(), partitions, dedup_key }))
 }
 
 fn parse_meta(text: &str) -> Result<(u32, [u8; DEDUP_KEY_BYTES]), String> {
     let (mut format, mut partitions, mut key) = (None, None, None);
     for line in text.lines().filter(|line| !line.trim().is_empty()) {
-        let (name, value) = line
-            .split_once('=')
-            .ok_or_else(|| format!("line {line:?} is not key=value"))?;
+        let (name, value) = line.split_once('=').ok_or_else(|| format!("line {line:?} is not key=value"))?;
         let slot = match name.trim() {
             "format" => &mut format,
             "partitions" => &mut partitions,
@@ -146,9 +123,7 @@ fn parse_meta(text: &str) -> Result<(u32, [u8; DEDUP_KEY_BYTES]), String> {
     match format {
         Some(META_FORMAT) => {}
         Some(other) => {
-            return Err(format!(
-                "format {other:?} is not supported (this build reads format 1)"
-            ));
+            return Err(format!("format {other:?} is not supported (this build reads format 1)"));
         }
         None => return Err("format is missing".to_owned()),
     }
@@ -156,9 +131,7 @@ fn parse_meta(text: &str) -> Result<(u32, [u8; DEDUP_KEY_BYTES]), String> {
         .and_then(|p| p.parse::<u32>().ok())
         .filter(|p| (1..=PARTITIONS_MAX).contains(p))
         .ok_or_else(|| format!("partitions must be 1..={PARTITIONS_MAX}"))?;
-    let key = key
-        .and_then(decode_hex_key)
-        .ok_or("dedup_key must be 32 hex digits")?;
+    let key = key.and_then(decode_hex_key).ok_or("dedup_key must be 32 hex digits")?;
     Ok((partitions, key))
 }
 
@@ -178,26 +151,15 @@ fn decode_hex_key(text: &str) -> Option<[u8; DEDUP_KEY_BYTES]> {
 
 /// Writes the meta file through a temporary name so a crash never leaves half of it.
 fn write_meta(dir: &DataDir) -> Result<(), StorageError> {
-    let hex: String = dir
-        .dedup_key
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    let text = format!(
-        "format={META_FORMAT}\npartitions={}\ndedup_key={hex}\n",
-        dir.partitions
-    );
+    let hex: String = dir.dedup_key.iter().map(|byte| format!("{byte:02x}")).collect();
+    let text = format!("format={META_FORMAT}\npartitions={}\ndedup_key={hex}\n", dir.partitions);
     let tmp = dir.root.join(META_TMP_FILE);
     let mut file = File::create(&tmp).map_err(|e| StorageError::io(&tmp, "create", e))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| StorageError::io(&tmp, "write", e))?;
-    file.sync_all()
-        .map_err(|e| StorageError::io(&tmp, "fsync", e))?;
+    file.write_all(text.as_bytes()).map_err(|e| StorageError::io(&tmp, "write", e))?;
+    file.sync_all().map_err(|e| StorageError::io(&tmp, "fsync", e))?;
     let meta = dir.root.join(META_FILE);
     fs::rename(&tmp, &meta).map_err(|e| StorageError::io(&meta, "rename", e))?;
-    File::open(&dir.root)
-        .and_then(|root| root.sync_all())
-        .map_err(|e| StorageError::io(&dir.root, "fsync directory", e))
+    File::open(&dir.root).and_then(|root| root.sync_all()).map_err(|e| StorageError::io(&dir.root, "fsync directory", e))
 }
 
 #[cfg(test)]
@@ -211,21 +173,12 @@ mod tests {
         let first = DataDir::open_or_init(&root, 8).unwrap();
         assert!(root.join("partitions/0007").is_dir());
         let text = fs::read_to_string(root.join("sluice.meta")).unwrap();
-        assert!(
-            text.starts_with("format=1\npartitions=8\ndedup_key="),
-            "{text}"
-        );
-        assert_eq!(
-            text.len(),
-            "format=1\npartitions=8\ndedup_key=\n".len() + 32
-        );
+        assert!(text.starts_with("format=1\npartitions=8\ndedup_key="), "{text}");
+        assert_eq!(text.len(), "format=1\npartitions=8\ndedup_key=\n".len() + 32);
         let again = DataDir::open_or_init(&root, 8).unwrap();
         assert_eq!(again.dedup_key(), first.dedup_key());
         assert_eq!(DataDir::open_existing(&root).unwrap(), first);
-        assert_eq!(
-            first.partition_dir(12),
-            root.join("partitions").join("0012")
-        );
+        assert_eq!(first.partition_dir(12), root.join("partitions").join("0012"));
     }
 
     #[test]
@@ -233,47 +186,19 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         DataDir::open_or_init(temp.path(), 8).unwrap();
         let error = DataDir::open_or_init(temp.path(), 16).unwrap_err();
-        assert!(
-            matches!(
-                error,
-                StorageError::PartitionCountMismatch {
-                    on_disk: 8,
-                    configured: 16
-                }
-            ),
-            "{error}"
-        );
+        assert!(matches!(error, StorageError::PartitionCountMismatch { on_disk: 8, configured: 16 }), "{error}");
     }
 
     #[test]
     fn open_existing_requires_meta_and_rejects_damage() {
         let temp = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            DataDir::open_existing(temp.path()),
-            Err(StorageError::BadMeta { .. })
-        ));
-        for text in [
-            "format=2\npartitions=1\ndedup_key=00000000000000000000000000000000\n",
-            "format=1\npartitions=1\n",
-        ] {
+        assert!(matches!(DataDir::open_existing(temp.path()), Err(StorageError::BadMeta { .. })));
+        for text in ["format=2\npartitions=1\ndedup_key=00000000000000000000000000000000\n", "format=1\npartitions=1\n"] {
             fs::write(temp.path().join(META_FILE), text).unwrap();
-            assert!(
-                matches!(
-                    DataDir::open_existing(temp.path()),
-                    Err(StorageError::BadMeta { .. })
-                ),
-                "{text}"
-            );
+            assert!(matches!(DataDir::open_existing(temp.path()), Err(StorageError::BadMeta { .. })), "{text}");
         }
-        fs::write(
-            temp.path().join(META_FILE),
-            "format=1\npartitions=2\ndedup_key=000102030405060708090a0b0c0d0e0f\n",
-        )
-        .unwrap();
+        fs::write(temp.path().join(META_FILE), "format=1\npartitions=2\ndedup_key=000102030405060708090a0b0c0d0e0f\n").unwrap();
         let dir = DataDir::open_existing(temp.path()).unwrap();
-        assert_eq!(
-            dir.dedup_key(),
-            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
-        );
+        assert_eq!(dir.dedup_key(), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
     }
 }

@@ -4,9 +4,7 @@
 //! share one decoder. Decoding never panics, never allocates and trusts no length field
 //! before checking it against the slice it was given.
 
-use crate::constants::{
-    RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, SEGMENT_BYTES_MAX, SEGMENT_HEADER_BYTES,
-};
+use crate::constants::{RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, SEGMENT_BYTES_MAX, SEGMENT_HEADER_BYTES};
 
 /// First eight bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"SLUICSEG";
@@ -122,14 +120,8 @@ pub fn encode_segment_header(header: &SegmentHeader) -> [u8; SEGMENT_HEADER_BYTE
 /// the version, so a torn header reads as `BadSegmentMagic`/`BadChecksum`/`Truncated`
 /// and a header from a newer sluice as `UnsupportedVersion`.
 pub fn decode_segment_header(buf: &[u8]) -> Result<SegmentHeader, FormatError> {
-    let Some(Ok(bytes)) = buf
-        .get(..SEGMENT_HEADER_BYTES)
-        .map(<[u8; SEGMENT_HEADER_BYTES]>::try_from)
-    else {
-        return Err(FormatError::Truncated {
-            needed: SEGMENT_HEADER_BYTES as u64,
-            available: buf.len() as u64,
-        });
+    let Some(Ok(bytes)) = buf.get(..SEGMENT_HEADER_BYTES).map(<[u8; SEGMENT_HEADER_BYTES]>::try_from) else {
+        return Err(FormatError::Truncated { needed: SEGMENT_HEADER_BYTES as u64, available: buf.len() as u64 });
     };
     if bytes[0..8] != SEGMENT_MAGIC {
         return Err(FormatError::BadSegmentMagic);
@@ -159,14 +151,8 @@ pub fn decode_segment_header(buf: &[u8]) -> Result<SegmentHeader, FormatError> {
 /// Checks, in order: room for a header, the commit word, magic, flags, id length,
 /// room for body and padding, CRC. Offset sequence is the caller's to check.
 pub fn decode_record(buf: &[u8]) -> Result<DecodedRecord<'_>, FormatError> {
-    let truncated = |needed: u64| FormatError::Truncated {
-        needed,
-        available: buf.len() as u64,
-    };
-    let Some(Ok(header)) = buf
-        .get(..RECORD_HEADER_BYTES)
-        .map(<[u8; RECORD_HEADER_BYTES]>::try_from)
-    else {
+    let truncated = |needed: u64| FormatError::Truncated { needed, available: buf.len() as u64 };
+    let Some(Ok(header)) = buf.get(..RECORD_HEADER_BYTES).map(<[u8; RECORD_HEADER_BYTES]>::try_from) else {
         return Err(truncated(RECORD_HEADER_BYTES as u64));
     };
     let body_len = u32_at(&header, 0);
@@ -194,10 +180,7 @@ pub fn decode_record(buf: &[u8]) -> Result<DecodedRecord<'_>, FormatError> {
     let stored_crc = u32_at(&header, 4);
     let computed = crc32c::crc32c(&buf[RECORD_CRC_FROM..body_end]);
     if stored_crc != computed {
-        return Err(FormatError::BadChecksum {
-            stored: stored_crc,
-            computed,
-        });
+        return Err(FormatError::BadChecksum { stored: stored_crc, computed });
     }
     let id_end = RECORD_HEADER_BYTES + usize::from(id_len);
     Ok(DecodedRecord {
@@ -212,28 +195,13 @@ pub fn decode_record(buf: &[u8]) -> Result<DecodedRecord<'_>, FormatError> {
 /// Writes a whole record except its commit word (bytes 0..4, left as they are) into
 /// `out`, which must start at the record's position. Returns the body length: the
 /// value the caller publishes as the commit word once these bytes are in place.
-pub fn write_record_uncommitted(
-    out: &mut [u8],
-    offset: u64,
-    ingest_ms: i64,
-    event_id: &[u8],
-    parts: &[&[u8]],
-) -> Result<u32, FormatError> {
-    let id_len =
-        u16::try_from(event_id.len()).map_err(|_| FormatError::IdTooLong(event_id.len()))?;
-    let body_len = parts
-        .iter()
-        .fold(event_id.len() as u64, |sum, part| sum + part.len() as u64);
-    let body_len = u32::try_from(body_len)
-        .ok()
-        .filter(|&len| len > 0)
-        .ok_or(FormatError::BadBodyLength)?;
+pub fn write_record_uncommitted(out: &mut [u8], offset: u64, ingest_ms: i64, event_id: &[u8], parts: &[&[u8]]) -> Result<u32, FormatError> {
+    let id_len = u16::try_from(event_id.len()).map_err(|_| FormatError::IdTooLong(event_id.len()))?;
+    let body_len = parts.iter().fold(event_id.len() as u64, |sum, part| sum + part.len() as u64);
+    let body_len = u32::try_from(body_len).ok().filter(|&len| len > 0).ok_or(FormatError::BadBodyLength)?;
     let stored = stored_len(u64::from(body_len));
     if stored > out.len() as u64 {
-        return Err(FormatError::Truncated {
-            needed: stored,
-            available: out.len() as u64,
-        });
+        return Err(FormatError::Truncated { needed: stored, available: out.len() as u64 });
     }
     let out = &mut out[..stored as usize];
     out[8..16].copy_from_slice(&offset.to_le_bytes());
@@ -256,17 +224,8 @@ pub fn write_record_uncommitted(
 /// the first record position, checking that offsets run densely from `base_offset`,
 /// and calls `visit` for each valid one. Stops at unwritten space, at the end of the
 /// segment, or at the first damaged record.
-pub fn scan_records<'a>(
-    segment: &'a [u8],
-    base_offset: u64,
-    mut visit: impl FnMut(&DecodedRecord<'a>),
-) -> ScanOutcome {
-    let mut outcome = ScanOutcome {
-        end_position: SEGMENT_HEADER_BYTES,
-        records: 0,
-        last_ingest_ms: i64::MIN,
-        invalid: None,
-    };
+pub fn scan_records<'a>(segment: &'a [u8], base_offset: u64, mut visit: impl FnMut(&DecodedRecord<'a>)) -> ScanOutcome {
+    let mut outcome = ScanOutcome { end_position: SEGMENT_HEADER_BYTES, records: 0, last_ingest_ms: i64::MIN, invalid: None };
     // Bounded by the segment length: every record advances the position by >= 40 bytes.
     while outcome.end_position + RECORD_HEADER_BYTES <= segment.len() {
         let record = match decode_record(&segment[outcome.end_position..]) {
@@ -279,10 +238,7 @@ pub fn scan_records<'a>(
         };
         let expected = base_offset.wrapping_add(outcome.records);
         if record.offset != expected {
-            outcome.invalid = Some(FormatError::OffsetOutOfSequence {
-                expected,
-                found: record.offset,
-            });
+            outcome.invalid = Some(FormatError::OffsetOutOfSequence { expected, found: record.offset });
             break;
         }
         visit(&record);
@@ -294,13 +250,7 @@ pub fn scan_records<'a>(
 }
 
 #[cfg(test)]
-pub(crate) fn encode_record(
-    out: &mut [u8],
-    offset: u64,
-    ingest_ms: i64,
-    event_id: &[u8],
-    event: &[u8],
-) -> usize {
+pub(crate) fn encode_record(out: &mut [u8], offset: u64, ingest_ms: i64, event_id: &[u8], event: &[u8]) -> usize {
     let body_len = write_record_uncommitted(out, offset, ingest_ms, event_id, &[event]).unwrap();
     out[0..4].copy_from_slice(&body_len.to_le_bytes());
     stored_len(u64::from(body_len)) as usize
@@ -322,63 +272,33 @@ mod tests {
     }
 
     fn segment_with(records: &[(&[u8], &[u8])], base: u64) -> Vec<u8> {
-        let header = SegmentHeader {
-            partition: 3,
-            base_offset: base,
-            created_ms: 17,
-            segment_bytes: 4096,
-        };
+        let header = SegmentHeader { partition: 3, base_offset: base, created_ms: 17, segment_bytes: 4096 };
         let mut segment = vec![0u8; 4096];
         segment[..SEGMENT_HEADER_BYTES].copy_from_slice(&encode_segment_header(&header));
         let mut at = SEGMENT_HEADER_BYTES;
         for (index, (id, event)) in records.iter().enumerate() {
-            at += encode_record(
-                &mut segment[at..],
-                base + index as u64,
-                1000 + index as i64,
-                id,
-                event,
-            );
+            at += encode_record(&mut segment[at..], base + index as u64, 1000 + index as i64, id, event);
         }
         segment
     }
 
     #[test]
     fn segment_header_round_trips_and_rejects_damage() {
-        let header = SegmentHeader {
-            partition: 7,
-            base_offset: 1 << 40,
-            created_ms: -5,
-            segment_bytes: 1 << 20,
-        };
+        let header = SegmentHeader { partition: 7, base_offset: 1 << 40, created_ms: -5, segment_bytes: 1 << 20 };
         let bytes = encode_segment_header(&header);
         assert_eq!(decode_segment_header(&bytes), Ok(header));
-        assert_eq!(
-            decode_segment_header(&[0u8; 64]),
-            Err(FormatError::BadSegmentMagic)
-        );
-        assert!(matches!(
-            decode_segment_header(&bytes[..63]),
-            Err(FormatError::Truncated { .. })
-        ));
+        assert_eq!(decode_segment_header(&[0u8; 64]), Err(FormatError::BadSegmentMagic));
+        assert!(matches!(decode_segment_header(&bytes[..63]), Err(FormatError::Truncated { .. })));
         let mut flipped = bytes;
         flipped[20] ^= 1;
-        assert!(matches!(
-            decode_segment_header(&flipped),
-            Err(FormatError::BadChecksum { .. })
-        ));
+        assert!(matches!(decode_segment_header(&flipped), Err(FormatError::BadChecksum { .. })));
     }
 
     #[test]
     fn records_round_trip_with_padding() {
-        let segment = segment_with(
-            &[(b"id-1", b"{\"a\":1}"), (b"", b"x"), (b"only-id", b"")],
-            40,
-        );
+        let segment = segment_with(&[(b"id-1", b"{\"a\":1}"), (b"", b"x"), (b"only-id", b"")], 40);
         let mut seen = Vec::new();
-        let outcome = scan_records(&segment, 40, |r| {
-            seen.push((r.offset, r.ingest_ms, r.event_id, r.event))
-        });
+        let outcome = scan_records(&segment, 40, |r| seen.push((r.offset, r.ingest_ms, r.event_id, r.event)));
         assert_eq!(outcome.records, 3);
         assert_eq!(outcome.invalid, None);
         assert_eq!(outcome.last_ingest_ms, 1002);
@@ -404,30 +324,15 @@ mod tests {
     fn offsets_must_be_dense() {
         let segment = segment_with(&[(b"a", b"1"), (b"b", b"2")], 10);
         let outcome = scan_records(&segment, 9, |_| {});
-        assert_eq!(
-            outcome.invalid,
-            Some(FormatError::OffsetOutOfSequence {
-                expected: 9,
-                found: 10
-            })
-        );
+        assert_eq!(outcome.invalid, Some(FormatError::OffsetOutOfSequence { expected: 9, found: 10 }));
     }
 
     #[test]
     fn writer_rejects_what_the_format_cannot_hold() {
         let mut out = [0u8; 64];
-        assert_eq!(
-            write_record_uncommitted(&mut out, 0, 0, b"", &[]),
-            Err(FormatError::BadBodyLength)
-        );
-        assert_eq!(
-            write_record_uncommitted(&mut out, 0, 0, &[1; 70_000], &[]),
-            Err(FormatError::IdTooLong(70_000))
-        );
-        assert!(matches!(
-            write_record_uncommitted(&mut out, 0, 0, b"x", &[&[0; 40]]),
-            Err(FormatError::Truncated { .. })
-        ));
+        assert_eq!(write_record_uncommitted(&mut out, 0, 0, b"", &[]), Err(FormatError::BadBodyLength));
+        assert_eq!(write_record_uncommitted(&mut out, 0, 0, &[1; 70_000], &[]), Err(FormatError::IdTooLong(70_000)));
+        assert!(matches!(write_record_uncommitted(&mut out, 0, 0, b"x", &[&[0; 40]]), Err(FormatError::Truncated { .. })));
     }
 
     #[test]

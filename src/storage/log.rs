@@ -32,16 +32,9 @@ pub struct PartitionLog {
 
 impl PartitionLog {
     /// Opens (creating if needed) the log of `partition` and runs recovery.
-    pub fn open(
-        dir: &DataDir,
-        partition: u32,
-        options: &LogOptions,
-    ) -> Result<(PartitionLog, RecoveryReport), StorageError> {
+    pub fn open(dir: &DataDir, partition: u32, options: &LogOptions) -> Result<(PartitionLog, RecoveryReport), StorageError> {
         if partition >= dir.partitions() {
-            return Err(StorageError::NoSuchPartition {
-                partition,
-                partitions: dir.partitions(),
-            });
+            return Err(StorageError::NoSuchPartition { partition, partitions: dir.partitions() });
         }
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&options.segment_bytes) {
             let (bytes, min, max) = (options.segment_bytes, SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
@@ -49,8 +42,7 @@ impl PartitionLog {
         }
         let path = dir.partition_dir(partition);
         fs::create_dir_all(&path).map_err(|e| StorageError::io(&path, "create directory", e))?;
-        let dir_file =
-            File::open(&path).map_err(|e| StorageError::io(&path, "open directory", e))?;
+        let dir_file = File::open(&path).map_err(|e| StorageError::io(&path, "open directory", e))?;
         lock_exclusive(&dir_file, &path)?;
         let recovered = recovery::recover(&path, &dir_file, partition, options)?;
         let log = PartitionLog {
@@ -71,21 +63,11 @@ impl PartitionLog {
     /// first segment lazily. The record is visible to readers (and survives kill -9)
     /// when this returns; surviving power loss needs `sync` or an fdatasync on
     /// `active_fd`. On error nothing is published and the offset is not consumed.
-    pub fn append(
-        &mut self,
-        event_id: &[u8],
-        ingest_ms: i64,
-        parts: &[&[u8]],
-    ) -> Result<u64, StorageError> {
+    pub fn append(&mut self, event_id: &[u8], ingest_ms: i64, parts: &[&[u8]]) -> Result<u64, StorageError> {
         if event_id.len() > usize::from(u16::MAX) {
-            return Err(StorageError::EventIdTooLong {
-                bytes: event_id.len(),
-                max: usize::from(u16::MAX),
-            });
+            return Err(StorageError::EventIdTooLong { bytes: event_id.len(), max: usize::from(u16::MAX) });
         }
-        let body_bytes = parts
-            .iter()
-            .fold(event_id.len() as u64, |sum, part| sum + part.len() as u64);
+        let body_bytes = parts.iter().fold(event_id.len() as u64, |sum, part| sum + part.len() as u64);
         if body_bytes == 0 {
             return Err(StorageError::EmptyRecord);
         }
@@ -94,23 +76,15 @@ impl PartitionLog {
         if stored > max {
             return Err(StorageError::RecordTooLarge { bytes: stored, max });
         }
-        if self
-            .active
-            .as_ref()
-            .is_none_or(|active| active.room() < stored)
-        {
+        if self.active.as_ref().is_none_or(|active| active.room() < stored) {
             self.roll()?;
         }
-        let Some(active) = self.active.as_mut() else {
-            unreachable!("roll leaves an active segment")
-        };
+        let Some(active) = self.active.as_mut() else { unreachable!("roll leaves an active segment") };
         let offset = self.next_offset;
-        active
-            .append(offset, ingest_ms, event_id, parts)
-            .map_err(|reason| StorageError::Corrupt {
-                path: active.path().to_owned(),
-                reason: format!("record rejected by the format after checks passed: {reason}"),
-            })?;
+        active.append(offset, ingest_ms, event_id, parts).map_err(|reason| StorageError::Corrupt {
+            path: active.path().to_owned(),
+            reason: format!("record rejected by the format after checks passed: {reason}"),
+        })?;
         if let Some(summary) = self.segments.back_mut() {
             summary.records += 1;
             summary.last_ingest_ms = summary.last_ingest_ms.max(ingest_ms);
@@ -134,15 +108,10 @@ impl PartitionLog {
             created_ms: crate::time::now_unix_ms(),
             segment_bytes: self.options.segment_bytes,
         };
-        let fresh =
-            WritableSegment::create(&self.dir, &self.dir_file, &header, self.options.fsync)?;
+        let fresh = WritableSegment::create(&self.dir, &self.dir_file, &header, self.options.fsync)?;
         // An empty active segment (smaller, from older options) is replaced by the
         // rename, which reused its file name: forget its summary.
-        if self
-            .segments
-            .back()
-            .is_some_and(|last| last.base_offset == header.base_offset)
-        {
+        if self.segments.back().is_some_and(|last| last.base_offset == header.base_offset) {
             self.segments.pop_back();
         }
         self.segments.push_back(SegmentSummary {
@@ -165,9 +134,7 @@ impl PartitionLog {
 
     /// Offset of the oldest retained record (equal to `next_offset` when empty).
     pub fn start_offset(&self) -> u64 {
-        self.segments
-            .front()
-            .map_or(self.next_offset, |oldest| oldest.base_offset)
+        self.segments.front().map_or(self.next_offset, |oldest| oldest.base_offset)
     }
 
     /// Descriptor of the active segment for an io_uring fdatasync (group commit). It
@@ -200,8 +167,7 @@ impl PartitionLog {
                 break;
             };
             let expired = self.options.retention_ms > 0 && oldest.last_ingest_ms < horizon_ms;
-            let oversize =
-                self.options.retention_bytes > 0 && total_bytes > self.options.retention_bytes;
+            let oversize = self.options.retention_bytes > 0 && total_bytes > self.options.retention_bytes;
             if !expired && !oversize {
                 break;
             }
@@ -219,11 +185,7 @@ impl PartitionLog {
 
     /// Calls `visit` for every retained record with `ingest_ms >= since_ms`, in offset
     /// order. Sealed segments whose newest record is older are not even opened.
-    pub fn scan(
-        &self,
-        since_ms: i64,
-        mut visit: impl FnMut(RecordView<'_>),
-    ) -> Result<(), StorageError> {
+    pub fn scan(&self, since_ms: i64, mut visit: impl FnMut(RecordView<'_>)) -> Result<(), StorageError> {
         let mut on_record = |record: &format::DecodedRecord<'_>| {
             if record.ingest_ms >= since_ms {
                 visit(RecordView::from(record));
@@ -234,12 +196,8 @@ impl PartitionLog {
             if summary.records == 0 || summary.last_ingest_ms < since_ms {
                 continue;
             }
-            let file = File::open(&summary.path)
-                .map_err(|e| StorageError::io(&summary.path, "open", e))?;
-            let bytes = file
-                .metadata()
-                .map_err(|e| StorageError::io(&summary.path, "stat", e))?
-                .len();
+            let file = File::open(&summary.path).map_err(|e| StorageError::io(&summary.path, "open", e))?;
+            let bytes = file.metadata().map_err(|e| StorageError::io(&summary.path, "stat", e))?.len();
             let map = segment::map_read_only(&file, &summary.path, bytes)?;
             // Recovery validated these bytes; stop at the same record count regardless.
             let mut remaining = summary.records;
@@ -251,11 +209,7 @@ impl PartitionLog {
             });
         }
         if let Some(active) = &self.active {
-            format::scan_records(
-                active.bytes(),
-                self.segments.back().map_or(0, |s| s.base_offset),
-                on_record,
-            );
+            format::scan_records(active.bytes(), self.segments.back().map_or(0, |s| s.base_offset), on_record);
         }
         Ok(())
     }
@@ -271,9 +225,7 @@ fn lock_exclusive(dir_file: &File, path: &std::path::Path) -> Result<(), Storage
     }
     let error = std::io::Error::last_os_error();
     if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        return Err(StorageError::PartitionLocked {
-            path: path.to_owned(),
-        });
+        return Err(StorageError::PartitionLocked { path: path.to_owned() });
     }
     Err(StorageError::io(path, "flock", error))
 }
@@ -287,12 +239,7 @@ mod tests {
     fn read_all(reader: &mut LogReader) -> Vec<(u64, i64, Vec<u8>, Vec<u8>)> {
         let mut out = Vec::new();
         while let Some(record) = reader.next().unwrap() {
-            out.push((
-                record.offset,
-                record.ingest_ms,
-                record.event_id.to_vec(),
-                record.event.to_vec(),
-            ));
+            out.push((record.offset, record.ingest_ms, record.event_id.to_vec(), record.event.to_vec()));
         }
         out
     }
@@ -302,10 +249,7 @@ mod tests {
         let (_temp, dir) = data_dir(4);
         let (mut log, report) = PartitionLog::open(&dir, 2, &options()).unwrap();
         assert_eq!(report, RecoveryReport::default());
-        assert_eq!(
-            (log.start_offset(), log.next_offset(), log.active_fd()),
-            (0, 0, None)
-        );
+        assert_eq!((log.start_offset(), log.next_offset(), log.active_fd()), (0, 0, None));
         assert_eq!(log.append(b"e-0", 100, &[b"{\"a\":", b"1}"]).unwrap(), 0);
         assert_eq!(log.append(b"e-1", 101, &[b"{}"]).unwrap(), 1);
         assert!(log.active_fd().is_some());
@@ -320,35 +264,22 @@ mod tests {
     #[test]
     fn rolls_across_segments_and_reopens_where_it_left_off() {
         let (_temp, dir) = data_dir(1);
-        let fsync = LogOptions {
-            fsync: true,
-            ..options()
-        };
+        let fsync = LogOptions { fsync: true, ..options() };
         let (mut log, _) = PartitionLog::open(&dir, 0, &fsync).unwrap();
         for i in 0..50u64 {
-            assert_eq!(
-                log.append(format!("id-{i}").as_bytes(), i as i64, &[&event(i, 90_000)])
-                    .unwrap(),
-                i
-            );
+            assert_eq!(log.append(format!("id-{i}").as_bytes(), i as i64, &[&event(i, 90_000)]).unwrap(), i);
         }
         let (files, _) = segment::list(&dir.partition_dir(0)).unwrap();
         assert!(files.len() >= 4, "{} segments", files.len());
         drop(log);
         let (mut log, report) = PartitionLog::open(&dir, 0, &options()).unwrap();
-        assert_eq!(
-            (report.records, report.segments, report.truncated_bytes),
-            (50, files.len(), 0)
-        );
+        assert_eq!((report.records, report.segments, report.truncated_bytes), (50, files.len(), 0));
         assert_eq!(log.append(b"id-50", 50, &[&event(50, 90_000)]).unwrap(), 50);
         let mut reader = LogReader::open(&dir, 0, StartAt::Earliest).unwrap();
         let records = read_all(&mut reader);
         assert_eq!(records.len(), 51);
         for (i, record) in records.iter().enumerate() {
-            assert_eq!(
-                (record.0, record.3.as_slice()),
-                (i as u64, event(i as u64, 90_000).as_slice())
-            );
+            assert_eq!((record.0, record.3.as_slice()), (i as u64, event(i as u64, 90_000).as_slice()));
         }
     }
 
@@ -356,65 +287,34 @@ mod tests {
     fn refuses_bad_records_and_a_second_writer() {
         let (_temp, dir) = data_dir(1);
         let (mut log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
-        assert!(matches!(
-            log.append(b"", 0, &[]),
-            Err(StorageError::EmptyRecord)
-        ));
+        assert!(matches!(log.append(b"", 0, &[]), Err(StorageError::EmptyRecord)));
         let huge = vec![0u8; 1 << 20];
-        assert!(matches!(
-            log.append(b"x", 0, &[&huge]),
-            Err(StorageError::RecordTooLarge { .. })
-        ));
-        assert!(matches!(
-            log.append(&[b'i'; 70_000], 0, &[b"x"]),
-            Err(StorageError::EventIdTooLong { .. })
-        ));
+        assert!(matches!(log.append(b"x", 0, &[&huge]), Err(StorageError::RecordTooLarge { .. })));
+        assert!(matches!(log.append(&[b'i'; 70_000], 0, &[b"x"]), Err(StorageError::EventIdTooLong { .. })));
         assert_eq!(log.next_offset(), 0);
-        assert!(matches!(
-            PartitionLog::open(&dir, 0, &options()),
-            Err(StorageError::PartitionLocked { .. })
-        ));
-        assert!(matches!(
-            PartitionLog::open(&dir, 1, &options()),
-            Err(StorageError::NoSuchPartition { .. })
-        ));
-        let tiny = LogOptions {
-            segment_bytes: 4096,
-            ..options()
-        };
-        assert!(matches!(
-            PartitionLog::open(&dir, 0, &tiny),
-            Err(StorageError::InvalidSegmentBytes { .. })
-        ));
+        assert!(matches!(PartitionLog::open(&dir, 0, &options()), Err(StorageError::PartitionLocked { .. })));
+        assert!(matches!(PartitionLog::open(&dir, 1, &options()), Err(StorageError::NoSuchPartition { .. })));
+        let tiny = LogOptions { segment_bytes: 4096, ..options() };
+        assert!(matches!(PartitionLog::open(&dir, 0, &tiny), Err(StorageError::InvalidSegmentBytes { .. })));
     }
 
     #[test]
     fn retention_by_age_deletes_only_sealed_segments() {
         let (_temp, dir) = data_dir(1);
-        let aged = LogOptions {
-            retention_ms: 1000,
-            ..options()
-        };
+        let aged = LogOptions { retention_ms: 1000, ..options() };
         let (mut log, _) = PartitionLog::open(&dir, 0, &aged).unwrap();
         for i in 0..35u64 {
-            log.append(b"id", (i as i64) * 10, &[&event(i, 100_000)])
-                .unwrap();
+            log.append(b"id", (i as i64) * 10, &[&event(i, 100_000)]).unwrap();
         }
         let files = segment::list(&dir.partition_dir(0)).unwrap().0;
         assert_eq!(files.len(), 4);
         assert_eq!(log.enforce_retention(1000).unwrap(), None);
         // Segment 0 holds ingest_ms 0..=90, segment 1 100..=190: now - 1000 = 150.
-        assert_eq!(
-            log.enforce_retention(1150).unwrap(),
-            Some(files[1].base_offset)
-        );
+        assert_eq!(log.enforce_retention(1150).unwrap(), Some(files[1].base_offset));
         assert!(!files[0].path.exists() && files[1].path.exists());
         let mut reader = LogReader::open(&dir, 0, StartAt::Offset(0)).unwrap();
         assert_eq!(reader.next().unwrap().unwrap().offset, files[1].base_offset);
-        assert_eq!(
-            log.enforce_retention(i64::MAX).unwrap(),
-            Some(files[3].base_offset)
-        );
+        assert_eq!(log.enforce_retention(i64::MAX).unwrap(), Some(files[3].base_offset));
         assert!(files[3].path.exists());
         assert_eq!(log.append(b"id", 0, &[b"after"]).unwrap(), 35);
         let mut since = Vec::new();
@@ -425,34 +325,19 @@ mod tests {
     #[test]
     fn retention_by_size_keeps_the_newest_segments() {
         let (_temp, dir) = data_dir(1);
-        let sized = LogOptions {
-            retention_bytes: 2 << 20,
-            ..options()
-        };
+        let sized = LogOptions { retention_bytes: 2 << 20, ..options() };
         let (mut log, _) = PartitionLog::open(&dir, 0, &sized).unwrap();
         for i in 0..45u64 {
             log.append(b"id", 0, &[&event(i, 100_000)]).unwrap();
         }
         let files = segment::list(&dir.partition_dir(0)).unwrap().0;
         assert_eq!(files.len(), 5);
-        assert_eq!(
-            log.enforce_retention(0).unwrap(),
-            Some(files[3].base_offset)
-        );
-        assert_eq!(
-            segment::list(&dir.partition_dir(0)).unwrap().0,
-            files[3..].to_vec()
-        );
+        assert_eq!(log.enforce_retention(0).unwrap(), Some(files[3].base_offset));
+        assert_eq!(segment::list(&dir.partition_dir(0)).unwrap().0, files[3..].to_vec());
         let mut reader = LogReader::open(&dir, 0, StartAt::Earliest).unwrap();
-        assert_eq!(
-            read_all(&mut reader).len() as u64,
-            45 - files[3].base_offset
-        );
+        assert_eq!(read_all(&mut reader).len() as u64, 45 - files[3].base_offset);
         drop(log);
         let (log, report) = PartitionLog::open(&dir, 0, &sized).unwrap();
-        assert_eq!(
-            (log.start_offset(), log.next_offset(), report.segments),
-            (files[3].base_offset, 45, 2)
-        );
+        assert_eq!((log.start_offset(), log.next_offset(), report.segments), (files[3].base_offset, 45, 2));
     }
 }

@@ -27,18 +27,10 @@ const _: () = assert!(usize::BITS >= 64);
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("{operation} {path}: {source}")]
-    Io {
-        path: PathBuf,
-        operation: &'static str,
-        source: io::Error,
-    },
-    #[error(
-        "no space left on the device holding {path}: free space, lower storage.retention_* or storage.segment_bytes"
-    )]
+    Io { path: PathBuf, operation: &'static str, source: io::Error },
+    #[error("no space left on the device holding {path}: free space, lower storage.retention_* or storage.segment_bytes")]
     DiskFull { path: PathBuf },
-    #[error(
-        "a record of {bytes} bytes does not fit in an empty segment (at most {max}); raise storage.segment_bytes"
-    )]
+    #[error("a record of {bytes} bytes does not fit in an empty segment (at most {max}); raise storage.segment_bytes")]
     RecordTooLarge { bytes: u64, max: u64 },
     #[error("an event id of {bytes} bytes is longer than the format's {max}")]
     EventIdTooLong { bytes: usize, max: usize },
@@ -65,18 +57,10 @@ pub enum StorageError {
 
 impl StorageError {
     /// Wraps an I/O error; ENOSPC and EDQUOT become [`StorageError::DiskFull`].
-    pub(crate) fn io(
-        path: impl Into<PathBuf>,
-        operation: &'static str,
-        source: io::Error,
-    ) -> StorageError {
+    pub(crate) fn io(path: impl Into<PathBuf>, operation: &'static str, source: io::Error) -> StorageError {
         match source.raw_os_error() {
             Some(libc::ENOSPC | libc::EDQUOT) => StorageError::DiskFull { path: path.into() },
-            _ => StorageError::Io {
-                path: path.into(),
-                operation,
-                source,
-            },
+            _ => StorageError::Io { path: path.into(), operation, source },
         }
     }
 }
@@ -119,12 +103,7 @@ pub struct RecordView<'a> {
 
 impl<'a> From<&DecodedRecord<'a>> for RecordView<'a> {
     fn from(record: &DecodedRecord<'a>) -> Self {
-        RecordView {
-            offset: record.offset,
-            ingest_ms: record.ingest_ms,
-            event_id: record.event_id,
-            event: record.event,
-        }
+        RecordView { offset: record.offset, ingest_ms: record.ingest_ms, event_id: record.event_id, event: record.event }
     }
 }
 
@@ -133,12 +112,7 @@ pub(crate) mod test_support {
     use super::*;
 
     pub(crate) fn options() -> LogOptions {
-        LogOptions {
-            segment_bytes: 1 << 20,
-            retention_ms: 0,
-            retention_bytes: 0,
-            fsync: false,
-        }
+        LogOptions { segment_bytes: 1 << 20, retention_ms: 0, retention_bytes: 0, fsync: false }
     }
 
     pub(crate) fn data_dir(partitions: u32) -> (tempfile::TempDir, DataDir) {
@@ -149,8 +123,6 @@ pub(crate) mod test_support {
 
     /// An event of `len` bytes whose content depends on `seed`.
     pub(crate) fn event(seed: u64, len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|i| (seed as usize).wrapping_mul(31).wrapping_add(i) as u8)
-            .collect()
+        (0..len).map(|i| (seed as usize).wrapping_mul(31).wrapping_add(i) as u8).collect()
     }
 }

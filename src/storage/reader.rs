@@ -60,16 +60,9 @@ impl LogReader {
     /// fine: `next` returns `None` until the writer creates one.
     pub fn open(dir: &DataDir, partition: u32, start: StartAt) -> Result<LogReader, StorageError> {
         if partition >= dir.partitions() {
-            return Err(StorageError::NoSuchPartition {
-                partition,
-                partitions: dir.partitions(),
-            });
+            return Err(StorageError::NoSuchPartition { partition, partitions: dir.partitions() });
         }
-        let mut reader = LogReader {
-            dir: dir.partition_dir(partition),
-            current: None,
-            skip_below: 0,
-        };
+        let mut reader = LogReader { dir: dir.partition_dir(partition), current: None, skip_below: 0 };
         let (files, _) = segment::list(&reader.dir)?;
         match start {
             StartAt::Earliest => {}
@@ -90,10 +83,7 @@ impl LogReader {
     /// The next whole record, or `Ok(None)` at the current end; call again later to
     /// follow the writer across appends, rolls and retention (a deleted segment is
     /// skipped to the oldest one still present).
-    #[expect(
-        clippy::should_implement_trait,
-        reason = "a lending iterator: each record borrows the reader's map"
-    )]
+    #[expect(clippy::should_implement_trait, reason = "a lending iterator: each record borrows the reader's map")]
     pub fn next(&mut self) -> Result<Option<RecordView<'_>>, StorageError> {
         let Some(located) = self.locate()? else {
             return Ok(None);
@@ -164,9 +154,7 @@ fn first_segment(dir: &Path, offset: u64) -> Result<Option<SegmentFile>, Storage
 /// that one ends; it starts later when retention or damage removed records.
 fn later_segment(dir: &Path, base_offset: u64) -> Result<Option<SegmentFile>, StorageError> {
     let (files, _) = segment::list(dir)?;
-    Ok(files
-        .into_iter()
-        .find(|file| file.base_offset > base_offset))
+    Ok(files.into_iter().find(|file| file.base_offset > base_offset))
 }
 
 /// Retention may delete a segment between listing and opening it; the caller then
@@ -174,9 +162,7 @@ fn later_segment(dir: &Path, base_offset: u64) -> Result<Option<SegmentFile>, St
 fn open_unless_deleted(file: &SegmentFile) -> Result<Option<ReadSegment>, StorageError> {
     match ReadSegment::open(file) {
         Ok(segment) => Ok(Some(segment)),
-        Err(StorageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Ok(None)
-        }
+        Err(StorageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(error),
     }
 }
@@ -239,10 +225,7 @@ impl ReadSegment {
 /// `segment_bytes`; a torn header (recovery will rewrite it) leaves the file length.
 fn map_segment(path: &Path) -> Result<(Mmap, u64), StorageError> {
     let file = File::open(path).map_err(|e| StorageError::io(path, "open", e))?;
-    let file_bytes = file
-        .metadata()
-        .map_err(|e| StorageError::io(path, "stat", e))?
-        .len();
+    let file_bytes = file.metadata().map_err(|e| StorageError::io(path, "stat", e))?.len();
     if file_bytes < SEGMENT_HEADER_BYTES as u64 {
         let map = segment::map_read_only(&file, path, 0)?;
         return Ok((map, u64::MAX));
@@ -277,11 +260,7 @@ mod tests {
         for i in 0..5u64 {
             log.append(b"id", i as i64, &[&event(i, 10)]).unwrap();
         }
-        assert_eq!(
-            empty.next().unwrap().unwrap().offset,
-            0,
-            "an empty partition is followed"
-        );
+        assert_eq!(empty.next().unwrap().unwrap().offset, 0, "an empty partition is followed");
         let mut latest = LogReader::open(&dir, 0, StartAt::Latest).unwrap();
         assert!(latest.next().unwrap().is_none());
         let mut at_three = LogReader::open(&dir, 0, StartAt::Offset(3)).unwrap();
@@ -308,12 +287,7 @@ mod tests {
                 start.wait();
                 for i in 0..RECORDS {
                     // Sizes vary so that rolls land at different record boundaries.
-                    log.append(
-                        format!("id-{i}").as_bytes(),
-                        i as i64,
-                        &[&event(i, 1 + (i as usize * 7919) % 4000)],
-                    )
-                    .unwrap();
+                    log.append(format!("id-{i}").as_bytes(), i as i64, &[&event(i, 1 + (i as usize * 7919) % 4000)]).unwrap();
                 }
                 done.store(true, Ordering::Release);
             })
@@ -329,10 +303,7 @@ mod tests {
                 Some(record) => {
                     assert_eq!(record.offset, expected);
                     assert_eq!(record.event_id, format!("id-{expected}").as_bytes());
-                    assert_eq!(
-                        record.event,
-                        event(expected, 1 + (expected as usize * 7919) % 4000).as_slice()
-                    );
+                    assert_eq!(record.event, event(expected, 1 + (expected as usize * 7919) % 4000).as_slice());
                     expected += 1;
                 }
                 // Every append happened before `done` was set: nothing may be missing.

@@ -43,10 +43,7 @@ pub(crate) fn list(dir: &Path) -> Result<(Vec<SegmentFile>, Vec<PathBuf>), Stora
         if name.ends_with(TMP_SUFFIX) {
             leftovers.push(entry.path());
         } else if let Some(base_offset) = parse_name(name) {
-            segments.push(SegmentFile {
-                base_offset,
-                path: entry.path(),
-            });
+            segments.push(SegmentFile { base_offset, path: entry.path() });
         }
     }
     segments.sort_unstable_by_key(|segment| segment.base_offset);
@@ -77,10 +74,7 @@ pub(crate) fn reserve(file: &File, path: &Path, bytes: u64) -> Result<(), Storag
     if error.raw_os_error() != Some(libc::EOPNOTSUPP) {
         return Err(StorageError::io(path, "fallocate", error));
     }
-    let current = file
-        .metadata()
-        .map_err(|e| StorageError::io(path, "stat", e))?
-        .len();
+    let current = file.metadata().map_err(|e| StorageError::io(path, "stat", e))?.len();
     write_zeros(file, path, current, bytes)
 }
 
@@ -92,8 +86,7 @@ pub(crate) fn zero_range(file: &File, path: &Path, from: u64, to: u64) -> Result
     let start = libc::off_t::try_from(from).map_err(|_| invalid_length(path, from))?;
     let length = libc::off_t::try_from(to - from).map_err(|_| invalid_length(path, to))?;
     // SAFETY: plain syscall on a descriptor `file` keeps open; no memory is passed.
-    let rc =
-        unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_ZERO_RANGE, start, length) };
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_ZERO_RANGE, start, length) };
     if rc == 0 {
         return Ok(());
     }
@@ -111,8 +104,7 @@ fn write_zeros(file: &File, path: &Path, from: u64, to: u64) -> Result<(), Stora
     // Bounded: `at` grows by up to one chunk per pass until it reaches `to`.
     while at < to {
         let chunk = (to - at).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
-        file.write_all_at(&ZEROS[..chunk], at)
-            .map_err(|e| StorageError::io(path, "write zeros", e))?;
+        file.write_all_at(&ZEROS[..chunk], at).map_err(|e| StorageError::io(path, "write zeros", e))?;
         at += chunk as u64;
     }
     Ok(())
@@ -120,11 +112,7 @@ fn write_zeros(file: &File, path: &Path, from: u64, to: u64) -> Result<(), Stora
 
 fn invalid_length(path: &Path, bytes: u64) -> StorageError {
     let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{bytes} bytes"));
-    StorageError::Io {
-        path: path.to_owned(),
-        operation: "size",
-        source,
-    }
+    StorageError::Io { path: path.to_owned(), operation: "size", source }
 }
 
 /// Maps the first `bytes` bytes of `file` read-only.
@@ -135,8 +123,7 @@ pub(crate) fn map_read_only(file: &File, path: &Path, bytes: u64) -> Result<Mmap
     // the map can fall past the end. The single writer only ever changes bytes that no
     // reader has accepted yet: unpublished record bytes, published only by the commit
     // word, which readers load atomically (`load_commit_word`) before touching the rest.
-    unsafe { memmap2::MmapOptions::new().len(len).map(file) }
-        .map_err(|e| StorageError::io(path, "mmap", e))
+    unsafe { memmap2::MmapOptions::new().len(len).map(file) }.map_err(|e| StorageError::io(path, "mmap", e))
 }
 
 /// Maps the first `bytes` bytes of `file` for the partition's single writer.
@@ -145,32 +132,22 @@ pub(crate) fn map_writable(file: &File, path: &Path, bytes: u64) -> Result<MmapM
     // SAFETY: the file was reserved to at least `bytes` and is never shrunk; the
     // partition directory's flock (see `PartitionLog::open`) makes this the only
     // writable mapping, and readers elsewhere only read it.
-    unsafe { memmap2::MmapOptions::new().len(len).map_mut(file) }
-        .map_err(|e| StorageError::io(path, "mmap", e))
+    unsafe { memmap2::MmapOptions::new().len(len).map_mut(file) }.map_err(|e| StorageError::io(path, "mmap", e))
 }
 
 /// Checks that the commit word at `base + position` lies inside `len` bytes and is
 /// aligned; a violation is a bug in the caller, not a property of the file.
 fn check_commit_word(base: *const u8, len: usize, position: usize) {
     let in_bounds = position.checked_add(4).is_some_and(|end| end <= len);
-    let aligned = (base as usize)
-        .wrapping_add(position)
-        .is_multiple_of(RECORD_ALIGN_BYTES);
-    assert!(
-        in_bounds && aligned,
-        "commit word at {position} is out of bounds or misaligned"
-    );
+    let aligned = (base as usize).wrapping_add(position).is_multiple_of(RECORD_ALIGN_BYTES);
+    assert!(in_bounds && aligned, "commit word at {position} is out of bounds or misaligned");
 }
 
 /// Acquire-loads the commit word (the record's `body_len`) at `position`; 0 means no
 /// record is published there yet. Bytes of the record may be read once this is non-zero.
 pub(crate) fn load_commit_word(bytes: &[u8], position: usize) -> u32 {
     check_commit_word(bytes.as_ptr(), bytes.len(), position);
-    let word = bytes
-        .as_ptr()
-        .wrapping_add(position)
-        .cast::<u32>()
-        .cast_mut();
+    let word = bytes.as_ptr().wrapping_add(position).cast::<u32>().cast_mut();
     // SAFETY: `check_commit_word` checked that the 4 bytes are in bounds and aligned; they
     // live in a mapping that outlives `bytes`. The only writes to them are the writer's
     // atomic stores (or zeroing by recovery before any record is published). A relaxed
@@ -203,12 +180,7 @@ pub(crate) struct WritableSegment {
 impl WritableSegment {
     /// Creates the segment for `header` in `dir`: `.tmp` name, reserve, header, (sync),
     /// rename, directory sync, so a crash never leaves a half-made segment under its name.
-    pub(crate) fn create(
-        dir: &Path,
-        dir_file: &File,
-        header: &SegmentHeader,
-        fsync: bool,
-    ) -> Result<WritableSegment, StorageError> {
+    pub(crate) fn create(dir: &Path, dir_file: &File, header: &SegmentHeader, fsync: bool) -> Result<WritableSegment, StorageError> {
         let path = path_for(dir, header.base_offset);
         let tmp = dir.join(format!("{:0NAME_DIGITS$}{TMP_SUFFIX}", header.base_offset));
         let file = OpenOptions::new()
@@ -225,31 +197,14 @@ impl WritableSegment {
             return Err(error);
         }
         fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, "rename", e))?;
-        dir_file
-            .sync_all()
-            .map_err(|e| StorageError::io(dir, "fsync directory", e))?;
+        dir_file.sync_all().map_err(|e| StorageError::io(dir, "fsync directory", e))?;
         let map = map_writable(&file, &path, header.segment_bytes)?;
-        Ok(WritableSegment {
-            file,
-            map,
-            position: SEGMENT_HEADER_BYTES,
-            path,
-        })
+        Ok(WritableSegment { file, map, position: SEGMENT_HEADER_BYTES, path })
     }
 
     /// Wraps a recovered segment whose valid records end at `position`.
-    pub(crate) fn from_recovered(
-        file: File,
-        map: MmapMut,
-        position: usize,
-        path: PathBuf,
-    ) -> WritableSegment {
-        WritableSegment {
-            file,
-            map,
-            position,
-            path,
-        }
+    pub(crate) fn from_recovered(file: File, map: MmapMut, position: usize, path: PathBuf) -> WritableSegment {
+        WritableSegment { file, map, position, path }
     }
 
     /// Bytes left for records.
@@ -258,21 +213,9 @@ impl WritableSegment {
     }
 
     /// Writes one record and publishes it. The caller checked `room()`.
-    pub(crate) fn append(
-        &mut self,
-        offset: u64,
-        ingest_ms: i64,
-        event_id: &[u8],
-        parts: &[&[u8]],
-    ) -> Result<(), format::FormatError> {
+    pub(crate) fn append(&mut self, offset: u64, ingest_ms: i64, event_id: &[u8], parts: &[&[u8]]) -> Result<(), format::FormatError> {
         let position = self.position;
-        let body_len = format::write_record_uncommitted(
-            &mut self.map[position..],
-            offset,
-            ingest_ms,
-            event_id,
-            parts,
-        )?;
+        let body_len = format::write_record_uncommitted(&mut self.map[position..], offset, ingest_ms, event_id, parts)?;
         store_commit_word(&mut self.map, position, body_len);
         self.position += format::stored_len(u64::from(body_len)) as usize;
         debug_assert!(self.position.is_multiple_of(RECORD_ALIGN_BYTES));
@@ -293,9 +236,7 @@ impl WritableSegment {
 
     /// fdatasync: the data written through the mapping reaches the disk.
     pub(crate) fn sync(&self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
-            .map_err(|e| StorageError::io(&self.path, "fdatasync", e))
+        self.file.sync_data().map_err(|e| StorageError::io(&self.path, "fdatasync", e))
     }
 
     /// Unmaps the segment but keeps its descriptor open.
@@ -304,18 +245,11 @@ impl WritableSegment {
     }
 }
 
-fn prepare(
-    file: &File,
-    tmp: &Path,
-    header: &SegmentHeader,
-    fsync: bool,
-) -> Result<(), StorageError> {
+fn prepare(file: &File, tmp: &Path, header: &SegmentHeader, fsync: bool) -> Result<(), StorageError> {
     reserve(file, tmp, header.segment_bytes)?;
-    file.write_all_at(&format::encode_segment_header(header), 0)
-        .map_err(|e| StorageError::io(tmp, "write header", e))?;
+    file.write_all_at(&format::encode_segment_header(header), 0).map_err(|e| StorageError::io(tmp, "write header", e))?;
     if fsync {
-        file.sync_data()
-            .map_err(|e| StorageError::io(tmp, "fdatasync", e))?;
+        file.sync_data().map_err(|e| StorageError::io(tmp, "fdatasync", e))?;
     }
     Ok(())
 }
@@ -330,12 +264,7 @@ mod tests {
         assert_eq!(path, Path::new("/d/00000000000000000042.seg"));
         assert_eq!(parse_name("00000000000000000042.seg"), Some(42));
         assert_eq!(parse_name("18446744073709551615.seg"), Some(u64::MAX));
-        for bad in [
-            "42.seg",
-            "0000000000000000004x.seg",
-            "00000000000000000042.seg.tmp",
-            "99999999999999999999.seg",
-        ] {
+        for bad in ["42.seg", "0000000000000000004x.seg", "00000000000000000042.seg.tmp", "99999999999999999999.seg"] {
             assert_eq!(parse_name(bad), None, "{bad}");
         }
     }
@@ -344,12 +273,7 @@ mod tests {
     fn create_reserves_the_whole_file_and_lists_it() {
         let temp = tempfile::tempdir().unwrap();
         let dir_file = File::open(temp.path()).unwrap();
-        let header = SegmentHeader {
-            partition: 1,
-            base_offset: 7,
-            created_ms: 5,
-            segment_bytes: 1 << 20,
-        };
+        let header = SegmentHeader { partition: 1, base_offset: 7, created_ms: 5, segment_bytes: 1 << 20 };
         let mut segment = WritableSegment::create(temp.path(), &dir_file, &header, true).unwrap();
         segment.append(7, 9, b"id", &[b"{}"]).unwrap();
         assert_eq!(segment.room(), (1 << 20) - 64 - 40);
@@ -357,20 +281,9 @@ mod tests {
         assert_eq!(fs::metadata(segment.path()).unwrap().len(), 1 << 20);
         fs::write(temp.path().join("00000000000000000009.seg.tmp"), b"").unwrap();
         let (segments, leftovers) = list(temp.path()).unwrap();
-        assert_eq!(
-            segments,
-            vec![SegmentFile {
-                base_offset: 7,
-                path: path_for(temp.path(), 7)
-            }]
-        );
+        assert_eq!(segments, vec![SegmentFile { base_offset: 7, path: path_for(temp.path(), 7) }]);
         assert_eq!(leftovers.len(), 1);
-        let map = map_read_only(
-            &File::open(segment.path()).unwrap(),
-            segment.path(),
-            1 << 20,
-        )
-        .unwrap();
+        let map = map_read_only(&File::open(segment.path()).unwrap(), segment.path(), 1 << 20).unwrap();
         assert_eq!(format::decode_segment_header(&map), Ok(header));
     }
 
@@ -378,20 +291,15 @@ mod tests {
     fn zero_range_clears_bytes() {
         let temp = tempfile::tempdir().unwrap();
         let path = temp.path().join("f");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
         file.write_all_at(&[0xAB; 200_000], 0).unwrap();
         zero_range(&file, &path, 100, 150_000).unwrap();
         let bytes = fs::read(&path).unwrap();
         assert_eq!(bytes.len(), 200_000);
-        assert!(
-            bytes[..100].iter().all(|&b| b == 0xAB) && bytes[150_000..].iter().all(|&b| b == 0xAB)
-        );
+        assert!(bytes[..100].iter().all(|&b| b == 0xAB) && bytes[150_000..].iter().all(|&b| b == 0xAB));
         assert!(bytes[100..150_000].iter().all(|&b| b == 0));
+        // The fallback used where fallocate cannot zero a range.
+        write_zeros(&file, &path, 150_000, 150_100).unwrap();
+        assert!(fs::read(&path).unwrap()[..150_100].iter().skip(100).all(|&b| b == 0));
     }
 }
