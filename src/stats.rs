@@ -37,6 +37,9 @@ impl ShardStats {
     }
 }
 
+/// A metric family: name, help text, and the counter it reads from each shard.
+type Family = (&'static str, &'static str, fn(&ShardStats) -> &AtomicU64);
+
 /// Process-wide state shared by shards, the admin listener and the main thread.
 pub struct Control {
     pub shards: Vec<ShardStats>,
@@ -66,7 +69,7 @@ impl Control {
     /// Prometheus text exposition of every counter.
     pub fn render_metrics(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let families: [(&str, &str, fn(&ShardStats) -> &AtomicU64); 10] = [
+        let families: [Family; 10] = [
             ("sluice_requests_total", "HTTP requests framed", |s| &s.requests),
             ("sluice_bytes_in_total", "bytes received on ingest connections", |s| &s.bytes_in),
             ("sluice_connections_open", "open ingest connections", |s| &s.connections_open),

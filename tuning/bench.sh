@@ -69,12 +69,14 @@ python3 "$root/tuning/gen_requests.py" --keys "$work/keys.toml" --out "$work/bat
 
 echo "commit $(cd "$root" && git rev-parse --short HEAD)$(cd "$root" && git diff --quiet || echo '+dirty'), $(nproc) cores, kernel $(uname -r), ${seconds}s, ${connections} connections, server cpu $server_cpu, client cpu $client_cpu, durability ${DURABILITY:-os}"
 taskset -c "$server_cpu" nginx -c "$work/nginx.conf" &
+nginx_pid=$!
 sleep 0.5
 wrk_run nginx-204-single http://127.0.0.1:18080/v1/events "$work/single.req" "$seconds"
 wrk_run nginx-204-batch100 http://127.0.0.1:18080/v1/events/batch "$work/batch.req" 3
-kill %1; wait %1 2>/dev/null || true
+kill "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
 
 taskset -c "$server_cpu" "$sluice" serve --config "$work/sluice.toml" 2> "$work/sluice.err" &
+sluice_pid=$!
 for _ in $(seq 100); do grep -q listening "$work/sluice.err" 2>/dev/null && break; sleep 0.1; done
 wrk_run sluice-single http://127.0.0.1:18081/v1/events "$work/single.req" "$seconds"
 wrk_run sluice-batch100 http://127.0.0.1:18081/v1/events/batch "$work/batch.req" 3
@@ -82,8 +84,8 @@ metrics=$(curl -s http://127.0.0.1:18091/metrics)
 accepted=$(echo "$metrics" | awk '/^sluice_events_accepted_total/ {s+=$2} END {print s}')
 duplicates=$(echo "$metrics" | awk '/^sluice_events_duplicate_total/ {s+=$2} END {print s}')
 rejected=$(echo "$metrics" | awk '/^sluice_events_rejected_total/ {s+=$2} END {print s}')
-rss=$(awk '/VmRSS/ {print $2, $3}' /proc/$(pgrep -f "sluice serve --config $work" | head -1)/status)
-kill -TERM %2; wait %2 2>/dev/null || true
+rss=$(awk '/VmRSS/ {print $2, $3}' "/proc/$sluice_pid/status")
+kill -TERM "$sluice_pid"; wait "$sluice_pid" 2>/dev/null || true
 
 ratio=$(awk -v a="$(cat "$work/sluice-single.rps")" -v b="$(cat "$work/nginx-204-single.rps")" 'BEGIN {printf "%.2f", a / b}')
 events=$(awk -v a="$(cat "$work/sluice-batch100.rps")" 'BEGIN {printf "%.0f", a * 100}')
