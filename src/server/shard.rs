@@ -270,10 +270,10 @@ impl Shard {
             if !current {
                 return;
             }
-            if self.conns[slot as usize].closing == Closing::Open {
-                self.drive(slot);
-            } else {
-                self.queue_rearm(slot);
+            match self.conns[slot as usize].closing {
+                Closing::Open => self.drive(slot),
+                Closing::Dead => self.kill(slot),
+                Closing::AfterFlush | Closing::Lingering { .. } => self.queue_rearm(slot),
             }
             return;
         }
@@ -426,7 +426,7 @@ impl Shard {
             return;
         }
         conn.send_inflight = false;
-        if result < 0 {
+        if result < 0 || conn.closing == Closing::Dead {
             return self.kill(slot);
         }
         conn.sent += result as usize;
@@ -629,6 +629,10 @@ impl Shard {
             self.drain_deadline_ms = Some(self.now_ms + self.config.ingest.drain_timeout_ms);
             let cancel = opcode::AsyncCancel::new(Token::Accept.encode()).build().user_data(Token::Ignore.encode());
             self.push(cancel);
+            // New connections are refused from now on (SO_REUSEPORT stops routing here);
+            // the in-flight accept keeps its own file reference until it is cancelled.
+            // SAFETY: the listener fd is owned by this shard and not used after this.
+            unsafe { libc::close(self.listener) };
         }
         for slot in 0..self.conns.len() as u32 {
             let conn = &self.conns[slot as usize];
