@@ -72,7 +72,7 @@ impl AuthError {
             AuthError::KeyNotValid => "the key named by X-Key-Id is not valid at this time",
             AuthError::TimestampInvalid => "X-Timestamp must be Unix seconds as 1 to 12 decimal digits",
             AuthError::TimestampOutOfWindow => "X-Timestamp is too far from the server clock; check the producer's clock",
-            AuthError::SignatureInvalid => "X-Signature holds no valid v1=<64 hex digits> HMAC-SHA256 of \"<X-Timestamp>.<body>\"",
+            AuthError::SignatureInvalid => "X-Signature holds no valid v1=<64 hex digits> HMAC-SHA256 of <X-Timestamp>.<body>",
         }
     }
 }

@@ -514,15 +514,46 @@ pub fn write_response(out: &mut Vec<u8>, status: u16, body: &[u8], keep_alive: b
     finish_response(out, slot);
 }
 
-/// Appends `{"error":{"code":"..","message":".."}}`. Codes and messages are static
-/// strings without characters that need JSON escaping.
+/// Appends `text` as the inside of a JSON string, escaping what JSON requires, so no
+/// message can break the answer's JSON.
+pub fn write_json_string_content(out: &mut Vec<u8>, text: &str) {
+    for byte in text.bytes() {
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x00..=0x1f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0xf)]);
+            }
+            _ => out.push(byte),
+        }
+    }
+}
+
+/// Appends `{"error":{"code":"..","message":".."}}`.
 pub fn write_error_body(out: &mut Vec<u8>, code: &str, message: &str) {
-    debug_assert!(!code.contains(['"', '\\']) && !message.contains(['"', '\\']));
-    out.extend_from_slice(b"{\"error\":{\"code\":\"");
-    out.extend_from_slice(code.as_bytes());
+    out.extend_from_slice(b"{\"error\":");
+    write_error_object(out, code, message);
+    out.push(b'}');
+}
+
+/// Appends `{"code":"..","message":".."}`.
+pub fn write_error_object(out: &mut Vec<u8>, code: &str, message: &str) {
+    out.extend_from_slice(b"{\"code\":\"");
+    write_json_string_content(out, code);
     out.extend_from_slice(b"\",\"message\":\"");
-    out.extend_from_slice(message.as_bytes());
-    out.extend_from_slice(b"\"}}");
+    write_json_string_content(out, message);
+    out.extend_from_slice(b"\"}");
+}
+
+/// For a HEAD request: drops the body of the response that starts at `start` in `out`,
+/// keeping its head (and its Content-Length, as RFC 9110 §9.3.2 asks).
+pub fn strip_body(out: &mut Vec<u8>, start: usize) {
+    if let Some(end) = out[start..].windows(4).position(|w| w == b"\r\n\r\n") {
+        out.truncate(start + end + 4);
+    }
 }
 
 /// A tiny stack formatter for unsigned integers (no allocation).
@@ -638,6 +669,13 @@ mod tests {
         assert!(matches!(framer.poll(&mut buf, &LIMITS).unwrap(), Poll::Incomplete(Phase::Body { expects_continue: true })));
         let mut head = b"POST / HTTP/1.1\r\nContent-".to_vec();
         assert!(matches!(Framer::default().poll(&mut head, &LIMITS).unwrap(), Poll::Incomplete(Phase::Head)));
+    }
+
+    #[test]
+    fn escapes_error_text() {
+        let mut out = Vec::new();
+        write_error_body(&mut out, "c", "say \"hi\" \\ \n");
+        assert_eq!(out, br#"{"error":{"code":"c","message":"say \"hi\" \\ \u000a"}}"#);
     }
 
     #[test]

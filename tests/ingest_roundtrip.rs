@@ -60,9 +60,15 @@ fn single_events_come_back_byte_identical() {
     );
     let position = expect_accepted(&client.request(&signed_event(multiline.as_bytes())));
     let stored = by_position(&sandbox.tail());
-    let line = &stored[&position];
-    let flat = multiline.replace(['\r', '\n'], " ");
-    assert_recent(assert_stored_as_sent(&flat, &line.event));
+    assert_recent(assert_stored_as_sent(&multiline, &stored[&position].event));
+    // On disk the bytes are exactly the sent ones, CR/LF included.
+    let on_disk = segment_records(&sandbox.data_dir, position.0);
+    let record = on_disk.iter().find(|r| r.offset == position.1).expect("record on disk");
+    let close = multiline.rfind('}').unwrap();
+    assert!(record.event.starts_with(&multiline.as_bytes()[..close]), "stored bytes differ: {:?}", String::from_utf8_lossy(&record.event));
+    assert!(record.event.ends_with(&multiline.as_bytes()[close..]), "stored bytes differ: {:?}", String::from_utf8_lossy(&record.event));
+    assert_eq!(record.event.len(), multiline.len() + ",\"ingested_at\":\"2025-10-24T11:37:21.000Z\"".len());
+    assert_eq!(record.event_id, format!("{prefix}-e").into_bytes());
 }
 
 #[test]

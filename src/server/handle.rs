@@ -103,11 +103,9 @@ fn write_outcome_json(out: &mut Vec<u8>, outcome: &Outcome) {
 }
 
 fn write_rejected(out: &mut Vec<u8>, code: &str, message: &str) {
-    out.extend_from_slice(b"{\"status\":\"rejected\",\"error\":{\"code\":\"");
-    out.extend_from_slice(code.as_bytes());
-    out.extend_from_slice(b"\",\"message\":\"");
-    out.extend_from_slice(message.as_bytes());
-    out.extend_from_slice(b"\"}}");
+    out.extend_from_slice(b"{\"status\":\"rejected\",\"error\":");
+    http::write_error_object(out, code, message);
+    out.push(b'}');
 }
 
 /// Appends the answer to a finished single-event request.
@@ -181,6 +179,17 @@ impl Core {
     pub fn handle(&mut self, control: &Control, request: &Request<'_>, origin: Origin, keep_alive: bool, out: &mut Vec<u8>) -> Handled {
         let stats = &control.shards[self.shard];
         ShardStats::add(&stats.requests, 1);
+        if request.method == Method::Head {
+            let start = out.len();
+            let handled = self.route(control, request, origin, keep_alive, out);
+            http::strip_body(out, start);
+            return handled;
+        }
+        self.route(control, request, origin, keep_alive, out)
+    }
+
+    fn route(&mut self, control: &Control, request: &Request<'_>, origin: Origin, keep_alive: bool, out: &mut Vec<u8>) -> Handled {
+        let stats = &control.shards[self.shard];
         let path = request.path;
         match (request.method, path) {
             (Method::Get | Method::Head, b"/healthz") => {

@@ -318,7 +318,8 @@ impl Shard {
                     break;
                 }
                 Ok(Poll::Complete { request, consumed }) => {
-                    let keep_alive = request.keep_alive && !draining && !conn.peer_closed;
+                    // A half-closed peer still gets every answer it asked for; the close follows them.
+                    let keep_alive = request.keep_alive && !draining;
                     pool.lend(&mut conn.output);
                     match core.handle(control, &request, origin, keep_alive, &mut conn.output) {
                         Handled::Answered if !keep_alive => conn.closing = Closing::AfterFlush,

@@ -212,6 +212,11 @@ impl Server {
             }
             Err(_) => {
                 let status = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                if status.is_some()
+                    && let Some(thread) = server.stderr_thread.take()
+                {
+                    let _ = thread.join();
+                }
                 panic!("sluice serve did not become ready (exit: {status:?}); stderr:\n{}", server.stderr_text());
             }
         }
@@ -514,6 +519,29 @@ impl Client {
         }
     }
 
+    /// Reads the status line and headers of a response that has no body whatever its
+    /// Content-Length says (the answer to HEAD), leaving later bytes buffered.
+    pub fn read_head_only(&mut self) -> Response {
+        loop {
+            if let Some(head_end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+                self.buf.drain(..head_end + 4);
+                let mut lines = head.split("\r\n");
+                let status_line = lines.next().unwrap_or_default();
+                let status =
+                    status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+                let headers = lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned())).collect();
+                return Response { status, headers, body: Vec::new() };
+            }
+            assert!(self.fill().expect("read"), "connection closed before a response head");
+        }
+    }
+
+    /// Bytes received but not yet consumed as part of a response.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Reads more bytes; `false` on EOF or reset.
     fn fill(&mut self) -> io::Result<bool> {
         let mut chunk = [0u8; 16 * 1024];
@@ -611,9 +639,14 @@ pub fn parse_tail_line(line: &str) -> TailLine {
     TailLine { partition: partition as u32, offset, event, event_json, line: line.to_owned() }
 }
 
-/// Checks that `stored` is `sent` with `,"ingested_at":"<RFC 3339 ms>"` inserted before
-/// the final `}`, and returns the ingested_at value in Unix ms.
+/// Checks that `stored` (as `sluice tail` prints it) is `sent` with
+/// `,"ingested_at":"<RFC 3339 ms>"` inserted before the final `}`, and returns the
+/// ingested_at value in Unix ms. Tail prints raw CR/LF (only ever insignificant
+/// whitespace in valid JSON) as spaces, so they are compared as spaces; the bytes on
+/// disk are checked exactly by [`segment_records`] users.
 pub fn assert_stored_as_sent(sent: &str, stored: &str) -> i64 {
+    let flat = sent.replace(['\r', '\n'], " ");
+    let sent = flat.as_str();
     let close = sent.rfind('}').expect("sent body has a closing brace");
     let (head, tail) = sent.split_at(close);
     let rest = stored
@@ -648,6 +681,52 @@ pub fn parse_rfc3339_ms_utc(text: &str) -> Option<i64> {
     }
     days += month_days[..(month - 1) as usize].iter().sum::<i64>() + day - 1;
     Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + milli)
+}
+
+/// One record read straight from the segment files (not through `sluice tail`).
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    pub offset: u64,
+    pub event_id: Vec<u8>,
+    pub event: Vec<u8>,
+    /// Segment file and byte position of the record's start.
+    pub path: PathBuf,
+    pub position: usize,
+    pub stored_bytes: usize,
+}
+
+/// Segment files of a partition, oldest first.
+pub fn segment_files(data_dir: &Path, partition: u32) -> Vec<PathBuf> {
+    let dir = data_dir.join("partitions").join(format!("{partition:04}"));
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries.map(|e| e.expect("dir entry").path()).filter(|p| p.extension().is_some_and(|x| x == "seg")).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("read {}: {e}", dir.display()),
+    };
+    files.sort();
+    files
+}
+
+/// Every whole record of a partition, decoded with `sluice::storage::format`.
+pub fn segment_records(data_dir: &Path, partition: u32) -> Vec<RawRecord> {
+    let mut records = Vec::new();
+    for path in segment_files(data_dir, partition) {
+        let bytes = std::fs::read(&path).expect("read segment");
+        let header = sluice::storage::format::decode_segment_header(&bytes).expect("segment header");
+        let mut position = 64;
+        sluice::storage::format::scan_records(&bytes, header.base_offset, |record| {
+            records.push(RawRecord {
+                offset: record.offset,
+                event_id: record.event_id.to_vec(),
+                event: record.event.to_vec(),
+                path: path.clone(),
+                position,
+                stored_bytes: record.stored_bytes,
+            });
+            position += record.stored_bytes;
+        });
+    }
+    records
 }
 
 pub fn now_ms() -> i64 {
