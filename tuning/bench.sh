@@ -84,11 +84,12 @@ metrics=$(curl -s http://127.0.0.1:18091/metrics)
 accepted=$(echo "$metrics" | awk '/^sluice_events_accepted_total/ {s+=$2} END {print s}')
 duplicates=$(echo "$metrics" | awk '/^sluice_events_duplicate_total/ {s+=$2} END {print s}')
 rejected=$(echo "$metrics" | awk '/^sluice_events_rejected_total/ {s+=$2} END {print s}')
-rss=$(awk '/VmRSS/ {print $2, $3}' "/proc/$sluice_pid/status")
+# RssAnon: resident memory that is not mapped log pages (those are page cache, VmRSS counts them).
+rss=$(awk '/RssAnon/ {print $2, $3}' "/proc/$sluice_pid/status")
 kill -TERM "$sluice_pid"; wait "$sluice_pid" 2>/dev/null || true
 
 ratio=$(awk -v a="$(cat "$work/sluice-single.rps")" -v b="$(cat "$work/nginx-204-single.rps")" 'BEGIN {printf "%.2f", a / b}')
 events=$(awk -v a="$(cat "$work/sluice-batch100.rps")" 'BEGIN {printf "%.0f", a * 100}')
 echo "single-event ratio sluice/nginx: $ratio"
 echo "batch-100 events/s stored by sluice: $events"
-echo "sluice events: accepted $accepted, duplicate $duplicates, rejected $rejected; server RSS at end $rss"
+echo "sluice events: accepted $accepted, duplicate $duplicates, rejected $rejected; server RssAnon at end $rss"
