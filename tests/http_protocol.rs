@@ -79,6 +79,15 @@ fn http_1_0_and_connection_close_end_the_connection() {
     assert_eq!(sandbox.tail().len(), 2);
 }
 
+/// Four signed single-event requests, back to back in one buffer.
+fn pipeline_of_four(prefix: &str, round: usize) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for i in 0..4 {
+        wire.extend(signed_event(event(&format!("{prefix}-{round}-{i}"), &format!("half-{i}")).as_bytes()));
+    }
+    wire
+}
+
 #[test]
 fn half_closed_client_still_gets_every_answer() {
     let sandbox = Sandbox::new(Setup::default());
@@ -87,10 +96,7 @@ fn half_closed_client_still_gets_every_answer() {
     // The loss depends on whether the FIN is seen before the pipeline is worked off, so
     // try several connections.
     for round in 0..10 {
-        let mut wire = Vec::new();
-        for i in 0..4 {
-            wire.extend(signed_event(event(&format!("{prefix}-{round}-{i}"), &format!("half-{i}")).as_bytes()));
-        }
+        let wire = pipeline_of_four(&prefix, round);
         let mut client = server.client();
         client.send(&wire);
         client.shutdown_write();
@@ -115,10 +121,7 @@ fn pipeline_then_close_after_reading_is_fully_answered() {
     let server = sandbox.start();
     let prefix = unique_prefix();
     for round in 0..10 {
-        let mut wire = Vec::new();
-        for i in 0..4 {
-            wire.extend(signed_event(event(&format!("{prefix}-{round}-{i}"), &format!("half-{i}")).as_bytes()));
-        }
+        let wire = pipeline_of_four(&prefix, round);
         let mut client = server.client();
         client.send(&wire);
         for _ in 0..4 {

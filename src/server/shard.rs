@@ -70,6 +70,8 @@ pub struct Shard {
     flush: Vec<u32>,
     rearm: Vec<u32>,
     completions: Vec<(u64, i32, u32)>,
+    /// Reused list of fdatasync entries to submit this loop.
+    sync_entries: Vec<squeue::Entry>,
     spent_out: Vec<Vec<StoreBatch>>,
     results_vecs: Vec<Vec<(Ticket, Outcome)>>,
     started: Instant,
@@ -114,6 +116,7 @@ impl Shard {
             flush: Vec::new(),
             rearm: Vec::new(),
             completions: Vec::with_capacity(reactor::RING_ENTRIES as usize * 4),
+            sync_entries: Vec::new(),
             spent_out: (0..shards).map(|_| Vec::new()).collect(),
             results_vecs: Vec::new(),
             started: Instant::now(),
@@ -608,14 +611,15 @@ impl Shard {
     }
 
     fn start_syncs(&mut self) {
-        let mut entries = Vec::new();
+        let mut entries = std::mem::take(&mut self.sync_entries);
         self.core.partitions.syncs_to_start(|index, fd| {
             let entry = opcode::Fsync::new(types::Fd(fd)).flags(types::FsyncFlags::DATASYNC).build();
             entries.push(entry.user_data(Token::Fsync { partition: index }.encode()));
         });
-        for entry in entries {
+        for entry in entries.drain(..) {
             self.push(entry);
         }
+        self.sync_entries = entries;
     }
 
     /// Timeouts, housekeeping and draining; runs every TICK_MS.
