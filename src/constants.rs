@@ -76,8 +76,9 @@ pub const DEDUP_IDS_PER_PARTITION_MAX_DEFAULT: usize = 1_000_000;
 
 /// Reactor tick: timeouts, retention and drain checks run at least this often.
 pub const TICK_MS: u64 = 100;
-/// Records one shard hands to another in a single batch before it is sent.
-pub const HANDOFF_BATCH_RECORDS_MAX: usize = 256;
+/// Records one shard may queue for another within one reactor loop; past it, further
+/// events for that owner are answered `503 overloaded` until the batch has been sent.
+pub const HANDOFF_RECORDS_PER_LOOP_MAX: usize = 1024;
 /// Batches in flight from one shard to another; a full queue is backpressure.
 pub const HANDOFF_QUEUE_BATCHES_MAX: usize = 1024;
 
