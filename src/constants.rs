@@ -67,6 +67,9 @@ pub const PARTITIONS_MAX: u32 = 4096;
 pub const SEGMENT_BYTES_DEFAULT: u64 = 16 * 1024 * 1024;
 /// Smallest allowed segment: it must hold the largest record (a body at the maximum size).
 pub const SEGMENT_BYTES_MIN: u64 = 1024 * 1024;
+/// Bytes at the start of a spare segment faulted in ahead of its roll: the header page
+/// and the first few hundred records, so the roll's first requests take no faults.
+pub const SPARE_PREFAULT_BYTES: usize = 256 * 1024;
 /// Default `[storage] retention_hours`: one week.
 pub const RETENTION_HOURS_DEFAULT: u64 = 168;
 /// Default `[storage] retention_bytes` per partition: 0 means no size limit.

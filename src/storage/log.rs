@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use super::format::{self, SegmentHeader};
 use super::recovery::{self, SegmentSummary};
 use super::segment::{self, WritableSegment};
+use super::spare::{self, Taken};
 use super::{DataDir, LogOptions, RecordView, RecoveryReport, StorageError};
 use crate::constants::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
 
@@ -28,6 +29,10 @@ pub struct PartitionLog {
     /// on its descriptor (see `active_fd`) never lands on a closed or reused fd.
     previous_file: Option<File>,
     next_offset: u64,
+    /// The next segment, being prepared off this thread (see `spare.rs`).
+    spare: Option<spare::Pending>,
+    /// Rolls that found no spare ready and created the segment on this thread.
+    stalled_rolls: u64,
 }
 
 impl PartitionLog {
@@ -46,7 +51,7 @@ impl PartitionLog {
         lock_exclusive(&dir_file, &path)?;
         let recovered = recovery::recover(&path, &dir_file, partition, options)?;
         let log = PartitionLog {
-            dir: path,
+            dir: path.clone(),
             dir_file,
             partition,
             options: options.clone(),
@@ -54,6 +59,8 @@ impl PartitionLog {
             active: recovered.active,
             previous_file: None,
             next_offset: recovered.next_offset,
+            spare: spare::request(&path, options.segment_bytes),
+            stalled_rolls: 0,
         };
         Ok((log, recovered.report))
     }
@@ -93,9 +100,12 @@ impl PartitionLog {
         Ok(offset)
     }
 
-    /// Seals the active segment and starts a new one at `next_offset`. With durability
-    /// fsync the old segment is fdatasynced here, synchronously, so a roll never leaves
-    /// acknowledged records only in the page cache; rolls are rare (one per segment).
+    /// Seals the active segment and starts a new one at `next_offset`, from the spare
+    /// when it is ready (a header write and a rename), else created here (and counted
+    /// as a stall). With durability fsync the old segment and the directory are synced
+    /// here, synchronously, so a roll never leaves acknowledged records or the new
+    /// segment's name only in the page cache; rolls are rare (one per segment). With
+    /// durability os the directory is synced on the preparer thread.
     fn roll(&mut self) -> Result<(), StorageError> {
         if let Some(old) = &self.active
             && self.options.fsync
@@ -108,7 +118,29 @@ impl PartitionLog {
             created_ms: crate::time::now_unix_ms(),
             segment_bytes: self.options.segment_bytes,
         };
-        let fresh = WritableSegment::create(&self.dir, &self.dir_file, &header, self.options.fsync)?;
+        let fresh = match self.spare.take().map(spare::Pending::take) {
+            Some(Taken::Ready(ready)) => {
+                let fresh = WritableSegment::from_spare(&self.dir, ready, &header)?;
+                if self.options.fsync {
+                    self.dir_file.sync_all().map_err(|e| StorageError::io(&self.dir, "fsync directory", e))?;
+                } else {
+                    spare::sync_dir_later(&self.dir);
+                }
+                fresh
+            }
+            not_ready => {
+                // A spare still in the making is kept for the next roll.
+                if let Some(Taken::NotYet(pending)) = not_ready {
+                    self.spare = Some(pending);
+                }
+                spare::ROLL_STALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.stalled_rolls += 1;
+                WritableSegment::create(&self.dir, &self.dir_file, &header, self.options.fsync)?
+            }
+        };
+        if self.spare.is_none() {
+            self.spare = spare::request(&self.dir, self.options.segment_bytes);
+        }
         // An empty active segment (smaller, from older options) is replaced by the
         // rename, which reused its file name: forget its summary.
         if self.segments.back().is_some_and(|last| last.base_offset == header.base_offset) {
@@ -125,6 +157,19 @@ impl PartitionLog {
             self.previous_file = Some(old.into_file());
         }
         Ok(())
+    }
+
+    /// Rolls that had to create their segment on the caller's thread.
+    pub fn stalled_rolls(&self) -> u64 {
+        self.stalled_rolls
+    }
+
+    /// Blocks until the spare segment is ready (tests only).
+    #[cfg(test)]
+    fn wait_for_spare(&mut self) {
+        if let Some(pending) = self.spare.take() {
+            self.spare = pending.wait().map(spare::Pending::ready);
+        }
     }
 
     /// Offset the next appended record will get.
@@ -281,6 +326,41 @@ mod tests {
         for (i, record) in records.iter().enumerate() {
             assert_eq!((record.0, record.3.as_slice()), (i as u64, event(i as u64, 90_000).as_slice()));
         }
+    }
+
+    #[test]
+    fn rolls_use_the_prepared_spare_and_leave_one_spare_behind() {
+        let (_temp, dir) = data_dir(1);
+        for fsync in [false, true] {
+            let (mut log, _) = PartitionLog::open(&dir, 0, &LogOptions { fsync, ..options() }).unwrap();
+            let first = log.next_offset();
+            let segments_before = segment::list(&dir.partition_dir(0)).unwrap().0.len();
+            for i in first..first + 40 {
+                let record = event(i, 90_000);
+                // Give the preparer the time a real roll has (the previous segment's worth).
+                let id = format!("id-{i}");
+                let stored = format::stored_len((id.len() + record.len()) as u64);
+                if log.active.as_ref().is_none_or(|active| active.room() < stored) {
+                    log.wait_for_spare();
+                }
+                assert_eq!(log.append(id.as_bytes(), 0, &[&record]).unwrap(), i);
+            }
+            let segments_after = segment::list(&dir.partition_dir(0)).unwrap().0.len();
+            assert!(segments_after >= segments_before + 3, "{segments_before} -> {segments_after}");
+            assert_eq!(log.stalled_rolls(), 0, "fsync {fsync}");
+            let mut reader = LogReader::open(&dir, 0, StartAt::Offset(first)).unwrap();
+            let records = read_all(&mut reader);
+            assert_eq!(records.len(), 40);
+            assert_eq!(records[39].3, event(first + 39, 90_000));
+            // Only the next spare is a leftover: recovery deletes it at the next open.
+            log.wait_for_spare();
+            assert_eq!(segment::list(&dir.partition_dir(0)).unwrap().1.len(), 1);
+            drop(log);
+        }
+        let (_log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        // The reopened log asked for a new spare; the old one is gone.
+        let leftovers = segment::list(&dir.partition_dir(0)).unwrap().1;
+        assert!(leftovers.len() <= 1, "{leftovers:?}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! One [`PartitionLog`] per partition appends records (single writer, owned by one shard
 //! thread); any number of [`LogReader`]s in other processes follow it read-only. The
 //! layout, write ordering, recovery and durability promises are in `docs/STORAGE.md`.
-//! `unsafe` lives only in `segment.rs` (mapping, `fallocate`, the commit word).
+//! `unsafe` lives only in `segment.rs` (mapping, `fallocate`, the commit word). New
+//! segments are prepared ahead of time on one background thread (`spare.rs`).
 
 mod datadir;
 pub mod format;
@@ -11,6 +12,7 @@ mod log;
 mod reader;
 mod recovery;
 mod segment;
+mod spare;
 
 use std::io;
 use std::path::PathBuf;

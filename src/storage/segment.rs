@@ -11,10 +11,11 @@ use memmap2::{Mmap, MmapMut};
 
 use super::StorageError;
 use super::format::{self, SegmentHeader};
+use super::spare::Spare;
 use crate::constants::{RECORD_ALIGN_BYTES, SEGMENT_HEADER_BYTES, ZERO_FILL_CHUNK_BYTES};
 
 const SEGMENT_SUFFIX: &str = ".seg";
-const TMP_SUFFIX: &str = ".seg.tmp";
+pub(crate) const TMP_SUFFIX: &str = ".seg.tmp";
 /// Width of the zero-padded base offset in file names: every u64 fits.
 const NAME_DIGITS: usize = 20;
 
@@ -132,7 +133,12 @@ pub(crate) fn map_writable(file: &File, path: &Path, bytes: u64) -> Result<MmapM
     // SAFETY: the file was reserved to at least `bytes` and is never shrunk; the
     // partition directory's flock (see `PartitionLog::open`) makes this the only
     // writable mapping, and readers elsewhere only read it.
-    unsafe { memmap2::MmapOptions::new().len(len).map_mut(file) }.map_err(|e| StorageError::io(path, "mmap", e))
+    let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(file) }.map_err(|e| StorageError::io(path, "mmap", e))?;
+    // No read-around on faults: the writer touches each page once, in order, and a
+    // fault in a fresh segment would otherwise zero a whole readahead window (8 MiB
+    // with this disk's read_ahead_kb) on the request that caused it. Advisory only.
+    let _ = map.advise(memmap2::Advice::Random);
+    Ok(map)
 }
 
 /// Checks that the commit word at `base + position` lies inside `len` bytes and is
@@ -199,6 +205,23 @@ impl WritableSegment {
         fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, "rename", e))?;
         dir_file.sync_all().map_err(|e| StorageError::io(dir, "fsync directory", e))?;
         let map = map_writable(&file, &path, header.segment_bytes)?;
+        Ok(WritableSegment { file, map, position: SEGMENT_HEADER_BYTES, path })
+    }
+
+    /// Turns a prepared spare into the segment for `header`: the header goes in through
+    /// the mapping, then the spare is renamed to its final name. The rename is durable
+    /// only after the caller syncs the directory; until then a crash can leave the file
+    /// under either name, and recovery handles both (a leftover is deleted, a torn
+    /// header on the last segment is rebuilt from the file name).
+    pub(crate) fn from_spare(dir: &Path, spare: Spare, header: &SegmentHeader) -> Result<WritableSegment, StorageError> {
+        let Spare { file, mut map, tmp_path } = spare;
+        if map.len() as u64 != header.segment_bytes {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(invalid_length(&tmp_path, map.len() as u64));
+        }
+        map[..SEGMENT_HEADER_BYTES].copy_from_slice(&format::encode_segment_header(header));
+        let path = path_for(dir, header.base_offset);
+        fs::rename(&tmp_path, &path).map_err(|e| StorageError::io(&path, "rename", e))?;
         Ok(WritableSegment { file, map, position: SEGMENT_HEADER_BYTES, path })
     }
 
