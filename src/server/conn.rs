@@ -38,6 +38,8 @@ pub struct Conn {
     /// The peer shut its write side: answer what was asked, then close.
     pub peer_closed: bool,
     pub pending: Option<Pending>,
+    /// Monotonic ns at the start of the loop that framed the request in `pending`.
+    pub framed_ns: u64,
     pub closing: Closing,
     pub phase: Phase,
     /// Monotonic ms when the current phase times out.
@@ -63,6 +65,7 @@ impl Conn {
             send_inflight: false,
             peer_closed: false,
             pending: None,
+            framed_ns: 0,
             closing: Closing::Open,
             phase: Phase::Idle,
             deadline_ms: 0,

@@ -11,19 +11,21 @@ use crate::keyring::KeyRing;
 use crate::routing;
 use crate::server::handoff::{Outcome, StoreBatch, Ticket};
 use crate::server::store::{Partitions, Stored};
-use crate::stats::{Control, ShardStats};
+use crate::stats::{Control, PathLabel, Reject, ShardStats};
 
 /// What became of one event of a request.
 #[derive(Debug, Clone, Copy)]
 pub enum LineResult {
     Waiting,
     Done(Outcome),
-    Rejected { code: &'static str, message: &'static str },
+    Rejected { reason: Reject, message: &'static str },
 }
 
 /// A request whose answer waits for other shards or the group commit.
 #[derive(Debug)]
 pub struct Pending {
+    /// The path the answer is counted under.
+    pub path: PathLabel,
     pub batch: bool,
     pub keep_alive: bool,
     pub outstanding: usize,
@@ -68,6 +70,8 @@ pub enum Handled {
 }
 
 const RETRY_AFTER: &[u8] = b"retry-after: 1\r\n";
+const STORAGE_UNAVAILABLE: &str = "storage cannot take writes; retry";
+const OVERLOADED: &str = "the partition owner is overloaded; retry";
 
 fn media_type_is(value: Option<&[u8]>, expected: &[u8]) -> bool {
     let Some(value) = value else { return false };
@@ -75,13 +79,27 @@ fn media_type_is(value: Option<&[u8]>, expected: &[u8]) -> bool {
     media.trim_ascii().eq_ignore_ascii_case(expected)
 }
 
+/// An answer about to be written: the connection's keep-alive and where it is counted.
+#[derive(Clone, Copy)]
+pub struct Answer<'s> {
+    pub path: PathLabel,
+    pub keep_alive: bool,
+    pub stats: &'s ShardStats,
+}
+
 /// Appends an error answer.
-pub fn answer_error(out: &mut Vec<u8>, status: u16, code: &str, message: &str, keep_alive: bool, stats: &ShardStats) {
+pub fn answer_error(out: &mut Vec<u8>, status: u16, code: &str, message: &str, answer: Answer<'_>) {
     let extra = if status == 503 || status == 429 { RETRY_AFTER } else { b"" };
-    let slot = http::begin_response(out, status, keep_alive, extra);
+    let slot = http::begin_response(out, status, answer.keep_alive, extra);
     http::write_error_body(out, code, message);
     http::finish_response(out, slot);
-    stats.count_status(status);
+    answer.stats.count_answer(answer.path, status);
+}
+
+/// Appends the error answer for an event refused whole and counts `events` rejections.
+fn answer_rejected(out: &mut Vec<u8>, status: u16, reason: Reject, message: &str, events: u64, answer: Answer<'_>) {
+    answer.stats.count_rejected(reason, events);
+    answer_error(out, status, reason.code(), message, answer);
 }
 
 fn write_outcome_json(out: &mut Vec<u8>, outcome: &Outcome) {
@@ -97,8 +115,8 @@ fn write_outcome_json(out: &mut Vec<u8>, outcome: &Outcome) {
             out.extend_from_slice(number.format(*offset));
             out.push(b'}');
         }
-        Outcome::StorageUnavailable => write_rejected(out, "storage_unavailable", "storage cannot take writes; retry"),
-        Outcome::Overloaded => write_rejected(out, "overloaded", "the partition owner is overloaded; retry"),
+        Outcome::StorageUnavailable => write_rejected(out, Reject::StorageUnavailable.code(), STORAGE_UNAVAILABLE),
+        Outcome::Overloaded => write_rejected(out, Reject::Overloaded.code(), OVERLOADED),
     }
 }
 
@@ -109,41 +127,39 @@ fn write_rejected(out: &mut Vec<u8>, code: &str, message: &str) {
 }
 
 /// Appends the answer to a finished single-event request.
-pub fn answer_outcome(out: &mut Vec<u8>, outcome: &Outcome, keep_alive: bool, stats: &ShardStats) {
+pub fn answer_outcome(out: &mut Vec<u8>, outcome: &Outcome, answer: Answer<'_>) {
+    let stats = answer.stats;
     let (status, counter) = match outcome {
         Outcome::Accepted { .. } => (202, &stats.events_accepted),
         Outcome::Duplicate { .. } => (200, &stats.events_duplicate),
-        Outcome::StorageUnavailable => {
-            ShardStats::add(&stats.events_rejected, 1);
-            return answer_error(out, 503, "storage_unavailable", "storage cannot take writes; retry", keep_alive, stats);
-        }
-        Outcome::Overloaded => {
-            ShardStats::add(&stats.events_rejected, 1);
-            return answer_error(out, 503, "overloaded", "the partition owner is overloaded; retry", keep_alive, stats);
-        }
+        Outcome::StorageUnavailable => return answer_rejected(out, 503, Reject::StorageUnavailable, STORAGE_UNAVAILABLE, 1, answer),
+        Outcome::Overloaded => return answer_rejected(out, 503, Reject::Overloaded, OVERLOADED, 1, answer),
     };
     ShardStats::add(counter, 1);
-    let slot = http::begin_response(out, status, keep_alive, b"");
+    let slot = http::begin_response(out, status, answer.keep_alive, b"");
     write_outcome_json(out, outcome);
     http::finish_response(out, slot);
-    stats.count_status(status);
+    stats.count_answer(answer.path, status);
 }
 
 /// Appends the answer to a finished request (single or batch).
 pub fn answer_pending(out: &mut Vec<u8>, pending: &Pending, stats: &ShardStats) {
+    let answer = Answer { path: pending.path, keep_alive: pending.keep_alive, stats };
     if !pending.batch {
         let outcome = match pending.results.first() {
             Some(LineResult::Done(outcome)) => *outcome,
             _ => Outcome::StorageUnavailable,
         };
-        return answer_outcome(out, &outcome, pending.keep_alive, stats);
+        return answer_outcome(out, &outcome, answer);
     }
     let (mut accepted, mut duplicates) = (0u64, 0u64);
     for result in &pending.results {
         match result {
             LineResult::Done(Outcome::Accepted { .. }) => accepted += 1,
             LineResult::Done(Outcome::Duplicate { .. }) => duplicates += 1,
-            _ => {}
+            LineResult::Done(Outcome::StorageUnavailable) | LineResult::Waiting => stats.count_rejected(Reject::StorageUnavailable, 1),
+            LineResult::Done(Outcome::Overloaded) => stats.count_rejected(Reject::Overloaded, 1),
+            LineResult::Rejected { reason, .. } => stats.count_rejected(*reason, 1),
         }
     }
     let rejected = pending.results.len() as u64 - accepted - duplicates;
@@ -162,23 +178,20 @@ pub fn answer_pending(out: &mut Vec<u8>, pending: &Pending, stats: &ShardStats) 
         }
         match result {
             LineResult::Done(outcome) => write_outcome_json(out, outcome),
-            LineResult::Waiting => write_rejected(out, "storage_unavailable", "storage cannot take writes; retry"),
-            LineResult::Rejected { code, message } => write_rejected(out, code, message),
+            LineResult::Waiting => write_rejected(out, Reject::StorageUnavailable.code(), STORAGE_UNAVAILABLE),
+            LineResult::Rejected { reason, message } => write_rejected(out, reason.code(), message),
         }
     }
     out.extend_from_slice(b"]}");
     http::finish_response(out, slot);
     ShardStats::add(&stats.events_accepted, accepted);
     ShardStats::add(&stats.events_duplicate, duplicates);
-    ShardStats::add(&stats.events_rejected, rejected);
-    stats.count_status(200);
+    stats.count_answer(pending.path, 200);
 }
 
 impl Core {
     /// Handles one framed request: answers into `out` now, or parks it.
     pub fn handle(&mut self, control: &Control, request: &Request<'_>, origin: Origin, keep_alive: bool, out: &mut Vec<u8>) -> Handled {
-        let stats = &control.shards[self.shard];
-        ShardStats::add(&stats.requests, 1);
         if request.method == Method::Head {
             let start = out.len();
             let handled = self.route(control, request, origin, keep_alive, out);
@@ -189,85 +202,65 @@ impl Core {
     }
 
     fn route(&mut self, control: &Control, request: &Request<'_>, origin: Origin, keep_alive: bool, out: &mut Vec<u8>) -> Handled {
-        let stats = &control.shards[self.shard];
-        let path = request.path;
+        let path = PathLabel::of(request.path);
+        let answer = Answer { path, keep_alive, stats: &control.shards[self.shard] };
         match (request.method, path) {
-            (Method::Get | Method::Head, b"/healthz") => {
-                http::write_response(out, 200, b"{\"status\":\"ok\"}", keep_alive, b"");
-                stats.count_status(200);
-            }
-            (Method::Get | Method::Head, b"/readyz") if control.is_ready() => {
-                http::write_response(out, 200, b"{\"status\":\"ready\"}", keep_alive, b"");
-                stats.count_status(200);
-            }
-            (Method::Get | Method::Head, b"/readyz") => answer_error(out, 503, "not_ready", "starting or draining", keep_alive, stats),
-            (Method::Post, b"/v1/events") => return self.ingest(control, request, origin, keep_alive, out, false),
-            (Method::Post, b"/v1/events/batch") => return self.ingest(control, request, origin, keep_alive, out, true),
-            (_, b"/healthz" | b"/readyz") => answer_method(out, b"allow: GET, HEAD\r\n", keep_alive, stats),
-            (_, b"/v1/events" | b"/v1/events/batch") => answer_method(out, b"allow: POST\r\n", keep_alive, stats),
-            _ => answer_error(out, 404, "not_found", "no such endpoint", keep_alive, stats),
+            (Method::Get | Method::Head, PathLabel::Healthz) => answer_ok(out, b"{\"status\":\"ok\"}", answer),
+            (Method::Get | Method::Head, PathLabel::Readyz) if control.is_ready() => answer_ok(out, b"{\"status\":\"ready\"}", answer),
+            (Method::Get | Method::Head, PathLabel::Readyz) => answer_error(out, 503, "not_ready", "starting or draining", answer),
+            (Method::Post, PathLabel::Events | PathLabel::EventsBatch) => return self.ingest(request, origin, answer, out),
+            (_, PathLabel::Healthz | PathLabel::Readyz) => answer_method(out, b"allow: GET, HEAD\r\n", answer),
+            (_, PathLabel::Events | PathLabel::EventsBatch) => answer_method(out, b"allow: POST\r\n", answer),
+            (_, PathLabel::Webhooks | PathLabel::Other) => answer_error(out, 404, "not_found", "no such endpoint", answer),
         }
         Handled::Answered
     }
 
-    fn ingest(
-        &mut self,
-        control: &Control,
-        request: &Request<'_>,
-        origin: Origin,
-        keep_alive: bool,
-        out: &mut Vec<u8>,
-        batch: bool,
-    ) -> Handled {
-        let stats = &control.shards[self.shard];
+    /// `POST /v1/events` or `/v1/events/batch`, as `answer.path` says.
+    fn ingest(&mut self, request: &Request<'_>, origin: Origin, answer: Answer<'_>, out: &mut Vec<u8>) -> Handled {
+        let batch = answer.path == PathLabel::EventsBatch;
         let (media, message): (&[u8], &str) = if batch {
             (b"application/x-ndjson", "Content-Type must be application/x-ndjson")
         } else {
             (b"application/json", "Content-Type must be application/json")
         };
         if !media_type_is(request.content_type, media) {
-            ShardStats::add(&stats.events_rejected, 1);
-            answer_error(out, 415, "unsupported_media_type", message, keep_alive, stats);
+            answer_rejected(out, 415, Reject::UnsupportedMediaType, message, 1, answer);
             return Handled::Answered;
         }
         let credentials = Credentials { kid: request.key_id, timestamp: request.timestamp, signature: request.signature };
         if let Err(error) = auth::verify_v1(&self.keyring, &credentials, request.body, self.now_ms, self.tolerance_secs) {
-            ShardStats::add(&stats.events_rejected, 1);
-            answer_error(out, 401, error.code(), error.message(), keep_alive, stats);
+            answer_rejected(out, 401, Reject::from(error), error.message(), 1, answer);
             return Handled::Answered;
         }
         if batch {
-            return self.ingest_batch(control, request.body, origin, keep_alive, out);
+            return self.ingest_batch(request.body, origin, answer, out);
         }
         let line = self.ingest_line(request.body, origin, 0);
         match line {
-            LineResult::Done(outcome) => answer_outcome(out, &outcome, keep_alive, stats),
-            LineResult::Rejected { code, message } => {
-                ShardStats::add(&stats.events_rejected, 1);
-                answer_error(out, 400, code, message, keep_alive, stats);
-            }
+            LineResult::Done(outcome) => answer_outcome(out, &outcome, answer),
+            LineResult::Rejected { reason, message } => answer_rejected(out, 400, reason, message, 1, answer),
             LineResult::Waiting => {
                 let mut results = self.results_pool.pop().unwrap_or_default();
                 results.push(line);
-                return Handled::Parked(Pending { batch: false, keep_alive, outstanding: 1, results });
+                let pending = Pending { path: answer.path, batch: false, keep_alive: answer.keep_alive, outstanding: 1, results };
+                return Handled::Parked(pending);
             }
         }
         Handled::Answered
     }
 
-    fn ingest_batch(&mut self, control: &Control, body: &[u8], origin: Origin, keep_alive: bool, out: &mut Vec<u8>) -> Handled {
-        let stats = &control.shards[self.shard];
+    fn ingest_batch(&mut self, body: &[u8], origin: Origin, answer: Answer<'_>, out: &mut Vec<u8>) -> Handled {
         let lines = || {
             body.split(|b| *b == b'\n').map(|line| line.strip_suffix(b"\r").unwrap_or(line)).filter(|line| !line.trim_ascii().is_empty())
         };
         let count = lines().count();
         if count == 0 {
-            answer_error(out, 400, "batch_empty", "the batch holds no events", keep_alive, stats);
+            answer_error(out, 400, "batch_empty", "the batch holds no events", answer);
             return Handled::Answered;
         }
         if count > crate::constants::BATCH_EVENTS_MAX {
-            ShardStats::add(&stats.events_rejected, count as u64);
-            answer_error(out, 413, "batch_too_large", "a batch holds at most 1000 events", keep_alive, stats);
+            answer_rejected(out, 413, Reject::BatchTooLarge, "a batch holds at most 1000 events", count as u64, answer);
             return Handled::Answered;
         }
         let mut results = self.results_pool.pop().unwrap_or_default();
@@ -277,11 +270,11 @@ impl Core {
             outstanding += usize::from(matches!(result, LineResult::Waiting));
             results.push(result);
         }
-        let pending = Pending { batch: true, keep_alive, outstanding, results };
+        let pending = Pending { path: answer.path, batch: true, keep_alive: answer.keep_alive, outstanding, results };
         if outstanding > 0 {
             return Handled::Parked(pending);
         }
-        answer_pending(out, &pending, stats);
+        answer_pending(out, &pending, answer.stats);
         self.recycle_results(pending.results);
         Handled::Answered
     }
@@ -290,7 +283,7 @@ impl Core {
     fn ingest_line(&mut self, event: &[u8], origin: Origin, line: u16) -> LineResult {
         let envelope: Envelope = match self.validator.validate(event) {
             Ok(envelope) => envelope,
-            Err(error) => return LineResult::Rejected { code: error.code(), message: error.message() },
+            Err(error) => return LineResult::Rejected { reason: Reject::from(error), message: error.message() },
         };
         let partition = routing::partition_for(envelope.user_id_hash, self.partitions_count);
         let owner = routing::owner_shard(partition, self.shards);
@@ -343,9 +336,14 @@ impl Core {
     }
 }
 
-fn answer_method(out: &mut Vec<u8>, allow: &[u8], keep_alive: bool, stats: &ShardStats) {
-    let slot = http::begin_response(out, 405, keep_alive, allow);
+fn answer_method(out: &mut Vec<u8>, allow: &[u8], answer: Answer<'_>) {
+    let slot = http::begin_response(out, 405, answer.keep_alive, allow);
     http::write_error_body(out, "method_not_allowed", "method not allowed on this path");
     http::finish_response(out, slot);
-    stats.count_status(405);
+    answer.stats.count_answer(answer.path, 405);
+}
+
+fn answer_ok(out: &mut Vec<u8>, body: &[u8], answer: Answer<'_>) {
+    http::write_response(out, 200, body, answer.keep_alive, b"");
+    answer.stats.count_answer(answer.path, 200);
 }

@@ -17,9 +17,9 @@ use crate::http::{Limits, Phase, Poll};
 use crate::reactor::bufring::BufRing;
 use crate::reactor::{self, Token};
 use crate::server::conn::{BufferPool, Closing, Conn};
-use crate::server::handle::{self, Core, Handled, LineResult, Origin};
+use crate::server::handle::{self, Answer, Core, Handled, LineResult, Origin};
 use crate::server::handoff::{Message, Outcome, StoreBatch, Ticket};
-use crate::stats::{Control, ShardStats};
+use crate::stats::{Control, LoopLatency, PathLabel, ShardStats};
 
 /// Receive buffers in the ring and their size: 256 × 16 KiB = 4 MiB per shard, shared
 /// by all of the shard's connections (a buffer is held only between completion and copy).
@@ -76,6 +76,8 @@ pub struct Shard {
     results_vecs: Vec<Vec<(Ticket, Outcome)>>,
     started: Instant,
     now_ms: u64,
+    /// Answers queued this loop, observed into the latency histogram when it ends.
+    latency: LoopLatency,
     last_tick_ms: u64,
     last_housekeeping_ms: u64,
     accepting: bool,
@@ -121,12 +123,19 @@ impl Shard {
             results_vecs: Vec::new(),
             started: Instant::now(),
             now_ms: 0,
+            latency: LoopLatency::default(),
             last_tick_ms: 0,
             last_housekeeping_ms: 0,
             accepting: true,
             drain_deadline_ms: None,
             quiesced: false,
         })
+    }
+
+    /// Nanoseconds since the shard started, from the monotonic clock. Read twice per
+    /// loop (after the wait and at the end), never per request.
+    fn monotonic_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
     }
 
     fn stats(&self) -> &ShardStats {
@@ -147,7 +156,9 @@ impl Shard {
             let busy = !self.flush.is_empty() || !self.rearm.is_empty() || !self.core.resolved.is_empty() || !self.inbox.is_empty();
             let wait = if busy { None } else { Some(Duration::from_millis(crate::constants::TICK_MS)) };
             reactor::submit_and_wait(&self.ring, wait)?;
-            self.now_ms = self.started.elapsed().as_millis() as u64;
+            let loop_started_ns = self.monotonic_ns();
+            self.now_ms = loop_started_ns / 1_000_000;
+            self.latency.begin(loop_started_ns);
             self.core.now_ms = wall_ms();
             self.reap();
             self.take_inbox();
@@ -159,6 +170,8 @@ impl Shard {
             self.rearm_receives();
             self.buffers.publish();
             self.core.partitions.publish_offsets();
+            let loop_ended_ns = self.monotonic_ns();
+            self.latency.finish(loop_ended_ns, &self.control.shards[self.index].latency);
             ShardStats::add(&self.stats().heartbeat, 1);
             if self.now_ms >= self.last_tick_ms + crate::constants::TICK_MS {
                 self.last_tick_ms = self.now_ms;
@@ -296,7 +309,7 @@ impl Shard {
     /// Frames and handles every complete request buffered on `slot`, in order, until one
     /// parks or the connection must stop reading.
     fn drive(&mut self, slot: u32) {
-        let Shard { conns, core, control, pool, limits, config, now_ms, .. } = self;
+        let Shard { conns, core, control, pool, limits, config, now_ms, latency, .. } = self;
         let conn = &mut conns[slot as usize];
         let draining = control.draining.load(Ordering::Relaxed);
         let mut consumed_total = 0;
@@ -325,9 +338,16 @@ impl Shard {
                     let keep_alive = request.keep_alive && !draining;
                     pool.lend(&mut conn.output);
                     match core.handle(control, &request, origin, keep_alive, &mut conn.output) {
-                        Handled::Answered if !keep_alive => conn.closing = Closing::AfterFlush,
-                        Handled::Answered => {}
-                        Handled::Parked(pending) => conn.pending = Some(pending),
+                        Handled::Answered => {
+                            latency.answered();
+                            if !keep_alive {
+                                conn.closing = Closing::AfterFlush;
+                            }
+                        }
+                        Handled::Parked(pending) => {
+                            conn.pending = Some(pending);
+                            conn.framed_ns = latency.started_ns();
+                        }
                     }
                     consumed_total += consumed;
                     conn.continue_sent = false;
@@ -336,15 +356,10 @@ impl Shard {
                 }
                 Err(error) => {
                     pool.lend(&mut conn.output);
-                    ShardStats::add(&control.shards[core.shard].requests, 1);
-                    handle::answer_error(
-                        &mut conn.output,
-                        error.status(),
-                        error.code(),
-                        error.message(),
-                        false,
-                        &control.shards[core.shard],
-                    );
+                    // Framing failed, so the path (if any was read) is not trusted.
+                    let answer = Answer { path: PathLabel::Other, keep_alive: false, stats: &control.shards[core.shard] };
+                    handle::answer_error(&mut conn.output, error.status(), error.code(), error.message(), answer);
+                    latency.answered();
                     conn.closing = Closing::AfterFlush;
                     conn.deadline_ms = *now_ms + config.ingest.idle_timeout_ms;
                     break;
@@ -433,6 +448,7 @@ impl Shard {
         if result < 0 || conn.closing == Closing::Dead {
             return self.kill(slot);
         }
+        ShardStats::add(&self.control.shards[self.index].bytes_out, result as u64);
         conn.sent += result as usize;
         conn.deadline_ms = conn.deadline_ms.max(self.now_ms + self.config.ingest.idle_timeout_ms);
         if conn.sent < conn.sending.len() {
@@ -525,6 +541,7 @@ impl Shard {
         if conn.closing == Closing::Open {
             self.pool.lend(&mut conn.output);
             handle::answer_pending(&mut conn.output, &pending, &self.control.shards[self.index]);
+            self.latency.answered_parked(conn.framed_ns);
             if !pending.keep_alive {
                 conn.closing = Closing::AfterFlush;
             }
@@ -660,14 +677,9 @@ impl Shard {
             if conn.closing == Closing::Open && matches!(conn.phase, Phase::Head | Phase::Body { .. }) && !conn.send_inflight {
                 let conn = &mut self.conns[slot as usize];
                 self.pool.lend(&mut conn.output);
-                handle::answer_error(
-                    &mut conn.output,
-                    408,
-                    "request_timeout",
-                    "the request was not received in time",
-                    false,
-                    &self.control.shards[self.index],
-                );
+                // No request was framed: counted under `other`, not observed as latency.
+                let answer = Answer { path: PathLabel::Other, keep_alive: false, stats: &self.control.shards[self.index] };
+                handle::answer_error(&mut conn.output, 408, "request_timeout", "the request was not received in time", answer);
                 conn.closing = Closing::AfterFlush;
                 conn.deadline_ms = self.now_ms + LINGER_MS;
                 self.after_progress(slot);

@@ -1,0 +1,272 @@
+//! Counters each shard bumps without locks and the admin listener reads. Every shard
+//! owns one block of relaxed atomics, aligned so no two shards share a cache line; the
+//! hot path only ever adds to its own block and never allocates. `GET /metrics` renders
+//! them in Prometheus text format (`render.rs`); the label sets are in `labels.rs`.
+
+pub mod labels;
+mod render;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+pub use labels::{PathLabel, Reject, STATUS_SLOTS, STATUSES};
+
+/// Upper bounds (inclusive) of the request latency buckets, in nanoseconds; a last
+/// `+Inf` bucket follows. Spaced for a server whose answers take microseconds, with a
+/// tail that still resolves group-commit waits on a slow disk.
+pub const LATENCY_BUCKET_BOUNDS_NS: [u64; 15] = [
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    1_000_000_000,
+];
+/// Buckets including `+Inf`.
+pub const LATENCY_BUCKETS: usize = LATENCY_BUCKET_BOUNDS_NS.len() + 1;
+
+const _: () = {
+    let mut index = 1;
+    while index < LATENCY_BUCKET_BOUNDS_NS.len() {
+        assert!(LATENCY_BUCKET_BOUNDS_NS[index - 1] < LATENCY_BUCKET_BOUNDS_NS[index]);
+        index += 1;
+    }
+};
+
+/// A latency histogram with fixed buckets. Each bucket counts its own observations (not
+/// cumulative), so one observation is one add to one bucket; the renderer accumulates.
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS],
+    sum_ns: AtomicU64,
+}
+
+/// A copy of a histogram's counts, taken bucket by bucket (not one atomic snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencySnapshot {
+    /// Observations per bucket, not cumulative; the last is `+Inf`.
+    pub buckets: [u64; LATENCY_BUCKETS],
+    pub sum_ns: u64,
+}
+
+impl LatencyHistogram {
+    const fn new() -> LatencyHistogram {
+        LatencyHistogram { buckets: [const { AtomicU64::new(0) }; LATENCY_BUCKETS], sum_ns: AtomicU64::new(0) }
+    }
+
+    /// Records `count` observations of `duration_ns` each.
+    pub fn observe(&self, duration_ns: u64, count: u64) {
+        let bucket = LATENCY_BUCKET_BOUNDS_NS.partition_point(|bound| *bound < duration_ns);
+        self.buckets[bucket].fetch_add(count, Ordering::Relaxed);
+        self.sum_ns.fetch_add(duration_ns.saturating_mul(count), Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> LatencySnapshot {
+        LatencySnapshot {
+            buckets: std::array::from_fn(|index| self.buckets[index].load(Ordering::Relaxed)),
+            sum_ns: self.sum_ns.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One shard's counters. Only the owning shard writes them; the admin thread reads.
+#[repr(align(128))]
+pub struct ShardStats {
+    /// Answers by path and status, `[path.index() * STATUS_SLOTS + status slot]`.
+    answers: [AtomicU64; PathLabel::COUNT * STATUS_SLOTS],
+    /// Events not stored, by reason.
+    rejected: [AtomicU64; Reject::COUNT],
+    pub events_accepted: AtomicU64,
+    pub events_duplicate: AtomicU64,
+    pub bytes_in: AtomicU64,
+    /// Bytes the kernel took from sends (answers and `100 Continue`).
+    pub bytes_out: AtomicU64,
+    pub connections_open: AtomicU64,
+    pub connections_refused: AtomicU64,
+    /// Bumped every reactor loop; a shard whose count stops moving is stuck.
+    pub heartbeat: AtomicU64,
+    /// Time from the loop that framed a request to the loop that queued its answer.
+    pub latency: LatencyHistogram,
+}
+
+impl Default for ShardStats {
+    fn default() -> Self {
+        ShardStats {
+            answers: [const { AtomicU64::new(0) }; PathLabel::COUNT * STATUS_SLOTS],
+            rejected: [const { AtomicU64::new(0) }; Reject::COUNT],
+            events_accepted: AtomicU64::new(0),
+            events_duplicate: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            heartbeat: AtomicU64::new(0),
+            latency: LatencyHistogram::new(),
+        }
+    }
+}
+
+impl ShardStats {
+    pub fn add(counter: &AtomicU64, value: u64) {
+        counter.fetch_add(value, Ordering::Relaxed);
+    }
+
+    /// Counts one answer with `status` to a request for `path`.
+    pub fn count_answer(&self, path: PathLabel, status: u16) {
+        Self::add(&self.answers[path.index() * STATUS_SLOTS + labels::status_slot(status)], 1);
+    }
+
+    /// Counts `events` events not stored for `reason`.
+    pub fn count_rejected(&self, reason: Reject, events: u64) {
+        Self::add(&self.rejected[reason.index()], events);
+    }
+
+    /// Answers so far for `path` in status slot `slot` (see [`labels::status_slot`]).
+    pub fn answers(&self, path: PathLabel, slot: usize) -> u64 {
+        self.answers[path.index() * STATUS_SLOTS + slot].load(Ordering::Relaxed)
+    }
+
+    pub fn rejected(&self, reason: Reject) -> u64 {
+        self.rejected[reason.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// Answers queued during one reactor loop, observed into the histogram together when
+/// the loop ends. The clock is read at the loop's start and end, never per request:
+/// a request framed in this loop took (end − start); a parked request framed in an
+/// earlier loop took (end − the start of that loop).
+#[derive(Default)]
+pub struct LoopLatency {
+    started_ns: u64,
+    answered_now: u64,
+    /// Loop start stamps of parked requests answered this loop: at most one per
+    /// connection (a connection has at most one request parked), so bounded by
+    /// `[ingest] connections_max`; reused, so it stops growing once warm.
+    answered_parked: Vec<u64>,
+}
+
+impl LoopLatency {
+    /// A loop starts at `now_ns` (monotonic); requests framed from here on carry it.
+    pub fn begin(&mut self, now_ns: u64) {
+        self.started_ns = now_ns;
+    }
+
+    /// The stamp to keep with a request framed in this loop that parks.
+    pub fn started_ns(&self) -> u64 {
+        self.started_ns
+    }
+
+    /// A request framed in this loop was answered in it.
+    pub fn answered(&mut self) {
+        self.answered_now += 1;
+    }
+
+    /// A parked request framed in the loop that started at `framed_ns` was answered.
+    pub fn answered_parked(&mut self, framed_ns: u64) {
+        self.answered_parked.push(framed_ns);
+    }
+
+    /// The loop ends at `now_ns`: observes every answer it queued.
+    pub fn finish(&mut self, now_ns: u64, histogram: &LatencyHistogram) {
+        if self.answered_now > 0 {
+            histogram.observe(now_ns.saturating_sub(self.started_ns), self.answered_now);
+            self.answered_now = 0;
+        }
+        for framed_ns in self.answered_parked.drain(..) {
+            histogram.observe(now_ns.saturating_sub(framed_ns), 1);
+        }
+    }
+}
+
+/// Process-wide state shared by shards, the admin listener and the main thread.
+pub struct Control {
+    pub shards: Vec<ShardStats>,
+    /// Next offset per partition, published by the owning shard after appends.
+    pub end_offsets: Vec<AtomicU64>,
+    pub ready: AtomicBool,
+    pub draining: AtomicBool,
+    /// Shards that have finished their own connections while draining.
+    pub shards_quiesced: AtomicUsize,
+}
+
+impl Control {
+    pub fn new(shards: usize, partitions: u32) -> Control {
+        Control {
+            shards: (0..shards).map(|_| ShardStats::default()).collect(),
+            end_offsets: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            shards_quiesced: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observations_land_in_the_first_bucket_whose_bound_holds_them() {
+        let histogram = LatencyHistogram::new();
+        histogram.observe(0, 1);
+        histogram.observe(10_000, 2); // on a bound: `le` is inclusive
+        histogram.observe(10_001, 1);
+        histogram.observe(2_000_000, 1);
+        histogram.observe(5_000_000_000, 1);
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.buckets[0], 3);
+        assert_eq!(snapshot.buckets[1], 1);
+        assert_eq!(snapshot.buckets[7], 1, "2 ms is in the 2.5 ms bucket");
+        assert_eq!(snapshot.buckets[LATENCY_BUCKETS - 1], 1, "5 s is only in +Inf");
+        assert_eq!(snapshot.buckets.iter().sum::<u64>(), 6);
+        assert_eq!(snapshot.sum_ns, 20_000 + 10_001 + 2_000_000 + 5_000_000_000);
+    }
+
+    #[test]
+    fn a_loop_observes_its_own_requests_once_and_parked_ones_from_their_loop() {
+        let histogram = LatencyHistogram::new();
+        let mut latency = LoopLatency::default();
+        latency.begin(1_000_000);
+        for _ in 0..5 {
+            latency.answered();
+        }
+        latency.answered_parked(0);
+        latency.answered_parked(900_000);
+        latency.finish(1_020_000, &histogram);
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.buckets[1], 5, "20 µs each");
+        assert_eq!(snapshot.buckets[4], 1, "120 µs");
+        assert_eq!(snapshot.buckets[7], 1, "1.02 ms");
+        assert_eq!(snapshot.buckets.iter().sum::<u64>(), 7);
+        assert_eq!(snapshot.sum_ns, 5 * 20_000 + 1_020_000 + 120_000);
+        latency.begin(2_000_000);
+        latency.finish(2_050_000, &histogram);
+        assert_eq!(histogram.snapshot().buckets.iter().sum::<u64>(), 7, "a loop without answers observes nothing");
+    }
+
+    #[test]
+    fn answers_and_rejections_count_in_their_own_slots() {
+        let stats = ShardStats::default();
+        stats.count_answer(PathLabel::Events, 202);
+        stats.count_answer(PathLabel::Events, 202);
+        stats.count_answer(PathLabel::Other, 418);
+        stats.count_rejected(Reject::BatchTooLarge, 1001);
+        assert_eq!(stats.answers(PathLabel::Events, labels::status_slot(202)), 2);
+        assert_eq!(stats.answers(PathLabel::EventsBatch, labels::status_slot(202)), 0);
+        assert_eq!(stats.answers(PathLabel::Other, labels::STATUS_SLOT_OTHER), 1);
+        assert_eq!(stats.rejected(Reject::BatchTooLarge), 1001);
+        assert_eq!(std::mem::align_of::<ShardStats>(), 128);
+        assert!(std::mem::size_of::<ShardStats>().is_multiple_of(128));
+    }
+}
