@@ -52,6 +52,16 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// Every variant, for tests and label tables.
+    pub const ALL: [AuthError; 6] = [
+        AuthError::SignatureMissing,
+        AuthError::KeyUnknown,
+        AuthError::KeyNotValid,
+        AuthError::TimestampInvalid,
+        AuthError::TimestampOutOfWindow,
+        AuthError::SignatureInvalid,
+    ];
+
     /// The `error.code` of the 401 answer (SPEC §1.3).
     pub fn code(&self) -> &'static str {
         match self {
@@ -410,14 +420,7 @@ mod tests {
 
     #[test]
     fn errors_have_distinct_codes_and_fixed_messages() {
-        let all = [
-            AuthError::SignatureMissing,
-            AuthError::KeyUnknown,
-            AuthError::KeyNotValid,
-            AuthError::TimestampInvalid,
-            AuthError::TimestampOutOfWindow,
-            AuthError::SignatureInvalid,
-        ];
+        let all = AuthError::ALL;
         let codes: std::collections::HashSet<_> = all.iter().map(AuthError::code).collect();
         assert_eq!(codes.len(), all.len());
         for error in all {

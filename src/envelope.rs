@@ -72,6 +72,24 @@ pub enum EnvelopeError {
 }
 
 impl EnvelopeError {
+    /// One error of each code (the field-carrying variants with one example field).
+    #[cfg(test)]
+    pub(crate) const ONE_OF_EACH: [EnvelopeError; 13] = [
+        EnvelopeError::BodyTooLarge,
+        EnvelopeError::Utf8Invalid,
+        EnvelopeError::JsonInvalid,
+        EnvelopeError::JsonTooDeep,
+        EnvelopeError::JsonDuplicateKey,
+        EnvelopeError::NotAnObject,
+        EnvelopeError::FieldMissing(Field::UserId),
+        EnvelopeError::FieldType(Field::Ctx),
+        EnvelopeError::EventIdInvalid,
+        EnvelopeError::EventTypeInvalid,
+        EnvelopeError::OccurredAtInvalid,
+        EnvelopeError::UserIdInvalid,
+        EnvelopeError::FieldReserved,
+    ];
+
     /// The `error.code` of the answer (SPEC §1.3), snake_case.
     pub fn code(&self) -> &'static str {
         match self {
@@ -766,21 +784,7 @@ mod tests {
 
     #[test]
     fn error_codes_are_snake_case_and_messages_present() {
-        let errors = [
-            EnvelopeError::BodyTooLarge,
-            EnvelopeError::Utf8Invalid,
-            EnvelopeError::JsonInvalid,
-            EnvelopeError::JsonTooDeep,
-            EnvelopeError::JsonDuplicateKey,
-            EnvelopeError::NotAnObject,
-            EnvelopeError::FieldMissing(Field::UserId),
-            EnvelopeError::FieldType(Field::Ctx),
-            EnvelopeError::EventIdInvalid,
-            EnvelopeError::EventTypeInvalid,
-            EnvelopeError::OccurredAtInvalid,
-            EnvelopeError::UserIdInvalid,
-            EnvelopeError::FieldReserved,
-        ];
+        let errors = EnvelopeError::ONE_OF_EACH;
         for error in errors {
             let code = error.code();
             assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()), "{code}");

@@ -116,6 +116,16 @@ impl Control {
             s.heartbeat.load(Ordering::Relaxed)
         });
         render_legacy(e, &shards);
+        let segments = crate::storage::segment_counters();
+        let process_wide: [(&str, &str, u64); 3] = [
+            ("sluice_segments_prepared_total", "spare segments made ahead of their roll", segments.spares_prepared),
+            ("sluice_segment_roll_stalls_total", "rolls that created their segment on the shard thread", segments.stalled_rolls),
+            ("sluice_segment_dir_sync_failures_total", "failed background directory fsyncs after a roll", segments.dir_sync_failures),
+        ];
+        for (name, help, value) in process_wide {
+            e.family(name, Kind::Counter, help);
+            e.sample(name, "", &[], value);
+        }
         e.family("sluice_partition_end_offset", Kind::Gauge, "next offset to be written");
         for (partition, offset) in self.end_offsets.iter().enumerate() {
             e.sample("sluice_partition_end_offset", "", &[("partition", &partition.to_string())], offset.load(Ordering::Relaxed));

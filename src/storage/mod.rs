@@ -22,6 +22,26 @@ pub use format::{DecodedRecord, FormatError, decode_record};
 pub use log::PartitionLog;
 pub use reader::{LogReader, StartAt};
 
+/// Process-wide counters of the segment preparer (see `spare.rs`), for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegmentCounters {
+    /// Spare segments made ahead of their roll.
+    pub spares_prepared: u64,
+    /// Rolls that found no spare ready and created the segment on the shard thread.
+    pub stalled_rolls: u64,
+    /// Background directory fsyncs (after `os`-mode rolls) that failed.
+    pub dir_sync_failures: u64,
+}
+
+pub fn segment_counters() -> SegmentCounters {
+    use std::sync::atomic::Ordering::Relaxed;
+    SegmentCounters {
+        spares_prepared: spare::SPARES_PREPARED.load(Relaxed),
+        stalled_rolls: spare::ROLL_STALLS.load(Relaxed),
+        dir_sync_failures: spare::DIR_SYNC_FAILURES.load(Relaxed),
+    }
+}
+
 // Whole segments of up to SEGMENT_BYTES_MAX are mapped at once.
 const _: () = assert!(usize::BITS >= 64);
 
