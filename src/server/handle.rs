@@ -52,6 +52,11 @@ pub struct Core {
     pub results_out: Vec<Vec<(Ticket, Outcome)>>,
     /// Pool of result vectors for batch requests.
     pub results_pool: Vec<Vec<LineResult>>,
+    /// The `ingested_at` stamp for `stamp_ms`, formatted once per millisecond, not per event.
+    pub stamp: Stamp,
+    pub stamp_ms: i64,
+    /// Reused list of the current batch's line ranges (at most BATCH_EVENTS_MAX).
+    pub line_spans: Vec<std::ops::Range<usize>>,
     /// Reused buffer for outcomes released by the group commit.
     pub resolved_scratch: Vec<(Ticket, Outcome)>,
     pub now_ms: i64,
@@ -251,25 +256,26 @@ impl Core {
     }
 
     fn ingest_batch(&mut self, body: &[u8], origin: Origin, answer: Answer<'_>, out: &mut Vec<u8>) -> Handled {
-        let lines = || {
-            body.split(|b| *b == b'\n').map(|line| line.strip_suffix(b"\r").unwrap_or(line)).filter(|line| !line.trim_ascii().is_empty())
-        };
-        let count = lines().count();
+        let mut spans = std::mem::take(&mut self.line_spans);
+        let count = envelope::ndjson_lines(body, &mut spans, crate::constants::BATCH_EVENTS_MAX);
         if count == 0 {
+            self.line_spans = spans;
             answer_error(out, 400, "batch_empty", "the batch holds no events", answer);
             return Handled::Answered;
         }
         if count > crate::constants::BATCH_EVENTS_MAX {
+            self.line_spans = spans;
             answer_rejected(out, 413, Reject::BatchTooLarge, "a batch holds at most 1000 events", count as u64, answer);
             return Handled::Answered;
         }
         let mut results = self.results_pool.pop().unwrap_or_default();
         let mut outstanding = 0;
-        for (index, line) in lines().enumerate() {
-            let result = self.ingest_line(line, origin, index as u16);
+        for (index, span) in spans.iter().enumerate() {
+            let result = self.ingest_line(&body[span.clone()], origin, index as u16);
             outstanding += usize::from(matches!(result, LineResult::Waiting));
             results.push(result);
         }
+        self.line_spans = spans;
         let pending = Pending { path: answer.path, batch: true, keep_alive: answer.keep_alive, outstanding, results };
         if outstanding > 0 {
             return Handled::Parked(pending);
@@ -287,7 +293,11 @@ impl Core {
         };
         let partition = routing::partition_for(envelope.user_id_hash, self.partitions_count);
         let owner = routing::owner_shard(partition, self.shards);
-        let stamp = Stamp::new(self.now_ms);
+        if self.stamp_ms != self.now_ms {
+            self.stamp_ms = self.now_ms;
+            self.stamp = Stamp::new(self.now_ms);
+        }
+        let stamp = self.stamp;
         let parts = envelope::stamped_parts(event, &envelope, &stamp);
         let ticket = Ticket { shard: self.shard as u16, slot: origin.slot, generation: origin.generation, line };
         if owner == self.shard {

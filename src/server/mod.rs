@@ -213,6 +213,9 @@ fn start_shard(setup: ShardSetup, keyring: Arc<KeyRing>, data_dir: &DataDir) -> 
         resolved: Vec::new(),
         results_out: (0..shards).map(|_| Vec::new()).collect(),
         results_pool: Vec::new(),
+        stamp: crate::envelope::Stamp::new(0),
+        stamp_ms: 0,
+        line_spans: Vec::with_capacity(crate::constants::BATCH_EVENTS_MAX),
         resolved_scratch: Vec::new(),
         now_ms: crate::time::now_unix_ms(),
     };
