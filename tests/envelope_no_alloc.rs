@@ -7,7 +7,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use sluice::constants::BODY_BYTES_MAX_DEFAULT;
+use sluice::constants::{BODY_BYTES_MAX_DEFAULT, VALIDATOR_WARM_BYTES};
 use sluice::envelope::Validator;
 
 /// Counts allocations made by the current thread while counting is switched on.
@@ -76,14 +76,15 @@ fn full_size_body(len: usize) -> Vec<u8> {
 }
 
 #[test]
-fn validate_does_not_allocate_after_new() {
+fn validate_does_not_allocate_after_new_up_to_the_warm_size() {
     let mut validator = Validator::new(BODY_BYTES_MAX_DEFAULT);
-    let full = full_size_body(BODY_BYTES_MAX_DEFAULT);
-    assert_eq!(full.len(), BODY_BYTES_MAX_DEFAULT);
-    let many_keys: String = (0..5000).map(|n| format!(r#""k{n}":[{{"a":{n}}}],"#)).collect();
+    let warm = full_size_body(VALIDATOR_WARM_BYTES);
+    assert_eq!(warm.len(), VALIDATOR_WARM_BYTES);
+    let many_keys: String = (0..2000).map(|n| format!(r#""k{n}":[{{"a":{n}}}],"#)).collect();
     let many_keys = format!(r#"{HEAD}{many_keys}"z":null}}}}"#).into_bytes();
+    assert!(many_keys.len() < VALIDATOR_WARM_BYTES);
     let deep = format!(r#"{HEAD}"x":{}1{}}}}}"#, "[".repeat(70), "]".repeat(70)).into_bytes();
-    let bodies: [&[u8]; 6] = [&full, &many_keys, &deep, b"[1,2,3]", b"{\"a\":", b"\xff"];
+    let bodies: [&[u8]; 6] = [&warm, &many_keys, &deep, b"[1,2,3]", b"{\"a\":", b"\xff"];
     let mut outcomes = Vec::with_capacity(3 * bodies.len());
 
     let allocations = allocations_during(|| {
@@ -98,4 +99,21 @@ fn validate_does_not_allocate_after_new() {
     assert!(outcomes[1].is_ok(), "{:?}", outcomes[1]);
     assert!(outcomes[2].is_err());
     assert_eq!(allocations, 0, "validate() allocated");
+}
+
+#[test]
+fn a_larger_body_grows_the_buffers_once() {
+    let mut validator = Validator::new(BODY_BYTES_MAX_DEFAULT);
+    let full = full_size_body(BODY_BYTES_MAX_DEFAULT);
+    assert_eq!(full.len(), BODY_BYTES_MAX_DEFAULT);
+    let first = allocations_during(|| assert!(validator.validate(&full).is_ok()));
+    let mut outcomes = Vec::with_capacity(3);
+    let again = allocations_during(|| {
+        for _ in 0..3 {
+            outcomes.push(validator.validate(&full).is_ok());
+        }
+    });
+    assert_eq!(outcomes, [true; 3]);
+    assert!(first > 0, "a full-size body should have grown the warm buffers");
+    assert_eq!(again, 0, "validate() allocated again for a size it has seen");
 }
