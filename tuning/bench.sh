@@ -1,95 +1,168 @@
 #!/usr/bin/env bash
-# Same-run comparison on one box: the server (nginx `return 204`, then sluice with
-# shards = 1) pinned to one core, the client (wrk, one thread) pinned to the other, the
-# same pre-signed request mix for both. Prints the figures docs/PERFORMANCE.md records.
+# The table in docs/PERFORMANCE.md, in one run on one box: the server (nginx `return 204`,
+# then sluice with shards = 1) pinned to one core, the client (`sluice bench`, one
+# thread) pinned to the other, the same pre-signed request mix for both. Each figure is
+# checked against issue 3's targets and the lines to paste into docs/PERFORMANCE.md are
+# printed at the end.
 #
-#   tuning/bench.sh [seconds] [connections]      (defaults: 5 s, 64 connections)
+#   tuning/bench.sh            full run (about 4 minutes)
+#   tuning/bench.sh --quick    3 s per step, 10 s open loop, no idle connections (smoke test)
+#
+# Environment (defaults in brackets):
+#   DURATION [10]         seconds per closed-loop step
+#   CONNECTIONS [64]      keep-alive connections carrying the load
+#   OPEN_RATE [100000]    open-loop rate for the latency target (events/s, single events)
+#   OPEN_SECS [30]        open-loop length (the target asks for at least 30 s)
+#   FSYNC_RATE [50000]    open-loop rate for the fsync latency target
+#   IDLE [10000]          idle keep-alive connections held during the os open loop
+#   SOAK_SECS [0]         > 0: also run the open loop this long and sample memory (300 = the 5-minute target)
+#   SERVER_CPU [0], CLIENT_CPU [1]
+#   BENCH_DIR [mktemp under /var/tmp]  where the data directories go (use the disk you care about)
 set -euo pipefail
-seconds=${1:-5}
-connections=${2:-64}
+
+quick=0
+[[ "${1:-}" == "--quick" ]] && quick=1
+duration=${DURATION:-10}
+connections=${CONNECTIONS:-64}
+open_rate=${OPEN_RATE:-100000}
+open_secs=${OPEN_SECS:-30}
+fsync_rate=${FSYNC_RATE:-50000}
+idle=${IDLE:-10000}
+soak_secs=${SOAK_SECS:-0}
+if ((quick)); then duration=3 open_secs=10 idle=0 soak_secs=0; fi
 server_cpu=${SERVER_CPU:-0}
 client_cpu=${CLIENT_CPU:-1}
 root=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+work=${BENCH_DIR:-$(mktemp -d /var/tmp/sluice-bench.XXXXXX)}
+mkdir -p "$work"
+server_pid=
+cleanup() {
+  [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  [[ -z "${BENCH_DIR:-}" ]] && rm -rf "$work"
+  return 0
+}
+trap cleanup EXIT
 
 need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
-need wrk wrk
 need nginx nginx-light
-(cd "$root" && cargo build --release --quiet)
+need python3 python3
+need taskset util-linux
+(cd "$root" && cargo build --release --locked --quiet)
 sluice="$root/target/release/sluice"
+# The server holds every connection: 64 + 10,000 idle + listeners and segments.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-wrk_run() { # label url requests-file seconds
-  taskset -c "$client_cpu" wrk -t1 -c"$connections" -d"$4"s --latency -s "$root/tuning/replay.lua" "$2" -- "$3" > "$work/$1.wrk"
-  local rps p50 p99
-  rps=$(awk '/Requests\/sec/ {print $2}' "$work/$1.wrk")
-  p50=$(awk '$1=="50%" {print $2}' "$work/$1.wrk")
-  p99=$(awk '$1=="99%" {print $2}' "$work/$1.wrk")
-  errors=$(awk '/Non-2xx|Socket errors/' "$work/$1.wrk" | tr '\n' ' ')
-  printf '%-28s %12s req/s   p50 %-9s p99 %-9s %s\n' "$1" "$rps" "$p50" "$p99" "$errors"
-  echo "$rps" > "$work/$1.rps"
+"$sluice" keys gen --keys-file "$work/keys.toml" --partner bench >/dev/null
+
+client() { # label, then sluice bench arguments
+  local label=$1
+  shift
+  taskset -c "$client_cpu" "$sluice" bench --keys-file "$work/keys.toml" --connections "$connections" --json "$@" > "$work/$label.json"
+  python3 "$root/tuning/bench_report.py" row "$work/$label.json" "$label"
 }
 
-cat > "$work/nginx.conf" <<NGINX
+rss_sampler() { # pid, file: RssAnon in kB once a second while the process lives
+  while kill -0 "$1" 2>/dev/null; do
+    awk '/^RssAnon/ {print $2}' "/proc/$1/status" 2>/dev/null >> "$2" || true
+    sleep 1
+  done
+}
+
+start_nginx() {
+  cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
 daemon off;
 pid $work/nginx.pid;
 error_log $work/nginx.err;
-events { worker_connections 4096; }
+worker_rlimit_nofile 65536;
+events { worker_connections 16384; }
 http {
   access_log off;
   server {
-    listen 127.0.0.1:18080 reuseport;
+    listen 127.0.0.1:18080 reuseport backlog=4096;
     keepalive_requests 100000000;
+    keepalive_timeout 75s;
     client_max_body_size 1m;
     location / { return 204; }
   }
 }
 NGINX
+  taskset -c "$server_cpu" nginx -c "$work/nginx.conf" &
+  server_pid=$!
+  sleep 0.5
+}
 
-"$sluice" keys gen --keys-file "$work/keys.toml" --partner bench >/dev/null
-cat > "$work/sluice.toml" <<TOML
+start_sluice() { # durability
+  rm -rf "$work/data-$1"
+  cat > "$work/sluice-$1.toml" <<TOML
 [ingest]
 listen = "127.0.0.1:18081"
 shards = 1
 [storage]
-data_dir = "$work/data"
-durability = "${DURABILITY:-os}"
+data_dir = "$work/data-$1"
+durability = "$1"
 segment_bytes = 268435456
 [auth]
 keys_file = "$work/keys.toml"
 [admin]
 listen = "127.0.0.1:18091"
 TOML
+  taskset -c "$server_cpu" "$sluice" serve --config "$work/sluice-$1.toml" 2> "$work/sluice-$1.err" &
+  server_pid=$!
+  for _ in $(seq 300); do grep -q listening "$work/sluice-$1.err" 2>/dev/null && return; sleep 0.1; done
+  echo "sluice did not start:" >&2
+  cat "$work/sluice-$1.err" >&2
+  exit 1
+}
 
-single_count=$((150000 * seconds))
-batch_count=6000
-python3 "$root/tuning/gen_requests.py" --keys "$work/keys.toml" --out "$work/single.req" --count "$single_count"
-python3 "$root/tuning/gen_requests.py" --keys "$work/keys.toml" --out "$work/batch.req" --count "$batch_count" --batch 100
+stop_server() {
+  kill -TERM "$server_pid"
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=
+}
 
-echo "commit $(cd "$root" && git rev-parse --short HEAD)$(cd "$root" && git diff --quiet || echo '+dirty'), $(nproc) cores, kernel $(uname -r), ${seconds}s, ${connections} connections, server cpu $server_cpu, client cpu $client_cpu, durability ${DURABILITY:-os}"
-taskset -c "$server_cpu" nginx -c "$work/nginx.conf" &
-nginx_pid=$!
-sleep 0.5
-wrk_run nginx-204-single http://127.0.0.1:18080/v1/events "$work/single.req" "$seconds"
-wrk_run nginx-204-batch100 http://127.0.0.1:18080/v1/events/batch "$work/batch.req" 3
-kill "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
+scrape() { # label: the server's counters after its runs
+  curl -s http://127.0.0.1:18091/metrics > "$work/$1.metrics" || true
+}
 
-taskset -c "$server_cpu" "$sluice" serve --config "$work/sluice.toml" 2> "$work/sluice.err" &
-sluice_pid=$!
-for _ in $(seq 100); do grep -q listening "$work/sluice.err" 2>/dev/null && break; sleep 0.1; done
-wrk_run sluice-single http://127.0.0.1:18081/v1/events "$work/single.req" "$seconds"
-wrk_run sluice-batch100 http://127.0.0.1:18081/v1/events/batch "$work/batch.req" 3
-metrics=$(curl -s http://127.0.0.1:18091/metrics)
-accepted=$(echo "$metrics" | awk '/^sluice_events_accepted_total/ {s+=$2} END {print s}')
-duplicates=$(echo "$metrics" | awk '/^sluice_events_duplicate_total/ {s+=$2} END {print s}')
-rejected=$(echo "$metrics" | awk '/^sluice_events_rejected_total/ {s+=$2} END {print s}')
-# RssAnon: resident memory that is not mapped log pages (those are page cache, VmRSS counts them).
-rss=$(awk '/RssAnon/ {print $2, $3}' "/proc/$sluice_pid/status")
-kill -TERM "$sluice_pid"; wait "$sluice_pid" 2>/dev/null || true
+commit="$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$root" && git diff --quiet 2>/dev/null || echo '+dirty')"
+cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+fs=$(df -T "$work" | awk 'NR==2 {print $2}')
+echo "commit $commit; $(nproc) cores ($cpu_model); kernel $(uname -r); data on $fs; server cpu $server_cpu, client cpu $client_cpu; $connections connections"
+echo
 
-ratio=$(awk -v a="$(cat "$work/sluice-single.rps")" -v b="$(cat "$work/nginx-204-single.rps")" 'BEGIN {printf "%.2f", a / b}')
-events=$(awk -v a="$(cat "$work/sluice-batch100.rps")" 'BEGIN {printf "%.0f", a * 100}')
-echo "single-event ratio sluice/nginx: $ratio"
-echo "batch-100 events/s stored by sluice: $events"
-echo "sluice events: accepted $accepted, duplicate $duplicates, rejected $rejected; server RssAnon at end $rss"
+echo "== nginx return 204 (the do-nothing ceiling)"
+start_nginx
+client nginx-single --url http://127.0.0.1:18080/v1/events --duration "$duration"
+client nginx-batch100 --url http://127.0.0.1:18080/v1/events/batch --batch 100 --duration "$duration"
+stop_server
+
+echo "== sluice, durability os"
+start_sluice os
+rss_sampler "$server_pid" "$work/rss-os.log" &
+client sluice-single --url http://127.0.0.1:18081 --duration "$duration"
+client sluice-batch100 --url http://127.0.0.1:18081 --batch 100 --duration "$duration"
+idle_args=()
+((idle > 0)) && idle_args=(--idle-connections "$idle")
+client sluice-open --url http://127.0.0.1:18081 --rate "$open_rate" --warmup 2 --duration "$open_secs" "${idle_args[@]}" --svg "$work/sluice-open.svg"
+scrape sluice-os
+stop_server
+
+if ((soak_secs > 0)); then
+  echo "== sluice, durability os, ${soak_secs} s soak at $open_rate/s with $idle idle connections"
+  start_sluice os
+  rss_sampler "$server_pid" "$work/rss-soak.log" &
+  client sluice-soak --url http://127.0.0.1:18081 --rate "$open_rate" --duration "$soak_secs" "${idle_args[@]}"
+  scrape sluice-soak
+  stop_server
+fi
+
+echo "== sluice, durability fsync (group commit)"
+start_sluice fsync
+client sluice-fsync-single --url http://127.0.0.1:18081 --duration "$duration"
+client sluice-fsync-open --url http://127.0.0.1:18081 --rate "$fsync_rate" --warmup 2 --duration "$open_secs" --fsync-probe "$work/data-fsync" --fsync-probe-secs 5
+scrape sluice-fsync
+stop_server
+
+echo
+python3 "$root/tuning/bench_report.py" summary "$work" "$commit" "$open_rate" "$fsync_rate" "$idle" "$soak_secs"
