@@ -115,6 +115,9 @@ const _: () =
 /// Requests one run may pre-build: request indices are `u32` and every request costs a
 /// 16-byte span besides its bytes.
 pub const BENCH_PLAN_REQUESTS_MAX: usize = 1 << 31;
+/// Requests per chunk of the pool: the unit of parallel building (about 35 MB of
+/// single events), and of duplicate look-back (a duplicate copies a request of its chunk).
+pub const BENCH_PLAN_CHUNK_REQUESTS: usize = 1 << 16;
 /// Bytes the pre-built request pool may take; past it the run is refused up front.
 pub const BENCH_PLAN_BYTES_MAX: u64 = 16 << 30;
 /// Closed-loop pool size when `--requests` is not given, per second of warm-up + run:

@@ -93,7 +93,8 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<Report, BenchError>
         None => None,
     };
     let signer = load_signer(&options.key)?;
-    let plan = Plan::build(&plan_spec(options), &signer, crate::time::now_unix_ms())?;
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let plan = Plan::build(&plan_spec(options), &signer, crate::time::now_unix_ms(), workers)?;
     eprintln!(
         "sluice bench: built {} requests ({} bytes of pool) in {:.2} s",
         report::group(plan.len() as u64),

@@ -1,11 +1,12 @@
 //! The request pool of one run: every request built and signed (SPEC §1.1) before the
-//! clock starts, laid out in one contiguous byte buffer with a 16-byte span per request,
-//! so the measured loop only copies bytes.
+//! clock starts, so the measured loop only copies bytes. Requests are built in chunks of
+//! `BENCH_PLAN_CHUNK_REQUESTS`, in parallel on every core; each chunk is one contiguous
+//! byte buffer allocated once, and each request is a 16-byte span into one of them.
 //!
 //! Each request carries valid envelopes (SPEC §1.2) with event ids unique to this run. A
 //! duplicate is not built: its span points at the bytes of one of the last
-//! `BENCH_DUPLICATE_LOOKBACK` unique requests, so it is byte-identical, as a producer's
-//! retry is. A bad-signature request is a unique request whose signature has one hex
+//! `BENCH_DUPLICATE_LOOKBACK` unique requests of its chunk, so it is byte-identical, as a
+//! producer's retry is. A bad-signature request is a unique request whose signature has one hex
 //! digit changed; duplicates only ever copy correctly signed requests.
 
 #![forbid(unsafe_code)]
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::hmac;
 
 use crate::auth::sign_v1;
-use crate::constants::{BENCH_DUPLICATE_LOOKBACK, BENCH_PLAN_BYTES_MAX, BENCH_PLAN_REQUESTS_MAX};
+use crate::constants::{BENCH_DUPLICATE_LOOKBACK, BENCH_PLAN_BYTES_MAX, BENCH_PLAN_CHUNK_REQUESTS, BENCH_PLAN_REQUESTS_MAX};
 use crate::time::format_rfc3339_ms;
 
 /// What a request is; answers are counted per kind.
@@ -79,16 +80,21 @@ pub struct PlanSpec {
     pub run_id: u32,
 }
 
+/// Where one request's bytes are: a range of one chunk's buffer.
 #[derive(Debug, Clone, Copy)]
 struct Span {
     start: u64,
     len: u32,
+    chunk: u16,
     kind: RequestKind,
 }
 
+const _: () = assert!(std::mem::size_of::<Span>() == 16);
+const _: () = assert!(BENCH_PLAN_REQUESTS_MAX / BENCH_PLAN_CHUNK_REQUESTS <= u16::MAX as usize + 1);
+
 /// The built requests. Read-only; shared by every client thread.
 pub struct Plan {
-    bytes: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
     spans: Vec<Span>,
     counts: [u64; 3],
     events_per_request: u64,
@@ -107,37 +113,60 @@ pub enum PlanError {
     OutOfMemory { bytes: u64 },
     #[error("a request of {bytes} bytes is larger than 4 GiB")]
     RequestTooLarge { bytes: usize },
+    #[error("a request-building thread panicked")]
+    BuilderPanicked,
 }
 
 impl Plan {
-    /// Builds every request at `now_ms` (Unix milliseconds). Allocates the pool once.
-    pub fn build(spec: &PlanSpec, signer: &Signer, now_ms: i64) -> Result<Plan, PlanError> {
+    /// Builds every request at `now_ms` (Unix milliseconds), on up to `workers` threads
+    /// (at least one). Each chunk's buffer is allocated once. The result does not depend
+    /// on `workers`.
+    pub fn build(spec: &PlanSpec, signer: &Signer, now_ms: i64, workers: usize) -> Result<Plan, PlanError> {
         let started = Instant::now();
         if spec.requests > BENCH_PLAN_REQUESTS_MAX {
             return Err(PlanError::TooManyRequests { requests: spec.requests, max: BENCH_PLAN_REQUESTS_MAX });
         }
-        let mut builder = Builder::new(spec, signer, now_ms);
+        // Size the pool from a sample request; later ones are a few digits longer.
+        let mut sample = Vec::new();
+        Builder::new(spec, signer, now_ms, 0).write_unique(&mut sample, 0, false);
+        let each = sample.len() + 8 * spec.batch;
+        let estimate = each as u64 * spec.requests as u64;
+        if estimate > BENCH_PLAN_BYTES_MAX {
+            return Err(PlanError::TooLarge { bytes: estimate, requests: spec.requests, each, max: BENCH_PLAN_BYTES_MAX });
+        }
+        let chunk_count = spec.requests.div_ceil(BENCH_PLAN_CHUNK_REQUESTS);
+        let workers = workers.clamp(1, chunk_count.max(1));
+        let built: Vec<Result<Vec<BuiltChunk>, PlanError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|worker| {
+                    scope.spawn(move || {
+                        (worker..chunk_count).step_by(workers).map(|chunk| build_chunk(spec, signer, now_ms, chunk, each)).collect()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|handle| handle.join().unwrap_or(Err(PlanError::BuilderPanicked))).collect()
+        });
+        let mut chunks: Vec<Option<BuiltChunk>> = (0..chunk_count).map(|_| None).collect();
+        for result in built {
+            for chunk in result? {
+                let index = chunk.index;
+                chunks[index] = Some(chunk);
+            }
+        }
         let mut plan = Plan {
-            bytes: Vec::new(),
+            chunks: Vec::with_capacity(chunk_count),
             spans: Vec::new(),
             counts: [0; 3],
             events_per_request: spec.batch as u64,
             build_time: Duration::ZERO,
         };
-        // Size the pool from the first request; later ones are a few digits longer.
-        builder.write_unique(&mut plan.bytes, 0, false);
-        let each = plan.bytes.len() + 8 * spec.batch;
-        let estimate = each as u64 * spec.requests as u64;
-        if estimate > BENCH_PLAN_BYTES_MAX {
-            return Err(PlanError::TooLarge { bytes: estimate, requests: spec.requests, each, max: BENCH_PLAN_BYTES_MAX });
-        }
-        plan.bytes.clear();
-        plan.bytes.try_reserve_exact(estimate as usize).map_err(|_| PlanError::OutOfMemory { bytes: estimate })?;
         plan.spans.try_reserve_exact(spec.requests).map_err(|_| PlanError::OutOfMemory { bytes: estimate })?;
-        for index in 0..spec.requests {
-            let span = builder.next(&mut plan.bytes, index)?;
-            plan.counts[span.kind.index()] += 1;
-            plan.spans.push(span);
+        for chunk in chunks.into_iter().flatten() {
+            for span in &chunk.spans {
+                plan.counts[span.kind.index()] += 1;
+            }
+            plan.spans.extend_from_slice(&chunk.spans);
+            plan.chunks.push(chunk.bytes);
         }
         plan.build_time = started.elapsed();
         Ok(plan)
@@ -155,7 +184,7 @@ impl Plan {
     /// The raw bytes of request `index` (head and body), ready to write.
     pub fn request(&self, index: usize) -> &[u8] {
         let span = self.spans[index];
-        &self.bytes[span.start as usize..span.start as usize + span.len as usize]
+        &self.chunks[usize::from(span.chunk)][span.start as usize..span.start as usize + span.len as usize]
     }
 
     pub fn kind(&self, index: usize) -> RequestKind {
@@ -173,7 +202,7 @@ impl Plan {
 
     /// Bytes held by the pool (duplicates share their original's bytes).
     pub fn pool_bytes(&self) -> u64 {
-        self.bytes.len() as u64
+        self.chunks.iter().map(|chunk| chunk.len() as u64).sum()
     }
 
     /// Mean bytes per request on the wire.
@@ -188,6 +217,28 @@ impl Plan {
     }
 }
 
+/// One chunk's requests: plan indices `index * BENCH_PLAN_CHUNK_REQUESTS ..`.
+struct BuiltChunk {
+    index: usize,
+    bytes: Vec<u8>,
+    spans: Vec<Span>,
+}
+
+fn build_chunk(spec: &PlanSpec, signer: &Signer, now_ms: i64, index: usize, each: usize) -> Result<BuiltChunk, PlanError> {
+    let first = index * BENCH_PLAN_CHUNK_REQUESTS;
+    let last = (first + BENCH_PLAN_CHUNK_REQUESTS).min(spec.requests);
+    let reserve = each as u64 * (last - first) as u64;
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(reserve as usize).map_err(|_| PlanError::OutOfMemory { bytes: reserve })?;
+    let mut spans = Vec::new();
+    spans.try_reserve_exact(last - first).map_err(|_| PlanError::OutOfMemory { bytes: reserve })?;
+    let mut builder = Builder::new(spec, signer, now_ms, index);
+    for request in first..last {
+        spans.push(builder.next(&mut bytes, request)?);
+    }
+    Ok(BuiltChunk { index, bytes, spans })
+}
+
 const EVENT_TYPES: [&[u8]; 3] = [b"bet", b"win", b"deposit"];
 const PLATFORMS: [&[u8]; 3] = [b"ios", b"android", b"web"];
 const PAD_OPEN: &[u8] = br#","props":{"pad":""#;
@@ -197,6 +248,7 @@ const PAD_CLOSE: &[u8] = br#""}}"#;
 /// Builds requests one after another; holds the scratch buffers and the draws.
 struct Builder<'a> {
     spec: &'a PlanSpec,
+    chunk: u16,
     signer: &'a Signer,
     rng: Rng,
     /// `POST <path> HTTP/1.1` … `X-Timestamp: `: the same for every request.
@@ -211,7 +263,9 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(spec: &'a PlanSpec, signer: &'a Signer, now_ms: i64) -> Builder<'a> {
+    /// The builder of chunk `chunk`: its own draws, and event serials that no other
+    /// chunk uses.
+    fn new(spec: &'a PlanSpec, signer: &'a Signer, now_ms: i64, chunk: usize) -> Builder<'a> {
         let content_type: &[u8] = if spec.batch > 1 { b"application/x-ndjson" } else { b"application/json" };
         let mut head_prefix = Vec::new();
         for piece in [
@@ -227,15 +281,17 @@ impl<'a> Builder<'a> {
         ] {
             head_prefix.extend_from_slice(piece);
         }
+        let mut seeder = Rng::new(spec.seed ^ (chunk as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         Builder {
             spec,
+            chunk: chunk as u16,
             signer,
-            rng: Rng::new(spec.seed),
+            rng: Rng::new(seeder.next()),
             head_prefix,
             occurred_at: format_rfc3339_ms(now_ms),
             now_secs: u64::try_from(now_ms.div_euclid(1000)).unwrap_or(0),
             body: Vec::new(),
-            serial: 0,
+            serial: (chunk * BENCH_PLAN_CHUNK_REQUESTS * spec.batch) as u64,
             recent: Vec::with_capacity(BENCH_DUPLICATE_LOOKBACK),
             recent_next: 0,
         }
@@ -255,7 +311,7 @@ impl<'a> Builder<'a> {
         let len = out.len() - start;
         let len = u32::try_from(len).map_err(|_| PlanError::RequestTooLarge { bytes: len })?;
         let kind = if bad { RequestKind::BadSignature } else { RequestKind::Unique };
-        let span = Span { start: start as u64, len, kind };
+        let span = Span { start: start as u64, len, chunk: self.chunk, kind };
         if !bad {
             if self.recent.len() < BENCH_DUPLICATE_LOOKBACK {
                 self.recent.push(span);
@@ -462,7 +518,7 @@ mod tests {
     #[test]
     fn every_request_is_signed_and_a_valid_envelope() {
         let ring = ring();
-        let plan = Plan::build(&spec(200), &signer(&ring), NOW_MS).expect("plan");
+        let plan = Plan::build(&spec(200), &signer(&ring), NOW_MS, 2).expect("plan");
         let mut validator = Validator::new(512 * 1024);
         let mut ids = HashSet::new();
         for index in 0..plan.len() {
@@ -479,7 +535,7 @@ mod tests {
     #[test]
     fn duplicates_are_byte_identical_repeats_of_earlier_unique_requests() {
         let ring = ring();
-        let plan = Plan::build(&PlanSpec { duplicate_ratio: 0.3, ..spec(4000) }, &signer(&ring), NOW_MS).expect("plan");
+        let plan = Plan::build(&PlanSpec { duplicate_ratio: 0.3, ..spec(4000) }, &signer(&ring), NOW_MS, 2).expect("plan");
         let duplicates = plan.count(RequestKind::Duplicate);
         assert!((1000..1400).contains(&duplicates), "about 30% duplicates, got {duplicates}");
         let mut seen: HashSet<&[u8]> = HashSet::new();
@@ -497,8 +553,8 @@ mod tests {
     #[test]
     fn bad_signature_requests_fail_verification_and_are_never_duplicated() {
         let ring = ring();
-        let plan =
-            Plan::build(&PlanSpec { duplicate_ratio: 0.2, bad_signature_ratio: 0.2, ..spec(2000) }, &signer(&ring), NOW_MS).expect("plan");
+        let plan = Plan::build(&PlanSpec { duplicate_ratio: 0.2, bad_signature_ratio: 0.2, ..spec(2000) }, &signer(&ring), NOW_MS, 2)
+            .expect("plan");
         let bad = plan.count(RequestKind::BadSignature);
         assert!((300..500).contains(&bad), "about 20% bad signatures, got {bad}");
         let mut bad_bytes = HashSet::new();
@@ -524,7 +580,8 @@ mod tests {
     #[test]
     fn batches_have_one_event_per_line() {
         let ring = ring();
-        let plan = Plan::build(&PlanSpec { batch: 25, path: "/v1/events/batch".into(), ..spec(10) }, &signer(&ring), NOW_MS).expect("plan");
+        let plan =
+            Plan::build(&PlanSpec { batch: 25, path: "/v1/events/batch".into(), ..spec(10) }, &signer(&ring), NOW_MS, 2).expect("plan");
         let mut validator = Validator::new(512 * 1024);
         for index in 0..plan.len() {
             let request = parse(plan.request(index));
@@ -543,7 +600,7 @@ mod tests {
     fn events_are_padded_to_the_requested_size() {
         let ring = ring();
         for event_bytes in [100, 600, 4096] {
-            let plan = Plan::build(&PlanSpec { batch: 3, event_bytes, ..spec(5) }, &signer(&ring), NOW_MS).expect("plan");
+            let plan = Plan::build(&PlanSpec { batch: 3, event_bytes, ..spec(5) }, &signer(&ring), NOW_MS, 2).expect("plan");
             let mut validator = Validator::new(512 * 1024);
             for index in 0..plan.len() {
                 for line in parse(plan.request(index)).body.split(|&b| b == b'\n') {
@@ -561,7 +618,7 @@ mod tests {
     #[test]
     fn open_loop_requests_are_signed_for_their_intended_second() {
         let ring = ring();
-        let plan = Plan::build(&PlanSpec { rate: Some(100.0), ..spec(1000) }, &signer(&ring), NOW_MS).expect("plan");
+        let plan = Plan::build(&PlanSpec { rate: Some(100.0), ..spec(1000) }, &signer(&ring), NOW_MS, 2).expect("plan");
         let timestamp = |index: usize| -> u64 {
             let request = parse(plan.request(index));
             std::str::from_utf8(request.header("X-Timestamp").expect("ts")).expect("ascii").parse().expect("number")
@@ -574,11 +631,31 @@ mod tests {
     }
 
     #[test]
+    fn parallel_chunks_build_the_same_pool_with_unique_event_ids() {
+        let ring = ring();
+        let spec = PlanSpec { duplicate_ratio: 0.1, bad_signature_ratio: 0.1, ..spec(2 * BENCH_PLAN_CHUNK_REQUESTS + 10) };
+        let one = Plan::build(&spec, &signer(&ring), NOW_MS, 1).expect("plan");
+        let three = Plan::build(&spec, &signer(&ring), NOW_MS, 3).expect("plan");
+        assert_eq!(one.len(), spec.requests);
+        assert!((0..one.len()).all(|i| one.kind(i) == three.kind(i) && one.request(i) == three.request(i)));
+        let mut ids = HashSet::new();
+        for index in 0..one.len() {
+            if one.kind(index) == RequestKind::Duplicate {
+                continue;
+            }
+            let bytes = one.request(index);
+            let at = bytes.windows(12).position(|w| w == b"\"event_id\":\"").expect("event id") + 12;
+            let end = bytes[at..].iter().position(|&b| b == b'"').expect("closing quote") + at;
+            assert!(ids.insert(bytes[at..end].to_vec()), "event id {} repeats", String::from_utf8_lossy(&bytes[at..end]));
+        }
+    }
+
+    #[test]
     fn the_same_seed_builds_the_same_mix() {
         let ring = ring();
         let spec = PlanSpec { duplicate_ratio: 0.1, bad_signature_ratio: 0.1, ..spec(500) };
-        let a = Plan::build(&spec, &signer(&ring), NOW_MS).expect("plan");
-        let b = Plan::build(&spec, &signer(&ring), NOW_MS).expect("plan");
+        let a = Plan::build(&spec, &signer(&ring), NOW_MS, 2).expect("plan");
+        let b = Plan::build(&spec, &signer(&ring), NOW_MS, 2).expect("plan");
         assert!((0..a.len()).all(|i| a.kind(i) == b.kind(i) && a.request(i) == b.request(i)));
     }
 }

@@ -496,7 +496,7 @@ mod tests {
             rate: None,
             run_id: 1,
         };
-        let plan = Plan::build(&spec, &signer, 1_790_000_000_000).expect("plan");
+        let plan = Plan::build(&spec, &signer, 1_790_000_000_000, 1).expect("plan");
         let mut totals = ThreadTotals::default();
         totals.measured.sent[0] = 3;
         totals.measured.record(RequestKind::Unique, 202, 250_000, 1);
