@@ -639,6 +639,10 @@ impl Engine<'_> {
         conn.sending.clear();
         conn.sent = 0;
         conn.state = ConnState::Down { retry_at_ns: now + retry_delay_ns };
+        // After an orderly close, reconnect now rather than at the next tick.
+        if retry_delay_ns == 0 && self.phase == Phase::Running && self.connecting < BENCH_CONNECTS_IN_FLIGHT_MAX {
+            self.start_connect(slot, now);
+        }
     }
 
     fn count_error(&mut self, kind: ErrorKind) {
