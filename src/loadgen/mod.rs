@@ -317,7 +317,98 @@ fn raise_open_files_limit() -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    use clap::Parser;
+
     use super::*;
+    use crate::loadgen::plan::RequestKind;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    /// Answers every request in turn with: 100 then 202 (Content-Length), 200 chunked,
+    /// 204; every tenth answer of a connection says `Connection: close` and closes. Each
+    /// answer is written in two pieces, so the client sees heads split across reads.
+    fn serve_mixed_answers(listener: TcpListener) {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || answer_connection(stream));
+        }
+    }
+
+    fn answer_connection(mut stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let mut input = Vec::new();
+        let mut answered = 0usize;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut request = httparse::Request::new(&mut headers);
+            if let Ok(httparse::Status::Complete(head)) = request.parse(&input) {
+                let length = request
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if input.len() >= head + length {
+                    input.drain(..head + length);
+                    answered += 1;
+                    let close = answered.is_multiple_of(10);
+                    let answer: &[u8] = match (answered % 3, close) {
+                        (_, true) => b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+                        (0, _) => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}",
+                        (1, _) => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\n0\r\n\r\n",
+                        _ => b"HTTP/1.1 204 No Content\r\n\r\n",
+                    };
+                    let (first, second) = answer.split_at(answer.len() / 2);
+                    if stream.write_all(first).and_then(|()| stream.flush()).and_then(|()| stream.write_all(second)).is_err() || close {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => input.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    #[test]
+    fn engine_counts_mixed_answers_over_real_sockets() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || serve_mixed_answers(listener));
+        let secret = "whsec_c2x1aWNlLWJlbmNoLXBsYW4tdGVzdC1zZWNyZXQtMzI=";
+        for extra in [&["--requests", "600", "--duration", "5"][..], &["--rate", "2000", "--duration", "0.3"]] {
+            let mut argv = vec!["bench", "--url", &url, "--secret", secret, "--kid", "k", "--connections", "3"];
+            argv.extend_from_slice(extra);
+            let options = Cli::try_parse_from(argv).expect("arguments").bench.validate().expect("valid");
+            let signer = load_signer(&options.key).expect("signer");
+            let plan = Plan::build(&plan_spec(&options), &signer, crate::time::now_unix_ms(), 1).expect("plan");
+            let shared = Shared::new(1);
+            let totals = run_threads(&options, &engine_options(&options), &plan, &shared).expect("run");
+            let measured = &totals.measured;
+            let completed = measured.completed();
+            assert_eq!(totals.errors_total(), 0, "{extra:?}: {:?}", totals.errors);
+            // Open loop may pipeline behind a closing answer; those are unanswered, not lost.
+            assert_eq!(completed + totals.unanswered, 600, "{extra:?}");
+            if options.rate.is_none() {
+                assert_eq!(totals.unanswered, 0, "closed loop, pipeline 1: every request answered");
+            }
+            let codes = &measured.status[RequestKind::Unique.index()];
+            assert_eq!(codes[202] + codes[200] + codes[204], completed, "{extra:?}: only the answers sent");
+            assert!(codes[200] > 0 && codes[204] > 0 && codes[202] > 0, "{extra:?}");
+            assert!(totals.closed_by_server + 3 >= completed / 10, "{extra:?}: {} closes", totals.closed_by_server);
+            assert_eq!(totals.reconnects, totals.connections_opened - 3, "{extra:?}");
+        }
+    }
 
     #[test]
     fn shares_add_up() {
