@@ -385,7 +385,8 @@ impl<'a> Engine<'a> {
     /// Closed loop: keeps `--pipeline` requests outstanding on a load connection.
     fn refill(&mut self, slot: u32, now: u64) {
         let conn = &self.conns[slot as usize];
-        if self.phase != Phase::Running || self.setup.options.rate.is_some() || conn.role != Role::Load || !conn.is_open() {
+        let running = self.phase == Phase::Running && now < self.end_ns;
+        if !running || self.setup.options.rate.is_some() || conn.role != Role::Load || !conn.is_open() {
             return;
         }
         while self.conns[slot as usize].waiting.len() < self.setup.options.pipeline {

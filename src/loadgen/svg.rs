@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 const WIDTH: f64 = 800.0;
 const HEIGHT: f64 = 480.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 24.0;
+const RIGHT: f64 = 44.0;
 const TOP: f64 = 44.0;
 const BOTTOM: f64 = 64.0;
 /// Nines shown at least (99.999 %), and at most.
@@ -85,7 +85,7 @@ fn percentile_label(nines: u32) -> String {
 fn unit_for(max_ns: u64) -> (&'static str, f64) {
     if max_ns >= 10_000_000_000 {
         ("s", 1e9)
-    } else if max_ns >= 10_000_000 {
+    } else if max_ns >= 5_000_000 {
         ("ms", 1e6)
     } else {
         ("µs", 1e3)
