@@ -17,10 +17,13 @@ const AFTER_HELP: &str = "\
 Latency is measured from each request's intended send time in open loop (--rate), so a
 stalled server cannot hide behind a waiting client, and from the moment it is written in
 closed loop. Requests are built and signed before the clock starts; a progress line goes
-to stderr when it is a terminal. --json prints one object with the keys version, url,
-mode, threads, connections, pipeline, rate, duration_secs, warmup_secs, measured_secs,
-batch, event_bytes, users, duplicate_ratio, bad_signature_ratio, idle_connections,
-pool_exhausted, plan, requests, throughput, latency_us, status, status_by_kind, errors,
+to stderr when it is a terminal. Ctrl-C (SIGINT) or SIGTERM ends the run early and still
+prints the report.
+
+--json prints one object with the keys version, url, mode, threads, connections,
+pipeline, rate, duration_secs, warmup_secs, measured_secs, batch, event_bytes, users,
+duplicate_ratio, bad_signature_ratio, idle_connections, pool_exhausted, interrupted,
+plan, requests, throughput, latency_us, status, status_by_kind, errors,
 connection_events, bytes, schedule, idle, fsync_probe (docs/BENCH.md describes each).
 
 Exit status: 0 the run completed, 2 bad usage, 1 other failures (no connection could be

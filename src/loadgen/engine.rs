@@ -18,7 +18,7 @@
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
@@ -78,6 +78,8 @@ pub struct Shared {
     pub abort: AtomicBool,
     /// A thread ran out of requests: everybody stops; `stopped_at_ns` says when.
     pub stop: AtomicBool,
+    /// SIGINT or SIGTERM arrived: stop now and report what was measured.
+    pub interrupted: Arc<AtomicBool>,
     pub stopped_at_ns: AtomicU64,
     pub progress: Vec<Progress>,
     /// The last connect error seen, for the "cannot connect" message.
@@ -92,6 +94,7 @@ impl Shared {
             start_ns: AtomicU64::new(0),
             abort: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            interrupted: Arc::new(AtomicBool::new(false)),
             stopped_at_ns: AtomicU64::new(u64::MAX),
             progress: (0..threads).map(|_| Progress::default()).collect(),
             last_connect_error: Mutex::new(None),
@@ -776,6 +779,10 @@ impl Engine<'_> {
 impl Engine<'_> {
     fn tick(&mut self, now: u64) {
         let shared = self.setup.shared;
+        if self.phase == Phase::Running && shared.interrupted.load(Ordering::Relaxed) {
+            let _ = shared.stopped_at_ns.fetch_min(now, Ordering::Relaxed);
+            shared.stop.store(true, Ordering::Relaxed);
+        }
         if self.phase == Phase::Running && (now >= self.end_ns || shared.stop.load(Ordering::Relaxed)) {
             self.phase = Phase::Draining { deadline_ns: now + self.setup.options.timeout_ns };
         }

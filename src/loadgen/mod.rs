@@ -19,6 +19,7 @@ pub mod svg;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -103,6 +104,12 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<Report, BenchError>
     );
     let engine = engine_options(options);
     let shared = Shared::new(options.threads);
+    // Ctrl-C ends the run early, with a report of what was measured.
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&shared.interrupted)) {
+            eprintln!("sluice bench: warning: cannot catch signal {signal}: {error}");
+        }
+    }
     let totals = run_threads(options, &engine, &plan, &shared)?;
     if totals.load_connections_ready == 0 {
         let reason = shared.last_connect_error.lock().ok().and_then(|last| last.clone()).unwrap_or_else(|| "no connection opened".into());
@@ -112,7 +119,8 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<Report, BenchError>
     let warmup_end = start + engine.warmup_ns;
     let stopped = shared.stopped_at_ns.load(Ordering::Relaxed).min(warmup_end + engine.duration_ns);
     let measured_secs = stopped.saturating_sub(warmup_end) as f64 / 1e9;
-    let report = Report::new(run_info(options), &plan, &totals, measured_secs, fsync.as_ref());
+    let mut report = Report::new(run_info(options), &plan, &totals, measured_secs, fsync.as_ref());
+    report.interrupted = shared.interrupted.load(Ordering::Relaxed);
     if options.json { report.write_json(out) } else { report.write_human(out) }.map_err(BenchError::Output)?;
     if let Some(path) = &options.svg {
         let title = format!("sluice bench: {} ({})", options.target.url, if options.rate.is_some() { "open loop" } else { "closed loop" });

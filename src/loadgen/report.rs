@@ -142,6 +142,8 @@ pub struct Report {
     pub measured_secs: f64,
     /// The closed-loop pool ran out before `duration_secs`: the run stopped early.
     pub pool_exhausted: bool,
+    /// SIGINT or SIGTERM stopped the run early; the figures cover `measured_secs`.
+    pub interrupted: bool,
     pub plan: PlanReport,
     pub requests: RequestsReport,
     pub throughput: Throughput,
@@ -221,6 +223,7 @@ impl Report {
             version: REPORT_VERSION,
             measured_secs: (measured_secs * 1000.0).round() / 1000.0,
             pool_exhausted: totals.pool_exhausted,
+            interrupted: false,
             plan: PlanReport {
                 requests: plan.len() as u64,
                 unique: plan.count(RequestKind::Unique),
@@ -415,6 +418,13 @@ impl Report {
                 micros(fsync.max_us)
             )?;
         }
+        if self.interrupted {
+            writeln!(
+                s,
+                "NOTE: interrupted after {:.2} s of the {:.2} s run; the figures cover what was measured.",
+                self.measured_secs, self.run.duration_secs
+            )?;
+        }
         if self.pool_exhausted {
             writeln!(
                 s,
@@ -545,6 +555,7 @@ mod tests {
             "bad_signature_ratio",
             "idle_connections",
             "pool_exhausted",
+            "interrupted",
             "plan",
             "requests",
             "throughput",
