@@ -104,9 +104,11 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<Report, BenchError>
     );
     let engine = engine_options(options);
     let shared = Shared::new(options.threads);
-    // Ctrl-C ends the run early, with a report of what was measured.
+    // Ctrl-C ends the run early, with a report of what was measured; a second one exits at once.
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&shared.interrupted)) {
+        let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&shared.interrupted))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&shared.interrupted)));
+        if let Err(error) = registered {
             eprintln!("sluice bench: warning: cannot catch signal {signal}: {error}");
         }
     }
