@@ -3,7 +3,7 @@
 //! A run: validate the options ([`args`]) → optionally probe the disk's fdatasync
 //! latency ([`fsync_probe`]) → build and sign every request ([`plan`]) → start the
 //! client threads, each with its own io_uring ([`engine`]), and wait until they have
-//! opened their connections → start the clock → progress line → merge the threads'
+//! opened their connections ([`shared`]) → start the clock → progress line → merge the threads'
 //! counts ([`stats`]) into one [`report::Report`] → summary or JSON, and the SVG plot
 //! ([`svg`]).
 
@@ -14,6 +14,7 @@ pub mod fsync_probe;
 pub mod plan;
 pub mod report;
 pub mod response;
+pub mod shared;
 pub mod stats;
 pub mod svg;
 
@@ -29,9 +30,10 @@ pub use args::{BenchArgs, Options};
 
 use crate::keyring::{KeyRing, KeyRingError};
 use crate::loadgen::args::KeySource;
-use crate::loadgen::engine::{EngineOptions, Shared, ThreadSetup};
+use crate::loadgen::engine::ThreadSetup;
 use crate::loadgen::plan::{Plan, PlanError, PlanSpec, Signer};
 use crate::loadgen::report::{Report, RunInfo};
+use crate::loadgen::shared::{EngineOptions, Shared};
 use crate::loadgen::stats::ThreadTotals;
 
 /// How often the progress line is redrawn, and how often the main thread looks.

@@ -16,23 +16,24 @@
 //! last byte of its answer.
 
 use std::io;
-use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::net::Shutdown;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::SockAddr;
 
 use crate::constants::{
-    BENCH_CONNECTS_IN_FLIGHT_MAX, BENCH_OPEN_LOOP_OUTSTANDING_PER_CONN_MAX, BENCH_RECONNECT_DELAY_MS, BENCH_RECV_BUFFER_BYTES,
-    BENCH_RECV_BUFFERS, BENCH_TICK_MS,
+    BENCH_OPEN_LOOP_OUTSTANDING_PER_CONN_MAX, BENCH_RECONNECT_DELAY_MS, BENCH_RECV_BUFFER_BYTES, BENCH_RECV_BUFFERS, BENCH_TICK_MS,
 };
-use crate::loadgen::conn::{Conn, ConnState, Op, PING, Role, SLOTS_MAX, Waiting, decode, token};
+use crate::loadgen::conn::{Conn, Op, PING, Role, SLOTS_MAX, Waiting, decode, token};
 use crate::loadgen::plan::Plan;
 use crate::loadgen::response::Response;
+use crate::loadgen::shared::{EngineOptions, Shared};
 use crate::loadgen::stats::{ErrorKind, ThreadTotals};
 use crate::reactor::{self, bufring::BufRing};
+
+mod events;
 
 const TICK_NS: u64 = BENCH_TICK_MS * 1_000_000;
 const RECONNECT_DELAY_NS: u64 = BENCH_RECONNECT_DELAY_MS * 1_000_000;
@@ -40,104 +41,6 @@ const RECONNECT_DELAY_NS: u64 = BENCH_RECONNECT_DELAY_MS * 1_000_000;
 const LATE_NS: u64 = 1_000_000;
 /// How often each thread refreshes its p99 for the progress line.
 const PROGRESS_P99_EVERY_NS: u64 = 1_000_000_000;
-
-/// What the client loop needs from the validated options.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    pub addr: SocketAddr,
-    /// `Host` header of the idle connections' pings.
-    pub host: String,
-    /// Closed loop: requests outstanding per connection.
-    pub pipeline: usize,
-    /// Open loop: requests per second over all threads.
-    pub rate: Option<f64>,
-    pub warmup_ns: u64,
-    pub duration_ns: u64,
-    /// No answer for this long while requests wait: the connection is reopened.
-    pub timeout_ns: u64,
-    pub idle_ping_ns: u64,
-}
-
-/// Live figures of one thread, for the progress line.
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub completed: AtomicU64,
-    pub errors: AtomicU64,
-    pub p99_ns: AtomicU64,
-    /// Load connections open after the connect phase (valid once `ready` is passed).
-    pub ready_connections: AtomicU64,
-}
-
-/// What the threads of one run share. Times are nanoseconds since `origin`.
-pub struct Shared {
-    origin: Instant,
-    /// Every thread has tried its connections; then the main thread sets `start_ns`.
-    pub gate: Gate,
-    pub start_ns: AtomicU64,
-    /// The main thread found no open connection: threads leave without running.
-    pub abort: AtomicBool,
-    /// A thread ran out of requests: everybody stops; `stopped_at_ns` says when.
-    pub stop: AtomicBool,
-    /// SIGINT or SIGTERM arrived: stop now and report what was measured.
-    pub interrupted: Arc<AtomicBool>,
-    pub stopped_at_ns: AtomicU64,
-    pub progress: Vec<Progress>,
-    /// The last connect error seen, for the "cannot connect" message.
-    pub last_connect_error: Mutex<Option<String>>,
-}
-
-impl Shared {
-    pub fn new(threads: usize) -> Shared {
-        Shared {
-            origin: Instant::now(),
-            gate: Gate::default(),
-            start_ns: AtomicU64::new(0),
-            abort: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            interrupted: Arc::new(AtomicBool::new(false)),
-            stopped_at_ns: AtomicU64::new(u64::MAX),
-            progress: (0..threads).map(|_| Progress::default()).collect(),
-            last_connect_error: Mutex::new(None),
-        }
-    }
-
-    pub fn now_ns(&self) -> u64 {
-        self.origin.elapsed().as_nanos() as u64
-    }
-}
-
-/// Where the threads meet before the clock starts: each [`arrive`](Gate::arrive)s after
-/// its connect phase and waits for the main thread to [`open`](Gate::open) the gate.
-#[derive(Debug, Default)]
-pub struct Gate {
-    state: Mutex<(usize, bool)>,
-    changed: Condvar,
-}
-
-impl Gate {
-    pub fn arrive(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.0 += 1;
-        self.changed.notify_all();
-        while !state.1 {
-            state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-    }
-
-    /// Blocks until `count` threads have arrived.
-    pub fn wait_arrivals(&self, count: usize) {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        while state.0 < count {
-            state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-    }
-
-    pub fn open(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.1 = true;
-        self.changed.notify_all();
-    }
-}
 
 /// One thread's share of the run.
 pub struct ThreadSetup<'a> {
@@ -520,261 +423,6 @@ impl<'a> Engine<'a> {
     }
 }
 
-// Connection life cycle.
-impl Engine<'_> {
-    /// Starts connects for slots that are down and due, within the in-flight bound.
-    fn start_connects(&mut self, now: u64) {
-        let connecting_phase = matches!(self.phase, Phase::Connecting { .. });
-        for slot in 0..self.conns.len() {
-            if self.connecting >= BENCH_CONNECTS_IN_FLIGHT_MAX {
-                return;
-            }
-            let conn = &self.conns[slot];
-            let due = matches!(conn.state, ConnState::Down { retry_at_ns } if retry_at_ns <= now);
-            if due && (!connecting_phase || !conn.attempted) {
-                self.start_connect(slot as u32, now);
-            }
-        }
-    }
-
-    fn start_connect(&mut self, slot: u32, now: u64) {
-        self.conns[slot as usize].attempted = true;
-        let socket = match new_socket(self.setup.options.addr) {
-            Ok(socket) => socket,
-            Err(error) => return self.connect_failed(slot, &error, now),
-        };
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
-        let conn = &mut self.conns[slot as usize];
-        conn.socket = Some(socket);
-        conn.state = ConnState::Connecting;
-        conn.connect_inflight = true;
-        let generation = conn.generation;
-        self.connecting += 1;
-        // A linked pair must reach the kernel in one submission.
-        let room = {
-            let submission = self.ring.submission();
-            submission.capacity() - submission.len()
-        };
-        if room < 2
-            && let Err(error) = self.ring.submit()
-        {
-            eprintln!("sluice bench: io_uring submit failed: {error}");
-        }
-        let connect = opcode::Connect::new(types::Fd(fd), self.addr.as_ptr().cast(), self.addr.len())
-            .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(token(Op::Connect, slot, generation));
-        let timeout = opcode::LinkTimeout::new(&*self.connect_timeout).build().user_data(token(Op::ConnectTimeout, slot, generation));
-        self.push(&connect);
-        self.push(&timeout);
-    }
-
-    fn connect_failed(&mut self, slot: u32, error: &io::Error, now: u64) {
-        let kind = if error.raw_os_error() == Some(libc::ECONNREFUSED) { ErrorKind::ConnectRefused } else { ErrorKind::ConnectFailed };
-        self.count_error(kind);
-        if let Ok(mut last) = self.setup.shared.last_connect_error.lock() {
-            *last = Some(error.to_string());
-        }
-        self.close(slot, now, RECONNECT_DELAY_NS);
-    }
-
-    fn on_connect(&mut self, slot: u32, result: i32, now: u64) {
-        let conn = &mut self.conns[slot as usize];
-        conn.connect_inflight = false;
-        self.connecting -= 1;
-        if conn.state != ConnState::Connecting {
-            return self.finish_close(slot, now);
-        }
-        if result < 0 {
-            let error = if result == -libc::ECANCELED {
-                io::Error::new(io::ErrorKind::TimedOut, "connect timed out")
-            } else {
-                io::Error::from_raw_os_error(-result)
-            };
-            return self.connect_failed(slot, &error, now);
-        }
-        conn.state = ConnState::Open;
-        conn.progress_ns = now;
-        let reopened = conn.ever_opened;
-        conn.ever_opened = true;
-        let role = conn.role;
-        self.totals.connections_opened += 1;
-        if reopened {
-            self.totals.reconnects += 1;
-            if role == Role::Idle {
-                self.totals.idle.reopened += 1;
-            }
-        }
-        self.queue_rearm(slot);
-        self.refill(slot, now);
-    }
-
-    /// Shuts a connection down. Requests still waiting on it are counted unanswered; it
-    /// reconnects `retry_delay_ns` after its operations have completed.
-    fn close(&mut self, slot: u32, now: u64, retry_delay_ns: u64) {
-        let conn = &mut self.conns[slot as usize];
-        if matches!(conn.state, ConnState::Closing { .. }) {
-            return;
-        }
-        if let ConnState::Down { .. } = conn.state {
-            conn.state = ConnState::Down { retry_at_ns: now + retry_delay_ns };
-            return;
-        }
-        let lost = conn.waiting.drain(..).filter(|waiting| waiting.index != PING).count();
-        self.totals.unanswered += lost as u64;
-        conn.parser.reset();
-        conn.output.clear();
-        conn.state = ConnState::Closing { retry_delay_ns };
-        if let Some(socket) = &conn.socket {
-            let _ = socket.shutdown(Shutdown::Both);
-        }
-        self.finish_close(slot, now);
-    }
-
-    /// Releases a closing slot once the kernel is done with it.
-    fn finish_close(&mut self, slot: u32, now: u64) {
-        let conn = &mut self.conns[slot as usize];
-        let ConnState::Closing { retry_delay_ns } = conn.state else { return };
-        if !conn.is_quiet() {
-            return;
-        }
-        conn.socket = None;
-        conn.generation = conn.generation.wrapping_add(1);
-        conn.sending.clear();
-        conn.sent = 0;
-        conn.state = ConnState::Down { retry_at_ns: now + retry_delay_ns };
-        // After an orderly close, reconnect now rather than at the next tick.
-        if retry_delay_ns == 0 && self.phase == Phase::Running && self.connecting < BENCH_CONNECTS_IN_FLIGHT_MAX {
-            self.start_connect(slot, now);
-        }
-    }
-
-    fn count_error(&mut self, kind: ErrorKind) {
-        self.totals.count_error(kind);
-    }
-
-    fn on_send(&mut self, slot: u32, result: i32, now: u64) {
-        let conn = &mut self.conns[slot as usize];
-        conn.send_inflight = false;
-        if !conn.is_open() {
-            return self.finish_close(slot, now);
-        }
-        if result <= 0 {
-            self.count_error(ErrorKind::Reset);
-            return self.close(slot, now, RECONNECT_DELAY_NS);
-        }
-        conn.sent += result as usize;
-        let more = conn.sent < conn.sending.len() || !conn.output.is_empty();
-        if self.measuring(now) {
-            self.totals.measured.bytes_sent += result as u64;
-        }
-        if more {
-            self.queue_flush(slot);
-        }
-    }
-
-    fn on_recv(&mut self, slot: u32, result: i32, flags: u32, now: u64) {
-        let more = cqueue::more(flags);
-        if !more {
-            self.conns[slot as usize].recv_inflight = false;
-        }
-        if result > 0 {
-            let Some(bid) = cqueue::buffer_select(flags) else {
-                self.count_error(ErrorKind::Reset);
-                return self.close(slot, now, RECONNECT_DELAY_NS);
-            };
-            self.on_data(slot, bid, result as usize, now);
-        } else if result == 0 {
-            self.on_eof(slot, now);
-        } else if result != -libc::ENOBUFS && self.conns[slot as usize].is_open() {
-            self.count_error(ErrorKind::Reset);
-            self.close(slot, now, RECONNECT_DELAY_NS);
-        }
-        let conn = &self.conns[slot as usize];
-        if !conn.recv_inflight {
-            if conn.is_open() {
-                self.queue_rearm(slot);
-            } else {
-                self.finish_close(slot, now);
-            }
-        }
-    }
-
-    fn on_data(&mut self, slot: u32, bid: u16, length: usize, now: u64) {
-        let Engine { buffers, conns, responses, .. } = self;
-        let conn = &mut conns[slot as usize];
-        if !conn.is_open() {
-            buffers.recycle(bid);
-            return;
-        }
-        let parsed = conn.parser.feed(buffers.data(bid, length), &mut |response| responses.push(response));
-        buffers.recycle(bid);
-        if self.measuring(now) {
-            self.totals.measured.bytes_received += length as u64;
-        }
-        let mut responses = std::mem::take(&mut self.responses);
-        for response in responses.drain(..) {
-            if self.conns[slot as usize].is_open() {
-                self.on_response(slot, response, now);
-            }
-        }
-        self.responses = responses;
-        if parsed.is_err() && self.conns[slot as usize].is_open() {
-            self.count_error(ErrorKind::Parse);
-            self.close(slot, now, RECONNECT_DELAY_NS);
-        }
-    }
-
-    fn on_eof(&mut self, slot: u32, now: u64) {
-        let conn = &mut self.conns[slot as usize];
-        if !conn.is_open() {
-            return;
-        }
-        if let Some(response) = conn.parser.finish_at_eof() {
-            self.on_response(slot, response, now);
-            return;
-        }
-        if conn.waiting.is_empty() {
-            // An idle keep-alive connection closed by the server (its idle timeout).
-            self.totals.closed_by_server += 1;
-            return self.close(slot, now, 0);
-        }
-        self.count_error(ErrorKind::Eof);
-        self.close(slot, now, RECONNECT_DELAY_NS);
-    }
-
-    fn on_response(&mut self, slot: u32, response: Response, now: u64) {
-        let conn = &mut self.conns[slot as usize];
-        let Some(waiting) = conn.waiting.pop_front() else {
-            // An answer nobody asked for: the stream is out of step.
-            self.count_error(ErrorKind::Parse);
-            return self.close(slot, now, RECONNECT_DELAY_NS);
-        };
-        conn.progress_ns = now;
-        if waiting.index == PING {
-            self.totals.idle.pings += 1;
-            if !(200..300).contains(&response.status) {
-                self.totals.idle.ping_failures += 1;
-            }
-        } else {
-            self.completed += 1;
-            let index = waiting.index as usize;
-            if waiting.start_ns >= self.warmup_end_ns {
-                let plan = self.setup.plan;
-                let latency = now.saturating_sub(waiting.start_ns);
-                self.totals.measured.record(plan.kind(index), response.status, latency, plan.events_per_request());
-            } else {
-                self.totals.warmup_completed += 1;
-            }
-        }
-        if response.close {
-            self.totals.closed_by_server += 1;
-            return self.close(slot, now, 0);
-        }
-        self.refill(slot, now);
-    }
-}
-
 // Housekeeping and the end of the run.
 impl Engine<'_> {
     fn tick(&mut self, now: u64) {
@@ -864,10 +512,4 @@ impl Engine<'_> {
             }
         }
     }
-}
-
-fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))?;
-    socket.set_tcp_nodelay(true)?;
-    Ok(socket)
 }
