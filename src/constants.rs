@@ -120,9 +120,9 @@ pub const BENCH_PLAN_REQUESTS_MAX: usize = 1 << 31;
 pub const BENCH_PLAN_CHUNK_REQUESTS: usize = 1 << 16;
 /// Bytes the pre-built request pool may take; past it the run is refused up front.
 pub const BENCH_PLAN_BYTES_MAX: u64 = 16 << 30;
-/// Closed-loop pool size when `--requests` is not given, per second of warm-up + run:
-/// above what one client core can push against nginx `return 204`, so a default run
-/// does not run out.
+/// Closed-loop pool size when `--requests` is not given, per client thread and second of
+/// warm-up + run: above what one client core can push against nginx `return 204`, so a
+/// default run does not run out.
 pub const BENCH_CLOSED_LOOP_REQUESTS_PER_SEC_DEFAULT: u64 = 400_000;
 /// A duplicate re-sends one of the last this many unique requests (a prompt retry), so
 /// its pre-signed timestamp is as fresh as the original's.

@@ -68,7 +68,7 @@ pub struct BenchArgs {
     /// Closed loop: requests each connection keeps outstanding (HTTP/1.1 pipelining).
     #[arg(long, value_name = "K", default_value_t = 1, conflicts_with = "rate")]
     pub pipeline: usize,
-    /// Closed loop: requests to pre-build; the run stops (and says so) if they run out. Default: 400,000 per second of warm-up + duration.
+    /// Closed loop: requests to pre-build; the run stops (and says so) if they run out. Default: 400,000 per thread per second of warm-up + duration.
     #[arg(long, value_name = "N", conflicts_with = "rate")]
     pub requests: Option<usize>,
     /// Events per request: 1 posts single events to /v1/events, more posts NDJSON batches to /v1/events/batch (at most 1000).
@@ -211,7 +211,7 @@ impl BenchArgs {
             return Err("--users must be at least 1".into());
         }
         let total_secs = (warmup + duration).as_secs_f64();
-        let requests = self.pool_size(total_secs, connections, pipeline)?;
+        let requests = self.pool_size(total_secs, connections * pipeline, threads)?;
         let max_error_ratio = self.max_error_ratio.map(|value| ratio("max-error-ratio", value)).transpose()?;
         let fsync_probe = match &self.fsync_probe {
             Some(dir) => Some((dir.clone(), seconds("fsync-probe-secs", self.fsync_probe_secs, false)?)),
@@ -243,7 +243,7 @@ impl BenchArgs {
         })
     }
 
-    fn pool_size(&self, total_secs: f64, connections: usize, pipeline: usize) -> Result<usize, String> {
+    fn pool_size(&self, total_secs: f64, outstanding: usize, threads: usize) -> Result<usize, String> {
         let requests = match self.rate {
             Some(rate) if !rate.is_finite() || rate <= 0.0 => return Err(format!("--rate takes requests per second above 0, not {rate}")),
             Some(rate) => (rate * total_secs).ceil(),
@@ -255,7 +255,9 @@ impl BenchArgs {
                 }
                 match self.requests {
                     Some(requests) => requests as f64,
-                    None => (BENCH_CLOSED_LOOP_REQUESTS_PER_SEC_DEFAULT as f64 * total_secs.ceil()).max((connections * pipeline) as f64),
+                    None => {
+                        (BENCH_CLOSED_LOOP_REQUESTS_PER_SEC_DEFAULT as f64 * threads as f64 * total_secs.ceil()).max(outstanding as f64)
+                    }
                 }
             }
         };
@@ -378,6 +380,7 @@ mod tests {
     fn pool_sizes() {
         assert_eq!(parse(&["--rate", "1000", "--duration", "2", "--warmup", "0.5"]).expect("valid").requests, 2500);
         assert_eq!(parse(&["--duration", "1"]).expect("valid").requests, 400_000);
+        assert_eq!(parse(&["--duration", "1.5", "--threads", "2"]).expect("valid").requests, 1_600_000);
         assert_eq!(parse(&["--duration", "1", "--requests", "77"]).expect("valid").requests, 77);
         assert!(parse(&["--duration", "300"]).expect_err("too long").contains("--rate"));
         assert!(parse(&["--duration", "300", "--rate", "10"]).is_ok());
