@@ -317,8 +317,14 @@ fn raise_open_files_limit() -> Option<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return None;
     }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+    // An unlimited hard limit still cannot exceed the kernel's fs.nr_open.
+    let ceiling = if limit.rlim_max == libc::RLIM_INFINITY {
+        std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|text| text.trim().parse().ok()).unwrap_or(1 << 20)
+    } else {
+        limit.rlim_max
+    };
+    if limit.rlim_cur < ceiling {
+        let raised = libc::rlimit { rlim_cur: ceiling, rlim_max: limit.rlim_max };
         // SAFETY: setrlimit reads one rlimit from memory we own.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
             return Some(raised.rlim_cur);
@@ -436,6 +442,6 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
         assert_eq!(soft, limit.rlim_cur);
-        assert_eq!(limit.rlim_cur, limit.rlim_max);
+        assert!(limit.rlim_cur == limit.rlim_max || limit.rlim_max == libc::RLIM_INFINITY);
     }
 }
