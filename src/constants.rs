@@ -117,3 +117,58 @@ const _: () = assert!(RECORD_ALIGN_BYTES.is_multiple_of(std::mem::align_of::<u32
 const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_MAX);
 const _: () =
     assert!(SEGMENT_BYTES_MIN >= (SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES + EVENT_ID_BYTES_MAX + BODY_BYTES_MAX_DEFAULT) as u64);
+
+// Load harness (`sluice bench`, src/loadgen/).
+
+/// Requests one run may pre-build: request indices are `u32` and every request costs a
+/// 16-byte span besides its bytes.
+pub const BENCH_PLAN_REQUESTS_MAX: usize = 1 << 31;
+/// Requests per chunk of the pool: the unit of parallel building (about 35 MB of
+/// single events), and of duplicate look-back (a duplicate copies a request of its chunk).
+pub const BENCH_PLAN_CHUNK_REQUESTS: usize = 1 << 16;
+/// Bytes the pre-built request pool may take; past it the run is refused up front.
+pub const BENCH_PLAN_BYTES_MAX: u64 = 16 << 30;
+/// Closed-loop pool size when `--requests` is not given, per client thread and second of
+/// warm-up + run: above what one client core can push against nginx `return 204`, so a
+/// default run does not run out.
+pub const BENCH_CLOSED_LOOP_REQUESTS_PER_SEC_DEFAULT: u64 = 400_000;
+/// A duplicate re-sends one of the last this many unique requests (a prompt retry), so
+/// its pre-signed timestamp is as fresh as the original's.
+pub const BENCH_DUPLICATE_LOOKBACK: usize = 1024;
+/// Longest closed-loop warm-up + run: every request is signed at build time and the
+/// server accepts timestamps up to `TIMESTAMP_TOLERANCE_SECS_DEFAULT` old. Open-loop
+/// runs sign each request for its intended send time and have no such bound.
+pub const BENCH_CLOSED_LOOP_SECS_MAX: u64 = 240;
+/// Largest `--event-bytes` (the server's default body limit).
+pub const BENCH_EVENT_BYTES_MAX: usize = BODY_BYTES_MAX_DEFAULT;
+/// Response heads larger than this are a parse error (nginx's largest default is 8 KiB).
+pub const BENCH_RESPONSE_HEAD_BYTES_MAX: usize = 64 * 1024;
+/// Headers one response may carry.
+pub const BENCH_RESPONSE_HEADERS_MAX: usize = 64;
+/// Bytes of chunked-body trailer lines accepted after the last chunk.
+pub const BENCH_RESPONSE_TRAILER_BYTES_MAX: usize = 16 * 1024;
+/// Requests written but unanswered on one connection in open loop (HTTP/1.1 pipelining);
+/// a connection at the bound takes no more until answers arrive, and the schedule lag shows it.
+pub const BENCH_OPEN_LOOP_OUTSTANDING_PER_CONN_MAX: usize = 4096;
+/// Connection attempts in flight per client thread (a burst of 10,000 SYNs would
+/// overflow a listen backlog and cost one-second SYN retries).
+pub const BENCH_CONNECTS_IN_FLIGHT_MAX: usize = 256;
+/// Wait before reconnecting after a failed or broken connection (not after an orderly
+/// `Connection: close`, which reconnects at once).
+pub const BENCH_RECONNECT_DELAY_MS: u64 = 100;
+/// Client loop housekeeping period: timeouts, reconnects, idle pings, end of run.
+pub const BENCH_TICK_MS: u64 = 10;
+/// Receive buffers per client thread (provided buffer ring) and their size.
+pub const BENCH_RECV_BUFFERS: u16 = 512;
+pub const BENCH_RECV_BUFFER_BYTES: u32 = 16 * 1024;
+/// fdatasync probe: bytes appended before each fdatasync.
+pub const BENCH_FSYNC_PROBE_WRITE_BYTES: usize = 4096;
+/// Latency histogram range in nanoseconds and its precision (HdrHistogram).
+pub const BENCH_LATENCY_NS_MIN: u64 = 1;
+pub const BENCH_LATENCY_NS_MAX: u64 = 60_000_000_000;
+pub const BENCH_LATENCY_SIGNIFICANT_DIGITS: u8 = 3;
+
+const _: () = assert!(BENCH_CLOSED_LOOP_SECS_MAX < TIMESTAMP_TOLERANCE_SECS_DEFAULT);
+const _: () = assert!(BENCH_PLAN_REQUESTS_MAX <= u32::MAX as usize);
+const _: () = assert!(BENCH_RECV_BUFFERS.is_power_of_two());
+const _: () = assert!(BENCH_TICK_MS < BENCH_RECONNECT_DELAY_MS);

@@ -3,7 +3,8 @@
 //! Layers, from the wire inwards: [`reactor`] (io_uring), [`server`] (shards,
 //! connections, hand-off), [`http`] (framing), [`auth`] (HMAC v1 against the
 //! [`keyring`]), [`envelope`] (simd-json validation), [`routing`] (partition choice),
-//! [`dedup`] and [`storage`] (segment logs).
+//! [`dedup`] and [`storage`] (segment logs). [`loadgen`] is `sluice bench`, the load
+//! harness.
 
 pub mod admin;
 pub mod auth;
@@ -13,6 +14,7 @@ pub mod dedup;
 pub mod envelope;
 pub mod http;
 pub mod keyring;
+pub mod loadgen;
 pub mod reactor;
 pub mod routing;
 pub mod server;

@@ -58,6 +58,8 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// The included load harness: signed requests, closed or open loop, HdrHistogram latency.
+    Bench(Box<sluice::loadgen::BenchArgs>),
 }
 
 #[derive(Subcommand)]
@@ -166,6 +168,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
             Ok(())
+        }
+        Command::Bench(args) => {
+            let options = args.validate().map_err(|message| usage(anyhow::anyhow!(message)))?;
+            sluice::loadgen::run(&options, &mut io::stdout().lock())
+                .map(|_| ())
+                .map_err(|error| if error.is_usage() { usage(error) } else { Failure::from(anyhow::Error::from(error)) })
         }
     }
 }

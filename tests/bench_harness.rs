@@ -1,0 +1,249 @@
+//! `sluice bench` against a real `sluice serve` over real sockets: every answer is
+//! counted by kind, bad signatures are all 401, duplicates all 200, and `sluice tail`
+//! holds exactly the unique events that were accepted. No throughput assertions.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+
+use common::{BIN, KID, Sandbox, Server, Setup};
+use serde_json::Value;
+
+fn run_bench(args: &[&str]) -> Output {
+    Command::new(BIN).arg("bench").args(args).stdin(Stdio::null()).output().expect("run sluice bench")
+}
+
+fn run_bench_in(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(BIN).arg("bench").args(args).current_dir(dir).stdin(Stdio::null()).output().expect("run sluice bench")
+}
+
+/// Runs `sluice bench --json` against `server` and returns the report.
+fn bench(sandbox: &Sandbox, server: &Server, extra: &[&str]) -> Value {
+    let url = format!("http://{}", server.ingest);
+    let keys = sandbox.keys.to_str().expect("utf-8 path");
+    let mut args = vec!["--url", url.as_str(), "--keys-file", keys, "--kid", KID, "--json"];
+    args.extend_from_slice(extra);
+    let output = run_bench(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "sluice bench {args:?} failed: {:?}\n{stderr}", output.status);
+    assert!(stderr.contains("built "), "the build time is printed: {stderr}");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+fn count(value: &Value, path: &[&str]) -> u64 {
+    let mut at = value;
+    for key in path {
+        at = &at[*key];
+    }
+    at.as_u64().unwrap_or(0)
+}
+
+/// The accounting every run must satisfy, whatever its speed. Returns the unique
+/// events the server accepted.
+fn assert_counts_add_up(report: &Value) -> u64 {
+    assert_eq!(count(report, &["errors", "total"]), 0, "no connection errors: {report}");
+    assert_eq!(count(report, &["requests", "unanswered"]), 0, "every request answered: {report}");
+    let sent = |kind| count(report, &["requests", "sent_by_kind", kind]);
+    let (unique, duplicate, bad) = (sent("unique"), sent("duplicate"), sent("bad_signature"));
+    assert!(unique > 0 && duplicate > 0 && bad > 0, "the mix has every kind: {report}");
+    assert_eq!(count(report, &["requests", "sent"]), unique + duplicate + bad);
+    assert_eq!(count(report, &["requests", "completed"]), unique + duplicate + bad);
+    // Every bad signature is refused, and nothing else is.
+    assert_eq!(report["status_by_kind"]["bad_signature"], serde_json::json!({ "401": bad }), "{report}");
+    assert_eq!(count(report, &["status", "401"]), bad);
+    // Of an original and its copies exactly one is stored (202), whichever the server
+    // saw first; every other copy is answered 200 duplicate.
+    assert_eq!(count(report, &["status", "202"]), unique, "{report}");
+    assert_eq!(count(report, &["status", "200"]), duplicate, "{report}");
+    let answered_ok = count(report, &["status", "202"]) + count(report, &["status", "200"]);
+    assert_eq!(answered_ok + bad, unique + duplicate + bad, "no other status: {report}");
+    unique
+}
+
+fn assert_stored_exactly(sandbox: &Sandbox, events: u64) {
+    let stored = sandbox.tail();
+    assert_eq!(stored.len() as u64, events, "sluice tail shows each accepted event once");
+    let mut ids: Vec<String> = stored.iter().map(|line| line.event_id()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len() as u64, events, "no event id is stored twice");
+}
+
+#[test]
+fn closed_loop_counts_every_answer_and_stores_each_unique_event_once() {
+    let sandbox = Sandbox::new(Setup::default());
+    let mut server = sandbox.start();
+    let report = bench(
+        &sandbox,
+        &server,
+        &[
+            "--connections",
+            "4",
+            "--pipeline",
+            "2",
+            "--duration",
+            "1",
+            "--requests",
+            "1500",
+            "--users",
+            "50",
+            "--duplicate-ratio",
+            "0.2",
+            "--bad-signature-ratio",
+            "0.1",
+        ],
+    );
+    assert_eq!(report["mode"], "closed");
+    assert_eq!(count(&report, &["plan", "requests"]), 1500);
+    let unique = assert_counts_add_up(&report);
+    assert!(count(&report, &["latency_us", "count"]) > 0 && report["latency_us"]["p99"].as_f64().unwrap_or(0.0) > 0.0);
+    if report["pool_exhausted"] == true {
+        assert_eq!(count(&report, &["requests", "sent"]), 1500, "an exhausted pool was sent whole");
+    }
+    server.stop();
+    assert_stored_exactly(&sandbox, unique);
+}
+
+#[test]
+fn open_loop_with_idle_connections_counts_every_answer() {
+    let sandbox = Sandbox::new(Setup::default());
+    let mut server = sandbox.start();
+    let svg = sandbox.path().join("latency.svg");
+    let report = bench(
+        &sandbox,
+        &server,
+        &[
+            "--rate",
+            "1500",
+            "--duration",
+            "1",
+            "--connections",
+            "4",
+            "--duplicate-ratio",
+            "0.2",
+            "--bad-signature-ratio",
+            "0.1",
+            "--idle-connections",
+            "20",
+            "--idle-ping",
+            "0.05",
+            "--svg",
+            svg.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert_eq!(report["mode"], "open");
+    assert_eq!(count(&report, &["plan", "requests"]), 1500, "rate x duration requests are built");
+    assert_eq!(count(&report, &["requests", "sent"]), 1500, "an open-loop run sends its whole schedule");
+    let unique = assert_counts_add_up(&report);
+    assert!(report["schedule"]["max_lag_us"].is_number());
+    assert_eq!(count(&report, &["idle", "ready_at_start"]), 20);
+    assert_eq!(count(&report, &["idle", "open_at_end"]), 20);
+    assert!(count(&report, &["idle", "pings"]) > 0, "idle connections ping: {report}");
+    assert_eq!(count(&report, &["idle", "ping_failures"]), 0);
+    let plot = std::fs::read_to_string(&svg).expect("SVG written");
+    assert!(plot.starts_with("<svg") && plot.trim_end().ends_with("</svg>"));
+    server.stop();
+    assert_stored_exactly(&sandbox, unique);
+}
+
+#[test]
+fn batches_store_every_event_of_every_unique_batch() {
+    let sandbox = Sandbox::new(Setup::default());
+    let mut server = sandbox.start();
+    let report = bench(
+        &sandbox,
+        &server,
+        &[
+            "--connections",
+            "2",
+            "--duration",
+            "1",
+            "--requests",
+            "120",
+            "--batch",
+            "5",
+            "--event-bytes",
+            "500",
+            "--duplicate-ratio",
+            "0.2",
+            "--bad-signature-ratio",
+            "0.1",
+        ],
+    );
+    assert_eq!(report["batch"], 5);
+    assert!(report["url"].as_str().is_some_and(|url| url.ends_with("/v1/events/batch")));
+    assert_eq!(count(&report, &["errors", "total"]), 0);
+    let unique = count(&report, &["requests", "sent_by_kind", "unique"]);
+    let bad = count(&report, &["requests", "sent_by_kind", "bad_signature"]);
+    assert_eq!(report["status_by_kind"]["bad_signature"], serde_json::json!({ "401": bad }));
+    server.stop();
+    assert_stored_exactly(&sandbox, unique * 5);
+}
+
+#[test]
+fn help_explains_every_option() {
+    let output = run_bench(&["--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).expect("utf-8 help");
+    for option in [
+        "--url",
+        "--keys-file",
+        "--kid",
+        "--secret",
+        "--connections",
+        "--threads",
+        "--duration",
+        "--warmup",
+        "--rate",
+        "--pipeline",
+        "--requests",
+        "--batch",
+        "--event-bytes",
+        "--users",
+        "--duplicate-ratio",
+        "--bad-signature-ratio",
+        "--idle-connections",
+        "--idle-ping",
+        "--timeout",
+        "--seed",
+        "--json",
+        "--svg",
+        "--fsync-probe",
+        "--fsync-probe-secs",
+        "--max-error-ratio",
+    ] {
+        assert!(help.contains(&format!("{option} ")) || help.contains(&format!("{option}\n")), "--help does not mention {option}");
+    }
+    assert!(help.contains("latency_us"), "--help names the JSON keys");
+}
+
+#[test]
+fn bad_usage_exits_2_and_no_server_exits_1() {
+    let secret = common::whsec(&common::SECRET);
+    let signing = ["--secret", secret.as_str(), "--kid", KID, "--requests", "10", "--duration", "0.2"];
+    for bad in [
+        &["--duplicate-ratio", "1.5"][..],
+        &["--url", "https://127.0.0.1:1/v1/events"],
+        &["--url", "127.0.0.1:8080"],
+        &["--batch", "0"],
+        &["--no-such-option"],
+    ] {
+        let mut args = signing.to_vec();
+        args.extend_from_slice(bad);
+        let output = run_bench(&args);
+        assert_eq!(output.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let empty = tempfile::tempdir().expect("temp dir");
+    let output = run_bench_in(empty.path(), &["--kid", KID, "--duration", "1"]);
+    assert_eq!(output.status.code(), Some(2), "--kid without a key source: {}", String::from_utf8_lossy(&output.stderr));
+
+    let closed_port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let url = format!("http://127.0.0.1:{closed_port}");
+    let mut args = signing.to_vec();
+    args.extend_from_slice(&["--url", &url, "--timeout", "2"]);
+    let output = run_bench(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}
