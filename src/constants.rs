@@ -82,6 +82,10 @@ pub const RETENTION_BYTES_DEFAULT: u64 = 0;
 /// Default `[dedup] ids_per_partition_max`: about 45 MiB of dedup memory per full partition.
 pub const DEDUP_IDS_PER_PARTITION_MAX_DEFAULT: usize = 1_000_000;
 
+/// Received requests a shard handles before it sends their answers in the middle of a
+/// loop: small enough that the first answer of a 128-completion loop does not wait
+/// for the last (about 16 x 7 µs), large enough that the extra io_uring_enter is cheap.
+pub const RECEIVES_PER_EARLY_FLUSH: usize = 16;
 /// Reactor tick: timeouts, retention and drain checks run at least this often.
 pub const TICK_MS: u64 = 100;
 /// Records one shard may queue for another within one reactor loop; past it, further

@@ -17,7 +17,8 @@
 #   IDLE [10000]          idle keep-alive connections held during the os open loop
 #   SOAK_SECS [0]         > 0: also run the open loop this long and sample memory (300 = the 5-minute target)
 #   SERVER_CPU [0], CLIENT_CPU [1]
-#   BENCH_DIR [mktemp under /var/tmp]  where the data directories go (use the disk you care about)
+#   BENCH_DIR [mktemp under /var/tmp]  where the data directories go (use the disk you care about;
+#                         a data dir reserves 8 GiB here: 64 partitions x active + spare x 64 MiB)
 set -euo pipefail
 
 quick=0
@@ -101,7 +102,7 @@ shards = 1
 [storage]
 data_dir = "$work/data-$1"
 durability = "$1"
-segment_bytes = 268435456
+segment_bytes = 67108864
 [auth]
 keys_file = "$work/keys.toml"
 [admin]
@@ -119,6 +120,8 @@ stop_server() {
   kill -TERM "$server_pid"
   wait "$server_pid" 2>/dev/null || true
   server_pid=
+  # Each data dir reserves 64 partitions x (active + spare) x 64 MiB = 8 GiB of disk.
+  rm -rf "$work"/data-*
 }
 
 scrape() { # label: the server's counters after its runs
@@ -134,14 +137,13 @@ echo
 echo "== nginx return 204 (the do-nothing ceiling)"
 start_nginx
 client nginx-single --url http://127.0.0.1:18080/v1/events --duration "$duration"
-client nginx-batch100 --url http://127.0.0.1:18080/v1/events/batch --batch 100 --duration "$duration"
 stop_server
 
 echo "== sluice, durability os"
 start_sluice os
 rss_sampler "$server_pid" "$work/rss-os.log" &
 client sluice-single --url http://127.0.0.1:18081 --duration "$duration"
-client sluice-batch100 --url http://127.0.0.1:18081 --batch 100 --duration "$duration"
+client sluice-batch100 --url http://127.0.0.1:18081 --batch 100 --requests $((15000 * duration)) --duration "$duration"
 idle_args=()
 ((idle > 0)) && idle_args=(--idle-connections "$idle")
 client sluice-open --url http://127.0.0.1:18081 --rate "$open_rate" --warmup 2 --duration "$open_secs" "${idle_args[@]}" --svg "$work/sluice-open.svg"

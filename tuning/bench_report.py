@@ -107,7 +107,7 @@ def summary(work, commit, open_rate, fsync_rate, idle, soak_secs):
     print(f"docs/PERFORMANCE.md rows (commit {commit}):")
     print("| run | req/s | events/s | p50 µs | p99 µs | p99.9 µs | max µs | errors |")
     print("|---|---|---|---|---|---|---|---|")
-    for name in ["nginx-single", "nginx-batch100", "sluice-single", "sluice-batch100", "sluice-open", "sluice-soak",
+    for name in ["nginx-single", "sluice-single", "sluice-batch100", "sluice-open", "sluice-soak",
                  "sluice-fsync-single", "sluice-fsync-open"]:
         if name not in runs:
             continue

@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use crate::config::{Config, Durability};
+use crate::constants::RECEIVES_PER_EARLY_FLUSH;
 use crate::http::{Limits, Phase, Poll};
 use crate::reactor::bufring::BufRing;
 use crate::reactor::{self, Token};
@@ -190,17 +191,38 @@ impl Shard {
     fn reap(&mut self) {
         let mut completions = std::mem::take(&mut self.completions);
         completions.extend(self.ring.completion().map(|cqe| (cqe.user_data(), cqe.result(), cqe.flags())));
+        let mut receives = 0;
         for (data, result, flags) in completions.drain(..) {
             match Token::decode(data) {
                 Token::Accept => self.on_accept(result, flags),
                 Token::Wake => self.on_wake(flags),
-                Token::Recv { slot, generation } => self.on_recv(slot, generation, result, flags),
+                Token::Recv { slot, generation } => {
+                    self.on_recv(slot, generation, result, flags);
+                    receives += 1;
+                    if receives % RECEIVES_PER_EARLY_FLUSH == 0 {
+                        self.flush_early();
+                    }
+                }
                 Token::Send { slot, generation } => self.on_send(slot, generation, result),
                 Token::Fsync { partition } => self.core.partitions.sync_done(partition, result),
                 Token::Ignore => {}
             }
         }
         self.completions = completions;
+    }
+
+    /// Sends the answers ready so far and re-arms their receives without waiting for the
+    /// rest of a large batch of completions: under load one loop can reap 128 of them,
+    /// and answering all at the end made the first ones wait for the last (measured:
+    /// p99 at 100k req/s open loop, docs/PERFORMANCE.md). One extra non-blocking
+    /// io_uring_enter per RECEIVES_PER_EARLY_FLUSH requests.
+    fn flush_early(&mut self) {
+        self.submit_sends();
+        self.rearm_receives();
+        self.buffers.publish();
+        if let Err(error) = self.ring.submit() {
+            eprintln!("sluice: shard {}: io_uring submit failed: {error}", self.index);
+        }
     }
 
     fn arm_wake(&mut self) {
