@@ -16,6 +16,7 @@ pub mod http;
 pub mod keyring;
 pub mod loadgen;
 pub mod reactor;
+pub mod rlimit;
 pub mod routing;
 pub mod server;
 pub mod stats;

@@ -82,7 +82,7 @@ impl BenchError {
 /// after printing it.
 pub fn run(options: &Options, out: &mut dyn Write) -> Result<Report, BenchError> {
     let wanted = options.connections + options.idle_connections + 64;
-    let limit = raise_open_files_limit();
+    let limit = crate::rlimit::raise_open_files_limit();
     if limit.is_some_and(|limit| limit < wanted as u64) {
         eprintln!(
             "sluice bench: warning: the open-files limit is {limit:?}, below the {wanted} descriptors this run needs; raise `ulimit -Hn`"
@@ -309,30 +309,6 @@ fn show_progress<T>(shared: &Shared, handles: &[std::thread::ScopedJoinHandle<'_
     }
 }
 
-/// Raises the soft open-files limit to the hard limit (10,000 idle connections need
-/// more than the usual 1024). Returns the soft limit now in force.
-fn raise_open_files_limit() -> Option<u64> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one rlimit into memory we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return None;
-    }
-    // An unlimited hard limit still cannot exceed the kernel's fs.nr_open.
-    let ceiling = if limit.rlim_max == libc::RLIM_INFINITY {
-        std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|text| text.trim().parse().ok()).unwrap_or(1 << 20)
-    } else {
-        limit.rlim_max
-    };
-    if limit.rlim_cur < ceiling {
-        let raised = libc::rlimit { rlim_cur: ceiling, rlim_max: limit.rlim_max };
-        // SAFETY: setrlimit reads one rlimit from memory we own.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            return Some(raised.rlim_cur);
-        }
-    }
-    Some(limit.rlim_cur)
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Read;
@@ -437,7 +413,7 @@ mod tests {
 
     #[test]
     fn open_files_limit_is_raised_to_the_hard_limit() {
-        let soft = raise_open_files_limit().expect("getrlimit works");
+        let soft = crate::rlimit::raise_open_files_limit().expect("getrlimit works");
         let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: as above.
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);

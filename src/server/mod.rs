@@ -97,9 +97,24 @@ pub fn load_keyring(config: &Config) -> Result<KeyRing, ServeError> {
 
 /// Runs the appliance until SIGTERM/SIGINT has drained it. `on_ready` is called once
 /// every shard accepts traffic.
+/// Descriptors a server needs besides its connections and three per partition (active,
+/// previous and spare segment): rings, eventfds, listeners, directories, the admin side.
+const FILES_BESIDES_CONNECTIONS: u64 = 64;
+
 pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let shards = config.ingest.shards;
+    // Every connection is a descriptor; so are segments, listeners and rings.
+    let besides = 3 * u64::from(config.storage.partitions) + FILES_BESIDES_CONNECTIONS;
+    let wanted = (shards * config.ingest.connections_max) as u64 + besides;
+    match crate::rlimit::raise_open_files_limit() {
+        Some(limit) if limit < wanted => eprintln!(
+            "sluice: open-files limit {limit} is below {wanted} ({shards} shards x connections_max {} + {besides}); \
+             connections past it are refused: raise LimitNOFILE / ulimit -n",
+            config.ingest.connections_max
+        ),
+        _ => {}
+    }
     let data_dir = DataDir::open_or_init(&config.storage.data_dir, config.storage.partitions)?;
     let keyring = Arc::new(load_keyring(&config)?);
     let control = Arc::new(Control::new(shards, config.storage.partitions));
