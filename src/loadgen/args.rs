@@ -341,22 +341,25 @@ fn split_host_port(authority: &str) -> Option<(&str, u16)> {
     }
 }
 
+/// Parses `sluice bench` arguments outside the real CLI (`argv[0]` is the command name).
 #[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-
-    #[derive(Parser)]
+pub(crate) fn parse_bench_args<'a>(argv: impl IntoIterator<Item = &'a str>) -> Result<BenchArgs, clap::Error> {
+    #[derive(clap::Parser)]
     struct Cli {
         #[command(flatten)]
         bench: BenchArgs,
     }
+    <Cli as clap::Parser>::try_parse_from(argv).map(|cli| cli.bench)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn parse(args: &[&str]) -> Result<Options, String> {
         let mut argv = vec!["bench", "--secret", "whsec_c2x1aWNlLWJlbmNoLXBsYW4tdGVzdC1zZWNyZXQtMzI=", "--kid", "k"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).map_err(|error| error.to_string())?.bench.validate()
+        parse_bench_args(argv).map_err(|error| error.to_string())?.validate()
     }
 
     #[test]
@@ -403,7 +406,7 @@ mod tests {
             let error = parse(args).expect_err("rejected");
             assert!(error.contains(needle), "{args:?}: {error}");
         }
-        let error = Cli::try_parse_from(["bench", "--secret", "whsec_x"]).err().expect("needs --kid").to_string();
+        let error = parse_bench_args(["bench", "--secret", "whsec_x"]).expect_err("needs --kid").to_string();
         assert!(error.contains("--kid"), "{error}");
     }
 }

@@ -314,16 +314,9 @@ mod tests {
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
 
-    use clap::Parser;
-
     use super::*;
+    use crate::loadgen::args::parse_bench_args;
     use crate::loadgen::plan::RequestKind;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        bench: BenchArgs,
-    }
 
     /// Answers every request in turn with: 100 then 202 (Content-Length), 200 chunked,
     /// 204; every tenth answer of a connection says `Connection: close` and closes. Each
@@ -383,7 +376,7 @@ mod tests {
         for extra in [&["--requests", "600", "--duration", "5"][..], &["--rate", "2000", "--duration", "0.3"]] {
             let mut argv = vec!["bench", "--url", &url, "--secret", secret, "--kid", "k", "--connections", "3"];
             argv.extend_from_slice(extra);
-            let options = Cli::try_parse_from(argv).expect("arguments").bench.validate().expect("valid");
+            let options = parse_bench_args(argv).expect("arguments").validate().expect("valid");
             let signer = load_signer(&options.key).expect("signer");
             let plan = Plan::build(&plan_spec(&options), &signer, crate::time::now_unix_ms(), 1).expect("plan");
             let shared = Shared::new(1);

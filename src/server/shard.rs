@@ -167,9 +167,7 @@ impl Shard {
             self.apply_resolved();
             self.hand_off();
             self.start_syncs();
-            self.submit_sends();
-            self.rearm_receives();
-            self.buffers.publish();
+            self.queue_answers();
             self.core.partitions.publish_offsets();
             let loop_ended_ns = self.monotonic_ns();
             self.latency.finish(loop_ended_ns, &self.control.shards[self.index].latency);
@@ -217,12 +215,18 @@ impl Shard {
     /// p99 at 100k req/s open loop, docs/PERFORMANCE.md). One extra non-blocking
     /// io_uring_enter per RECEIVES_PER_EARLY_FLUSH requests.
     fn flush_early(&mut self) {
-        self.submit_sends();
-        self.rearm_receives();
-        self.buffers.publish();
+        self.queue_answers();
         if let Err(error) = self.ring.submit() {
             eprintln!("sluice: shard {}: io_uring submit failed: {error}", self.index);
         }
+    }
+
+    /// Queues the sends of every answer ready, re-arms the receives that wait for them and
+    /// returns consumed receive buffers to the ring.
+    fn queue_answers(&mut self) {
+        self.submit_sends();
+        self.rearm_receives();
+        self.buffers.publish();
     }
 
     fn arm_wake(&mut self) {
