@@ -35,6 +35,14 @@ pub struct Request<'a> {
     pub key_id: Option<&'a [u8]>,
     pub timestamp: Option<&'a [u8]>,
     pub signature: Option<&'a [u8]>,
+    /// `Authorization` (a JWT bearer token).
+    pub authorization: Option<&'a [u8]>,
+    /// `X-Request-Id` (idempotency key of the request).
+    pub request_id: Option<&'a [u8]>,
+    /// Standard Webhooks `webhook-id`, `webhook-timestamp` and `webhook-signature`.
+    pub webhook_id: Option<&'a [u8]>,
+    pub webhook_timestamp: Option<&'a [u8]>,
+    pub webhook_signature: Option<&'a [u8]>,
     pub body: &'a [u8],
     /// The client wants the connection kept open after the answer.
     pub keep_alive: bool,
@@ -166,6 +174,11 @@ struct HeadInfo {
     key_id: Option<Span>,
     timestamp: Option<Span>,
     signature: Option<Span>,
+    authorization: Option<Span>,
+    request_id: Option<Span>,
+    webhook_id: Option<Span>,
+    webhook_timestamp: Option<Span>,
+    webhook_signature: Option<Span>,
     keep_alive: bool,
     head_len: usize,
     body: BodyKind,
@@ -182,6 +195,11 @@ impl HeadInfo {
             key_id: self.key_id.map(slice),
             timestamp: self.timestamp.map(slice),
             signature: self.signature.map(slice),
+            authorization: self.authorization.map(slice),
+            request_id: self.request_id.map(slice),
+            webhook_id: self.webhook_id.map(slice),
+            webhook_timestamp: self.webhook_timestamp.map(slice),
+            webhook_signature: self.webhook_signature.map(slice),
             body: &buf[self.head_len..self.head_len + body_len],
             keep_alive: self.keep_alive,
         }
@@ -246,6 +264,11 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadInfo>, HttpError
         key_id: None,
         timestamp: None,
         signature: None,
+        authorization: None,
+        request_id: None,
+        webhook_id: None,
+        webhook_timestamp: None,
+        webhook_signature: None,
         keep_alive: http11,
         head_len,
         body: BodyKind::Empty,
@@ -276,6 +299,16 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadInfo>, HttpError
             info.timestamp = Some(span_of(buf, value));
         } else if eq_ignore_case(name, b"x-signature") {
             info.signature = Some(span_of(buf, value));
+        } else if eq_ignore_case(name, b"authorization") {
+            info.authorization = Some(span_of(buf, value));
+        } else if eq_ignore_case(name, b"x-request-id") {
+            info.request_id = Some(span_of(buf, value));
+        } else if eq_ignore_case(name, b"webhook-id") {
+            info.webhook_id = Some(span_of(buf, value));
+        } else if eq_ignore_case(name, b"webhook-timestamp") {
+            info.webhook_timestamp = Some(span_of(buf, value));
+        } else if eq_ignore_case(name, b"webhook-signature") {
+            info.webhook_signature = Some(span_of(buf, value));
         } else if eq_ignore_case(name, b"connection") {
             for token in value.split(|b| *b == b',').map(trim) {
                 if eq_ignore_case(token, b"close") {

@@ -2,6 +2,7 @@
 //! stale completion from a current one. Idle connections hold no buffers: input and
 //! output buffers come from the shard's pool while there is something in them.
 
+use std::net::IpAddr;
 use std::os::fd::RawFd;
 
 use crate::http::{Framer, Phase};
@@ -26,6 +27,10 @@ pub struct Conn {
     pub fd: RawFd,
     pub generation: u32,
     pub in_use: bool,
+    /// The TCP peer's address (`None` if the kernel could not say).
+    pub peer_ip: Option<IpAddr>,
+    /// The verified client-certificate identity of an mTLS connection.
+    pub tls_identity: Option<Box<str>>,
     pub input: Vec<u8>,
     pub framer: Framer,
     /// Answers not yet handed to the kernel.
@@ -56,6 +61,8 @@ impl Conn {
             fd: -1,
             generation: 0,
             in_use: false,
+            peer_ip: None,
+            tls_identity: None,
             input: Vec::new(),
             framer: Framer::default(),
             output: Vec::new(),
@@ -76,12 +83,13 @@ impl Conn {
     }
 
     /// Resets the slot for a newly accepted socket.
-    pub fn open(&mut self, fd: RawFd, now_ms: u64, idle_timeout_ms: u64) {
+    pub fn open(&mut self, fd: RawFd, peer_ip: Option<IpAddr>, now_ms: u64, idle_timeout_ms: u64) {
         let generation = self.generation.wrapping_add(1);
         *self = Conn::vacant();
         self.fd = fd;
         self.generation = generation;
         self.in_use = true;
+        self.peer_ip = peer_ip;
         self.deadline_ms = now_ms + idle_timeout_ms;
     }
 

@@ -69,6 +69,16 @@ pub struct Origin {
     pub generation: u32,
 }
 
+/// Who sent a request, as the transport knows it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer<'a> {
+    /// The client's address (the TCP peer).
+    pub ip: Option<std::net::IpAddr>,
+    /// The verified client-certificate identity (subject CN, else the first SAN) of an
+    /// mTLS connection.
+    pub tls_identity: Option<&'a str>,
+}
+
 pub enum Handled {
     Answered,
     Parked(Pending),
@@ -196,17 +206,33 @@ pub fn answer_pending(out: &mut Vec<u8>, pending: &Pending, stats: &ShardStats) 
 
 impl Core {
     /// Handles one framed request: answers into `out` now, or parks it.
-    pub fn handle(&mut self, control: &Control, request: &Request<'_>, origin: Origin, keep_alive: bool, out: &mut Vec<u8>) -> Handled {
+    pub fn handle(
+        &mut self,
+        control: &Control,
+        request: &Request<'_>,
+        peer: Peer<'_>,
+        origin: Origin,
+        keep_alive: bool,
+        out: &mut Vec<u8>,
+    ) -> Handled {
         if request.method == Method::Head {
             let start = out.len();
-            let handled = self.route(control, request, origin, keep_alive, out);
+            let handled = self.route(control, request, peer, origin, keep_alive, out);
             http::strip_body(out, start);
             return handled;
         }
-        self.route(control, request, origin, keep_alive, out)
+        self.route(control, request, peer, origin, keep_alive, out)
     }
 
-    fn route(&mut self, control: &Control, request: &Request<'_>, origin: Origin, keep_alive: bool, out: &mut Vec<u8>) -> Handled {
+    fn route(
+        &mut self,
+        control: &Control,
+        request: &Request<'_>,
+        _peer: Peer<'_>,
+        origin: Origin,
+        keep_alive: bool,
+        out: &mut Vec<u8>,
+    ) -> Handled {
         let path = PathLabel::of(request.path);
         let answer = Answer { path, keep_alive, stats: &control.shards[self.shard] };
         match (request.method, path) {

@@ -18,7 +18,7 @@ use crate::http::{Limits, Phase, Poll};
 use crate::reactor::bufring::BufRing;
 use crate::reactor::{self, Token};
 use crate::server::conn::{BufferPool, Closing, Conn};
-use crate::server::handle::{self, Answer, Core, Handled, LineResult, Origin};
+use crate::server::handle::{self, Answer, Core, Handled, LineResult, Origin, Peer};
 use crate::server::handoff::{Message, Outcome, StoreBatch, Ticket};
 use crate::stats::{Control, LoopLatency, PathLabel, ShardStats};
 
@@ -273,7 +273,8 @@ impl Shard {
             return;
         };
         set_nodelay(fd);
-        self.conns[slot as usize].open(fd, self.now_ms, self.config.ingest.idle_timeout_ms);
+        let peer_ip = peer_ip(fd);
+        self.conns[slot as usize].open(fd, peer_ip, self.now_ms, self.config.ingest.idle_timeout_ms);
         self.open += 1;
         self.stats().connections_open.store(self.open as u64, Ordering::Relaxed);
         self.arm_recv(slot);
@@ -363,7 +364,8 @@ impl Shard {
                     // A half-closed peer still gets every answer it asked for; the close follows them.
                     let keep_alive = request.keep_alive && !draining;
                     pool.lend(&mut conn.output);
-                    match core.handle(control, &request, origin, keep_alive, &mut conn.output) {
+                    let peer = Peer { ip: conn.peer_ip, tls_identity: conn.tls_identity.as_deref() };
+                    match core.handle(control, &request, peer, origin, keep_alive, &mut conn.output) {
                         Handled::Answered => {
                             latency.answered();
                             if !keep_alive {
@@ -741,5 +743,31 @@ fn set_nodelay(fd: RawFd) {
             (&raw const one).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
+    }
+}
+
+/// The TCP peer's address of an accepted socket (one getpeername per connection).
+fn peer_ip(fd: RawFd) -> Option<std::net::IpAddr> {
+    // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut length = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and length are valid for writes and describe the same buffer.
+    let result = unsafe { libc::getpeername(fd, (&raw mut storage).cast(), &raw mut length) };
+    if result != 0 {
+        return None;
+    }
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let v4: &libc::sockaddr_in = unsafe { &*(&raw const storage).cast() };
+            Some(std::net::IpAddr::from(u32::from_be(v4.sin_addr.s_addr).to_be_bytes()))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let v6: &libc::sockaddr_in6 = unsafe { &*(&raw const storage).cast() };
+            let ip = std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr);
+            Some(ip.to_ipv4_mapped().map_or(std::net::IpAddr::V6(ip), std::net::IpAddr::V4))
+        }
+        _ => None,
     }
 }
