@@ -52,6 +52,21 @@ struct RawIngest {
     idle_timeout_ms: Option<u64>,
     connections_max: Option<usize>,
     drain_timeout_ms: Option<u64>,
+    // --- TLS and per-IP limit (issue 4) ---
+    connections_per_ip_max: Option<usize>,
+    tls: Option<RawTls>,
+}
+
+/// `[ingest.tls]`: a second listener per shard that speaks TLS (docs/ARCHITECTURE.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    listen: Option<String>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_ca_file: Option<PathBuf>,
+    client_auth: Option<String>,
+    crl_files: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +131,49 @@ pub struct IngestConfig {
     pub idle_timeout_ms: u64,
     pub connections_max: usize,
     pub drain_timeout_ms: u64,
+    // --- TLS and per-IP limit (issue 4) ---
+    /// Open connections one client address may hold over all shards (IPv6: per /64);
+    /// 0 = no limit.
+    pub connections_per_ip_max: usize,
+    /// `None`: no TLS listener.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Whether a TLS client must present a certificate (only with a client CA bundle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client CA bundle: client certificates are not asked for.
+    Off,
+    /// A certificate is asked for and verified if sent; clients without one are let in.
+    Optional,
+    /// A handshake without a valid client certificate fails.
+    Required,
+}
+
+impl fmt::Display for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClientAuth::Off => "off",
+            ClientAuth::Optional => "optional",
+            ClientAuth::Required => "required",
+        })
+    }
+}
+
+/// The TLS listener and the files its material is loaded (and reloaded) from. Paths are
+/// resolved against the configuration file's directory.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    /// Certificate chain, PEM, leaf first.
+    pub cert_file: PathBuf,
+    /// PKCS#8, SEC1 or PKCS#1 private key, PEM.
+    pub key_file: PathBuf,
+    /// CA bundle (PEM) client certificates are verified against.
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+    /// Certificate revocation lists, PEM or DER.
+    pub crl_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +203,55 @@ pub struct AuthConfig {
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+}
+
+/// Validates `[ingest.tls]`; the files themselves are read by `tls::material`.
+fn tls_config(raw: RawTls, plain: SocketAddr, relative: &dyn Fn(PathBuf) -> PathBuf) -> Result<TlsConfig, ConfigError> {
+    let listen = parse_addr("ingest.tls.listen", raw.listen.as_deref().unwrap_or(TLS_LISTEN_DEFAULT))?;
+    if listen.port() != 0 && listen == plain {
+        return Err(invalid("ingest.tls.listen", format!("{listen} is also ingest.listen; the TLS listener needs its own port")));
+    }
+    let cert_file = raw.cert_file.ok_or_else(|| invalid("ingest.tls.cert_file", "is required with [ingest.tls]"))?;
+    let key_file = raw.key_file.ok_or_else(|| invalid("ingest.tls.key_file", "is required with [ingest.tls]"))?;
+    let client_ca_file = raw.client_ca_file.map(relative);
+    let client_auth = match (raw.client_auth.as_deref(), &client_ca_file) {
+        (None, None) => ClientAuth::Off,
+        (None | Some("required"), Some(_)) => ClientAuth::Required,
+        (Some("optional"), Some(_)) => ClientAuth::Optional,
+        (Some("required" | "optional"), None) => {
+            return Err(invalid("ingest.tls.client_auth", "needs ingest.tls.client_ca_file to verify client certificates against"));
+        }
+        (Some(other), _) => return Err(invalid("ingest.tls.client_auth", format!("{other:?} is neither \"required\" nor \"optional\""))),
+    };
+    let crl_files: Vec<PathBuf> = raw.crl_files.unwrap_or_default().into_iter().map(relative).collect();
+    if !crl_files.is_empty() && client_ca_file.is_none() {
+        return Err(invalid("ingest.tls.crl_files", "revocation lists need ingest.tls.client_ca_file"));
+    }
+    if crl_files.len() > TLS_CRL_FILES_MAX {
+        return Err(invalid("ingest.tls.crl_files", format!("at most {TLS_CRL_FILES_MAX} files")));
+    }
+    Ok(TlsConfig { listen, cert_file: relative(cert_file), key_file: relative(key_file), client_ca_file, client_auth, crl_files })
+}
+
+impl TlsConfig {
+    /// The `[ingest.tls]` table as `sluice check-config` prints it.
+    pub fn to_toml(&self) -> String {
+        let quoted = |path: &Path| format!("{:?}", path.display().to_string());
+        let mut out = format!(
+            "\n[ingest.tls]\nlisten = \"{}\"\ncert_file = {}\nkey_file = {}\n",
+            self.listen,
+            quoted(&self.cert_file),
+            quoted(&self.key_file)
+        );
+        if let Some(ca) = &self.client_ca_file {
+            out.push_str(&format!("client_ca_file = {}\nclient_auth = \"{}\"\n", quoted(ca), self.client_auth));
+        }
+        if !self.crl_files.is_empty() {
+            let list: Vec<String> = self.crl_files.iter().map(|path| quoted(path)).collect();
+            out.push_str(&format!("crl_files = [{}]\n", list.join(", ")));
+        }
+        out
+    }
 }
 
 /// The effective configuration after defaults and validation.
@@ -210,7 +317,7 @@ impl Config {
         if !(1024..=64 * 1024 * 1024).contains(&body_bytes_max) {
             return Err(invalid("ingest.body_bytes_max", "must be 1 KiB..=64 MiB"));
         }
-        let ingest = IngestConfig {
+        let mut ingest = IngestConfig {
             listen: parse_addr("ingest.listen", raw.ingest.listen.as_deref().unwrap_or("127.0.0.1:8080"))?,
             shards,
             body_bytes_max,
@@ -221,7 +328,12 @@ impl Config {
             idle_timeout_ms: positive("ingest.idle_timeout_ms", raw.ingest.idle_timeout_ms.unwrap_or(IDLE_TIMEOUT_MS_DEFAULT))?,
             connections_max: positive("ingest.connections_max", raw.ingest.connections_max.unwrap_or(CONNECTIONS_PER_SHARD_MAX_DEFAULT))?,
             drain_timeout_ms: raw.ingest.drain_timeout_ms.unwrap_or(DRAIN_TIMEOUT_MS_DEFAULT),
+            connections_per_ip_max: raw.ingest.connections_per_ip_max.unwrap_or(CONNECTIONS_PER_IP_MAX_DEFAULT),
+            tls: None,
         };
+        if let Some(tls) = raw.ingest.tls {
+            ingest.tls = Some(tls_config(tls, ingest.listen, &relative)?);
+        }
         let partitions = raw.storage.partitions.unwrap_or(PARTITIONS_DEFAULT);
         if !(1..=PARTITIONS_MAX).contains(&partitions) {
             return Err(invalid("storage.partitions", format!("must be 1..={PARTITIONS_MAX}")));
@@ -282,13 +394,15 @@ impl Config {
 
     /// The effective configuration as TOML, as `sluice check-config` prints it.
     pub fn to_toml(&self) -> String {
+        let tls = self.ingest.tls.as_ref().map(TlsConfig::to_toml).unwrap_or_default();
         let keys = match &self.auth.keys_file {
             Some(path) => format!("keys_file = {:?}", path.display().to_string()),
             None => format!("# keys_file not set: development key ring {:?}", self.keys_path().display().to_string()),
         };
         format!(
             "[ingest]\nlisten = \"{}\"\nshards = {}\nbody_bytes_max = {}\nheader_bytes_max = {}\nheaders_count_max = {}\n\
-             header_timeout_ms = {}\nbody_timeout_ms = {}\nidle_timeout_ms = {}\nconnections_max = {}\ndrain_timeout_ms = {}\n\n\
+             header_timeout_ms = {}\nbody_timeout_ms = {}\nidle_timeout_ms = {}\nconnections_max = {}\ndrain_timeout_ms = {}\n\
+             connections_per_ip_max = {}\n\n\
              [storage]\ndata_dir = {:?}\npartitions = {}\ndurability = \"{}\"\nsegment_bytes = {}\nretention_hours = {}\nretention_bytes = {}\n\n\
              [dedup]\nwindow_hours = {}\nids_per_partition_max = {}\n\n\
              [auth]\n{}\ntimestamp_tolerance_secs = {}\n\n[admin]\nlisten = \"{}\"\n",
@@ -302,6 +416,7 @@ impl Config {
             self.ingest.idle_timeout_ms,
             self.ingest.connections_max,
             self.ingest.drain_timeout_ms,
+            self.ingest.connections_per_ip_max,
             self.storage.data_dir.display().to_string(),
             self.storage.partitions,
             self.storage.durability,
@@ -313,7 +428,7 @@ impl Config {
             keys,
             self.auth.timestamp_tolerance_secs,
             self.admin.listen,
-        )
+        ) + &tls
     }
 }
 

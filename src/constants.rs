@@ -28,6 +28,23 @@ pub const CONNECTIONS_PER_SHARD_MAX_DEFAULT: usize = 16_384;
 /// Default `[ingest] drain_timeout_ms`: how long SIGTERM waits for in-flight requests.
 pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 
+// --- TLS and per-IP limit (issue 4) ---
+/// Open connections one client address (IPv6: one /64) may hold over all shards: room
+/// for a partner's whole connection pool behind one NAT, while one host cannot take
+/// more than a small share of `shards x connections_max`. 0 in the config = no limit.
+pub const CONNECTIONS_PER_IP_MAX_DEFAULT: usize = 1024;
+/// `[ingest.tls] listen` when the table is present without it (HTTPS-alt, like 8080).
+pub const TLS_LISTEN_DEFAULT: &str = "127.0.0.1:8443";
+/// CRL files one configuration may name (each is read whole at start and reload).
+pub const TLS_CRL_FILES_MAX: usize = 64;
+/// Largest certificate, key or CA file read (PEM): far above any real chain or bundle.
+pub const TLS_PEM_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
+/// Largest CRL file read: a CRL with ~1M revoked serials is about 40 MiB.
+pub const TLS_CRL_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Longest client-certificate identity (subject CN or SAN) kept for a connection; a
+/// longer one is ignored rather than cut, so two identities never collide by truncation.
+pub const TLS_IDENTITY_BYTES_MAX: usize = 256;
+
 /// Events in one `POST /v1/events/batch` body (SPEC §1).
 pub const BATCH_EVENTS_MAX: usize = 1000;
 /// `event_id` length in bytes (SPEC §1.2).

@@ -23,3 +23,4 @@ pub mod stats;
 pub mod storage;
 pub mod tail;
 pub mod time;
+pub mod tls;

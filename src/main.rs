@@ -113,11 +113,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             sluice::server::serve(config, |_| {}).map_err(|error| match error {
                 sluice::server::ServeError::Storage(sluice::storage::StorageError::PartitionCountMismatch { .. }) => usage(error),
                 sluice::server::ServeError::KeyRing(_) => usage(error),
+                sluice::server::ServeError::Tls(_) => usage(error),
                 other => Failure::from(anyhow::Error::from(other)),
             })
         }
         Command::CheckConfig { config } => {
             let config = Config::load(&config).map_err(usage)?;
+            if let Some(tls) = &config.ingest.tls {
+                // The files are read and checked as `serve` would, so a bad one fails here.
+                sluice::tls::material::server_config(tls).map_err(|error| usage(anyhow::anyhow!("[ingest.tls]: {error}")))?;
+            }
             print!("{}", config.to_toml());
             Ok(())
         }

@@ -18,10 +18,20 @@ pub const RING_ENTRIES: u32 = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Token {
     Accept,
+    /// The multishot accept of the shard's TLS listener.
+    AcceptTls,
     Wake,
-    Recv { slot: u32, generation: u32 },
-    Send { slot: u32, generation: u32 },
-    Fsync { partition: u32 },
+    Recv {
+        slot: u32,
+        generation: u32,
+    },
+    Send {
+        slot: u32,
+        generation: u32,
+    },
+    Fsync {
+        partition: u32,
+    },
     Ignore,
 }
 
@@ -36,6 +46,7 @@ impl Token {
             Token::Send { slot, generation } => (4, slot, generation),
             Token::Fsync { partition } => (5, partition, 0),
             Token::Ignore => (6, 0, 0),
+            Token::AcceptTls => (7, 0, 0),
         };
         debug_assert!(slot < SLOTS_MAX);
         kind << 56 | u64::from(slot) << 32 | u64::from(generation)
@@ -50,6 +61,7 @@ impl Token {
             3 => Token::Recv { slot, generation },
             4 => Token::Send { slot, generation },
             5 => Token::Fsync { partition: slot },
+            7 => Token::AcceptTls,
             _ => Token::Ignore,
         }
     }
@@ -153,6 +165,7 @@ mod tests {
     fn tokens_round_trip() {
         for token in [
             Token::Accept,
+            Token::AcceptTls,
             Token::Wake,
             Token::Recv { slot: SLOTS_MAX - 1, generation: u32::MAX },
             Token::Send { slot: 7, generation: 0 },

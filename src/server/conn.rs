@@ -7,6 +7,7 @@ use std::os::fd::RawFd;
 
 use crate::http::{Framer, Phase};
 use crate::server::handle::Pending;
+use crate::tls::session::Session;
 
 /// How a connection is winding down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,9 +32,14 @@ pub struct Conn {
     pub peer_ip: Option<IpAddr>,
     /// The verified client-certificate identity of an mTLS connection.
     pub tls_identity: Option<Box<str>>,
+    /// The TLS session of a connection accepted on the TLS listener; boxed so a
+    /// plaintext connection pays one pointer for it.
+    pub tls: Option<Box<Session>>,
+    /// Plaintext (decrypted) request bytes not yet framed.
     pub input: Vec<u8>,
     pub framer: Framer,
-    /// Answers not yet handed to the kernel.
+    /// Answers not yet handed to the kernel (plaintext; a TLS connection encrypts them
+    /// into `sending` when its send starts).
     pub output: Vec<u8>,
     /// The buffer of the send in flight (must not move until its completion).
     pub sending: Vec<u8>,
@@ -63,6 +69,7 @@ impl Conn {
             in_use: false,
             peer_ip: None,
             tls_identity: None,
+            tls: None,
             input: Vec::new(),
             framer: Framer::default(),
             output: Vec::new(),
@@ -93,9 +100,14 @@ impl Conn {
         self.deadline_ms = now_ms + idle_timeout_ms;
     }
 
+    /// Something waits to be sent: answers, or TLS records (handshake, alerts).
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty() || self.tls.as_ref().is_some_and(|session| session.wants_write())
+    }
+
     /// Nothing is in progress: no partial request, no parked request, nothing to send.
     pub fn is_quiet(&self) -> bool {
-        self.input.is_empty() && self.pending.is_none() && self.output.is_empty() && !self.send_inflight
+        self.input.is_empty() && self.pending.is_none() && !self.has_output() && !self.send_inflight
     }
 }
 

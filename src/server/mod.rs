@@ -4,6 +4,8 @@
 pub mod conn;
 pub mod handle;
 pub mod handoff;
+pub mod per_ip;
+pub mod reload;
 pub mod shard;
 pub mod store;
 
@@ -21,10 +23,13 @@ use crate::envelope::Validator;
 use crate::keyring::{self, KeyRing};
 use crate::server::handle::Core;
 use crate::server::handoff::StoreBatch;
+use crate::server::per_ip::ConnectionsPerIp;
+use crate::server::reload::Reloadables;
 use crate::server::shard::{Shard, ShardSetup};
 use crate::server::store::Partitions;
 use crate::stats::Control;
 use crate::storage::DataDir;
+use crate::tls::{ServerTls, TlsError};
 
 /// Listen backlog per shard socket; the kernel caps it at net.core.somaxconn.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -35,6 +40,8 @@ pub enum ServeError {
     Storage(#[from] crate::storage::StorageError),
     #[error("{0}")]
     KeyRing(#[from] crate::keyring::KeyRingError),
+    #[error("[ingest.tls]: {0}")]
+    Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
     #[error("shard {shard}: {message}")]
@@ -47,6 +54,8 @@ pub enum ServeError {
 #[derive(Debug, Clone, Copy)]
 pub struct Bound {
     pub ingest: SocketAddr,
+    /// The TLS listener, when `[ingest.tls]` is configured.
+    pub ingest_tls: Option<SocketAddr>,
     pub admin: SocketAddr,
 }
 
@@ -122,7 +131,22 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&terminate))?;
     }
+    let hangup = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))?;
+    let server_tls = match &config.ingest.tls {
+        Some(tls) => Some(Arc::new(ServerTls::new(crate::tls::material::server_config(tls)?))),
+        None => None,
+    };
+    let reloadables = Arc::new(Reloadables::new(Arc::clone(&config), server_tls.clone()));
+    let per_ip = Arc::new(ConnectionsPerIp::new(config.ingest.connections_per_ip_max));
     let (listeners, ingest_addr) = shard_listeners(config.ingest.listen, shards)?;
+    let (tls_listeners, tls_addr) = match &config.ingest.tls {
+        Some(tls) => {
+            let (fds, addr) = shard_listeners(tls.listen, shards)?;
+            (fds.into_iter().map(Some).collect(), Some(addr))
+        }
+        None => (vec![None; shards], None),
+    };
     let wake_fds: Arc<Vec<RawFd>> = Arc::new((0..shards).map(|_| eventfd()).collect::<io::Result<_>>()?);
     let channels: Vec<_> = (0..shards).map(|_| crossbeam_channel::bounded(crate::constants::HANDOFF_QUEUE_BATCHES_MAX)).collect();
     let senders: Vec<_> = channels.iter().map(|(sender, _)| sender.clone()).collect();
@@ -139,6 +163,8 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
             inbox,
             peers: senders.clone(),
             control: Arc::clone(&control),
+            tls: tls_listeners[index].zip(server_tls.clone()),
+            per_ip: Arc::clone(&per_ip),
         };
         let (keyring, data_dir, ready) = (Arc::clone(&keyring), data_dir.clone(), ready_tx.clone());
         let core_id = if cores.is_empty() { None } else { Some(cores[index % cores.len()]) };
@@ -171,16 +197,20 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
             Err(_) => return Err(ServeError::Shard { shard: 0, message: "a shard exited during start-up".into() }),
         }
     }
-    let admin_addr = crate::admin::spawn(config.admin.listen, Arc::clone(&control))?;
+    let admin_addr = crate::admin::spawn(config.admin.listen, Arc::clone(&control), Arc::clone(&reloadables))?;
     control.ready.store(true, Ordering::Release);
+    let tls_word = tls_addr.map(|addr| format!(" ingest_tls={addr}")).unwrap_or_default();
     eprintln!(
-        "sluice: listening ingest={ingest_addr} admin={admin_addr} shards={shards} partitions={} durability={} data_dir={}",
+        "sluice: listening ingest={ingest_addr}{tls_word} admin={admin_addr} shards={shards} partitions={} durability={} data_dir={}",
         config.storage.partitions,
         config.storage.durability,
         config.storage.data_dir.display()
     );
-    on_ready(Bound { ingest: ingest_addr, admin: admin_addr });
+    on_ready(Bound { ingest: ingest_addr, ingest_tls: tls_addr, admin: admin_addr });
     while !terminate.load(Ordering::Acquire) {
+        if hangup.swap(false, Ordering::AcqRel) {
+            let _ = reload::reload_and_report(&reloadables, "SIGHUP");
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     eprintln!("sluice: draining (up to {} ms)", config.ingest.drain_timeout_ms);

@@ -20,7 +20,10 @@ use crate::reactor::{self, Token};
 use crate::server::conn::{BufferPool, Closing, Conn};
 use crate::server::handle::{self, Answer, Core, Handled, LineResult, Origin, Peer};
 use crate::server::handoff::{Message, Outcome, StoreBatch, Ticket};
+use crate::server::per_ip::ConnectionsPerIp;
 use crate::stats::{Control, LoopLatency, PathLabel, ShardStats};
+use crate::tls::ServerTls;
+use crate::tls::session::{Received, Session};
 
 /// Receive buffers in the ring and their size: 256 × 16 KiB = 4 MiB per shard, shared
 /// by all of the shard's connections (a buffer is held only between completion and copy).
@@ -49,6 +52,18 @@ pub struct ShardSetup {
     pub inbox: Receiver<Message>,
     pub peers: Vec<Sender<Message>>,
     pub control: Arc<Control>,
+    /// The shard's TLS listener and the shared, reloadable TLS configuration.
+    pub tls: Option<(RawFd, Arc<ServerTls>)>,
+    pub per_ip: Arc<ConnectionsPerIp>,
+}
+
+/// The shard's TLS listener and the configuration new handshakes use, refreshed from
+/// the shared one when its generation moves (a reload).
+struct ShardTls {
+    listener: RawFd,
+    shared: Arc<ServerTls>,
+    generation: u64,
+    config: Arc<rustls::ServerConfig>,
 }
 
 pub struct Shard {
@@ -56,6 +71,8 @@ pub struct Shard {
     ring: IoUring,
     buffers: BufRing,
     listener: RawFd,
+    tls: Option<ShardTls>,
+    per_ip: Arc<ConnectionsPerIp>,
     wake_fd: RawFd,
     wake_fds: Arc<Vec<RawFd>>,
     inbox: Receiver<Message>,
@@ -104,6 +121,11 @@ impl Shard {
             ring,
             buffers,
             listener: setup.listener,
+            tls: setup.tls.map(|(listener, shared)| {
+                let (generation, config) = shared.current();
+                ShardTls { listener, shared, generation, config }
+            }),
+            per_ip: setup.per_ip,
             wake_fd: setup.wake_fd,
             wake_fds: setup.wake_fds,
             inbox: setup.inbox,
@@ -151,13 +173,17 @@ impl Shard {
 
     /// Runs until drained. Returns an error only if the ring itself fails.
     pub fn run(&mut self) -> io::Result<()> {
-        self.push(opcode::AcceptMulti::new(types::Fd(self.listener)).build().user_data(Token::Accept.encode()));
+        self.arm_accept(false);
+        if self.tls.is_some() {
+            self.arm_accept(true);
+        }
         self.arm_wake();
         loop {
             let busy = !self.flush.is_empty() || !self.rearm.is_empty() || !self.core.resolved.is_empty() || !self.inbox.is_empty();
             let wait = if busy { None } else { Some(Duration::from_millis(crate::constants::TICK_MS)) };
             reactor::submit_and_wait(&self.ring, wait)?;
             let loop_started_ns = self.monotonic_ns();
+            self.refresh_tls_config();
             self.now_ms = loop_started_ns / 1_000_000;
             self.latency.begin(loop_started_ns);
             self.core.now_ms = wall_ms();
@@ -192,7 +218,8 @@ impl Shard {
         let mut receives = 0;
         for (data, result, flags) in completions.drain(..) {
             match Token::decode(data) {
-                Token::Accept => self.on_accept(result, flags),
+                Token::Accept => self.on_accept(result, flags, false),
+                Token::AcceptTls => self.on_accept(result, flags, true),
                 Token::Wake => self.on_wake(flags),
                 Token::Recv { slot, generation } => {
                     self.on_recv(slot, generation, result, flags);
@@ -243,9 +270,27 @@ impl Shard {
         }
     }
 
-    fn on_accept(&mut self, result: i32, flags: u32) {
+    fn arm_accept(&mut self, tls: bool) {
+        let (listener, token) = match (&self.tls, tls) {
+            (Some(shard_tls), true) => (shard_tls.listener, Token::AcceptTls),
+            _ => (self.listener, Token::Accept),
+        };
+        self.push(opcode::AcceptMulti::new(types::Fd(listener)).build().user_data(token.encode()));
+    }
+
+    /// A reload put new TLS material in force: handshakes from now on use it; open
+    /// connections keep the session they have. One atomic load per loop.
+    fn refresh_tls_config(&mut self) {
+        if let Some(tls) = &mut self.tls
+            && tls.shared.generation() != tls.generation
+        {
+            (tls.generation, tls.config) = tls.shared.current();
+        }
+    }
+
+    fn on_accept(&mut self, result: i32, flags: u32, tls: bool) {
         if !cqueue::more(flags) && self.accepting {
-            self.push(opcode::AcceptMulti::new(types::Fd(self.listener)).build().user_data(Token::Accept.encode()));
+            self.arm_accept(tls);
         }
         if result < 0 {
             if result != -libc::ECANCELED {
@@ -266,18 +311,48 @@ impl Shard {
             }
             None => None,
         };
-        let Some(slot) = slot else {
-            ShardStats::add(&self.stats().connections_refused, 1);
-            // SAFETY: fd was just accepted for us and is owned by nobody else.
-            unsafe { libc::close(fd) };
-            return;
+        let Some(slot) = slot else { return self.refuse(fd, None) };
+        let peer_ip = peer_ip(fd);
+        if let Some(ip) = peer_ip
+            && !self.per_ip.try_acquire(ip)
+        {
+            ShardStats::add(&self.stats().connections_refused_per_ip, 1);
+            return self.refuse(fd, Some(slot));
+        }
+        let session = match (&self.tls, tls) {
+            (Some(shard_tls), true) => match Session::new(Arc::clone(&shard_tls.config)) {
+                Ok(session) => Some(Box::new(session)),
+                Err(error) => {
+                    eprintln!("sluice: shard {}: cannot start a TLS session: {error}", self.index);
+                    if let Some(ip) = peer_ip {
+                        self.per_ip.release(ip);
+                    }
+                    return self.refuse(fd, Some(slot));
+                }
+            },
+            _ => None,
         };
         set_nodelay(fd);
-        let peer_ip = peer_ip(fd);
-        self.conns[slot as usize].open(fd, peer_ip, self.now_ms, self.config.ingest.idle_timeout_ms);
+        let conn = &mut self.conns[slot as usize];
+        conn.open(fd, peer_ip, self.now_ms, self.config.ingest.idle_timeout_ms);
+        if session.is_some() {
+            // The handshake has the time a request head has.
+            conn.deadline_ms = self.now_ms + self.config.ingest.header_timeout_ms;
+            conn.tls = session;
+        }
         self.open += 1;
         self.stats().connections_open.store(self.open as u64, Ordering::Relaxed);
         self.arm_recv(slot);
+    }
+
+    /// Closes a just-accepted socket at once, giving back the slot it would have used.
+    fn refuse(&mut self, fd: RawFd, slot: Option<u32>) {
+        if let Some(slot) = slot {
+            self.free.push(slot);
+        }
+        ShardStats::add(&self.stats().connections_refused, 1);
+        // SAFETY: fd was just accepted for us and is owned by nobody else.
+        unsafe { libc::close(fd) };
     }
 
     fn arm_recv(&mut self, slot: u32) {
@@ -304,14 +379,22 @@ impl Shard {
         }
         if result > 0 {
             let Some(bid) = bid else { return self.kill(slot) };
+            let mut tls_received = None;
             if current && conn.closing == Closing::Open {
                 self.pool.lend(&mut conn.input);
-                conn.input.extend_from_slice(self.buffers.data(bid, result as usize));
+                let data = self.buffers.data(bid, result as usize);
+                match conn.tls.as_deref_mut() {
+                    None => conn.input.extend_from_slice(data),
+                    Some(session) => tls_received = Some(session.receive(data, &mut conn.input)),
+                }
                 ShardStats::add(&self.control.shards[self.index].bytes_in, result as u64);
             }
             self.buffers.recycle(bid);
             if !current {
                 return;
+            }
+            if let Some(received) = tls_received {
+                self.after_tls_receive(slot, received);
             }
             match self.conns[slot as usize].closing {
                 Closing::Open => self.drive(slot),
@@ -331,6 +414,33 @@ impl Shard {
             return self.drive(slot);
         }
         self.kill(slot);
+    }
+
+    /// Records what a TLS receive changed. A failed session has queued its alert: the
+    /// connection sends it and closes, and whatever plaintext came before is dropped.
+    fn after_tls_receive(&mut self, slot: u32, received: Result<Received, rustls::Error>) {
+        let stats = &self.control.shards[self.index];
+        let conn = &mut self.conns[slot as usize];
+        match received {
+            Ok(received) => {
+                if received.handshake_completed {
+                    ShardStats::add(&stats.tls_handshakes, 1);
+                    conn.tls_identity = conn.tls.as_ref().and_then(|session| session.peer_identity());
+                    conn.deadline_ms = self.now_ms + self.config.ingest.idle_timeout_ms;
+                }
+                conn.peer_closed |= received.peer_closed;
+            }
+            Err(_) => {
+                if conn.tls.as_ref().is_some_and(|session| session.is_handshaking()) {
+                    ShardStats::add(&stats.tls_handshake_failures, 1);
+                }
+                conn.input.clear();
+                self.pool.give_back(&mut conn.input);
+                conn.closing = Closing::AfterFlush;
+                conn.deadline_ms = self.now_ms + LINGER_MS;
+                self.after_progress(slot);
+            }
+        }
     }
 
     /// Frames and handles every complete request buffered on `slot`, in order, until one
@@ -410,11 +520,19 @@ impl Shard {
     /// Queues what a connection now needs: a send, a receive, or its close.
     fn after_progress(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
-        if !conn.output.is_empty() && !conn.send_inflight && !conn.flush_queued {
+        if conn.closing == Closing::AfterFlush
+            && conn.output.is_empty()
+            && let Some(session) = conn.tls.as_deref_mut()
+        {
+            // Every answer is sealed already, so the alert goes after the last of them.
+            session.queue_close_notify();
+        }
+        let has_output = conn.has_output();
+        if has_output && !conn.send_inflight && !conn.flush_queued {
             conn.flush_queued = true;
             self.flush.push(slot);
         }
-        if conn.closing == Closing::AfterFlush && conn.output.is_empty() && !conn.send_inflight {
+        if conn.closing == Closing::AfterFlush && !has_output && !conn.send_inflight {
             return self.linger(slot);
         }
         let room =
@@ -448,14 +566,43 @@ impl Shard {
         for slot in flush.drain(..) {
             let conn = &mut self.conns[slot as usize];
             conn.flush_queued = false;
-            if !conn.in_use || conn.send_inflight || conn.output.is_empty() || conn.closing == Closing::Dead {
+            if !conn.in_use || conn.send_inflight || conn.closing == Closing::Dead {
                 continue;
             }
-            std::mem::swap(&mut conn.output, &mut conn.sending);
-            conn.sent = 0;
+            if conn.tls.is_some() {
+                if !self.seal(slot) {
+                    self.kill(slot);
+                    continue;
+                }
+            } else if conn.output.is_empty() {
+                continue;
+            } else {
+                std::mem::swap(&mut conn.output, &mut conn.sending);
+            }
+            if self.conns[slot as usize].sending.is_empty() {
+                continue;
+            }
+            self.conns[slot as usize].sent = 0;
             self.start_send(slot);
         }
         self.flush = flush;
+    }
+
+    /// Encrypts a TLS connection's answers (and any handshake or alert records) into its
+    /// empty `sending` buffer; `close_notify` follows the last answer of a closing
+    /// connection. False if the session cannot write (the connection must be cut).
+    fn seal(&mut self, slot: u32) -> bool {
+        let conn = &mut self.conns[slot as usize];
+        let Some(session) = conn.tls.as_deref_mut() else { return true };
+        debug_assert!(conn.sending.is_empty(), "sealing over a send in flight");
+        self.pool.lend(&mut conn.sending);
+        let sealed = session.seal(&conn.output, conn.closing == Closing::AfterFlush, &mut conn.sending).is_ok();
+        conn.output.clear();
+        self.pool.give_back(&mut conn.output);
+        if conn.sending.is_empty() {
+            self.pool.give_back(&mut conn.sending);
+        }
+        sealed
     }
 
     fn start_send(&mut self, slot: u32) {
@@ -524,6 +671,11 @@ impl Shard {
         unsafe { libc::close(conn.fd) };
         conn.in_use = false;
         conn.fd = -1;
+        conn.tls = None;
+        conn.tls_identity = None;
+        if let Some(ip) = conn.peer_ip {
+            self.per_ip.release(ip);
+        }
         let pending = conn.pending.take();
         self.pool.give_back(&mut conn.input);
         self.pool.give_back(&mut conn.output);
@@ -683,6 +835,13 @@ impl Shard {
             // the in-flight accept keeps its own file reference until it is cancelled.
             // SAFETY: the listener fd is owned by this shard and not used after this.
             unsafe { libc::close(self.listener) };
+            if let Some(tls) = &self.tls {
+                let cancel = opcode::AsyncCancel::new(Token::AcceptTls.encode()).build().user_data(Token::Ignore.encode());
+                let listener = tls.listener;
+                self.push(cancel);
+                // SAFETY: as above, for the TLS listener.
+                unsafe { libc::close(listener) };
+            }
         }
         for slot in 0..self.conns.len() as u32 {
             let conn = &self.conns[slot as usize];

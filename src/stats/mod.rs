@@ -90,6 +90,11 @@ pub struct ShardStats {
     pub bytes_out: AtomicU64,
     pub connections_open: AtomicU64,
     pub connections_refused: AtomicU64,
+    /// Of `connections_refused`: the client address held `connections_per_ip_max` already.
+    pub connections_refused_per_ip: AtomicU64,
+    /// TLS handshakes completed / failed (alert sent, connection closed).
+    pub tls_handshakes: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
     /// Bumped every reactor loop; a shard whose count stops moving is stuck.
     pub heartbeat: AtomicU64,
     /// Time from the loop that framed a request to the loop that queued its answer.
@@ -107,6 +112,9 @@ impl Default for ShardStats {
             bytes_out: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            connections_refused_per_ip: AtomicU64::new(0),
+            tls_handshakes: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
             heartbeat: AtomicU64::new(0),
             latency: LatencyHistogram::new(),
         }

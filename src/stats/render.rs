@@ -112,6 +112,23 @@ impl Control {
         e.per_shard(&shards, "sluice_connections_refused_total", Kind::Counter, "connections closed at accept (limit or draining)", |s| {
             s.connections_refused.load(Ordering::Relaxed)
         });
+        e.per_shard(
+            &shards,
+            "sluice_connections_refused_per_ip_total",
+            Kind::Counter,
+            "connections closed at accept because their address held connections_per_ip_max (also in sluice_connections_refused_total)",
+            |s| s.connections_refused_per_ip.load(Ordering::Relaxed),
+        );
+        e.per_shard(&shards, "sluice_tls_handshakes_total", Kind::Counter, "TLS handshakes completed on the ingest TLS listener", |s| {
+            s.tls_handshakes.load(Ordering::Relaxed)
+        });
+        e.per_shard(
+            &shards,
+            "sluice_tls_handshake_failures_total",
+            Kind::Counter,
+            "TLS handshakes that failed (alert sent, connection closed)",
+            |s| s.tls_handshake_failures.load(Ordering::Relaxed),
+        );
         e.per_shard(&shards, "sluice_shard_loops_total", Kind::Counter, "reactor loops run; at least 10 per second on a live shard", |s| {
             s.heartbeat.load(Ordering::Relaxed)
         });
