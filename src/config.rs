@@ -473,6 +473,42 @@ mod tests {
     }
 
     #[test]
+    fn ingest_tls_is_validated_and_its_paths_follow_the_config_file() {
+        let text = "[ingest]\nconnections_per_ip_max = 8\n[ingest.tls]\ncert_file = \"s.pem\"\nkey_file = \"/k/s.key\"\n\
+                    client_ca_file = \"ca.pem\"\ncrl_files = [\"a.crl\"]\n";
+        let config = Config::parse(text, Path::new("/etc/sluice/s.toml")).unwrap();
+        let tls = config.ingest.tls.as_ref().expect("tls");
+        assert_eq!(tls.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(tls.cert_file, Path::new("/etc/sluice/s.pem"));
+        assert_eq!(tls.key_file, Path::new("/k/s.key"));
+        assert_eq!(tls.client_auth, ClientAuth::Required, "a CA bundle means required by default");
+        assert_eq!(tls.crl_files, vec![PathBuf::from("/etc/sluice/a.crl")]);
+        assert_eq!(config.ingest.connections_per_ip_max, 8);
+        let again = Config::parse(&config.to_toml(), Path::new("/other/y.toml")).unwrap();
+        assert_eq!(again.ingest.tls.as_ref().expect("tls").crl_files, tls.crl_files, "check-config output round-trips");
+        assert_eq!(Config::defaults().ingest.connections_per_ip_max, CONNECTIONS_PER_IP_MAX_DEFAULT);
+        assert!(Config::defaults().ingest.tls.is_none());
+        for (text, needle) in [
+            ("[ingest.tls]\nkey_file = \"k\"\n", "ingest.tls.cert_file"),
+            ("[ingest.tls]\ncert_file = \"c\"\n", "ingest.tls.key_file"),
+            ("[ingest.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_auth = \"required\"\n", "client_ca_file"),
+            (
+                "[ingest.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_ca_file = \"a\"\nclient_auth = \"maybe\"\n",
+                "ingest.tls.client_auth",
+            ),
+            ("[ingest.tls]\ncert_file = \"c\"\nkey_file = \"k\"\ncrl_files = [\"x\"]\n", "ingest.tls.crl_files"),
+            (
+                "[ingest]\nlisten = \"127.0.0.1:9\"\n[ingest.tls]\nlisten = \"127.0.0.1:9\"\ncert_file = \"c\"\nkey_file = \"k\"\n",
+                "own port",
+            ),
+            ("[ingest.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nciphers = \"all\"\n", "unknown field"),
+        ] {
+            let error = Config::parse(text, Path::new("c.toml")).unwrap_err().to_string();
+            assert!(error.contains(needle), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
     fn relative_paths_follow_the_config_file() {
         let config =
             Config::parse("[storage]\ndata_dir = \"d\"\n[auth]\nkeys_file = \"k.toml\"\n", Path::new("/etc/sluice/s.toml")).unwrap();

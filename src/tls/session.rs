@@ -107,3 +107,153 @@ impl Session {
         super::identity::client_identity(chain.first()?.as_ref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+    use super::*;
+    use crate::config::{ClientAuth, TlsConfig};
+
+    struct Pki {
+        dir: tempfile::TempDir,
+        ca: CertificateDer<'static>,
+        client: (CertificateDer<'static>, PrivateKeyDer<'static>),
+    }
+
+    /// One CA signing the server's certificate (localhost) and a client's (CN partner-42).
+    fn pki() -> Pki {
+        let mut ca_params = CertificateParams::new(Vec::new()).expect("params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "test CA");
+        let ca_key = KeyPair::generate().expect("key");
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut server = CertificateParams::new(vec!["localhost".into()]).expect("params");
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_key = KeyPair::generate().expect("key");
+        let server_cert = server.signed_by(&server_key, &issuer).expect("server certificate");
+        let mut client = CertificateParams::new(Vec::new()).expect("params");
+        client.distinguished_name.push(DnType::CommonName, "partner-42");
+        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_key = KeyPair::generate().expect("key");
+        let client_cert = client.signed_by(&client_key, &issuer).expect("client certificate");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("server.pem"), server_cert.pem()).expect("write");
+        std::fs::write(dir.path().join("server.key"), server_key.serialize_pem()).expect("write");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write");
+        let client_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(client_key.serialize_der()));
+        Pki { dir, ca: ca.der().clone(), client: (client_cert.der().clone(), client_key) }
+    }
+
+    fn server_config(pki: &Pki, client_auth: ClientAuth) -> Arc<ServerConfig> {
+        let path = |name: &str| pki.dir.path().join(name);
+        let tls = TlsConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            cert_file: path("server.pem"),
+            key_file: path("server.key"),
+            client_ca_file: (client_auth != ClientAuth::Off).then(|| path("ca.pem")),
+            client_auth,
+            crl_files: Vec::new(),
+        };
+        crate::tls::material::server_config(&tls).expect("server config")
+    }
+
+    fn client(pki: &Pki, with_certificate: bool, versions: &[&'static rustls::SupportedProtocolVersion]) -> ClientConnection {
+        let mut roots = RootCertStore::empty();
+        roots.add(pki.ca.clone()).expect("root");
+        let builder = ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .with_root_certificates(roots);
+        let mut config = if with_certificate {
+            builder.with_client_auth_cert(vec![pki.client.0.clone()], pki.client.1.clone_key()).expect("client auth")
+        } else {
+            builder.with_no_client_auth()
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").expect("name")).expect("client")
+    }
+
+    /// Runs the handshake in memory, the way the shard does: ciphertext in through
+    /// `receive`, records out through `seal`. Returns the plaintext the server received.
+    fn handshake(session: &mut Session, client: &mut ClientConnection, request: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        let mut plaintext = Vec::new();
+        client.writer().write_all(request).expect("client write");
+        for _ in 0..8 {
+            let mut to_server = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut to_server).expect("client write_tls");
+            }
+            session.receive(&to_server, &mut plaintext)?;
+            let mut to_client = Vec::new();
+            session.seal(&[], false, &mut to_client).expect("seal");
+            if !to_client.is_empty() {
+                client.read_tls(&mut to_client.as_slice()).expect("client read_tls");
+                client.process_new_packets()?;
+            }
+            if !session.is_handshaking() && !client.is_handshaking() && plaintext.len() >= request.len() {
+                break;
+            }
+        }
+        Ok(plaintext)
+    }
+
+    #[test]
+    fn a_verified_client_certificate_gives_the_connection_its_identity() {
+        let pki = pki();
+        let mut session = Session::new(server_config(&pki, ClientAuth::Required)).expect("session");
+        let mut client = client(&pki, true, crate::tls::PROTOCOL_VERSIONS);
+        let plaintext = handshake(&mut session, &mut client, b"GET /healthz HTTP/1.1\r\n\r\n").expect("handshake");
+        assert_eq!(plaintext, b"GET /healthz HTTP/1.1\r\n\r\n");
+        assert_eq!(session.peer_identity().as_deref(), Some("partner-42"));
+        assert_eq!(client.alpn_protocol(), Some(crate::tls::ALPN_HTTP11));
+        // Answers go out sealed, then close_notify.
+        let mut wire = Vec::new();
+        session.seal(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", true, &mut wire).expect("seal");
+        client.read_tls(&mut wire.as_slice()).expect("read_tls");
+        let state = client.process_new_packets().expect("records");
+        assert!(state.peer_has_closed(), "close_notify follows the answer");
+        let mut answer = String::new();
+        let _ = client.reader().read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
+    }
+
+    #[test]
+    fn required_client_auth_fails_without_a_certificate_and_queues_an_alert() {
+        let pki = pki();
+        let mut session = Session::new(server_config(&pki, ClientAuth::Required)).expect("session");
+        let mut client = client(&pki, false, crate::tls::PROTOCOL_VERSIONS);
+        let mut plaintext = Vec::new();
+        let mut failed = false;
+        for _ in 0..8 {
+            let mut to_server = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut to_server).expect("write_tls");
+            }
+            if session.receive(&to_server, &mut plaintext).is_err() {
+                failed = true;
+                break;
+            }
+            let mut to_client = Vec::new();
+            session.seal(&[], false, &mut to_client).expect("seal");
+            client.read_tls(&mut to_client.as_slice()).expect("read_tls");
+            let _ = client.process_new_packets();
+        }
+        assert!(failed, "the handshake must fail");
+        assert!(session.wants_write(), "an alert waits to be sent");
+        assert_eq!(session.peer_identity(), None);
+    }
+
+    #[test]
+    fn anonymous_sessions_have_no_identity_and_tls12_works() {
+        let pki = pki();
+        let mut session = Session::new(server_config(&pki, ClientAuth::Off)).expect("session");
+        let mut client = client(&pki, false, &[&rustls::version::TLS12]);
+        handshake(&mut session, &mut client, b"x").expect("handshake");
+        assert_eq!(client.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+        assert_eq!(session.peer_identity(), None);
+    }
+}

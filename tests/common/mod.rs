@@ -57,6 +57,10 @@ pub struct Setup {
     pub drain_timeout_ms: Option<u64>,
     /// Extra `[[keys]]` tables appended to the key ring.
     pub extra_keys: String,
+    /// `[ingest] connections_per_ip_max`, when set.
+    pub connections_per_ip_max: Option<usize>,
+    /// Lines of an `[ingest.tls]` table (`listen = "127.0.0.1:0"` is added), when set.
+    pub tls: Option<String>,
 }
 
 impl Default for Setup {
@@ -70,6 +74,8 @@ impl Default for Setup {
             header_timeout_ms: None,
             drain_timeout_ms: None,
             extra_keys: String::new(),
+            connections_per_ip_max: None,
+            tls: None,
         }
     }
 }
@@ -83,6 +89,12 @@ impl Setup {
         }
         if let Some(ms) = self.drain_timeout_ms {
             ingest.push_str(&format!("drain_timeout_ms = {ms}\n"));
+        }
+        if let Some(max) = self.connections_per_ip_max {
+            ingest.push_str(&format!("connections_per_ip_max = {max}\n"));
+        }
+        if let Some(tls) = &self.tls {
+            ingest.push_str(&format!("\n[ingest.tls]\nlisten = \"127.0.0.1:0\"\n{tls}\n"));
         }
         format!(
             "{ingest}\n[storage]\ndata_dir = {:?}\npartitions = {}\ndurability = \"{}\"\nsegment_bytes = {}\n\n\
@@ -147,6 +159,8 @@ impl Sandbox {
 pub struct Server {
     child: Option<Child>,
     pub ingest: SocketAddr,
+    /// The TLS listener (`ingest_tls=` in the ready line), when configured.
+    pub ingest_tls: Option<SocketAddr>,
     pub admin: SocketAddr,
     stderr: Arc<Mutex<String>>,
     stderr_thread: Option<std::thread::JoinHandle<()>>,
@@ -200,6 +214,7 @@ impl Server {
         let mut server = Server {
             child: Some(child),
             ingest: ([0, 0, 0, 0], 0).into(),
+            ingest_tls: None,
             admin: ([0, 0, 0, 0], 0).into(),
             stderr,
             stderr_thread: Some(stderr_thread),
@@ -208,6 +223,13 @@ impl Server {
             Ok((ingest, admin)) => {
                 server.ingest = ingest;
                 server.admin = admin;
+                // The ready line is collected before it is reported.
+                server.ingest_tls = server
+                    .stderr_text()
+                    .lines()
+                    .filter(|line| line.starts_with("sluice: listening "))
+                    .flat_map(str::split_whitespace)
+                    .find_map(|word| word.strip_prefix("ingest_tls=")?.parse().ok());
                 server
             }
             Err(_) => {
@@ -434,8 +456,9 @@ pub fn placement_of(json: &Json) -> Option<(u32, u64)> {
     Some((u32::try_from(partition).ok()?, offset))
 }
 
-pub struct Client {
-    pub stream: TcpStream,
+/// An HTTP/1.1 client over a TCP stream, or over any other byte stream (a TLS stream).
+pub struct Client<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -445,11 +468,23 @@ impl Client {
     }
 
     pub fn try_connect(addr: SocketAddr) -> io::Result<Client> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_millis(CLIENT_READ_TIMEOUT_MS)))?;
-        stream.set_write_timeout(Some(Duration::from_millis(CLIENT_READ_TIMEOUT_MS)))?;
-        stream.set_nodelay(true)?;
-        Ok(Client { stream, buf: Vec::new() })
+        Ok(Client::over(connect_tcp(addr)?))
+    }
+}
+
+/// A TCP connection with the test client's timeouts and no Nagle delay.
+pub fn connect_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_millis(CLIENT_READ_TIMEOUT_MS)))?;
+    stream.set_write_timeout(Some(Duration::from_millis(CLIENT_READ_TIMEOUT_MS)))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+impl<S: Read + Write> Client<S> {
+    /// A client over an already connected stream.
+    pub fn over(stream: S) -> Client<S> {
+        Client { stream, buf: Vec::new() }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -555,7 +590,9 @@ impl Client {
             Err(e) => Err(e),
         }
     }
+}
 
+impl Client {
     /// True when the server closes the connection (EOF or reset) within `within`,
     /// with no further response bytes.
     pub fn is_closed_by_peer(&mut self, within: Duration) -> bool {

@@ -1,0 +1,309 @@
+//! TLS and mTLS on the ingest listener, over real sockets with certificates made at test
+//! time: events over TLS (keep-alive, pipelining, ALPN, TLS 1.2), old protocol versions
+//! refused, client certificates verified against the CA bundle and CRLs, and reloads
+//! (SIGHUP, `POST /admin/reload`) that swap certificates and CRLs without dropping
+//! open connections.
+
+mod common;
+#[path = "common/pki.rs"]
+mod pki;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pki::{Authority, Leaf, TlsStream};
+use rustls::ClientConfig;
+
+/// The `[ingest.tls]` lines for files written by [`write_server`] and, for mTLS, the
+/// client CA bundle and the CRL.
+fn tls_lines(dir: &Path, mtls: Option<&str>) -> String {
+    let mut lines = format!(
+        "cert_file = {:?}\nkey_file = {:?}\n",
+        dir.join("server.pem").display().to_string(),
+        dir.join("server.key").display().to_string()
+    );
+    if let Some(client_auth) = mtls {
+        lines.push_str(&format!(
+            "client_ca_file = {:?}\nclient_auth = \"{client_auth}\"\ncrl_files = [{:?}]\n",
+            dir.join("clients-ca.pem").display().to_string(),
+            dir.join("clients.crl").display().to_string()
+        ));
+    }
+    lines
+}
+
+/// Certificates live next to the sandbox (made before its config is written).
+fn pki_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("sluice-pki-").tempdir().expect("temp dir")
+}
+
+fn start_tls(dir: &Path, mtls: Option<&str>, shards: usize) -> (Sandbox, Server) {
+    let sandbox = Sandbox::new(Setup { shards, tls: Some(tls_lines(dir, mtls)), ..Setup::default() });
+    let server = sandbox.start();
+    assert!(server.ingest_tls.is_some(), "no ingest_tls= in the ready line:\n{}", server.stderr_text());
+    (sandbox, server)
+}
+
+fn connect(server: &Server, config: &Arc<ClientConfig>) -> std::io::Result<Client<TlsStream>> {
+    pki::connect(server.ingest_tls.expect("TLS listener"), Arc::clone(config))
+}
+
+fn post_event(client: &mut Client<TlsStream>, id: &str) -> Response {
+    client.request(&signed_event(event(id, "u-tls").as_bytes()))
+}
+
+/// The handshake, or the first request after it, fails: no answer ever arrives.
+fn refused(server: &Server, config: &Arc<ClientConfig>, id: &str) -> bool {
+    let Ok(mut client) = connect(server, config) else { return true };
+    if client.try_send(&signed_event(event(id, "u-tls").as_bytes())).is_err() {
+        return true;
+    }
+    !matches!(client.try_read_response(), Ok(Some(_)))
+}
+
+fn stored_ids(sandbox: &Sandbox) -> Vec<String> {
+    let mut ids: Vec<String> = sandbox.tail().iter().map(TailLine::event_id).collect();
+    ids.sort();
+    ids
+}
+
+fn metric(server: &Server, name: &str) -> u64 {
+    let mut admin = server.admin_client();
+    let text = admin.request(&get("/metrics")).text();
+    text.lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with('{'))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn write_server(dir: &Path, leaf: &Leaf) {
+    leaf.write(dir, "server");
+}
+
+fn peer_leaf(client: &Client<TlsStream>) -> Vec<u8> {
+    client.stream.conn.peer_certificates().expect("server certificate")[0].to_vec()
+}
+
+#[test]
+fn events_over_tls_are_stored_with_keep_alive_pipelining_and_alpn() {
+    let dir = pki_dir();
+    let server_ca = Authority::new("server CA");
+    write_server(dir.path(), &server_ca.server("server-a", 1));
+    let (sandbox, mut server) = start_tls(dir.path(), None, 2);
+    let prefix = unique_prefix();
+
+    let mut client = connect(&server, &pki::client_config(&server_ca, None, &[])).expect("TLS connect");
+    assert_eq!(client.stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]), "ALPN http/1.1 negotiated");
+    assert_eq!(client.stream.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    expect_accepted(&post_event(&mut client, &format!("{prefix}-one")));
+    // Keep-alive: a second request on the same connection.
+    expect_accepted(&post_event(&mut client, &format!("{prefix}-two")));
+    // Pipelining: three requests in one write, three answers in order.
+    let mut burst = Vec::new();
+    for index in 0..3 {
+        burst.extend_from_slice(&signed_event(event(&format!("{prefix}-pipe{index}"), &format!("u{index}")).as_bytes()));
+    }
+    client.send(&burst);
+    for _ in 0..3 {
+        expect_accepted(&client.read_response());
+    }
+    assert_eq!(client.request(&get("/healthz")).status, 200);
+
+    // A TLS 1.2-only client is served too.
+    let tls12 = pki::client_config(&server_ca, None, &[&rustls::version::TLS12]);
+    let mut old = connect(&server, &tls12).expect("TLS 1.2 connect");
+    assert_eq!(old.stream.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    expect_accepted(&post_event(&mut old, &format!("{prefix}-tls12")));
+
+    // The plaintext listener still speaks plaintext.
+    let mut plain = server.client();
+    expect_accepted(&plain.request(&signed_event(event(&format!("{prefix}-plain"), "u").as_bytes())));
+
+    assert!(metric(&server, "sluice_tls_handshakes_total") >= 2);
+    drop((client, old, plain));
+    server.stop();
+    let mut expected: Vec<String> =
+        ["one", "two", "pipe0", "pipe1", "pipe2", "tls12", "plain"].iter().map(|s| format!("{prefix}-{s}")).collect();
+    expected.sort();
+    assert_eq!(stored_ids(&sandbox), expected);
+}
+
+/// A TLS 1.1 ClientHello (no supported_versions extension): the answer is a fatal
+/// `protocol_version` alert and the connection closes.
+#[test]
+fn tls_1_1_and_plaintext_on_the_tls_port_are_refused() {
+    let dir = pki_dir();
+    let server_ca = Authority::new("server CA");
+    write_server(dir.path(), &server_ca.server("server-a", 1));
+    let (sandbox, server) = start_tls(dir.path(), None, 1);
+    let addr = server.ingest_tls.expect("TLS listener");
+
+    let mut body = vec![0x03, 0x02]; // client_version TLS 1.1
+    body.extend_from_slice(&[7u8; 32]); // random
+    body.push(0); // session id
+    // TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, which TLS 1.2 would accept.
+    body.extend_from_slice(&[0x00, 0x02, 0xc0, 0x2b]);
+    body.extend_from_slice(&[0x01, 0x00]); // null compression
+    // signature_algorithms: ecdsa_secp256r1_sha256 (the server key's), so only the version is wrong.
+    body.extend_from_slice(&[0x00, 0x08, 0x00, 0x0d, 0x00, 0x04, 0x00, 0x02, 0x04, 0x03]);
+    let mut handshake = vec![0x01, 0x00, (body.len() >> 8) as u8, body.len() as u8];
+    handshake.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x02, (handshake.len() >> 8) as u8, handshake.len() as u8];
+    record.extend_from_slice(&handshake);
+    let mut tcp = connect_tcp(addr).expect("connect");
+    tcp.write_all(&record).expect("send hello");
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer);
+    assert!(answer.len() >= 7 && answer[0] == 0x15, "expected an alert record, got {answer:?}");
+    assert_eq!(&answer[5..7], &[2, 70], "fatal protocol_version alert");
+
+    // Plain HTTP on the TLS port: an alert, a close, and nothing stored.
+    let mut tcp = connect_tcp(addr).expect("connect");
+    tcp.write_all(&signed_event(event("plain-on-tls", "u").as_bytes())).expect("send");
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer);
+    assert!(answer.first().is_none_or(|byte| *byte == 0x15), "only an alert may come back: {answer:?}");
+    assert!(metric(&server, "sluice_tls_handshake_failures_total") >= 2);
+    assert!(sandbox.tail().is_empty());
+}
+
+#[test]
+fn mtls_admits_only_valid_unrevoked_client_certificates() {
+    let dir = pki_dir();
+    let server_ca = Authority::new("server CA");
+    let clients_ca = Authority::new("clients CA");
+    let stranger_ca = Authority::new("nobody trusts this CA");
+    write_server(dir.path(), &server_ca.server("server-a", 1));
+    std::fs::write(dir.path().join("clients-ca.pem"), &clients_ca.pem).expect("write CA");
+    let good = clients_ca.client("partner-good", 11, false);
+    let expired = clients_ca.client("partner-expired", 12, true);
+    let revoked = clients_ca.client("partner-revoked", 13, false);
+    let foreign = stranger_ca.client("partner-foreign", 14, false);
+    std::fs::write(dir.path().join("clients.crl"), clients_ca.crl(&[13], 1)).expect("write CRL");
+    let (sandbox, mut server) = start_tls(dir.path(), Some("required"), 2);
+    let prefix = unique_prefix();
+
+    let mut client = connect(&server, &pki::client_config(&server_ca, Some(&good), &[])).expect("mTLS connect");
+    expect_accepted(&post_event(&mut client, &format!("{prefix}-good")));
+    for (name, leaf) in [("expired", Some(&expired)), ("revoked", Some(&revoked)), ("foreign", Some(&foreign)), ("none", None)] {
+        let config = pki::client_config(&server_ca, leaf, &[]);
+        assert!(refused(&server, &config, &format!("{prefix}-{name}")), "{name} client certificate was let in");
+    }
+    assert!(metric(&server, "sluice_tls_handshake_failures_total") >= 4);
+    // The good connection is unaffected.
+    expect_accepted(&post_event(&mut client, &format!("{prefix}-good2")));
+    drop(client);
+    server.stop();
+    assert_eq!(stored_ids(&sandbox), vec![format!("{prefix}-good"), format!("{prefix}-good2")]);
+}
+
+#[test]
+fn optional_client_auth_admits_anonymous_clients_but_not_bad_certificates() {
+    let dir = pki_dir();
+    let server_ca = Authority::new("server CA");
+    let clients_ca = Authority::new("clients CA");
+    write_server(dir.path(), &server_ca.server("server-a", 1));
+    std::fs::write(dir.path().join("clients-ca.pem"), &clients_ca.pem).expect("write CA");
+    std::fs::write(dir.path().join("clients.crl"), clients_ca.crl(&[], 1)).expect("write CRL");
+    let (_sandbox, server) = start_tls(dir.path(), Some("optional"), 1);
+    let prefix = unique_prefix();
+    let mut anonymous = connect(&server, &pki::client_config(&server_ca, None, &[])).expect("connect");
+    expect_accepted(&post_event(&mut anonymous, &format!("{prefix}-anonymous")));
+    let good = clients_ca.client("partner-good", 11, false);
+    let mut identified = connect(&server, &pki::client_config(&server_ca, Some(&good), &[])).expect("connect");
+    expect_accepted(&post_event(&mut identified, &format!("{prefix}-identified")));
+    let expired = clients_ca.client("partner-expired", 12, true);
+    assert!(refused(&server, &pki::client_config(&server_ca, Some(&expired), &[]), &format!("{prefix}-expired")));
+}
+
+fn wait_for_stderr(server: &Server, needle: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.stderr_text().matches(needle).count() < count {
+        assert!(Instant::now() < deadline, "no {needle:?} on stderr:\n{}", server.stderr_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn admin_reload(server: &Server) -> Response {
+    server.admin_client().request(b"POST /admin/reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n")
+}
+
+#[test]
+fn reload_swaps_certificates_and_crls_without_dropping_connections() {
+    let dir = pki_dir();
+    let server_ca = Authority::new("server CA");
+    let clients_ca = Authority::new("clients CA");
+    let (cert_a, cert_b, cert_c) = (server_ca.server("server-a", 1), server_ca.server("server-b", 2), server_ca.server("server-c", 3));
+    write_server(dir.path(), &cert_a);
+    std::fs::write(dir.path().join("clients-ca.pem"), &clients_ca.pem).expect("write CA");
+    std::fs::write(dir.path().join("clients.crl"), clients_ca.crl(&[], 1)).expect("write CRL");
+    let (first, second) = (clients_ca.client("partner-1", 21, false), clients_ca.client("partner-2", 22, false));
+    let (first_config, second_config) =
+        (pki::client_config(&server_ca, Some(&first), &[]), pki::client_config(&server_ca, Some(&second), &[]));
+    let (sandbox, mut server) = start_tls(dir.path(), Some("required"), 2);
+    let prefix = unique_prefix();
+
+    let mut kept = connect(&server, &first_config).expect("connect");
+    assert_eq!(peer_leaf(&kept), cert_a.der.to_vec());
+    expect_accepted(&post_event(&mut kept, &format!("{prefix}-before")));
+    let mut second_kept = connect(&server, &second_config).expect("partner-2 connects before its revocation");
+
+    // SIGHUP: certificate B, and a CRL that revokes partner-2.
+    write_server(dir.path(), &cert_b);
+    std::fs::write(dir.path().join("clients.crl"), clients_ca.crl(&[22], 2)).expect("write CRL");
+    // SAFETY: kill(2) on the pid of our running child.
+    assert_eq!(unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGHUP) }, 0);
+    wait_for_stderr(&server, "reload (SIGHUP): reloaded tls", 1);
+    expect_accepted(&post_event(&mut kept, &format!("{prefix}-kept")));
+    // An open connection keeps its session, even one whose certificate is now revoked.
+    expect_accepted(&post_event(&mut second_kept, &format!("{prefix}-second-kept")));
+    let mut fresh = connect(&server, &first_config).expect("connect after reload");
+    assert_eq!(peer_leaf(&fresh), cert_b.der.to_vec(), "a new connection sees certificate B");
+    expect_accepted(&post_event(&mut fresh, &format!("{prefix}-fresh")));
+    assert!(refused(&server, &second_config, &format!("{prefix}-revoked")), "the newly revoked certificate is refused");
+
+    // A broken PEM file: the reload is refused, certificate B stays in force.
+    std::fs::write(dir.path().join("server.pem"), "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n").expect("write");
+    let answer = admin_reload(&server);
+    assert_eq!(answer.status, 400, "{}", answer.describe());
+    assert_eq!(answer.error_code(), "reload_rejected");
+    assert!(answer.text().contains("server.pem"), "the error names the file: {}", answer.text());
+    wait_for_stderr(&server, "server.pem", 1);
+    let mut still_b = connect(&server, &first_config).expect("connect after a refused reload");
+    assert_eq!(peer_leaf(&still_b), cert_b.der.to_vec(), "the old certificate stays in force");
+    expect_accepted(&post_event(&mut still_b, &format!("{prefix}-still-b")));
+
+    // The admin call puts certificate C in force.
+    write_server(dir.path(), &cert_c);
+    let answer = admin_reload(&server);
+    assert_eq!(answer.status, 200, "{}", answer.describe());
+    assert_eq!(answer.text(), r#"{"reloaded":["tls"]}"#);
+    let mut with_c = connect(&server, &first_config).expect("connect after the admin reload");
+    assert_eq!(peer_leaf(&with_c), cert_c.der.to_vec());
+    expect_accepted(&post_event(&mut with_c, &format!("{prefix}-with-c")));
+    expect_accepted(&post_event(&mut kept, &format!("{prefix}-kept-again")));
+
+    drop((kept, second_kept, fresh, still_b, with_c));
+    server.stop();
+    let mut expected: Vec<String> =
+        ["before", "kept", "second-kept", "fresh", "still-b", "with-c", "kept-again"].iter().map(|s| format!("{prefix}-{s}")).collect();
+    expected.sort();
+    assert_eq!(stored_ids(&sandbox), expected);
+}
+
+#[test]
+fn bad_tls_material_exits_2_naming_the_file() {
+    let dir = pki_dir();
+    std::fs::write(dir.path().join("server.pem"), "not a certificate").expect("write");
+    std::fs::write(dir.path().join("server.key"), "not a key").expect("write");
+    let sandbox = Sandbox::new(Setup { tls: Some(tls_lines(dir.path(), None)), ..Setup::default() });
+    for command in ["check-config", "serve"] {
+        let output = run_sluice(&[command, "--config", sandbox.config.to_str().expect("utf-8")]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert!(stderr.contains("server.pem") && stderr.contains("no CERTIFICATE block"), "{command}: {stderr}");
+    }
+}
