@@ -32,13 +32,14 @@ opened, or --max-error-ratio exceeded).
 Examples:
   sluice bench --keys-file keys.toml --connections 64 --duration 10
   sluice bench --keys-file keys.toml --rate 50000 --duration 30 --json > run.json
-  sluice bench --keys-file keys.toml --url http://127.0.0.1:18080/v1/events   # nginx reference";
+  sluice bench --keys-file keys.toml --url http://127.0.0.1:18080/v1/events   # nginx reference
+  sluice bench --keys-file keys.toml --url https://localhost:8443 --ca-file ca.pem --client-cert c.pem --client-key c.key";
 
 /// `sluice bench` options, as typed.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct BenchArgs {
-    /// Target http://HOST[:PORT][/PATH]. Without a path: /v1/events, or /v1/events/batch when --batch > 1. https:// is not supported yet.
+    /// Target http://HOST[:PORT][/PATH] or https://... (TLS, as --tls). Without a path: /v1/events, or /v1/events/batch when --batch > 1.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// Key ring to sign with (default: the development ring ./sluice-data/dev-keys.toml).
@@ -113,6 +114,24 @@ pub struct BenchArgs {
     /// Exit 1 when connection errors plus unanswered requests exceed this fraction of requests sent.
     #[arg(long, value_name = "F")]
     pub max_error_ratio: Option<f64>,
+    /// Speak TLS (also implied by an https:// URL); handshakes happen before the clock starts.
+    #[arg(long)]
+    pub tls: bool,
+    /// TLS: the CA bundle (PEM) the server's certificate must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// TLS: accept any server certificate (handshake signatures are still checked). Loopback benches only.
+    #[arg(long, conflicts_with = "ca_file")]
+    pub insecure: bool,
+    /// TLS: present this client certificate chain (PEM), for mTLS; needs --client-key.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// TLS: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// TLS: the name sent as SNI and checked in the server's certificate (default: the URL's host).
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
 }
 
 /// Where the signing key comes from.
@@ -129,8 +148,19 @@ pub struct Target {
     /// `Host` header: the URL's authority as written.
     pub host: String,
     pub path: String,
-    /// `http://<authority><path>`, for reports.
+    /// `http[s]://<authority><path>`, for reports.
     pub url: String,
+    /// The URL said https://.
+    pub https: bool,
+    /// The host part of the authority (no port, no brackets): the default TLS server name.
+    pub hostname: String,
+}
+
+/// The client's TLS setup, built (files read) during validation.
+#[derive(Debug, Clone)]
+pub struct TlsClient {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    pub server_name: rustls::pki_types::ServerName<'static>,
 }
 
 /// Validated options.
@@ -159,6 +189,8 @@ pub struct Options {
     pub svg: Option<PathBuf>,
     pub fsync_probe: Option<(PathBuf, Duration)>,
     pub max_error_ratio: Option<f64>,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsClient>,
 }
 
 fn seconds(name: &str, value: f64, allow_zero: bool) -> Result<Duration, String> {
@@ -217,8 +249,15 @@ impl BenchArgs {
             Some(dir) => Some((dir.clone(), seconds("fsync-probe-secs", self.fsync_probe_secs, false)?)),
             None => None,
         };
+        let mut target = parse_url(&self.url, batch)?;
+        let tls = self.tls_client(&target)?;
+        if tls.is_some() && !target.https {
+            // `--tls` with an http:// URL: the reports say what was spoken.
+            target.url = target.url.replacen("http://", "https://", 1);
+            target.https = true;
+        }
         Ok(Options {
-            target: parse_url(&self.url, batch)?,
+            target,
             key: self.key_source()?,
             connections,
             threads,
@@ -240,7 +279,28 @@ impl BenchArgs {
             svg: self.svg.clone(),
             fsync_probe,
             max_error_ratio,
+            tls,
         })
+    }
+
+    /// Reads the TLS files when the run speaks TLS; TLS options without TLS are a mistake.
+    fn tls_client(&self, target: &Target) -> Result<Option<TlsClient>, String> {
+        let tls_options = self.ca_file.is_some() || self.insecure || self.client_cert.is_some() || self.server_name.is_some();
+        if !(self.tls || target.https) {
+            return match tls_options {
+                true => Err("--ca-file, --insecure, --client-cert and --server-name need --tls or an https:// URL".into()),
+                false => Ok(None),
+            };
+        }
+        let setup = crate::tls::client::ClientTls {
+            ca_file: self.ca_file.clone(),
+            insecure: self.insecure,
+            client_cert: self.client_cert.clone().zip(self.client_key.clone()),
+            server_name: self.server_name.clone().unwrap_or_else(|| target.hostname.clone()),
+        };
+        let server_name = setup.server_name().map_err(|error| format!("--server-name: {error}"))?;
+        let config = setup.config().map_err(|error| error.to_string())?;
+        Ok(Some(TlsClient { config, server_name }))
     }
 
     fn pool_size(&self, total_secs: f64, outstanding: usize, threads: usize) -> Result<usize, String> {
@@ -289,27 +349,29 @@ impl BenchArgs {
     }
 }
 
-/// Parses `http://HOST[:PORT][/PATH]` and resolves HOST (the first address wins).
+/// Parses `http[s]://HOST[:PORT][/PATH]` and resolves HOST (the first address wins).
 /// Without a path (or with `/`), the path follows `batch`.
 pub fn parse_url(url: &str, batch: usize) -> Result<Target, String> {
     let lower = url.to_ascii_lowercase();
-    if lower.starts_with("https://") {
-        return Err(format!("{url}: https:// is not supported yet (TLS comes in a later release); use http://"));
-    }
-    let Some(rest) = lower.starts_with("http://").then(|| &url["http://".len()..]) else {
-        return Err(format!("{url}: the URL must start with http://"));
+    let (https, rest) = if lower.starts_with("https://") {
+        (true, &url["https://".len()..])
+    } else if lower.starts_with("http://") {
+        (false, &url["http://".len()..])
+    } else {
+        return Err(format!("{url}: the URL must start with http:// or https://"));
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(at) => (&rest[..at], &rest[at..]),
         None => (rest, ""),
     };
     if authority.is_empty() || authority.contains('@') {
-        return Err(format!("{url}: expected http://HOST[:PORT][/PATH]"));
+        return Err(format!("{url}: expected http[s]://HOST[:PORT][/PATH]"));
     }
     if path.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'#') {
         return Err(format!("{url}: the path must not contain spaces, control characters or a fragment"));
     }
-    let (host, port) = split_host_port(authority).ok_or_else(|| format!("{url}: bad host or port in {authority:?}"))?;
+    let default_port = if https { 443 } else { 80 };
+    let (host, port) = split_host_port(authority, default_port).ok_or_else(|| format!("{url}: bad host or port in {authority:?}"))?;
     let addr = (host, port)
         .to_socket_addrs()
         .map_err(|error| format!("{url}: cannot resolve {host}: {error}"))?
@@ -321,15 +383,16 @@ pub fn parse_url(url: &str, batch: usize) -> Result<Target, String> {
         given if given.starts_with('?') => format!("/{given}"),
         given => given.to_owned(),
     };
-    Ok(Target { addr, host: authority.to_owned(), url: format!("http://{authority}{path}"), path })
+    let scheme = if https { "https" } else { "http" };
+    Ok(Target { addr, host: authority.to_owned(), url: format!("{scheme}://{authority}{path}"), path, https, hostname: host.to_owned() })
 }
 
-/// `host`, `host:port`, `[v6]` or `[v6]:port`; the port defaults to 80.
-fn split_host_port(authority: &str) -> Option<(&str, u16)> {
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; the port defaults to `default_port`.
+fn split_host_port(authority: &str, default_port: u16) -> Option<(&str, u16)> {
     if let Some(bracketed) = authority.strip_prefix('[') {
         let (host, after) = bracketed.split_once(']')?;
         let port = match after {
-            "" => 80,
+            "" => default_port,
             _ => after.strip_prefix(':')?.parse().ok()?,
         };
         return Some((host, port));
@@ -337,7 +400,7 @@ fn split_host_port(authority: &str) -> Option<(&str, u16)> {
     match authority.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && !host.contains(':') => Some((host, port.parse().ok()?)),
         Some(_) => None,
-        None => Some((authority, 80)),
+        None => Some((authority, default_port)),
     }
 }
 
@@ -372,11 +435,12 @@ mod tests {
         assert_eq!(parse_url("http://[::1]:8080/x?y=1", 1).expect("valid").addr, "[::1]:8080".parse().expect("addr"));
         assert_eq!(parse_url("http://127.0.0.1", 1).expect("valid").addr.port(), 80);
         assert_eq!(parse_url("http://localhost:8080", 1).expect("valid").addr.port(), 8080);
-        for bad in ["https://127.0.0.1", "ftp://x", "127.0.0.1:80", "http://", "http://a@b", "http://h:99999", "http://h:x", "http://h/a b"]
-        {
+        let secure = parse_url("https://localhost/v1/events", 1).expect("valid");
+        assert!(secure.https && secure.addr.port() == 443 && secure.hostname == "localhost");
+        assert_eq!(secure.url, "https://localhost/v1/events");
+        for bad in ["ftp://x", "127.0.0.1:80", "http://", "http://a@b", "http://h:99999", "http://h:x", "http://h/a b"] {
             assert!(parse_url(bad, 1).is_err(), "{bad} accepted");
         }
-        assert!(parse_url("https://x", 1).expect_err("https").contains("not supported"));
     }
 
     #[test]
@@ -402,6 +466,10 @@ mod tests {
             (&["--rate", "10", "--pipeline", "2"], "cannot be used with"),
             (&["--users", "0"], "--users"),
             (&["--max-error-ratio", "2"], "--max-error-ratio"),
+            (&["--ca-file", "ca.pem"], "--tls"),
+            (&["--tls"], "--ca-file"),
+            (&["--tls", "--ca-file", "/nonexistent/ca.pem"], "/nonexistent/ca.pem"),
+            (&["--tls", "--insecure", "--server-name", "bad name!"], "--server-name"),
         ] {
             let error = parse(args).expect_err("rejected");
             assert!(error.contains(needle), "{args:?}: {error}");

@@ -53,6 +53,8 @@ pub enum ConnState {
         retry_at_ns: u64,
     },
     Connecting,
+    /// TCP is up and the TLS handshake is running; no request is written yet.
+    Handshaking,
     Open,
     /// Shut down; the socket is closed once its operations have completed.
     Closing {
@@ -93,6 +95,9 @@ pub struct Conn {
     pub sending: Vec<u8>,
     pub sent: usize,
     pub parser: ResponseParser,
+    /// The TLS session of a `--tls` run; `output` stays plaintext and is encrypted into
+    /// `sending` when a send starts.
+    pub tls: Option<Box<rustls::ClientConnection>>,
     pub waiting: VecDeque<Waiting>,
     /// Last time this connection made progress (opened, or an answer arrived) while
     /// requests were waiting; no progress for `--timeout` is a timeout.
@@ -117,6 +122,7 @@ impl Conn {
             sending: Vec::new(),
             sent: 0,
             parser: ResponseParser::default(),
+            tls: None,
             waiting: VecDeque::new(),
             progress_ns: 0,
         }
@@ -124,6 +130,11 @@ impl Conn {
 
     pub fn is_open(&self) -> bool {
         self.state == ConnState::Open
+    }
+
+    /// Connected: open, or still in its TLS handshake (it sends and receives).
+    pub fn is_live(&self) -> bool {
+        matches!(self.state, ConnState::Open | ConnState::Handshaking)
     }
 
     /// No operation of this slot is in flight in the kernel.

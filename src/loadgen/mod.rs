@@ -195,6 +195,7 @@ fn engine_options(options: &Options) -> EngineOptions {
         duration_ns: options.duration.as_nanos() as u64,
         timeout_ns: options.timeout.as_nanos() as u64,
         idle_ping_ns: options.idle_ping.as_nanos() as u64,
+        tls: options.tls.clone(),
     }
 }
 

@@ -574,7 +574,7 @@ mod tests {
         for key in ["count", "min", "mean", "p50", "p90", "p99", "p99_9", "p99_99", "max"] {
             assert!(value["latency_us"].get(key).is_some(), "missing latency_us.{key}");
         }
-        for key in ["connect_refused", "connect_failed", "reset", "eof", "timeout", "parse", "total"] {
+        for key in ["connect_refused", "connect_failed", "reset", "eof", "timeout", "parse", "tls", "total"] {
             assert!(value["errors"].get(key).is_some(), "missing errors.{key}");
         }
         assert_eq!(value["status"]["202"], 2);

@@ -23,6 +23,8 @@ pub struct EngineOptions {
     /// No answer for this long while requests wait: the connection is reopened.
     pub timeout_ns: u64,
     pub idle_ping_ns: u64,
+    /// `None`: plain HTTP.
+    pub tls: Option<crate::loadgen::args::TlsClient>,
 }
 
 /// Live figures of one thread, for the progress line.

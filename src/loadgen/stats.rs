@@ -25,11 +25,20 @@ pub enum ErrorKind {
     Timeout,
     /// The bytes received were not a valid HTTP/1.1 response stream.
     Parse,
+    /// The TLS handshake failed or the TLS stream broke (bad record, alert).
+    Tls,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 6] =
-        [ErrorKind::ConnectRefused, ErrorKind::ConnectFailed, ErrorKind::Reset, ErrorKind::Eof, ErrorKind::Timeout, ErrorKind::Parse];
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::ConnectRefused,
+        ErrorKind::ConnectFailed,
+        ErrorKind::Reset,
+        ErrorKind::Eof,
+        ErrorKind::Timeout,
+        ErrorKind::Parse,
+        ErrorKind::Tls,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -39,6 +48,7 @@ impl ErrorKind {
             ErrorKind::Eof => "eof",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Parse => "parse",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -125,7 +135,7 @@ pub struct ThreadTotals {
     /// Requests written and never answered (lost with their connection, or still
     /// waiting when the run ended).
     pub unanswered: u64,
-    pub errors: [u64; 6],
+    pub errors: [u64; ErrorKind::ALL.len()],
     /// Connections established, re-established after a close, and closed by the server
     /// with `Connection: close` (or an idle close between requests).
     pub connections_opened: u64,

@@ -16,10 +16,11 @@ pub mod identity;
 pub mod material;
 pub mod session;
 
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use rustls::SupportedProtocolVersion;
 use rustls::crypto::CryptoProvider;
+use rustls::{ConnectionCommon, SupportedProtocolVersion};
 
 pub use material::{ServerTls, TlsError};
 
@@ -33,4 +34,43 @@ pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 /// The aws-lc-rs provider with its default cipher suites and key exchange groups.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Feeds received ciphertext to a client or server connection and appends the plaintext
+/// it carried to `plaintext`. Returns true once the peer has sent `close_notify` (bytes
+/// after it are ignored). On an error the connection has queued its alert.
+pub fn feed<Data>(conn: &mut ConnectionCommon<Data>, mut ciphertext: &[u8], plaintext: &mut Vec<u8>) -> Result<bool, rustls::Error> {
+    let mut peer_closed = false;
+    while !ciphertext.is_empty() {
+        // read_tls takes at most one buffer's worth (about 16 KiB) per call.
+        match conn.read_tls(&mut ciphertext) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error) => return Err(rustls::Error::General(error.to_string())),
+        }
+        let state = conn.process_new_packets()?;
+        let ready = state.plaintext_bytes_to_read();
+        if ready > 0 {
+            let start = plaintext.len();
+            plaintext.resize(start + ready, 0);
+            if let Err(error) = conn.reader().read_exact(&mut plaintext[start..]) {
+                plaintext.truncate(start);
+                return Err(rustls::Error::General(error.to_string()));
+            }
+        }
+        peer_closed |= state.peer_has_closed();
+    }
+    Ok(peer_closed)
+}
+
+/// Encrypts `plaintext` (if any) and appends every TLS record waiting to be sent
+/// (handshake, alerts, data) to `wire`.
+pub fn seal<Data>(conn: &mut ConnectionCommon<Data>, plaintext: &[u8], wire: &mut Vec<u8>) -> io::Result<()> {
+    if !plaintext.is_empty() {
+        conn.writer().write_all(plaintext)?;
+    }
+    while conn.wants_write() {
+        conn.write_tls(wire)?;
+    }
+    Ok(())
 }

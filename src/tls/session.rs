@@ -3,7 +3,7 @@
 //! buffer, and before each send it turns the plaintext answers into the ciphertext the
 //! send carries. The framer and the handler never see the difference.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::sync::Arc;
 
 use rustls::{ServerConfig, ServerConnection};
@@ -36,50 +36,25 @@ impl Session {
     /// Feeds received ciphertext and appends the plaintext it carried to `plaintext`.
     /// On an error the session has queued the alert to send (see [`Session::seal`]) and
     /// the connection must close once it is sent; bytes after a `close_notify` are ignored.
-    pub fn receive(&mut self, mut ciphertext: &[u8], plaintext: &mut Vec<u8>) -> Result<Received, rustls::Error> {
+    pub fn receive(&mut self, ciphertext: &[u8], plaintext: &mut Vec<u8>) -> Result<Received, rustls::Error> {
         let was_handshaking = self.conn.is_handshaking();
-        let mut peer_closed = false;
-        while !ciphertext.is_empty() {
-            // read_tls takes at most one buffer's worth (about 16 KiB) per call.
-            match self.conn.read_tls(&mut ciphertext) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(error) => return Err(self.fail(rustls::Error::General(error.to_string()))),
+        match super::feed(&mut self.conn, ciphertext, plaintext) {
+            Ok(peer_closed) => Ok(Received { handshake_completed: was_handshaking && !self.conn.is_handshaking(), peer_closed }),
+            Err(error) => {
+                // The alert says it all; no close_notify after it.
+                self.close_notify_queued = true;
+                Err(error)
             }
-            let state = match self.conn.process_new_packets() {
-                Ok(state) => state,
-                Err(error) => return Err(self.fail(error)),
-            };
-            let ready = state.plaintext_bytes_to_read();
-            if ready > 0 {
-                let start = plaintext.len();
-                plaintext.resize(start + ready, 0);
-                if let Err(error) = self.conn.reader().read_exact(&mut plaintext[start..]) {
-                    plaintext.truncate(start);
-                    return Err(self.fail(rustls::Error::General(error.to_string())));
-                }
-            }
-            peer_closed |= state.peer_has_closed();
         }
-        Ok(Received { handshake_completed: was_handshaking && !self.conn.is_handshaking(), peer_closed })
-    }
-
-    fn fail(&mut self, error: rustls::Error) -> rustls::Error {
-        self.close_notify_queued = true;
-        error
     }
 
     /// Encrypts `plaintext` (if any), queues `close_notify` when `closing`, and appends
     /// every TLS record waiting to be sent (handshake, alerts, data) to `wire`.
     pub fn seal(&mut self, plaintext: &[u8], closing: bool, wire: &mut Vec<u8>) -> io::Result<()> {
-        if !plaintext.is_empty() {
-            self.conn.writer().write_all(plaintext)?;
-        }
+        super::seal(&mut self.conn, plaintext, wire)?;
         if closing {
             self.queue_close_notify();
-        }
-        while self.conn.wants_write() {
-            self.conn.write_tls(wire)?;
+            super::seal(&mut self.conn, &[], wire)?;
         }
         Ok(())
     }
@@ -110,6 +85,8 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+
     use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
     use rustls::{ClientConfig, ClientConnection, RootCertStore};

@@ -19,7 +19,7 @@ impl Engine<'_> {
     pub(super) fn start_connects(&mut self, now: u64) {
         let connecting_phase = matches!(self.phase, Phase::Connecting { .. });
         for slot in 0..self.conns.len() {
-            if self.connecting >= BENCH_CONNECTS_IN_FLIGHT_MAX {
+            if self.connecting + self.handshaking >= BENCH_CONNECTS_IN_FLIGHT_MAX {
                 return;
             }
             let conn = &self.conns[slot];
@@ -86,6 +86,31 @@ impl Engine<'_> {
             };
             return self.connect_failed(slot, &error, now);
         }
+        conn.progress_ns = now;
+        if let Some(tls) = &self.setup.options.tls {
+            match rustls::ClientConnection::new(std::sync::Arc::clone(&tls.config), tls.server_name.clone()) {
+                Ok(session) => {
+                    // The ClientHello goes out now; requests wait for the handshake.
+                    conn.tls = Some(Box::new(session));
+                    conn.state = ConnState::Handshaking;
+                    self.handshaking += 1;
+                    self.queue_rearm(slot);
+                    self.queue_flush(slot);
+                }
+                Err(error) => {
+                    eprintln!("sluice bench: cannot start a TLS session: {error}");
+                    self.count_error(ErrorKind::Tls);
+                    self.close(slot, now, RECONNECT_DELAY_NS);
+                }
+            }
+            return;
+        }
+        self.opened(slot, now);
+    }
+
+    /// The connection can carry requests: TCP is up (and TLS, with `--tls`).
+    fn opened(&mut self, slot: u32, now: u64) {
+        let conn = &mut self.conns[slot as usize];
         conn.state = ConnState::Open;
         conn.progress_ns = now;
         let reopened = conn.ever_opened;
@@ -113,6 +138,9 @@ impl Engine<'_> {
             conn.state = ConnState::Down { retry_at_ns: now + retry_delay_ns };
             return;
         }
+        if conn.state == ConnState::Handshaking {
+            self.handshaking -= 1;
+        }
         let lost = conn.waiting.drain(..).filter(|waiting| waiting.index != PING).count();
         self.totals.unanswered += lost as u64;
         conn.parser.reset();
@@ -132,12 +160,13 @@ impl Engine<'_> {
             return;
         }
         conn.socket = None;
+        conn.tls = None;
         conn.generation = conn.generation.wrapping_add(1);
         conn.sending.clear();
         conn.sent = 0;
         conn.state = ConnState::Down { retry_at_ns: now + retry_delay_ns };
         // After an orderly close, reconnect now rather than at the next tick.
-        if retry_delay_ns == 0 && self.phase == Phase::Running && self.connecting < BENCH_CONNECTS_IN_FLIGHT_MAX {
+        if retry_delay_ns == 0 && self.phase == Phase::Running && self.connecting + self.handshaking < BENCH_CONNECTS_IN_FLIGHT_MAX {
             self.start_connect(slot, now);
         }
     }
@@ -149,7 +178,7 @@ impl Engine<'_> {
     pub(super) fn on_send(&mut self, slot: u32, result: i32, now: u64) {
         let conn = &mut self.conns[slot as usize];
         conn.send_inflight = false;
-        if !conn.is_open() {
+        if !conn.is_live() {
             return self.finish_close(slot, now);
         }
         if result <= 0 {
@@ -157,7 +186,7 @@ impl Engine<'_> {
             return self.close(slot, now, RECONNECT_DELAY_NS);
         }
         conn.sent += result as usize;
-        let more = conn.sent < conn.sending.len() || !conn.output.is_empty();
+        let more = conn.sent < conn.sending.len() || !conn.output.is_empty() || conn.tls.as_ref().is_some_and(|tls| tls.wants_write());
         if self.measuring(now) {
             self.totals.measured.bytes_sent += result as u64;
         }
@@ -179,13 +208,13 @@ impl Engine<'_> {
             self.on_data(slot, bid, result as usize, now);
         } else if result == 0 {
             self.on_eof(slot, now);
-        } else if result != -libc::ENOBUFS && self.conns[slot as usize].is_open() {
+        } else if result != -libc::ENOBUFS && self.conns[slot as usize].is_live() {
             self.count_error(ErrorKind::Reset);
             self.close(slot, now, RECONNECT_DELAY_NS);
         }
         let conn = &self.conns[slot as usize];
         if !conn.recv_inflight {
-            if conn.is_open() {
+            if conn.is_live() {
                 self.queue_rearm(slot);
             } else {
                 self.finish_close(slot, now);
@@ -194,16 +223,46 @@ impl Engine<'_> {
     }
 
     fn on_data(&mut self, slot: u32, bid: u16, length: usize, now: u64) {
-        let Engine { buffers, conns, responses, .. } = self;
+        let Engine { buffers, conns, responses, plaintext, .. } = self;
         let conn = &mut conns[slot as usize];
-        if !conn.is_open() {
+        if !conn.is_live() {
             buffers.recycle(bid);
             return;
         }
-        let parsed = conn.parser.feed(buffers.data(bid, length), &mut |response| responses.push(response));
+        let mut tls_progress = None;
+        let parsed = match conn.tls.as_deref_mut() {
+            None => conn.parser.feed(buffers.data(bid, length), &mut |response| responses.push(response)),
+            Some(tls) => {
+                plaintext.clear();
+                let was_handshaking = tls.is_handshaking();
+                let fed = crate::tls::feed(tls, buffers.data(bid, length), plaintext);
+                tls_progress = Some(fed.map(|_| (was_handshaking && !tls.is_handshaking(), tls.wants_write())));
+                conn.parser.feed(plaintext, &mut |response| responses.push(response))
+            }
+        };
         buffers.recycle(bid);
         if self.measuring(now) {
             self.totals.measured.bytes_received += length as u64;
+        }
+        match tls_progress {
+            Some(Err(error)) => {
+                self.responses.clear();
+                if let Ok(mut last) = self.setup.shared.last_connect_error.lock() {
+                    *last = Some(format!("TLS: {error}"));
+                }
+                self.count_error(ErrorKind::Tls);
+                return self.close(slot, now, RECONNECT_DELAY_NS);
+            }
+            Some(Ok((handshake_done, wants_write))) => {
+                if handshake_done {
+                    self.handshaking -= 1;
+                    self.opened(slot, now);
+                }
+                if wants_write {
+                    self.queue_flush(slot);
+                }
+            }
+            None => {}
         }
         let mut responses = std::mem::take(&mut self.responses);
         for response in responses.drain(..) {
@@ -220,6 +279,11 @@ impl Engine<'_> {
 
     fn on_eof(&mut self, slot: u32, now: u64) {
         let conn = &mut self.conns[slot as usize];
+        if conn.state == ConnState::Handshaking {
+            // The server closed during the handshake: it refused us.
+            self.count_error(ErrorKind::Tls);
+            return self.close(slot, now, RECONNECT_DELAY_NS);
+        }
         if !conn.is_open() {
             return;
         }

@@ -26,7 +26,7 @@ use socket2::SockAddr;
 use crate::constants::{
     BENCH_OPEN_LOOP_OUTSTANDING_PER_CONN_MAX, BENCH_RECONNECT_DELAY_MS, BENCH_RECV_BUFFER_BYTES, BENCH_RECV_BUFFERS, BENCH_TICK_MS,
 };
-use crate::loadgen::conn::{Conn, Op, PING, Role, SLOTS_MAX, Waiting, decode, token};
+use crate::loadgen::conn::{Conn, ConnState, Op, PING, Role, SLOTS_MAX, Waiting, decode, token};
 use crate::loadgen::plan::Plan;
 use crate::loadgen::response::Response;
 use crate::loadgen::shared::{EngineOptions, Shared};
@@ -98,7 +98,11 @@ struct Engine<'a> {
     rearm: Vec<u32>,
     completions: Vec<(u64, i32, u32)>,
     responses: Vec<Response>,
+    /// Plaintext of one TLS receive, reused.
+    plaintext: Vec<u8>,
     connecting: usize,
+    /// Connections in their TLS handshake (they count against the connect bound too).
+    handshaking: usize,
     totals: ThreadTotals,
     phase: Phase,
     start_ns: u64,
@@ -143,7 +147,9 @@ impl<'a> Engine<'a> {
             rearm: Vec::new(),
             completions: Vec::with_capacity(reactor::RING_ENTRIES as usize * 4),
             responses: Vec::new(),
+            plaintext: Vec::new(),
             connecting: 0,
+            handshaking: 0,
             totals: ThreadTotals::default(),
             phase: Phase::Done,
             start_ns: 0,
@@ -177,7 +183,7 @@ impl<'a> Engine<'a> {
         loop {
             let now = self.now();
             self.start_connects(now);
-            let all_tried = self.conns.iter().all(|conn| conn.attempted) && self.connecting == 0;
+            let all_tried = self.conns.iter().all(|conn| conn.attempted) && self.connecting == 0 && self.handshaking == 0;
             if all_tried || matches!(self.phase, Phase::Connecting { deadline_ns } if now >= deadline_ns) {
                 break;
             }
@@ -361,7 +367,7 @@ impl<'a> Engine<'a> {
         for slot in rearm.drain(..) {
             let conn = &mut self.conns[slot as usize];
             conn.rearm_queued = false;
-            if conn.is_open() && !conn.recv_inflight {
+            if conn.is_live() && !conn.recv_inflight {
                 conn.recv_inflight = true;
                 let fd = conn.socket.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
                 let entry =
@@ -375,16 +381,26 @@ impl<'a> Engine<'a> {
 
     fn start_send(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
-        if conn.send_inflight || !conn.is_open() {
+        if conn.send_inflight || !conn.is_live() {
             return;
         }
         if conn.sent >= conn.sending.len() {
-            if conn.output.is_empty() {
+            conn.sending.clear();
+            conn.sent = 0;
+            match conn.tls.as_deref_mut() {
+                None => std::mem::swap(&mut conn.output, &mut conn.sending),
+                Some(tls) => {
+                    let sealed = crate::tls::seal(tls, &conn.output, &mut conn.sending);
+                    conn.output.clear();
+                    if sealed.is_err() {
+                        self.count_error(ErrorKind::Tls);
+                        return self.close(slot, self.now(), RECONNECT_DELAY_NS);
+                    }
+                }
+            }
+            if conn.sending.is_empty() {
                 return;
             }
-            conn.sending.clear();
-            std::mem::swap(&mut conn.output, &mut conn.sending);
-            conn.sent = 0;
         }
         conn.send_inflight = true;
         let fd = conn.socket.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
@@ -453,7 +469,8 @@ impl Engine<'_> {
         let timeout = self.setup.options.timeout_ns;
         for slot in 0..self.conns.len() {
             let conn = &self.conns[slot];
-            if conn.is_open() && !conn.waiting.is_empty() && now.saturating_sub(conn.progress_ns) > timeout {
+            let waits = (conn.is_open() && !conn.waiting.is_empty()) || conn.state == ConnState::Handshaking;
+            if waits && now.saturating_sub(conn.progress_ns) > timeout {
                 self.count_error(ErrorKind::Timeout);
                 self.close(slot as u32, now, RECONNECT_DELAY_NS);
             }
