@@ -5,8 +5,10 @@
 # checked against issue 3's targets and the lines to paste into docs/PERFORMANCE.md are
 # printed at the end.
 #
-#   tuning/bench.sh            full run (about 4 minutes)
+#   tuning/bench.sh            full run (about 5 minutes)
 #   tuning/bench.sh --quick    3 s per step, 10 s open loop, no idle connections (smoke test)
+#   tuning/bench.sh --tls      only the TLS section: plaintext and TLS side by side on one
+#                              server (closed loop, and open loop at TLS_RATE), and nginx
 #
 # Environment (defaults in brackets):
 #   DURATION [10]         seconds per closed-loop step
@@ -14,6 +16,7 @@
 #   OPEN_RATE [100000]    open-loop rate for the latency target (events/s, single events)
 #   OPEN_SECS [30]        open-loop length (the target asks for at least 30 s)
 #   FSYNC_RATE [50000]    open-loop rate for the fsync latency target
+#   TLS_RATE [50000]      open-loop rate of the TLS comparison (plaintext and TLS)
 #   IDLE [10000]          idle keep-alive connections held during the os open loop
 #   SOAK_SECS [0]         > 0: also run the open loop this long and sample memory (300 = the 5-minute target)
 #   SERVER_CPU [0], CLIENT_CPU [1]
@@ -21,13 +24,15 @@
 #                         a data dir reserves 8 GiB here: 64 partitions x active + spare x 64 MiB)
 set -euo pipefail
 
-quick=0
+quick=0 tls_only=0
 [[ "${1:-}" == "--quick" ]] && quick=1
+[[ "${1:-}" == "--tls" ]] && tls_only=1
 duration=${DURATION:-10}
 connections=${CONNECTIONS:-64}
 open_rate=${OPEN_RATE:-100000}
 open_secs=${OPEN_SECS:-30}
 fsync_rate=${FSYNC_RATE:-50000}
+tls_rate=${TLS_RATE:-50000}
 idle=${IDLE:-10000}
 soak_secs=${SOAK_SECS:-0}
 if ((quick)); then duration=3 open_secs=10 idle=0 soak_secs=0; fi
@@ -48,8 +53,9 @@ need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -
 need nginx nginx-light
 need python3 python3
 need taskset util-linux
+need openssl openssl
 (cd "$root" && cargo build --release --locked --quiet)
-sluice="$root/target/release/sluice"
+sluice="${CARGO_TARGET_DIR:-$root/target}/release/sluice"
 # The server holds every connection: 64 + 10,000 idle + listeners and segments.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -93,12 +99,30 @@ NGINX
   sleep 0.5
 }
 
-start_sluice() { # durability
+make_certificates() { # a CA and a server certificate for localhost / 127.0.0.1 it signs
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/ca.key" -out "$work/ca.pem" \
+    -days 2 -subj /CN=sluice-bench-ca 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/server.key" -out "$work/server.csr" \
+    -subj /CN=localhost 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$work/server.ext"
+  openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
+    -extfile "$work/server.ext" -out "$work/server.pem" 2>/dev/null
+}
+
+start_sluice() { # durability [tls]: the TLS listener (127.0.0.1:18443) only when asked
   rm -rf "$work/data-$1"
+  local tls_table=
+  [[ "${2:-}" == tls ]] && tls_table="[ingest.tls]
+listen = \"127.0.0.1:18443\"
+cert_file = \"$work/server.pem\"
+key_file = \"$work/server.key\""
   cat > "$work/sluice-$1.toml" <<TOML
 [ingest]
 listen = "127.0.0.1:18081"
 shards = 1
+# The bench holds 10,000 idle connections from 127.0.0.1.
+connections_per_ip_max = 0
+$tls_table
 [storage]
 data_dir = "$work/data-$1"
 durability = "$1"
@@ -139,6 +163,26 @@ start_nginx
 client nginx-single --url http://127.0.0.1:18080/v1/events --duration "$duration"
 stop_server
 
+tls_section() {
+  echo "== sluice, durability os, plaintext and TLS listeners on one server (TLS 1.3, P-256 certificate)"
+  make_certificates
+  start_sluice os tls
+  local tls_args=(--url https://127.0.0.1:18443 --server-name localhost --ca-file "$work/ca.pem")
+  client plain-single --url http://127.0.0.1:18081 --duration "$duration"
+  client tls-single "${tls_args[@]}" --duration "$duration"
+  client plain-open --url http://127.0.0.1:18081 --rate "$tls_rate" --warmup 2 --duration "$open_secs"
+  client tls-open "${tls_args[@]}" --rate "$tls_rate" --warmup 2 --duration "$open_secs"
+  scrape sluice-tls
+  stop_server
+}
+
+if ((tls_only)); then
+  tls_section
+  echo
+  python3 "$root/tuning/bench_report.py" tls "$work" "$commit" "$tls_rate"
+  exit 0
+fi
+
 echo "== sluice, durability os"
 start_sluice os
 rss_sampler "$server_pid" "$work/rss-os.log" &
@@ -166,5 +210,7 @@ client sluice-fsync-open --url http://127.0.0.1:18081 --rate "$fsync_rate" --war
 scrape sluice-fsync
 stop_server
 
+tls_section
+
 echo
-python3 "$root/tuning/bench_report.py" summary "$work" "$commit" "$open_rate" "$fsync_rate" "$idle" "$soak_secs"
+python3 "$root/tuning/bench_report.py" summary "$work" "$commit" "$open_rate" "$fsync_rate" "$idle" "$soak_secs" "$tls_rate"

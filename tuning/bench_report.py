@@ -119,8 +119,31 @@ def summary(work, commit, open_rate, fsync_rate, idle, soak_secs):
         )
 
 
+def tls_rows(work, commit, tls_rate):
+    """TLS next to plaintext on the same server, and nginx, as docs/PERFORMANCE.md rows."""
+    runs = {name[:-5]: load(os.path.join(work, name)) for name in os.listdir(work) if name.endswith(".json")}
+    print(f"TLS rows (commit {commit}; open loop at {int(tls_rate):,}/s):")
+    print("| run | req/s | p50 µs | p99 µs | p99.9 µs | max µs | errors |")
+    print("|---|---|---|---|---|---|---|")
+    for name in ["nginx-single", "plain-single", "tls-single", "plain-open", "tls-open"]:
+        if name not in runs:
+            continue
+        run = runs[name]
+        lat = run["latency_us"]
+        print(
+            f"| {name} | {run['throughput']['requests_per_sec']:,.0f} | {lat['p50']:,.0f} | {lat['p99']:,.0f} "
+            f"| {lat['p99_9']:,.0f} | {lat['max']:,.0f} | {errors_of(run)} |"
+        )
+    if "plain-single" in runs and "tls-single" in runs:
+        ratio = runs["tls-single"]["throughput"]["requests_per_sec"] / runs["plain-single"]["throughput"]["requests_per_sec"]
+        print(f"TLS / plaintext closed-loop throughput: {ratio:.2f}")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "row":
         row(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "tls":
+        tls_rows(*sys.argv[2:5])
     else:
         summary(*sys.argv[2:8])
+        tls_rows(sys.argv[2], sys.argv[3], sys.argv[8] if len(sys.argv) > 8 else 50000)
