@@ -64,10 +64,13 @@ fn refused(server: &Server, config: &Arc<ClientConfig>, id: &str) -> bool {
     !matches!(client.try_read_response(), Ok(Some(_)))
 }
 
-fn stored_ids(sandbox: &Sandbox) -> Vec<String> {
-    let mut ids: Vec<String> = sandbox.tail().iter().map(TailLine::event_id).collect();
-    ids.sort();
-    ids
+/// The stored events are exactly `<prefix>-<name>` for `names`, in any order.
+fn assert_stored(sandbox: &Sandbox, prefix: &str, names: &[&str]) {
+    let mut stored: Vec<String> = sandbox.tail().iter().map(TailLine::event_id).collect();
+    stored.sort();
+    let mut expected: Vec<String> = names.iter().map(|name| format!("{prefix}-{name}")).collect();
+    expected.sort();
+    assert_eq!(stored, expected);
 }
 
 fn metric(server: &Server, name: &str) -> u64 {
@@ -81,6 +84,18 @@ fn metric(server: &Server, name: &str) -> u64 {
 
 fn write_server(dir: &Path, leaf: &Leaf) {
     leaf.write(dir, "server");
+}
+
+/// A server CA whose certificate `server-a` the server presents, and a client CA (with a
+/// CRL revoking `revoked`) the server verifies clients against, written to `dir`.
+fn mtls_pki(dir: &Path, revoked: &[u64]) -> (Authority, Authority) {
+    let server_ca = Authority::new("server CA");
+    let clients_ca = Authority::new("clients CA");
+    write_server(dir, &server_ca.server("server-a", 1));
+    std::fs::write(dir.join("server-ca.pem"), &server_ca.pem).expect("write CA");
+    std::fs::write(dir.join("clients-ca.pem"), &clients_ca.pem).expect("write CA");
+    std::fs::write(dir.join("clients.crl"), clients_ca.crl(revoked, 1)).expect("write CRL");
+    (server_ca, clients_ca)
 }
 
 fn peer_leaf(client: &Client<TlsStream>) -> Vec<u8> {
@@ -125,10 +140,7 @@ fn events_over_tls_are_stored_with_keep_alive_pipelining_and_alpn() {
     assert!(metric(&server, "sluice_tls_handshakes_total") >= 2);
     drop((client, old, plain));
     server.stop();
-    let mut expected: Vec<String> =
-        ["one", "two", "pipe0", "pipe1", "pipe2", "tls12", "plain"].iter().map(|s| format!("{prefix}-{s}")).collect();
-    expected.sort();
-    assert_eq!(stored_ids(&sandbox), expected);
+    assert_stored(&sandbox, &prefix, &["one", "two", "pipe0", "pipe1", "pipe2", "tls12", "plain"]);
 }
 
 /// A TLS 1.1 ClientHello (no supported_versions extension): the answer is a fatal
@@ -173,16 +185,12 @@ fn tls_1_1_and_plaintext_on_the_tls_port_are_refused() {
 #[test]
 fn mtls_admits_only_valid_unrevoked_client_certificates() {
     let dir = pki_dir();
-    let server_ca = Authority::new("server CA");
-    let clients_ca = Authority::new("clients CA");
+    let (server_ca, clients_ca) = mtls_pki(dir.path(), &[13]);
     let stranger_ca = Authority::new("nobody trusts this CA");
-    write_server(dir.path(), &server_ca.server("server-a", 1));
-    std::fs::write(dir.path().join("clients-ca.pem"), &clients_ca.pem).expect("write CA");
     let good = clients_ca.client("partner-good", 11, false);
     let expired = clients_ca.client("partner-expired", 12, true);
     let revoked = clients_ca.client("partner-revoked", 13, false);
     let foreign = stranger_ca.client("partner-foreign", 14, false);
-    std::fs::write(dir.path().join("clients.crl"), clients_ca.crl(&[13], 1)).expect("write CRL");
     let (sandbox, mut server) = start_tls(dir.path(), Some("required"), 2);
     let prefix = unique_prefix();
 
@@ -197,17 +205,13 @@ fn mtls_admits_only_valid_unrevoked_client_certificates() {
     expect_accepted(&post_event(&mut client, &format!("{prefix}-good2")));
     drop(client);
     server.stop();
-    assert_eq!(stored_ids(&sandbox), vec![format!("{prefix}-good"), format!("{prefix}-good2")]);
+    assert_stored(&sandbox, &prefix, &["good", "good2"]);
 }
 
 #[test]
 fn optional_client_auth_admits_anonymous_clients_but_not_bad_certificates() {
     let dir = pki_dir();
-    let server_ca = Authority::new("server CA");
-    let clients_ca = Authority::new("clients CA");
-    write_server(dir.path(), &server_ca.server("server-a", 1));
-    std::fs::write(dir.path().join("clients-ca.pem"), &clients_ca.pem).expect("write CA");
-    std::fs::write(dir.path().join("clients.crl"), clients_ca.crl(&[], 1)).expect("write CRL");
+    let (server_ca, clients_ca) = mtls_pki(dir.path(), &[]);
     let (_sandbox, server) = start_tls(dir.path(), Some("optional"), 1);
     let prefix = unique_prefix();
     let mut anonymous = connect(&server, &pki::client_config(&server_ca, None, &[])).expect("connect");
@@ -288,10 +292,7 @@ fn reload_swaps_certificates_and_crls_without_dropping_connections() {
 
     drop((kept, second_kept, fresh, still_b, with_c));
     server.stop();
-    let mut expected: Vec<String> =
-        ["before", "kept", "second-kept", "fresh", "still-b", "with-c", "kept-again"].iter().map(|s| format!("{prefix}-{s}")).collect();
-    expected.sort();
-    assert_eq!(stored_ids(&sandbox), expected);
+    assert_stored(&sandbox, &prefix, &["before", "kept", "second-kept", "fresh", "still-b", "with-c", "kept-again"]);
 }
 
 #[test]
@@ -311,12 +312,7 @@ fn bad_tls_material_exits_2_naming_the_file() {
 #[test]
 fn sluice_bench_speaks_tls_and_mtls() {
     let dir = pki_dir();
-    let server_ca = Authority::new("server CA");
-    let clients_ca = Authority::new("clients CA");
-    write_server(dir.path(), &server_ca.server("server-a", 1));
-    std::fs::write(dir.path().join("server-ca.pem"), &server_ca.pem).expect("write CA");
-    std::fs::write(dir.path().join("clients-ca.pem"), &clients_ca.pem).expect("write CA");
-    std::fs::write(dir.path().join("clients.crl"), clients_ca.crl(&[], 1)).expect("write CRL");
+    let (_server_ca, clients_ca) = mtls_pki(dir.path(), &[]);
     clients_ca.client("bench", 31, false).write(dir.path(), "bench");
     let (sandbox, mut server) = start_tls(dir.path(), Some("required"), 2);
     let url = format!("https://{}", server.ingest_tls.expect("TLS listener"));

@@ -3,7 +3,7 @@
 //! no promise that two counters were read at the same instant.
 
 use std::fmt::{Display, Write};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::labels::{self, PathLabel, Reject, STATUS_SLOTS, STATUSES};
 use super::{Control, LATENCY_BUCKET_BOUNDS_NS, ShardStats};
@@ -83,6 +83,9 @@ fn escape_into(out: &mut String, text: &str, quote: bool) {
     }
 }
 
+/// Picks one counter out of a shard's block.
+type CounterOf = fn(&ShardStats) -> &AtomicU64;
+
 fn seconds(nanos: u64) -> f64 {
     nanos as f64 / 1e9
 }
@@ -112,23 +115,20 @@ impl Control {
         e.per_shard(&shards, "sluice_connections_refused_total", Kind::Counter, "connections closed at accept (limit or draining)", |s| {
             s.connections_refused.load(Ordering::Relaxed)
         });
-        e.per_shard(
-            &shards,
-            "sluice_connections_refused_per_ip_total",
-            Kind::Counter,
-            "connections closed at accept because their address held connections_per_ip_max (also in sluice_connections_refused_total)",
-            |s| s.connections_refused_per_ip.load(Ordering::Relaxed),
-        );
-        e.per_shard(&shards, "sluice_tls_handshakes_total", Kind::Counter, "TLS handshakes completed on the ingest TLS listener", |s| {
-            s.tls_handshakes.load(Ordering::Relaxed)
-        });
-        e.per_shard(
-            &shards,
-            "sluice_tls_handshake_failures_total",
-            Kind::Counter,
-            "TLS handshakes that failed (alert sent, connection closed)",
-            |s| s.tls_handshake_failures.load(Ordering::Relaxed),
-        );
+        let connection_counters: [(&str, &str, CounterOf); 3] = [
+            (
+                "sluice_connections_refused_per_ip_total",
+                "connections closed at accept because their address held connections_per_ip_max (also in sluice_connections_refused_total)",
+                |s| &s.connections_refused_per_ip,
+            ),
+            ("sluice_tls_handshakes_total", "TLS handshakes completed on the ingest TLS listener", |s| &s.tls_handshakes),
+            ("sluice_tls_handshake_failures_total", "TLS handshakes that failed (alert sent, connection closed)", |s| {
+                &s.tls_handshake_failures
+            }),
+        ];
+        for (name, help, counter) in connection_counters {
+            e.per_shard(&shards, name, Kind::Counter, help, |s| counter(s).load(Ordering::Relaxed));
+        }
         e.per_shard(&shards, "sluice_shard_loops_total", Kind::Counter, "reactor loops run; at least 10 per second on a live shard", |s| {
             s.heartbeat.load(Ordering::Relaxed)
         });

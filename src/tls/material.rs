@@ -48,16 +48,21 @@ pub fn read_bounded(path: &Path, bytes_max: u64) -> Result<Vec<u8>, TlsError> {
     Ok(bytes)
 }
 
-/// Every `CERTIFICATE` block of a PEM file, in order; at least one.
-pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read_bounded(path, TLS_PEM_FILE_BYTES_MAX)?;
-    let certificates = CertificateDer::pem_slice_iter(&pem)
+/// Every block of type `T` (`label` names it for the error) in PEM text read from `path`,
+/// in order; at least one.
+fn pem_blocks<T: PemObject>(path: &Path, pem: &[u8], label: &str) -> Result<Vec<T>, TlsError> {
+    let blocks = T::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| TlsError::invalid(path, format!("not a valid PEM file: {error}")))?;
-    if certificates.is_empty() {
-        return Err(TlsError::invalid(path, "no CERTIFICATE block"));
+    if blocks.is_empty() {
+        return Err(TlsError::invalid(path, format!("no {label} block")));
     }
-    Ok(certificates)
+    Ok(blocks)
+}
+
+/// Every `CERTIFICATE` block of a PEM file, in order; at least one.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    pem_blocks(path, &read_bounded(path, TLS_PEM_FILE_BYTES_MAX)?, "CERTIFICATE")
 }
 
 /// The first private key of a PEM file: PKCS#8 (`PRIVATE KEY`), SEC1 (`EC PRIVATE KEY`)
@@ -76,13 +81,7 @@ fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, 
     if !bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
         return Ok(vec![CertificateRevocationListDer::from(bytes)]);
     }
-    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| TlsError::invalid(path, format!("not a valid PEM file: {error}")))?;
-    if crls.is_empty() {
-        return Err(TlsError::invalid(path, "no X509 CRL block"));
-    }
-    Ok(crls)
+    pem_blocks(path, &bytes, "X509 CRL")
 }
 
 /// The client-certificate verifier: the CA bundle as trust anchors, every CRL checked
