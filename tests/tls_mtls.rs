@@ -320,7 +320,8 @@ fn sluice_bench_speaks_tls_and_mtls() {
     let (ca, cert, key, keys) = (path("server-ca.pem"), path("bench.pem"), path("bench.key"), sandbox.keys.display().to_string());
     let mut args = vec!["bench", "--url", &url, "--server-name", "localhost", "--ca-file", &ca, "--keys-file", &keys, "--kid", KID];
     args.extend_from_slice(&["--connections", "4", "--requests", "300", "--duration", "10", "--json"]);
-    let with_certificate = [args.clone(), vec!["--client-cert", &cert, "--client-key", &key]].concat();
+    // 150 pipelined requests (~80 KiB) sealed at once: more than rustls's default buffer limit.
+    let with_certificate = [args.clone(), vec!["--client-cert", &cert, "--client-key", &key, "--pipeline", "150"]].concat();
     let output = run_sluice(&with_certificate);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");

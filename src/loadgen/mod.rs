@@ -119,6 +119,11 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<Report, BenchError>
         let reason = shared.last_connect_error.lock().ok().and_then(|last| last.clone()).unwrap_or_else(|| "no connection opened".into());
         return Err(BenchError::CannotConnect { url: options.target.url.clone(), reason });
     }
+    if totals.errors[stats::ErrorKind::Tls as usize] > 0
+        && let Some(last) = shared.last_connect_error.lock().ok().and_then(|last| last.clone())
+    {
+        eprintln!("sluice bench: {} TLS errors; the last: {last}", totals.errors[stats::ErrorKind::Tls as usize]);
+    }
     let start = shared.start_ns.load(Ordering::Relaxed);
     let warmup_end = start + engine.warmup_ns;
     let stopped = shared.stopped_at_ns.load(Ordering::Relaxed).min(warmup_end + engine.duration_ns);

@@ -64,7 +64,8 @@ pub fn feed<Data>(conn: &mut ConnectionCommon<Data>, mut ciphertext: &[u8], plai
 }
 
 /// Encrypts `plaintext` (if any) and appends every TLS record waiting to be sent
-/// (handshake, alerts, data) to `wire`.
+/// (handshake, alerts, data) to `wire`. The connection's buffer limit must be off
+/// (`set_buffer_limit(None)`): a plaintext larger than the limit would fail half-written.
 pub fn seal<Data>(conn: &mut ConnectionCommon<Data>, plaintext: &[u8], wire: &mut Vec<u8>) -> io::Result<()> {
     if !plaintext.is_empty() {
         conn.writer().write_all(plaintext)?;

@@ -198,6 +198,29 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
     }
 
+    /// Regression: with rustls's default 64 KiB buffer limit a large answer (a batch
+    /// result, or an open loop's queued requests on the bench client) failed half-written.
+    #[test]
+    fn answers_larger_than_rustls_buffer_limit_are_sealed_whole() {
+        let pki = pki();
+        let mut session = Session::new(server_config(&pki, ClientAuth::Off)).expect("session");
+        let mut client = client(&pki, false, crate::tls::PROTOCOL_VERSIONS);
+        handshake(&mut session, &mut client, b"x").expect("handshake");
+        let answer = vec![b'a'; 300 * 1024];
+        let mut wire = Vec::new();
+        session.seal(&answer, false, &mut wire).expect("seal");
+        let mut received = Vec::new();
+        let mut reader = wire.as_slice();
+        while !reader.is_empty() {
+            client.read_tls(&mut reader).expect("read_tls");
+            client.process_new_packets().expect("records");
+            let mut chunk = Vec::new();
+            let _ = client.reader().read_to_end(&mut chunk);
+            received.extend_from_slice(&chunk);
+        }
+        assert_eq!(received.len(), answer.len());
+    }
+
     #[test]
     fn required_client_auth_fails_without_a_certificate_and_queues_an_alert() {
         let pki = pki();

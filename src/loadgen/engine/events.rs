@@ -89,7 +89,10 @@ impl Engine<'_> {
         conn.progress_ns = now;
         if let Some(tls) = &self.setup.options.tls {
             match rustls::ClientConnection::new(std::sync::Arc::clone(&tls.config), tls.server_name.clone()) {
-                Ok(session) => {
+                Ok(mut session) => {
+                    // Every seal drains rustls's buffer into `sending`, and an open loop
+                    // may queue more than rustls's default 64 KiB behind a slow send.
+                    session.set_buffer_limit(None);
                     // The ClientHello goes out now; requests wait for the handshake.
                     conn.tls = Some(Box::new(session));
                     conn.state = ConnState::Handshaking;
