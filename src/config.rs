@@ -77,6 +77,9 @@ struct RawDedup {
 struct RawAuth {
     keys_file: Option<PathBuf>,
     timestamp_tolerance_secs: Option<u64>,
+    request_ids_max: Option<usize>,
+    request_id_memory_bytes_max: Option<usize>,
+    quarantine_bytes_max: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +143,12 @@ pub struct AuthConfig {
     /// `None`: use (and create if missing) the development key ring in the data dir.
     pub keys_file: Option<PathBuf>,
     pub timestamp_tolerance_secs: u64,
+    /// `X-Request-Id` / `webhook-id` values remembered at most (across shards).
+    pub request_ids_max: usize,
+    /// Bytes of remembered answers and bookkeeping at most.
+    pub request_id_memory_bytes_max: usize,
+    /// Bytes the quarantine directory may hold; 0 disables the quarantine.
+    pub quarantine_bytes_max: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -267,6 +276,12 @@ impl Config {
                 "auth.timestamp_tolerance_secs",
                 raw.auth.timestamp_tolerance_secs.unwrap_or(TIMESTAMP_TOLERANCE_SECS_DEFAULT),
             )?,
+            request_ids_max: positive("auth.request_ids_max", raw.auth.request_ids_max.unwrap_or(REQUEST_IDS_MAX_DEFAULT))?,
+            request_id_memory_bytes_max: positive(
+                "auth.request_id_memory_bytes_max",
+                raw.auth.request_id_memory_bytes_max.unwrap_or(REQUEST_ID_MEMORY_BYTES_MAX_DEFAULT),
+            )?,
+            quarantine_bytes_max: raw.auth.quarantine_bytes_max.unwrap_or(QUARANTINE_BYTES_MAX_DEFAULT),
         };
         let admin = AdminConfig { listen: parse_addr("admin.listen", raw.admin.listen.as_deref().unwrap_or("127.0.0.1:9090"))? };
         Ok(Config { ingest, storage, dedup, auth, admin })
@@ -291,7 +306,7 @@ impl Config {
              header_timeout_ms = {}\nbody_timeout_ms = {}\nidle_timeout_ms = {}\nconnections_max = {}\ndrain_timeout_ms = {}\n\n\
              [storage]\ndata_dir = {:?}\npartitions = {}\ndurability = \"{}\"\nsegment_bytes = {}\nretention_hours = {}\nretention_bytes = {}\n\n\
              [dedup]\nwindow_hours = {}\nids_per_partition_max = {}\n\n\
-             [auth]\n{}\ntimestamp_tolerance_secs = {}\n\n[admin]\nlisten = \"{}\"\n",
+             [auth]\n{}\ntimestamp_tolerance_secs = {}\nrequest_ids_max = {}\nrequest_id_memory_bytes_max = {}\nquarantine_bytes_max = {}\n\n[admin]\nlisten = \"{}\"\n",
             self.ingest.listen,
             self.ingest.shards,
             self.ingest.body_bytes_max,
@@ -312,6 +327,9 @@ impl Config {
             self.dedup.ids_per_partition_max,
             keys,
             self.auth.timestamp_tolerance_secs,
+            self.auth.request_ids_max,
+            self.auth.request_id_memory_bytes_max,
+            self.auth.quarantine_bytes_max,
             self.admin.listen,
         )
     }

@@ -41,8 +41,19 @@ pub const JSON_DEPTH_MAX: usize = 64;
 
 /// Default `[auth] timestamp_tolerance_secs` (SPEC §1.1).
 pub const TIMESTAMP_TOLERANCE_SECS_DEFAULT: u64 = 300;
+/// Default `[auth] request_ids_max`: a minute of 16k requests/s that all carry an id.
+pub const REQUEST_IDS_MAX_DEFAULT: usize = 1_000_000;
+/// Default `[auth] request_id_memory_bytes_max`: about 1M single-event answers.
+pub const REQUEST_ID_MEMORY_BYTES_MAX_DEFAULT: usize = 256 << 20;
+/// Default `[auth] quarantine_bytes_max`.
+pub const QUARANTINE_BYTES_MAX_DEFAULT: u64 = 1 << 30;
 /// Signatures in one `X-Signature` header; more is an attempt to make us hash in a loop.
 pub const SIGNATURES_PER_HEADER_MAX: usize = 8;
+/// Keys of one partner tried against a `webhook-signature`: enough for a rotation
+/// (old, new, one spare); bounds the HMACs an unauthenticated request can cost.
+pub const WEBHOOK_KEYS_TRIED_MAX: usize = 4;
+/// `X-Request-Id` and `webhook-id` length in bytes (visible ASCII).
+pub const REQUEST_ID_BYTES_MAX: usize = 256;
 /// Secret length bounds in bytes after base64 decoding (SPEC §1.1: 24..64).
 pub const SECRET_BYTES_MIN: usize = 24;
 pub const SECRET_BYTES_MAX: usize = 64;
@@ -54,6 +65,14 @@ pub const TIMESTAMP_DIGITS_MAX: usize = 12;
 pub const KEYS_PER_RING_MAX: usize = 1024;
 /// Partner name length in bytes: a display name, not a document.
 pub const PARTNER_BYTES_MAX: usize = 128;
+/// Partners per key ring file: a table scanned at load, indexed by name.
+pub const PARTNERS_PER_RING_MAX: usize = 1024;
+/// Event types one partner may list (checked per event by a linear scan).
+pub const EVENT_TYPES_PER_PARTNER_MAX: usize = 256;
+/// CIDR blocks in one partner's allow-list (checked per request by a linear scan).
+pub const CIDRS_PER_PARTNER_MAX: usize = 64;
+/// Client-certificate identities or JWT subjects one partner may list.
+pub const IDENTITIES_PER_PARTNER_MAX: usize = 64;
 /// `grace_days` ceiling: a rotation that takes longer than a year is no rotation.
 pub const GRACE_DAYS_MAX: u32 = 365;
 /// `sluice keys gen --valid-days` ceiling: ten years.

@@ -168,6 +168,8 @@ impl std::error::Error for EnvelopeError {}
 pub struct Envelope {
     event_id: [u8; EVENT_ID_BYTES_MAX],
     event_id_len: u8,
+    event_type: [u8; EVENT_TYPE_BYTES_MAX],
+    event_type_len: u8,
     /// [`murmur2`] of the decoded `key.user_id` bytes: feed to `routing::partition_for`.
     pub user_id_hash: u32,
     /// Index in the body of the top-level object's closing `}`.
@@ -180,6 +182,12 @@ impl Envelope {
     /// The decoded `event_id` (escapes resolved): the dedup key. 1..=128 ASCII bytes.
     pub fn event_id(&self) -> &[u8] {
         &self.event_id[..usize::from(self.event_id_len)]
+    }
+
+    /// The decoded `event_type`: 1..=64 ASCII bytes of `[A-Za-z0-9_.:-]`; what partner
+    /// scopes are checked against.
+    pub fn event_type(&self) -> &[u8] {
+        &self.event_type[..usize::from(self.event_type_len)]
     }
 }
 
@@ -525,11 +533,14 @@ fn check_fields(nodes: &[Node<'_>]) -> Result<Envelope, EnvelopeError> {
     let mut envelope = Envelope {
         event_id: [0; EVENT_ID_BYTES_MAX],
         event_id_len: event_id.len() as u8,
+        event_type: [0; EVENT_TYPE_BYTES_MAX],
+        event_type_len: event_type.len() as u8,
         user_id_hash: murmur2(user_id.as_bytes()),
         close_brace: 0,
         occurred_at_ms,
     };
     envelope.event_id[..event_id.len()].copy_from_slice(event_id.as_bytes());
+    envelope.event_type[..event_type.len()].copy_from_slice(event_type.as_bytes());
     Ok(envelope)
 }
 
@@ -654,6 +665,7 @@ mod tests {
     fn spec_example_is_accepted() {
         let envelope = validator().validate(EXAMPLE.as_bytes()).expect("valid");
         assert_eq!(envelope.event_id(), b"e_01HF3Z8Z7Q8Q2K");
+        assert_eq!(envelope.event_type(), b"bet");
         assert_eq!(envelope.close_brace, EXAMPLE.len() - 1);
         assert_eq!(envelope.user_id_hash, murmur2(b"u_12345"));
         assert_eq!(envelope.occurred_at_ms, 1_761_305_841_000);

@@ -78,8 +78,10 @@ enum KeysAction {
     Rotate {
         #[arg(long, default_value = "default")]
         partner: String,
-        #[arg(long, default_value_t = 7)]
-        grace_days: u32,
+        /// Days the current keys stay accepted (default: the ring's [policy]
+        /// grace_period_days, else 7).
+        #[arg(long)]
+        grace_days: Option<u32>,
     },
 }
 
@@ -160,10 +162,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 KeysAction::Rotate { partner, grace_days } => {
                     let key = keyring::rotate_key(&path, &partner, grace_days, now_ms).map_err(usage)?;
                     println!(
-                        "created kid {} for partner {} in {}; the previous keys stay valid for {grace_days} days",
+                        "created kid {} for partner {} in {}; the previous keys stay valid for {} days",
                         key.kid,
                         key.partner,
-                        key.path.display()
+                        key.path.display(),
+                        key.grace_days
                     );
                 }
             }

@@ -1,6 +1,7 @@
 //! `sluice serve`: opens the data dir and key ring, starts one pinned shard per core,
 //! reports readiness, and drains on SIGTERM.
 
+mod admit;
 pub mod conn;
 pub mod handle;
 pub mod handoff;
@@ -19,12 +20,19 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::Config;
 use crate::envelope::Validator;
 use crate::keyring::{self, KeyRing};
+use crate::quarantine::QuarantineWriter;
+use crate::request_ids::RequestIds;
+use crate::request_journal::Journal;
 use crate::server::handle::Core;
 use crate::server::handoff::StoreBatch;
 use crate::server::shard::{Shard, ShardSetup};
 use crate::server::store::Partitions;
 use crate::stats::Control;
 use crate::storage::DataDir;
+
+/// Where the request-id journal and the quarantine live in the data dir.
+pub const REQUEST_IDS_DIR: &str = "request-ids";
+pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// Listen backlog per shard socket; the kernel caps it at net.core.somaxconn.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -117,7 +125,19 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
     }
     let data_dir = DataDir::open_or_init(&config.storage.data_dir, config.storage.partitions)?;
     let keyring = Arc::new(load_keyring(&config)?);
-    let control = Arc::new(Control::new(shards, config.storage.partitions));
+    let window_ms = 2 * config.auth.timestamp_tolerance_secs as i64 * 1000;
+    let request_ids = RequestIds::new(window_ms, config.auth.request_ids_max, config.auth.request_id_memory_bytes_max);
+    let now_ms = crate::time::now_unix_ms();
+    let loaded = crate::request_journal::load(&data_dir.root().join(REQUEST_IDS_DIR), &request_ids, now_ms)
+        .map_err(|error| ServeError::Shard { shard: 0, message: format!("cannot read the request-id journal: {error}") })?;
+    if loaded.restored > 0 || loaded.damaged > 0 {
+        eprintln!(
+            "sluice: request-id memory: restored {} of {} journaled answers from {} files ({} damaged tails cut)",
+            loaded.restored, loaded.records, loaded.files, loaded.damaged
+        );
+    }
+    let control = Arc::new(Control::new(shards, config.storage.partitions).with_request_ids(request_ids));
+    control.quarantine.bytes.store(crate::quarantine::directory_bytes(&data_dir.root().join(QUARANTINE_DIR)), Ordering::Relaxed);
     let terminate = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&terminate))?;
@@ -233,6 +253,10 @@ fn start_shard(setup: ShardSetup, keyring: Arc<KeyRing>, data_dir: &DataDir) -> 
         line_spans: Vec::with_capacity(crate::constants::BATCH_EVENTS_MAX),
         resolved_scratch: Vec::new(),
         now_ms: crate::time::now_unix_ms(),
+        control: Arc::clone(&setup.control),
+        journal: Some(Journal::new(&data_dir.root().join(REQUEST_IDS_DIR), index, setup.control.request_ids.window_ms())),
+        quarantine: (config.auth.quarantine_bytes_max > 0)
+            .then(|| QuarantineWriter::new(&data_dir.root().join(QUARANTINE_DIR), index, config.auth.quarantine_bytes_max)),
     };
     Shard::new(setup, ring, core).map_err(|error| shard_error(format!("cannot register the receive buffer ring: {error}")))
 }

@@ -224,6 +224,7 @@ impl Shard {
     /// Queues the sends of every answer ready, re-arms the receives that wait for them and
     /// returns consumed receive buffers to the ring.
     fn queue_answers(&mut self) {
+        self.core.flush_journals();
         self.submit_sends();
         self.rearm_receives();
         self.buffers.publish();
@@ -565,14 +566,24 @@ impl Shard {
         if pending.outstanding > 0 {
             return;
         }
-        let pending = conn.pending.take().expect("checked above");
+        let mut pending = conn.pending.take().expect("checked above");
+        let stats = &self.control.shards[self.index];
         if conn.closing == Closing::Open {
             self.pool.lend(&mut conn.output);
-            handle::answer_pending(&mut conn.output, &pending, &self.control.shards[self.index]);
+            let start = conn.output.len();
+            handle::answer_pending(&mut conn.output, &pending, stats);
+            if let Some(remember) = pending.remember.take() {
+                self.core.remember_answer(&remember, &conn.output[start..]);
+            }
             self.latency.answered_parked(conn.framed_ns);
             if !pending.keep_alive {
                 conn.closing = Closing::AfterFlush;
             }
+        } else if let Some(remember) = pending.remember.take() {
+            // The client is gone, but its repeat must still get this answer.
+            let mut scratch = Vec::new();
+            handle::answer_pending(&mut scratch, &pending, stats);
+            self.core.remember_answer(&remember, &scratch);
         }
         self.core.recycle_results(pending.results);
         let conn = &self.conns[slot as usize];
@@ -672,6 +683,9 @@ impl Shard {
         if self.now_ms >= self.last_housekeeping_ms + HOUSEKEEPING_MS {
             self.last_housekeeping_ms = self.now_ms;
             self.core.partitions.housekeeping(self.core.now_ms);
+            if let Some(journal) = self.core.journal.as_mut() {
+                journal.prune(self.core.now_ms);
+            }
         }
         let draining = self.control.draining.load(Ordering::Acquire);
         if draining && self.accepting {

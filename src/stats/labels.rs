@@ -113,11 +113,20 @@ pub enum Reject {
     FieldReserved,
     StorageUnavailable,
     Overloaded,
+    AlgorithmNotAllowed,
+    EventTypeNotAllowed,
+    IpNotAllowed,
+    ClientCertificateRequired,
+    PartnerMismatch,
+    RequestIdInvalid,
+    RequestIdConflict,
+    RequestInProgress,
+    TokenInvalid,
 }
 
 impl Reject {
     /// Every reason, in index order.
-    pub const ALL: [Reject; 23] = [
+    pub const ALL: [Reject; 32] = [
         Reject::UnsupportedMediaType,
         Reject::BatchTooLarge,
         Reject::SignatureMissing,
@@ -141,6 +150,15 @@ impl Reject {
         Reject::FieldReserved,
         Reject::StorageUnavailable,
         Reject::Overloaded,
+        Reject::AlgorithmNotAllowed,
+        Reject::EventTypeNotAllowed,
+        Reject::IpNotAllowed,
+        Reject::ClientCertificateRequired,
+        Reject::PartnerMismatch,
+        Reject::RequestIdInvalid,
+        Reject::RequestIdConflict,
+        Reject::RequestInProgress,
+        Reject::TokenInvalid,
     ];
     pub const COUNT: usize = Reject::ALL.len();
 
@@ -176,6 +194,15 @@ impl Reject {
             Reject::FieldReserved => EnvelopeError::FieldReserved.code(),
             Reject::StorageUnavailable => "storage_unavailable",
             Reject::Overloaded => "overloaded",
+            Reject::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Reject::EventTypeNotAllowed => "event_type_not_allowed",
+            Reject::IpNotAllowed => "ip_not_allowed",
+            Reject::ClientCertificateRequired => "client_certificate_required",
+            Reject::PartnerMismatch => "partner_mismatch",
+            Reject::RequestIdInvalid => "request_id_invalid",
+            Reject::RequestIdConflict => "request_id_conflict",
+            Reject::RequestInProgress => "request_in_progress",
+            Reject::TokenInvalid => "token_invalid",
         }
     }
 }
