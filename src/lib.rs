@@ -17,6 +17,7 @@ pub mod keyring;
 pub mod loadgen;
 pub mod partners;
 pub mod quarantine;
+pub mod quarantine_replay;
 pub mod reactor;
 pub mod request_ids;
 pub mod request_journal;
