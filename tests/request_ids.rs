@@ -77,3 +77,28 @@ fn batch_answers_are_replayed_whole() {
     assert_eq!((repeat.status, repeat.body.clone()), (200, first.body.clone()), "the batch answer is replayed byte for byte");
     assert_eq!(sandbox.tail().len(), 5);
 }
+
+#[test]
+fn remembered_answers_survive_kill_9() {
+    let sandbox = Sandbox::new(Setup::default());
+    let mut server = sandbox.start();
+    let prefix = unique_prefix();
+    let mut client = server.client();
+    let mut sent = Vec::new();
+    for n in 0..20 {
+        let body = event(&format!("{prefix}-{n}"), &format!("u{n}"));
+        let id = format!("{prefix}-id-{n}");
+        let placement = expect_accepted(&client.request(&with_id(body.as_bytes(), &id)));
+        sent.push((body, id, placement));
+    }
+    // Every answer above was read by the client, so its journal record was written first.
+    server.kill9();
+    let server = sandbox.start();
+    let mut client = server.client();
+    for (body, id, placement) in &sent {
+        let repeat = client.request(&with_id(body.as_bytes(), id));
+        assert_eq!((repeat.status, repeat.placement()), (202, *placement), "{id}: {}", repeat.describe());
+        assert_eq!(repeat.header("idempotent-replayed"), Some("true"));
+    }
+    assert_eq!(sandbox.tail().len(), sent.len());
+}
