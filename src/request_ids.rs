@@ -156,7 +156,10 @@ impl RequestIds {
                 Claim::New(_) => 0,
             };
             if let Claim::New(claimed) = claim {
-                stripe.entries.insert(key, (now_ms + self.window_ms, Entry::InFlight { digest, claimed_ms: now_ms }));
+                // A stale claim is taken over: a new window, queued for expiry again.
+                let expires_ms = now_ms + self.window_ms;
+                stripe.entries.insert(key, (expires_ms, Entry::InFlight { digest, claimed_ms: now_ms }));
+                stripe.order.push_back((expires_ms, key));
                 return Claim::New(claimed);
             }
             return claim;
@@ -203,9 +206,12 @@ impl RequestIds {
         let mut stripe = self.stripe(key);
         let body = record.body;
         let entry = Entry::Done { digest: record.digest, status: record.status, body: Box::from(body) };
-        if stripe.entries.insert(key, (expires_ms, entry)).is_none() {
-            stripe.order.push_back((expires_ms, key));
+        match stripe.entries.insert(key, (expires_ms, entry)) {
+            Some((_, Entry::Done { body: old, .. })) => stripe.bytes = stripe.bytes.saturating_sub(ENTRY_OVERHEAD_BYTES + old.len()),
+            Some((_, Entry::InFlight { .. })) => stripe.bytes = stripe.bytes.saturating_sub(ENTRY_OVERHEAD_BYTES),
+            None => {}
         }
+        stripe.order.push_back((expires_ms, key));
         stripe.bytes += ENTRY_OVERHEAD_BYTES + body.len();
         let evicted = stripe.bound(self.entries_per_stripe_max, self.bytes_per_stripe_max);
         self.evicted.fetch_add(evicted, Ordering::Relaxed);
@@ -312,6 +318,11 @@ mod tests {
         new_claim(&ids, "p", b"t", b"b", 0);
         assert_eq!(ids.claim("p", b"t", digest(b"/v1/events", b"b"), 1), Claim::InProgress);
         new_claim(&ids, "p", b"t", b"b", IN_FLIGHT_STALE_MS);
+        // The taken-over claim still expires (it was queued again), so nothing leaks.
+        assert_eq!(ids.claim("p", b"t", digest(b"/v1/events", b"b"), IN_FLIGHT_STALE_MS + 1), Claim::InProgress);
+        let key = ids.key_of("p", b"t");
+        ids.stripe(key).expire(IN_FLIGHT_STALE_MS + WINDOW_MS);
+        assert!(!ids.stripe(key).entries.contains_key(&key), "the taken-over claim expired");
     }
 
     #[test]
