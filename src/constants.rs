@@ -195,3 +195,42 @@ const _: () = assert!(BENCH_CLOSED_LOOP_SECS_MAX < TIMESTAMP_TOLERANCE_SECS_DEFA
 const _: () = assert!(BENCH_PLAN_REQUESTS_MAX <= u32::MAX as usize);
 const _: () = assert!(BENCH_RECV_BUFFERS.is_power_of_two());
 const _: () = assert!(BENCH_TICK_MS < BENCH_RECONNECT_DELAY_MS);
+
+// JWT bearer tokens (src/jwt/).
+
+/// Bytes of one bearer token after `Bearer `: an RS256 token with a 4096-bit signature
+/// (683 base64url characters) and a generous claims set stays under 2 KiB; 8 KiB is
+/// nginx's default header line limit.
+pub const JWT_TOKEN_BYTES_MAX: usize = 8 * 1024;
+/// Default `leeway_secs`: the clock skew granted on `exp`, `nbf` and `iat`, as most
+/// OAuth2 resource servers do (Spring Security's default is 60 s).
+pub const JWT_LEEWAY_SECS_DEFAULT: u64 = 60;
+/// Ceiling on `leeway_secs`: the HMAC scheme's timestamp window; an issuer clock further
+/// off is broken, and a larger leeway would extend every stolen token's life.
+pub const JWT_LEEWAY_SECS_MAX: u64 = 300;
+/// Issuers one policy may trust; a `u64` bit mask records which audiences a token names.
+pub const JWT_ISSUERS_MAX: usize = 64;
+/// Members of one JSON object in a token header or claims set: access tokens carry
+/// about fifteen; the duplicate check keeps the names of one object on the stack.
+pub const JWT_JSON_MEMBERS_MAX: usize = 64;
+/// Nesting depth of a token header or claims set (the top-level object is depth 1):
+/// Keycloak's `realm_access.roles` is depth 3; each level costs 1 KiB of stack.
+pub const JWT_JSON_DEPTH_MAX: usize = 8;
+/// Bytes of one JWKS file: 64 keys with their `x5c` certificate chains fit in 256 KiB.
+pub const JWKS_FILE_BYTES_MAX: u64 = 256 * 1024;
+/// Keys in one JWKS file, skipped ones included: an issuer publishes two or three
+/// (current, next, previous); keys are matched by a linear scan of `kid`s.
+pub const JWKS_KEYS_MAX: usize = 64;
+/// `kid` length in bytes: thumbprint kids are 43 characters; longer is a mistake.
+pub const JWKS_KID_BYTES_MAX: usize = 256;
+/// RSA modulus bounds in bits: below 2048 is breakable (NIST SP 800-131A); above 4096
+/// makes every verification a cost an attacker chooses.
+pub const JWT_RSA_BITS_MIN: usize = 2048;
+pub const JWT_RSA_BITS_MAX: usize = 4096;
+
+const _: () = assert!(JWT_TOKEN_BYTES_MAX <= HEADER_BYTES_MAX_DEFAULT);
+const _: () = assert!(JWT_LEEWAY_SECS_DEFAULT <= JWT_LEEWAY_SECS_MAX);
+const _: () = assert!(JWT_LEEWAY_SECS_MAX <= TIMESTAMP_TOLERANCE_SECS_DEFAULT);
+const _: () = assert!(JWT_ISSUERS_MAX <= u64::BITS as usize);
+const _: () = assert!(JWT_JSON_DEPTH_MAX >= 3 && JWT_JSON_DEPTH_MAX <= JSON_DEPTH_MAX);
+const _: () = assert!(JWT_RSA_BITS_MIN.is_multiple_of(8) && JWT_RSA_BITS_MIN <= JWT_RSA_BITS_MAX);

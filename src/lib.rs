@@ -13,6 +13,7 @@ pub mod constants;
 pub mod dedup;
 pub mod envelope;
 pub mod http;
+pub mod jwt;
 pub mod keyring;
 pub mod loadgen;
 pub mod partners;
