@@ -80,6 +80,24 @@ struct RawAuth {
     request_ids_max: Option<usize>,
     request_id_memory_bytes_max: Option<usize>,
     quarantine_bytes_max: Option<u64>,
+    jwt: Option<RawJwt>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    leeway_secs: Option<u64>,
+    #[serde(default)]
+    issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIssuer {
+    issuer: String,
+    audience: String,
+    algorithms: Vec<String>,
+    jwks_file: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +167,8 @@ pub struct AuthConfig {
     pub request_id_memory_bytes_max: usize,
     /// Bytes the quarantine directory may hold; 0 disables the quarantine.
     pub quarantine_bytes_max: u64,
+    /// `[auth.jwt]`: bearer tokens are accepted only when issuers are configured.
+    pub jwt: Option<crate::jwt::JwtPolicy>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +184,22 @@ pub struct Config {
     pub dedup: DedupConfig,
     pub auth: AuthConfig,
     pub admin: AdminConfig,
+}
+
+fn jwt_policy(raw: RawJwt, relative: &dyn Fn(PathBuf) -> PathBuf) -> Result<crate::jwt::JwtPolicy, ConfigError> {
+    let mut issuers = Vec::with_capacity(raw.issuers.len());
+    for issuer in raw.issuers {
+        let mut algorithms = Vec::with_capacity(issuer.algorithms.len());
+        for name in &issuer.algorithms {
+            let algorithm = crate::jwt::Algorithm::from_name(name)
+                .ok_or_else(|| invalid("auth.jwt.issuers.algorithms", format!("{name:?} is not one of \"RS256\", \"ES256\", \"EdDSA\"")))?;
+            algorithms.push(algorithm);
+        }
+        let jwks_file = relative(issuer.jwks_file);
+        issuers.push(crate::jwt::IssuerPolicy { issuer: issuer.issuer, audience: issuer.audience, algorithms, jwks_file });
+    }
+    let leeway_secs = raw.leeway_secs.unwrap_or(JWT_LEEWAY_SECS_DEFAULT);
+    crate::jwt::JwtPolicy::new(issuers, leeway_secs).map_err(|error| invalid("auth.jwt", error.to_string()))
 }
 
 fn parse_addr(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
@@ -282,6 +318,10 @@ impl Config {
                 raw.auth.request_id_memory_bytes_max.unwrap_or(REQUEST_ID_MEMORY_BYTES_MAX_DEFAULT),
             )?,
             quarantine_bytes_max: raw.auth.quarantine_bytes_max.unwrap_or(QUARANTINE_BYTES_MAX_DEFAULT),
+            jwt: match raw.auth.jwt {
+                None => None,
+                Some(jwt) => Some(jwt_policy(jwt, &relative)?),
+            },
         };
         let admin = AdminConfig { listen: parse_addr("admin.listen", raw.admin.listen.as_deref().unwrap_or("127.0.0.1:9090"))? };
         Ok(Config { ingest, storage, dedup, auth, admin })
@@ -331,7 +371,23 @@ impl Config {
             self.auth.request_id_memory_bytes_max,
             self.auth.quarantine_bytes_max,
             self.admin.listen,
-        )
+        ) + &self.jwt_toml()
+    }
+
+    fn jwt_toml(&self) -> String {
+        let Some(jwt) = &self.auth.jwt else { return String::new() };
+        let mut out = format!("\n[auth.jwt]\nleeway_secs = {}\n", jwt.leeway_secs());
+        for issuer in jwt.issuers() {
+            let algorithms: Vec<String> = issuer.algorithms.iter().map(|a| format!("{:?}", a.name())).collect();
+            out.push_str(&format!(
+                "\n[[auth.jwt.issuers]]\nissuer = {:?}\naudience = {:?}\nalgorithms = [{}]\njwks_file = {:?}\n",
+                issuer.issuer,
+                issuer.audience,
+                algorithms.join(", "),
+                issuer.jwks_file.display().to_string()
+            ));
+        }
+        out
     }
 }
 

@@ -139,7 +139,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(config.as_ref())?;
             sluice::server::serve(config, |_| {}).map_err(|error| match error {
                 sluice::server::ServeError::Storage(sluice::storage::StorageError::PartitionCountMismatch { .. }) => usage(error),
-                sluice::server::ServeError::KeyRing(_) => usage(error),
+                sluice::server::ServeError::KeyRing(_) | sluice::server::ServeError::Jwks(_) => usage(error),
                 other => Failure::from(anyhow::Error::from(other)),
             })
         }

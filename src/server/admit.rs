@@ -16,6 +16,39 @@ use crate::stats::{PathLabel, Reject};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Principal {
     pub partner: usize,
+    /// Authenticated by a bearer token: its scopes (in [`Core::token_scopes`]) also limit
+    /// the event types.
+    pub token: bool,
+}
+
+/// The `ingest:<event_type>` scopes of the current request's token, copied out of the
+/// verifier's scratch into a reused buffer (no allocation once warm).
+#[derive(Debug, Default)]
+pub struct TokenScopes {
+    all: bool,
+    /// Event types, each followed by a space.
+    types: Vec<u8>,
+}
+
+impl TokenScopes {
+    fn set(&mut self, scopes: &crate::jwt::Scopes<'_>) {
+        self.all = false;
+        self.types.clear();
+        for scope in scopes.iter() {
+            match scope.strip_prefix("ingest:") {
+                Some("*") => self.all = true,
+                Some(event_type) if !event_type.is_empty() => {
+                    self.types.extend_from_slice(event_type.as_bytes());
+                    self.types.push(b' ');
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub fn allows_event_type(&self, event_type: &[u8]) -> bool {
+        self.all || self.types.split(|b| *b == b' ').any(|allowed| !allowed.is_empty() && allowed == event_type)
+    }
 }
 
 /// Why a request is not admitted: the answer to send.
@@ -81,15 +114,15 @@ impl Core {
             let quarantine = Quarantine { ring, writer: &mut self.quarantine, stats: &self.control.quarantine, now_ms: self.now_ms };
             return principal_of(verified, quarantine, request, request.webhook_timestamp, peer);
         }
-        if request.authorization.is_some() {
-            return Err(TOKENS_NOT_CONFIGURED);
+        if let Some(authorization) = request.authorization {
+            return self.authenticate_token(authorization);
         }
         let signed = request.key_id.is_some() || request.timestamp.is_some() || request.signature.is_some();
         if !signed
             && let Some(partner) = peer.tls_identity.and_then(|identity| ring.partner_by_tls_identity(identity))
             && ring.partner(partner).client_cert == ClientCert::Sufficient
         {
-            return Ok(Principal { partner });
+            return Ok(Principal { partner, token: false });
         }
         if signed && !ring.policy().hmac_sha256 {
             return Err(HMAC_NOT_ALLOWED);
@@ -99,6 +132,25 @@ impl Core {
         let quarantine = Quarantine { ring, writer: &mut self.quarantine, stats: &self.control.quarantine, now_ms: self.now_ms };
         principal_of(verified, quarantine, request, request.timestamp, peer)
     }
+
+    /// A bearer token (OAuth2 client credentials): its subject names the partner, its
+    /// scopes narrow the partner's event types.
+    fn authenticate_token(&mut self, authorization: &[u8]) -> Result<Principal, Refusal> {
+        let Some(verifier) = self.jwt.as_ref() else {
+            return Err(TOKENS_NOT_CONFIGURED);
+        };
+        let verified = verifier.verify(authorization, self.now_ms, &mut self.jwt_scratch).map_err(token_refusal)?;
+        let partner = self.keyring.partner_by_jwt_subject(verified.subject).ok_or(SUBJECT_UNKNOWN)?;
+        self.token_scopes.set(&verified.scopes);
+        Ok(Principal { partner, token: true })
+    }
+}
+
+const SUBJECT_UNKNOWN: Refusal = Refusal::new(401, Reject::TokenInvalid, "the token's subject is no partner of this server");
+
+/// Every token error is 401; the metrics label is the token error's own code.
+fn token_refusal(error: crate::jwt::JwtError) -> Refusal {
+    Refusal::new(401, Reject::from(error), error.message())
 }
 
 /// Where a skewed request is kept.
@@ -119,7 +171,7 @@ fn principal_of(
     peer: Peer<'_>,
 ) -> Result<Principal, Refusal> {
     let refused = match verified {
-        Ok(key) => return Ok(Principal { partner: key.partner_index }),
+        Ok(key) => return Ok(Principal { partner: key.partner_index, token: false }),
         Err(refused) => refused,
     };
     if let Some(key) = refused.skewed_key

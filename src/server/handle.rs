@@ -79,6 +79,11 @@ pub struct Core {
     pub journal: Option<Journal>,
     /// This shard's quarantine writer (`None`: quarantine disabled).
     pub quarantine: Option<QuarantineWriter>,
+    /// Bearer-token verifier (`None`: no `[auth.jwt]` issuers), its scratch space and the
+    /// scopes of the request being handled.
+    pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    pub jwt_scratch: Box<crate::jwt::JwtScratch>,
+    pub token_scopes: crate::server::admit::TokenScopes,
 }
 
 /// The connection a request came in on.
@@ -397,6 +402,22 @@ impl Core {
         }
     }
 
+    /// Re-reads the JWKS files when one changed on disk (polled by housekeeping). A file
+    /// that fails keeps its issuer's previous keys; shard 0 reports it.
+    pub fn refresh_jwks(&mut self) {
+        let Some(verifier) = self.jwt.as_ref() else { return };
+        if !verifier.jwks_changed() {
+            return;
+        }
+        let reloaded = verifier.reload();
+        if self.shard == 0 {
+            for error in &reloaded.errors {
+                eprintln!("sluice: JWKS reload: {error}; the previous keys stay in force");
+            }
+        }
+        self.jwt = Some(Arc::new(reloaded.verifier));
+    }
+
     /// Writes this loop's request-id journal and quarantine appends; called before the
     /// loop's answers are handed to the kernel.
     pub fn flush_journals(&mut self) {
@@ -461,7 +482,10 @@ impl Core {
             Ok(envelope) => envelope,
             Err(error) => return LineResult::Rejected { reason: Reject::from(error), message: error.message() },
         };
-        if !self.keyring.partner(principal.partner).allows_event_type(envelope.event_type()) {
+        let event_type = envelope.event_type();
+        if !self.keyring.partner(principal.partner).allows_event_type(event_type)
+            || (principal.token && !self.token_scopes.allows_event_type(event_type))
+        {
             return LineResult::Rejected { reason: Reject::EventTypeNotAllowed, message: EVENT_TYPE_NOT_ALLOWED };
         }
         let partition = routing::partition_for(envelope.user_id_hash, self.partitions_count);

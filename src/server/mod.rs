@@ -43,6 +43,8 @@ pub enum ServeError {
     Storage(#[from] crate::storage::StorageError),
     #[error("{0}")]
     KeyRing(#[from] crate::keyring::KeyRingError),
+    #[error("{0}")]
+    Jwks(#[from] crate::jwt::JwtLoadError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
     #[error("shard {shard}: {message}")]
@@ -125,6 +127,10 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
     }
     let data_dir = DataDir::open_or_init(&config.storage.data_dir, config.storage.partitions)?;
     let keyring = Arc::new(load_keyring(&config)?);
+    let jwt = match config.auth.jwt.clone() {
+        Some(policy) => Some(Arc::new(crate::jwt::JwtVerifier::load(policy)?)),
+        None => None,
+    };
     let window_ms = 2 * config.auth.timestamp_tolerance_secs as i64 * 1000;
     let request_ids = RequestIds::new(window_ms, config.auth.request_ids_max, config.auth.request_id_memory_bytes_max);
     let now_ms = crate::time::now_unix_ms();
@@ -160,7 +166,7 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
             peers: senders.clone(),
             control: Arc::clone(&control),
         };
-        let (keyring, data_dir, ready) = (Arc::clone(&keyring), data_dir.clone(), ready_tx.clone());
+        let (keyring, jwt, data_dir, ready) = (Arc::clone(&keyring), jwt.clone(), data_dir.clone(), ready_tx.clone());
         let core_id = if cores.is_empty() { None } else { Some(cores[index % cores.len()]) };
         let thread = std::thread::Builder::new().name(format!("sluice-shard-{index}")).spawn(move || {
             if let Some(core_id) = core_id
@@ -168,7 +174,7 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
             {
                 eprintln!("sluice: shard {index}: could not pin to core {}", core_id.id);
             }
-            match start_shard(setup, keyring, &data_dir) {
+            match start_shard(setup, keyring, jwt, &data_dir) {
                 Ok(mut shard) => {
                     let _ = ready.send(Ok(index));
                     if let Err(error) = shard.run() {
@@ -217,7 +223,12 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
     Ok(())
 }
 
-fn start_shard(setup: ShardSetup, keyring: Arc<KeyRing>, data_dir: &DataDir) -> Result<Shard, ServeError> {
+fn start_shard(
+    setup: ShardSetup,
+    keyring: Arc<KeyRing>,
+    jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    data_dir: &DataDir,
+) -> Result<Shard, ServeError> {
     let index = setup.index;
     let shard_error = |message: String| ServeError::Shard { shard: index, message };
     let (ring, features) = crate::reactor::setup().map_err(|error| shard_error(error.to_string()))?;
@@ -255,6 +266,9 @@ fn start_shard(setup: ShardSetup, keyring: Arc<KeyRing>, data_dir: &DataDir) -> 
         now_ms: crate::time::now_unix_ms(),
         control: Arc::clone(&setup.control),
         journal: Some(Journal::new(&data_dir.root().join(REQUEST_IDS_DIR), index, setup.control.request_ids.window_ms())),
+        jwt,
+        jwt_scratch: Box::default(),
+        token_scopes: Default::default(),
         quarantine: (config.auth.quarantine_bytes_max > 0)
             .then(|| QuarantineWriter::new(&data_dir.root().join(QUARANTINE_DIR), index, config.auth.quarantine_bytes_max)),
     };

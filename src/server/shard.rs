@@ -686,6 +686,7 @@ impl Shard {
             if let Some(journal) = self.core.journal.as_mut() {
                 journal.prune(self.core.now_ms);
             }
+            self.core.refresh_jwks();
         }
         let draining = self.control.draining.load(Ordering::Acquire);
         if draining && self.accepting {

@@ -14,6 +14,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod jwt;
+
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -57,6 +59,8 @@ pub struct Setup {
     pub drain_timeout_ms: Option<u64>,
     /// Extra `[[keys]]` tables appended to the key ring.
     pub extra_keys: String,
+    /// Extra TOML appended to the configuration (e.g. `[auth.jwt]` tables).
+    pub extra_config: String,
 }
 
 impl Default for Setup {
@@ -70,6 +74,7 @@ impl Default for Setup {
             header_timeout_ms: None,
             drain_timeout_ms: None,
             extra_keys: String::new(),
+            extra_config: String::new(),
         }
     }
 }
@@ -86,12 +91,13 @@ impl Setup {
         }
         format!(
             "{ingest}\n[storage]\ndata_dir = {:?}\npartitions = {}\ndurability = \"{}\"\nsegment_bytes = {}\n\n\
-             [auth]\nkeys_file = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+             [auth]\nkeys_file = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
             data_dir.display().to_string(),
             self.partitions,
             self.durability,
             self.segment_bytes,
             keys_file.display().to_string(),
+            self.extra_config,
         )
     }
 }
