@@ -980,6 +980,53 @@ mod tests {
     }
 
     #[test]
+    fn rotation_follows_the_policy_and_rewrites_keep_partners() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let policy = "[policy]\nrotation_days = 45\ngrace_period_days = 7\nallow_algos = [\"HMAC-SHA256\"]\n\n\
+                      [[partners]]\nname = \"wallet\"\nevent_types = [\"deposit\"]\nallow_cidrs = [\"10.0.0.0/8\"]\n\n";
+        fs::write(&path, format!("{policy}{}", ring_text(&[("a", "wallet", "")]))).unwrap();
+        let new = rotate_key(&path, "wallet", None, T0).unwrap();
+        assert_eq!(new.grace_days, 7, "the policy's grace period is the default");
+        let ring = KeyRing::load(&path).unwrap();
+        let old = ring.get(b"a").unwrap();
+        assert_eq!((old.not_after_ms, old.grace_days), (Some(T0), 7));
+        let fresh = ring.get(new.kid.as_bytes()).unwrap();
+        assert_eq!((fresh.not_after_ms, fresh.grace_days), (Some(T0 + 45 * DAY_MS), 7), "new keys expire after rotation_days");
+        let generated = gen_key(&path, "wallet", None, T0).unwrap();
+        assert_eq!(KeyRing::load(&path).unwrap().get(generated.kid.as_bytes()).unwrap().not_after_ms, Some(T0 + 45 * DAY_MS));
+        // The rewrites kept the policy and the partner table.
+        let ring = KeyRing::load(&path).unwrap();
+        assert_eq!(ring.policy().rotation_days, Some(45));
+        let wallet = ring.partner(ring.partner_by_name(b"wallet").unwrap());
+        assert!(wallet.declared && wallet.allows_event_type(b"deposit") && !wallet.allows_event_type(b"bet"));
+        assert!(ring.keys().iter().all(|key| key.partner_index == ring.partner_by_name(b"wallet").unwrap()));
+        assert_eq!(rotate_key(&path, "wallet", Some(0), T0 + 1000).unwrap().grace_days, 0, "--grace-days overrides the policy");
+    }
+
+    #[test]
+    fn partner_tables_are_validated_and_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let cases = [
+            ("[[partners]]\nname = \"p\"\n\n[[partners]]\nname = \"p\"\n", "more than one"),
+            (
+                "[[partners]]\nname = \"p\"\ntls_identities = [\"x\"]\n\n[[partners]]\nname = \"q\"\ntls_identities = [\"x\"]\n",
+                "tls_identities",
+            ),
+            ("[[partners]]\nname = \"p\"\nevent_types = [\"a b\"]\n", "event_types"),
+            ("[policy]\nallow_algos = [\"HMAC-MD5\"]\n", "allow_algos"),
+        ];
+        for (text, needle) in cases {
+            let error = KeyRing::from_toml(text, &path).err().expect(text).to_string();
+            assert!(error.contains(needle), "{text}: {error}");
+        }
+        let implied = KeyRing::from_toml(&ring_text(&[("a", "dev", "")]), &path).unwrap();
+        let dev = implied.partner(implied.get(b"a").unwrap().partner_index);
+        assert!(!dev.declared && dev.allows_event_type(b"anything"), "a key's undeclared partner is unrestricted");
+    }
+
+    #[test]
     fn list_shows_status_but_never_secrets() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.toml");
