@@ -1018,7 +1018,7 @@ mod tests {
             ("[policy]\nallow_algos = [\"HMAC-MD5\"]\n", "allow_algos"),
         ];
         for (text, needle) in cases {
-            let error = KeyRing::from_toml(text, &path).err().expect(text).to_string();
+            let error = KeyRing::from_toml(text, &path).map(|_| ()).expect_err(text).to_string();
             assert!(error.contains(needle), "{text}: {error}");
         }
         let implied = KeyRing::from_toml(&ring_text(&[("a", "dev", "")]), &path).unwrap();
