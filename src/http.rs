@@ -13,6 +13,8 @@
 //! (and any at all in HTTP/1.0), a Content-Length that is not one plain decimal number,
 //! and chunk lines with stray bytes are all refused rather than interpreted.
 
+use std::mem::MaybeUninit;
+
 use crate::constants::{
     CHUNK_LINE_BYTES_MAX, CHUNK_SIZE_HEX_DIGITS_MAX, CHUNK_TRAILER_BYTES_MAX, CONTENT_LENGTH_DIGITS_MAX, HEADERS_COUNT_MAX_CEILING,
 };
@@ -250,6 +252,7 @@ fn span_of(buf: &[u8], part: &[u8]) -> Span {
     (from as u32, (from + part.len()) as u32)
 }
 
+#[inline(always)]
 fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
 }
@@ -292,12 +295,13 @@ fn set_once(slot: &mut Option<Span>, span: Span) -> Result<(), HttpError> {
 }
 
 fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadInfo>, HttpError> {
-    let mut storage = [httparse::EMPTY_HEADER; HEADERS_COUNT_MAX_CEILING];
-    let headers = &mut storage[..limits.headers_count_max];
-    let mut parsed = httparse::Request::new(headers);
+    // Uninitialised: zeroing 256 headers (8 KiB) cost more than parsing a typical head.
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADERS_COUNT_MAX_CEILING];
+    let mut parsed = httparse::Request::new(&mut []);
     // Only the bytes a head may have are parsed, so the answer does not depend on how
     // much of the stream has arrived, and a trickled head is never scanned past its limit.
-    let head_len = match parsed.parse(&buf[..buf.len().min(limits.header_bytes_max)]) {
+    let head = &buf[..buf.len().min(limits.header_bytes_max)];
+    let head_len = match parsed.parse_with_uninit_headers(head, &mut storage[..limits.headers_count_max]) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > limits.header_bytes_max => return Err(HttpError::HeadersTooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
