@@ -291,6 +291,12 @@ impl Validator {
         if std::str::from_utf8(body).is_err() {
             return Err(EnvelopeError::Utf8Invalid);
         }
+        // simd-json ends a number, `true`, `false` or `null` at a NUL byte and skips what
+        // follows up to the next structural character, so `{..,"n":1\0junk}` would pass
+        // and be stored. Valid JSON has no raw NUL anywhere (strings must escape it).
+        if memchr::memchr(0, body).is_some() {
+            return Err(EnvelopeError::JsonInvalid);
+        }
         self.scratch.clear();
         self.scratch.extend_from_slice(body);
         let mut tape = Tape(std::mem::take(&mut self.tape_nodes)).reset();
@@ -776,6 +782,18 @@ mod tests {
             let body = with_members(&format!(r#","payload":{{"s":"{string}"}}"#));
             assert!(validator().validate(body.as_bytes()).is_ok(), "{string}");
         }
+    }
+
+    /// Found by the envelope_validator fuzz target (fuzz/, docs/FUZZING.md): simd-json
+    /// accepted a NUL byte after a scalar and skipped what followed it; serde_json and
+    /// every other strict parser refuse the document.
+    #[test]
+    fn nul_byte_after_a_scalar_is_rejected() {
+        for member in ["1\0", "0.2\u{0}5", "-2e3\0 ", "true\0junk", "false\0", "null\0\0", "\"a\0\""] {
+            let body = with_members(&format!(r#","w":{member}"#));
+            assert_eq!(error_of(&body), EnvelopeError::JsonInvalid, "{body:?}");
+        }
+        assert!(validator().validate(with_members(r#","w":"a\u0000b""#).as_bytes()).is_ok(), "an escaped NUL is fine");
     }
 
     #[test]
