@@ -8,10 +8,11 @@
 //! are fixed here, in one place.
 //!
 //! Framing is strict where two HTTP parsers could disagree on where a request ends or
-//! which value a header has (request smuggling, docs/DECISIONS.md § HTTP): a bare LF or CR, obs-fold,
-//! a repeated framing or security header, any Transfer-Encoding other than one `chunked`
-//! (and any at all in HTTP/1.0), a Content-Length that is not one plain decimal number,
-//! and chunk lines with stray bytes are all refused rather than interpreted.
+//! which value a header has (request smuggling; the list is in docs/DECISIONS.md § HTTP):
+//! a bare LF or CR, obs-fold, a repeated framing or security header, any
+//! Transfer-Encoding other than one `chunked` (and any at all in HTTP/1.0), a
+//! Content-Length that is not one plain decimal number, and chunk lines with stray bytes
+//! are all refused rather than interpreted.
 
 use std::mem::MaybeUninit;
 
@@ -71,7 +72,7 @@ pub enum HttpError {
     TransferEncodingUnsupported,
     ChunkInvalid,
     VersionUnsupported,
-    /// A line of the head ends in a bare LF (or holds a bare CR).
+    /// A line of the head ends in a bare LF. (A bare CR is `Malformed`: httparse refuses it.)
     LineEndingInvalid,
     /// A framing or security header (Content-Type, the signing and webhook headers,
     /// Authorization, X-Request-Id) appears more than once.
@@ -132,7 +133,7 @@ impl HttpError {
             HttpError::TransferEncodingUnsupported => "only Transfer-Encoding: chunked is supported",
             HttpError::ChunkInvalid => "malformed chunked body",
             HttpError::VersionUnsupported => "only HTTP/1.0 and HTTP/1.1 are served",
-            HttpError::LineEndingInvalid => "every line of the head must end with CRLF; a bare LF or CR is refused",
+            HttpError::LineEndingInvalid => "every line of the head must end with CRLF; a bare LF is refused",
             HttpError::HeaderRepeated => "a framing or signing header appears more than once",
             HttpError::TargetInvalid => "the request target must be a path starting with /",
             HttpError::TransferEncodingInHttp10 => "Transfer-Encoding is refused in an HTTP/1.0 request",
