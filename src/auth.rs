@@ -332,6 +332,14 @@ impl SignatureCandidates {
     }
 }
 
+/// Parses an `X-Signature` value exactly as [`verify_v1`] does and returns how many
+/// well-formed `v1` signatures it offers (other schemes and malformed items are skipped).
+/// More than `SIGNATURES_PER_HEADER_MAX` items is `SignatureInvalid`. For fuzzing and
+/// tests; the hot path keeps the decoded signatures on the stack instead.
+pub fn count_v1_signatures(header: &[u8]) -> Result<usize, AuthError> {
+    SignatureCandidates::parse(header).map(|candidates| candidates.count)
+}
+
 fn trim_spaces(item: &[u8]) -> &[u8] {
     let is_space = |b: &u8| matches!(b, b' ' | b'\t');
     let start = item.iter().position(|b| !is_space(b)).unwrap_or(item.len());

@@ -16,6 +16,19 @@ pub const HEADER_BYTES_MAX_DEFAULT: usize = 16 * 1024;
 pub const HEADERS_COUNT_MAX_DEFAULT: usize = 64;
 /// Hard ceiling on `headers_count_max`: the parser's header array lives on the stack.
 pub const HEADERS_COUNT_MAX_CEILING: usize = 256;
+/// Decimal digits of a `Content-Length`: 15 digits (just under 1 PB) cannot overflow a
+/// `u64` while parsing, and any longer value is far beyond every body limit anyway.
+pub const CONTENT_LENGTH_DIGITS_MAX: usize = 15;
+/// Hex digits of a chunk size: 8 digits reach 4 GiB, above the largest configurable
+/// `body_bytes_max` (64 MiB), so a longer size (leading zeros included) is refused as
+/// malformed before it can overflow.
+pub const CHUNK_SIZE_HEX_DIGITS_MAX: usize = 8;
+/// One chunk-size line with its extensions and CRLF. Extensions are ignored; real ones
+/// are a few bytes, and each line is scanned, so the bound keeps the scan short.
+pub const CHUNK_LINE_BYTES_MAX: usize = 1024;
+/// All trailer lines of a chunked body with their CRLFs, the final empty line included.
+/// Trailers are read and dropped; producers send none.
+pub const CHUNK_TRAILER_BYTES_MAX: usize = 4096;
 /// Default `[ingest] header_timeout_ms`: from a request's first byte to its last header byte.
 pub const HEADER_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// Default `[ingest] body_timeout_ms`: from the end of the headers to the end of the body.
@@ -114,6 +127,10 @@ pub const HANDOFF_RECORDS_PER_LOOP_MAX: usize = 1024;
 pub const HANDOFF_QUEUE_BATCHES_MAX: usize = 1024;
 
 const _: () = assert!(HEADERS_COUNT_MAX_DEFAULT <= HEADERS_COUNT_MAX_CEILING);
+// A chunk size at the digit bound exceeds the largest configurable body (64 MiB), so the
+// body limit, not the digit bound, is what a well-formed large chunk runs into.
+const _: () = assert!(1u64 << (4 * CHUNK_SIZE_HEX_DIGITS_MAX) > 64 * 1024 * 1024);
+const _: () = assert!(CONTENT_LENGTH_DIGITS_MAX <= 19); // 10^19 - 1 fits a u64
 const _: () = assert!(SECRET_BYTES_MIN <= SECRET_BYTES_MAX);
 const _: () = assert!(SECRET_BYTES_MIN <= SECRET_BYTES_GENERATED);
 const _: () = assert!(SECRET_BYTES_GENERATED <= SECRET_BYTES_MAX);

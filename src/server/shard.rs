@@ -479,7 +479,11 @@ impl Shard {
         }
         ShardStats::add(&self.control.shards[self.index].bytes_out, result as u64);
         conn.sent += result as usize;
-        conn.deadline_ms = conn.deadline_ms.max(self.now_ms + self.config.ingest.idle_timeout_ms);
+        // A request being read keeps its phase's deadline: an answer to an earlier request
+        // or a `100 Continue` must not give a slow head or body the idle timeout.
+        if conn.phase == Phase::Idle || conn.closing != Closing::Open {
+            conn.deadline_ms = conn.deadline_ms.max(self.now_ms + self.config.ingest.idle_timeout_ms);
+        }
         if conn.sent < conn.sending.len() {
             return self.start_send(slot);
         }

@@ -56,6 +56,8 @@ pub struct Setup {
     pub body_bytes_max: usize,
     pub segment_bytes: u64,
     pub header_timeout_ms: Option<u64>,
+    pub body_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
     pub drain_timeout_ms: Option<u64>,
     /// Extra `[[keys]]` tables appended to the key ring.
     pub extra_keys: String,
@@ -72,6 +74,8 @@ impl Default for Setup {
             body_bytes_max: 64 * 1024,
             segment_bytes: 1024 * 1024,
             header_timeout_ms: None,
+            body_timeout_ms: None,
+            idle_timeout_ms: None,
             drain_timeout_ms: None,
             extra_keys: String::new(),
             extra_config: String::new(),
@@ -85,6 +89,12 @@ impl Setup {
             format!("[ingest]\nlisten = \"127.0.0.1:0\"\nshards = {}\nbody_bytes_max = {}\n", self.shards, self.body_bytes_max);
         if let Some(ms) = self.header_timeout_ms {
             ingest.push_str(&format!("header_timeout_ms = {ms}\n"));
+        }
+        if let Some(ms) = self.body_timeout_ms {
+            ingest.push_str(&format!("body_timeout_ms = {ms}\n"));
+        }
+        if let Some(ms) = self.idle_timeout_ms {
+            ingest.push_str(&format!("idle_timeout_ms = {ms}\n"));
         }
         if let Some(ms) = self.drain_timeout_ms {
             ingest.push_str(&format!("drain_timeout_ms = {ms}\n"));
