@@ -3,7 +3,8 @@
 //!
 //! Verification runs on the hot path: it allocates nothing, computes the HMAC once per
 //! request and compares it with every candidate signature in constant time over the full
-//! 32 bytes. Checks run in a fixed order (headers, key, timestamp, signature), so an
+//! 32 bytes. Checks run in a fixed order (headers, key, timestamp syntax, signature,
+//! timestamp window), so an
 //! answer tells a producer which step to fix and never echoes what it sent.
 
 #![forbid(unsafe_code)]
@@ -12,7 +13,7 @@ use std::fmt;
 
 use aws_lc_rs::hmac;
 
-use crate::constants::{SIGNATURES_PER_HEADER_MAX, TIMESTAMP_DIGITS_MAX};
+use crate::constants::{REQUEST_ID_BYTES_MAX, SIGNATURES_PER_HEADER_MAX, TIMESTAMP_DIGITS_MAX, WEBHOOK_KEYS_TRIED_MAX};
 use crate::keyring::{Key, KeyRing};
 
 /// HMAC-SHA256 output length.
@@ -104,23 +105,48 @@ pub fn verify_v1<'k>(
     now_ms: i64,
     tolerance_secs: u64,
 ) -> Result<&'k Key, AuthError> {
+    verify_v1_keyed(ring, credentials, body, now_ms, tolerance_secs).map_err(|refused| refused.error)
+}
+
+/// Why a request was refused, with the key whose signature verified when the only fault
+/// is the timestamp window: such a request is genuine but skewed, and goes to quarantine.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused<'k> {
+    pub error: AuthError,
+    /// `Some` only with `TimestampOutOfWindow`.
+    pub skewed_key: Option<&'k Key>,
+}
+
+impl From<AuthError> for Refused<'_> {
+    fn from(error: AuthError) -> Self {
+        Refused { error, skewed_key: None }
+    }
+}
+
+/// [`verify_v1`], keeping the key of a validly signed request outside the window. The
+/// signature is checked before the window, so `TimestampOutOfWindow` always means
+/// "signed by this key, at the wrong time".
+pub fn verify_v1_keyed<'k>(
+    ring: &'k KeyRing,
+    credentials: &Credentials<'_>,
+    body: &[u8],
+    now_ms: i64,
+    tolerance_secs: u64,
+) -> Result<&'k Key, Refused<'k>> {
     let (Some(kid), Some(timestamp), Some(signature)) = (credentials.kid, credentials.timestamp, credentials.signature) else {
-        return Err(AuthError::SignatureMissing);
+        return Err(AuthError::SignatureMissing.into());
     };
     if kid.is_empty() {
-        return Err(AuthError::SignatureMissing);
+        return Err(AuthError::SignatureMissing.into());
     }
     let key = ring.get(kid).ok_or(AuthError::KeyUnknown)?;
     if !key.accepts_at(now_ms) {
-        return Err(AuthError::KeyNotValid);
+        return Err(AuthError::KeyNotValid.into());
     }
     let timestamp_secs = parse_timestamp(timestamp).ok_or(AuthError::TimestampInvalid)?;
-    if now_ms.div_euclid(1000).abs_diff(timestamp_secs) > tolerance_secs {
-        return Err(AuthError::TimestampOutOfWindow);
-    }
     let candidates = SignatureCandidates::parse(signature)?;
     if candidates.count == 0 {
-        return Err(AuthError::SignatureInvalid);
+        return Err(AuthError::SignatureInvalid.into());
     }
     let expected = tag_v1(key.hmac_key(), timestamp, body);
     // Every candidate is compared in full; no exit on the first match.
@@ -128,7 +154,93 @@ pub fn verify_v1<'k>(
     for candidate in candidates.as_slice() {
         matched |= equal_ct(&expected, candidate);
     }
-    if matched { Ok(key) } else { Err(AuthError::SignatureInvalid) }
+    if !matched {
+        return Err(AuthError::SignatureInvalid.into());
+    }
+    if now_ms.div_euclid(1000).abs_diff(timestamp_secs) > tolerance_secs {
+        return Err(Refused { error: AuthError::TimestampOutOfWindow, skewed_key: Some(key) });
+    }
+    Ok(key)
+}
+
+/// The raw values of the Standard Webhooks headers of one request; `None` when absent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebhookCredentials<'a> {
+    /// `webhook-id`.
+    pub id: Option<&'a [u8]>,
+    /// `webhook-timestamp`.
+    pub timestamp: Option<&'a [u8]>,
+    /// `webhook-signature`: space-separated `v1,<base64>` items.
+    pub signature: Option<&'a [u8]>,
+}
+
+/// Verifies a Standard Webhooks request (SPEC §1.1): `webhook-signature` holds
+/// `v1,<base64 HMAC-SHA256(secret, "<id>.<timestamp>.<body>")>` items for any key of the
+/// partner that is accepted now; at most `WEBHOOK_KEYS_TRIED_MAX` keys are tried, in file
+/// order. Returns the key that verified. Allocates nothing.
+pub fn verify_webhook<'k>(
+    ring: &'k KeyRing,
+    partner: usize,
+    credentials: &WebhookCredentials<'_>,
+    body: &[u8],
+    now_ms: i64,
+    tolerance_secs: u64,
+) -> Result<&'k Key, Refused<'k>> {
+    let (Some(id), Some(timestamp), Some(signature)) = (credentials.id, credentials.timestamp, credentials.signature) else {
+        return Err(AuthError::SignatureMissing.into());
+    };
+    if !is_webhook_id(id) {
+        return Err(AuthError::SignatureMissing.into());
+    }
+    let timestamp_secs = parse_timestamp(timestamp).ok_or(AuthError::TimestampInvalid)?;
+    let candidates = SignatureCandidates::parse_webhook(signature)?;
+    let mut tried = 0;
+    let mut verified = None;
+    for key in ring.keys_of_partner(partner).filter(|key| key.accepts_at(now_ms)).take(WEBHOOK_KEYS_TRIED_MAX) {
+        tried += 1;
+        let expected = tag_webhook(key.hmac_key(), id, timestamp, body);
+        let mut matched = false;
+        for candidate in candidates.as_slice() {
+            matched |= equal_ct(&expected, candidate);
+        }
+        if matched && verified.is_none() {
+            verified = Some(key);
+        }
+    }
+    if tried == 0 {
+        return Err(AuthError::KeyNotValid.into());
+    }
+    let Some(key) = verified else {
+        return Err(AuthError::SignatureInvalid.into());
+    };
+    if now_ms.div_euclid(1000).abs_diff(timestamp_secs) > tolerance_secs {
+        return Err(Refused { error: AuthError::TimestampOutOfWindow, skewed_key: Some(key) });
+    }
+    Ok(key)
+}
+
+/// `v1,` + the base64 HMAC-SHA256 of `"<id>.<timestamp>.<body>"`: a Standard Webhooks
+/// `webhook-signature` item. For tests and the bench.
+pub fn sign_webhook(key: &hmac::Key, id: &[u8], timestamp: &[u8], body: &[u8]) -> String {
+    use base64::Engine;
+    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(tag_webhook(key, id, timestamp, body)))
+}
+
+fn tag_webhook(key: &hmac::Key, id: &[u8], timestamp: &[u8], body: &[u8]) -> [u8; TAG_BYTES] {
+    let mut context = hmac::Context::with_key(key);
+    context.update(id);
+    context.update(b".");
+    context.update(timestamp);
+    context.update(b".");
+    context.update(body);
+    let mut out = [0u8; TAG_BYTES];
+    out.copy_from_slice(context.sign().as_ref());
+    out
+}
+
+/// A `webhook-id` (or `X-Request-Id`): 1..=`REQUEST_ID_BYTES_MAX` visible ASCII bytes.
+pub fn is_webhook_id(id: &[u8]) -> bool {
+    (1..=REQUEST_ID_BYTES_MAX).contains(&id.len()) && id.iter().all(|b| b.is_ascii_graphic())
 }
 
 /// `v1=` + the lower-case hex HMAC-SHA256 of `"<timestamp>.<body>"`: the `X-Signature`
@@ -190,9 +302,42 @@ impl SignatureCandidates {
         Ok(candidates)
     }
 
+    /// Splits a `webhook-signature` on spaces, keeps `v1,<base64>` items that decode to
+    /// exactly 32 bytes and ignores other versions. More than `SIGNATURES_PER_HEADER_MAX`
+    /// items is `SignatureInvalid`.
+    fn parse_webhook(header: &[u8]) -> Result<SignatureCandidates, AuthError> {
+        use base64::Engine;
+        let mut candidates = SignatureCandidates { tags: [[0; TAG_BYTES]; SIGNATURES_PER_HEADER_MAX], count: 0 };
+        for (index, item) in header.split(|&b| b == b' ').filter(|item| !item.is_empty()).enumerate() {
+            if index >= SIGNATURES_PER_HEADER_MAX {
+                return Err(AuthError::SignatureInvalid);
+            }
+            let Some(encoded) = item.strip_prefix(b"v1,") else {
+                continue;
+            };
+            let mut tag = [0u8; TAG_BYTES + 2];
+            if let Ok(TAG_BYTES) = base64::engine::general_purpose::STANDARD.decode_slice(encoded, &mut tag) {
+                candidates.tags[candidates.count].copy_from_slice(&tag[..TAG_BYTES]);
+                candidates.count += 1;
+            }
+        }
+        if candidates.count == 0 {
+            return Err(AuthError::SignatureInvalid);
+        }
+        Ok(candidates)
+    }
+
     fn as_slice(&self) -> &[[u8; TAG_BYTES]] {
         &self.tags[..self.count]
     }
+}
+
+/// Parses an `X-Signature` value exactly as [`verify_v1`] does and returns how many
+/// well-formed `v1` signatures it offers (other schemes and malformed items are skipped).
+/// More than `SIGNATURES_PER_HEADER_MAX` items is `SignatureInvalid`. For fuzzing and
+/// tests; the hot path keeps the decoded signatures on the stack instead.
+pub fn count_v1_signatures(header: &[u8]) -> Result<usize, AuthError> {
+    SignatureCandidates::parse(header).map(|candidates| candidates.count)
 }
 
 fn trim_spaces(item: &[u8]) -> &[u8] {
@@ -347,8 +492,11 @@ mod tests {
         for bad in [&b""[..], b"-1700000000", b"+1700000000", b" 1700000000", b"1700000000 ", b"17e8", b"1700000000.5", b"0001700000000"] {
             assert_eq!(verify(b"live", bad, &valid_signature()), Err(AuthError::TimestampInvalid), "{bad:?}");
         }
-        // 12 digits parse (and are far out of the window); leading zeros are digits.
-        assert_eq!(verify(b"live", b"999999999999", &valid_signature()), Err(AuthError::TimestampOutOfWindow));
+        // 12 digits parse (and are far out of the window); leading zeros are digits. The
+        // window is judged after the signature, so a stamp signed by nobody is just invalid.
+        let key = ring().get(b"live").unwrap().hmac_key().clone();
+        assert_eq!(verify(b"live", b"999999999999", &sign_v1(&key, b"999999999999", BODY)), Err(AuthError::TimestampOutOfWindow));
+        assert_eq!(verify(b"live", b"999999999999", &valid_signature()), Err(AuthError::SignatureInvalid));
         assert_eq!(verify(b"live", b"01700000000", &valid_signature()), Err(AuthError::SignatureInvalid));
     }
 
@@ -365,7 +513,10 @@ mod tests {
                 assert_eq!(result, Err(AuthError::TimestampOutOfWindow));
             }
         }
-        assert_eq!(verify(b"live", b"0", &valid_signature()), Err(AuthError::TimestampOutOfWindow));
+        assert_eq!(verify(b"live", b"0", &sign_v1(key, b"0", BODY)), Err(AuthError::TimestampOutOfWindow));
+        let credentials = Credentials { kid: Some(b"live"), timestamp: Some(b"0"), signature: Some(&sign_v1(key, b"0", BODY)) };
+        let refused = verify_v1_keyed(&ring, &credentials, BODY, NOW_MS, TOLERANCE_SECS).unwrap_err();
+        assert_eq!(refused.skewed_key.map(|key| key.kid.as_str()), Some("live"), "a genuine skewed request names its key");
         // Milliseconds of `now` are dropped: 1700000300.999 is still 300 s after the stamp.
         let credentials = Credentials { kid: Some(b"live"), timestamp: Some(b"1700000000"), signature: Some(&valid_signature()) };
         assert!(verify_v1(&ring, &credentials, BODY, NOW_MS + 300_999, TOLERANCE_SECS).is_ok());

@@ -92,6 +92,27 @@ struct RawDedup {
 struct RawAuth {
     keys_file: Option<PathBuf>,
     timestamp_tolerance_secs: Option<u64>,
+    request_ids_max: Option<usize>,
+    request_id_memory_bytes_max: Option<usize>,
+    quarantine_bytes_max: Option<u64>,
+    jwt: Option<RawJwt>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    leeway_secs: Option<u64>,
+    #[serde(default)]
+    issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIssuer {
+    issuer: String,
+    audience: String,
+    algorithms: Vec<String>,
+    jwks_file: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +219,14 @@ pub struct AuthConfig {
     /// `None`: use (and create if missing) the development key ring in the data dir.
     pub keys_file: Option<PathBuf>,
     pub timestamp_tolerance_secs: u64,
+    /// `X-Request-Id` / `webhook-id` values remembered at most (across shards).
+    pub request_ids_max: usize,
+    /// Bytes of remembered answers and bookkeeping at most.
+    pub request_id_memory_bytes_max: usize,
+    /// Bytes the quarantine directory may hold; 0 disables the quarantine.
+    pub quarantine_bytes_max: u64,
+    /// `[auth.jwt]`: bearer tokens are accepted only when issuers are configured.
+    pub jwt: Option<crate::jwt::JwtPolicy>,
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +291,22 @@ pub struct Config {
     pub dedup: DedupConfig,
     pub auth: AuthConfig,
     pub admin: AdminConfig,
+}
+
+fn jwt_policy(raw: RawJwt, relative: &dyn Fn(PathBuf) -> PathBuf) -> Result<crate::jwt::JwtPolicy, ConfigError> {
+    let mut issuers = Vec::with_capacity(raw.issuers.len());
+    for issuer in raw.issuers {
+        let mut algorithms = Vec::with_capacity(issuer.algorithms.len());
+        for name in &issuer.algorithms {
+            let algorithm = crate::jwt::Algorithm::from_name(name)
+                .ok_or_else(|| invalid("auth.jwt.issuers.algorithms", format!("{name:?} is not one of \"RS256\", \"ES256\", \"EdDSA\"")))?;
+            algorithms.push(algorithm);
+        }
+        let jwks_file = relative(issuer.jwks_file);
+        issuers.push(crate::jwt::IssuerPolicy { issuer: issuer.issuer, audience: issuer.audience, algorithms, jwks_file });
+    }
+    let leeway_secs = raw.leeway_secs.unwrap_or(JWT_LEEWAY_SECS_DEFAULT);
+    crate::jwt::JwtPolicy::new(issuers, leeway_secs).map_err(|error| invalid("auth.jwt", error.to_string()))
 }
 
 fn parse_addr(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
@@ -379,6 +424,16 @@ impl Config {
                 "auth.timestamp_tolerance_secs",
                 raw.auth.timestamp_tolerance_secs.unwrap_or(TIMESTAMP_TOLERANCE_SECS_DEFAULT),
             )?,
+            request_ids_max: positive("auth.request_ids_max", raw.auth.request_ids_max.unwrap_or(REQUEST_IDS_MAX_DEFAULT))?,
+            request_id_memory_bytes_max: positive(
+                "auth.request_id_memory_bytes_max",
+                raw.auth.request_id_memory_bytes_max.unwrap_or(REQUEST_ID_MEMORY_BYTES_MAX_DEFAULT),
+            )?,
+            quarantine_bytes_max: raw.auth.quarantine_bytes_max.unwrap_or(QUARANTINE_BYTES_MAX_DEFAULT),
+            jwt: match raw.auth.jwt {
+                None => None,
+                Some(jwt) => Some(jwt_policy(jwt, &relative)?),
+            },
         };
         let admin = AdminConfig { listen: parse_addr("admin.listen", raw.admin.listen.as_deref().unwrap_or("127.0.0.1:9090"))? };
         Ok(Config { ingest, storage, dedup, auth, admin })
@@ -405,7 +460,7 @@ impl Config {
              connections_per_ip_max = {}\n\n\
              [storage]\ndata_dir = {:?}\npartitions = {}\ndurability = \"{}\"\nsegment_bytes = {}\nretention_hours = {}\nretention_bytes = {}\n\n\
              [dedup]\nwindow_hours = {}\nids_per_partition_max = {}\n\n\
-             [auth]\n{}\ntimestamp_tolerance_secs = {}\n\n[admin]\nlisten = \"{}\"\n",
+             [auth]\n{}\ntimestamp_tolerance_secs = {}\nrequest_ids_max = {}\nrequest_id_memory_bytes_max = {}\nquarantine_bytes_max = {}\n\n[admin]\nlisten = \"{}\"\n",
             self.ingest.listen,
             self.ingest.shards,
             self.ingest.body_bytes_max,
@@ -427,8 +482,28 @@ impl Config {
             self.dedup.ids_per_partition_max,
             keys,
             self.auth.timestamp_tolerance_secs,
+            self.auth.request_ids_max,
+            self.auth.request_id_memory_bytes_max,
+            self.auth.quarantine_bytes_max,
             self.admin.listen,
         ) + &tls
+            + &self.jwt_toml()
+    }
+
+    fn jwt_toml(&self) -> String {
+        let Some(jwt) = &self.auth.jwt else { return String::new() };
+        let mut out = format!("\n[auth.jwt]\nleeway_secs = {}\n", jwt.leeway_secs());
+        for issuer in jwt.issuers() {
+            let algorithms: Vec<String> = issuer.algorithms.iter().map(|a| format!("{:?}", a.name())).collect();
+            out.push_str(&format!(
+                "\n[[auth.jwt.issuers]]\nissuer = {:?}\naudience = {:?}\nalgorithms = [{}]\njwks_file = {:?}\n",
+                issuer.issuer,
+                issuer.audience,
+                algorithms.join(", "),
+                issuer.jwks_file.display().to_string()
+            ));
+        }
+        out
     }
 }
 

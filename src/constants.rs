@@ -16,6 +16,19 @@ pub const HEADER_BYTES_MAX_DEFAULT: usize = 16 * 1024;
 pub const HEADERS_COUNT_MAX_DEFAULT: usize = 64;
 /// Hard ceiling on `headers_count_max`: the parser's header array lives on the stack.
 pub const HEADERS_COUNT_MAX_CEILING: usize = 256;
+/// Decimal digits of a `Content-Length`: 15 digits (just under 1 PB) cannot overflow a
+/// `u64` while parsing, and any longer value is far beyond every body limit anyway.
+pub const CONTENT_LENGTH_DIGITS_MAX: usize = 15;
+/// Hex digits of a chunk size: 8 digits reach 4 GiB, above the largest configurable
+/// `body_bytes_max` (64 MiB), so a longer size (leading zeros included) is refused as
+/// malformed before it can overflow.
+pub const CHUNK_SIZE_HEX_DIGITS_MAX: usize = 8;
+/// One chunk-size line with its extensions and CRLF. Extensions are ignored; real ones
+/// are a few bytes, and each line is scanned, so the bound keeps the scan short.
+pub const CHUNK_LINE_BYTES_MAX: usize = 1024;
+/// All trailer lines of a chunked body with their CRLFs, the final empty line included.
+/// Trailers are read and dropped; producers send none.
+pub const CHUNK_TRAILER_BYTES_MAX: usize = 4096;
 /// Default `[ingest] header_timeout_ms`: from a request's first byte to its last header byte.
 pub const HEADER_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// Default `[ingest] body_timeout_ms`: from the end of the headers to the end of the body.
@@ -58,8 +71,19 @@ pub const JSON_DEPTH_MAX: usize = 64;
 
 /// Default `[auth] timestamp_tolerance_secs` (SPEC §1.1).
 pub const TIMESTAMP_TOLERANCE_SECS_DEFAULT: u64 = 300;
+/// Default `[auth] request_ids_max`: a minute of 16k requests/s that all carry an id.
+pub const REQUEST_IDS_MAX_DEFAULT: usize = 1_000_000;
+/// Default `[auth] request_id_memory_bytes_max`: about 1M single-event answers.
+pub const REQUEST_ID_MEMORY_BYTES_MAX_DEFAULT: usize = 256 << 20;
+/// Default `[auth] quarantine_bytes_max`.
+pub const QUARANTINE_BYTES_MAX_DEFAULT: u64 = 1 << 30;
 /// Signatures in one `X-Signature` header; more is an attempt to make us hash in a loop.
 pub const SIGNATURES_PER_HEADER_MAX: usize = 8;
+/// Keys of one partner tried against a `webhook-signature`: enough for a rotation
+/// (old, new, one spare); bounds the HMACs an unauthenticated request can cost.
+pub const WEBHOOK_KEYS_TRIED_MAX: usize = 4;
+/// `X-Request-Id` and `webhook-id` length in bytes (visible ASCII).
+pub const REQUEST_ID_BYTES_MAX: usize = 256;
 /// Secret length bounds in bytes after base64 decoding (SPEC §1.1: 24..64).
 pub const SECRET_BYTES_MIN: usize = 24;
 pub const SECRET_BYTES_MAX: usize = 64;
@@ -71,6 +95,14 @@ pub const TIMESTAMP_DIGITS_MAX: usize = 12;
 pub const KEYS_PER_RING_MAX: usize = 1024;
 /// Partner name length in bytes: a display name, not a document.
 pub const PARTNER_BYTES_MAX: usize = 128;
+/// Partners per key ring file: a table scanned at load, indexed by name.
+pub const PARTNERS_PER_RING_MAX: usize = 1024;
+/// Event types one partner may list (checked per event by a linear scan).
+pub const EVENT_TYPES_PER_PARTNER_MAX: usize = 256;
+/// CIDR blocks in one partner's allow-list (checked per request by a linear scan).
+pub const CIDRS_PER_PARTNER_MAX: usize = 64;
+/// Client-certificate identities or JWT subjects one partner may list.
+pub const IDENTITIES_PER_PARTNER_MAX: usize = 64;
 /// `grace_days` ceiling: a rotation that takes longer than a year is no rotation.
 pub const GRACE_DAYS_MAX: u32 = 365;
 /// `sluice keys gen --valid-days` ceiling: ten years.
@@ -112,6 +144,10 @@ pub const HANDOFF_RECORDS_PER_LOOP_MAX: usize = 1024;
 pub const HANDOFF_QUEUE_BATCHES_MAX: usize = 1024;
 
 const _: () = assert!(HEADERS_COUNT_MAX_DEFAULT <= HEADERS_COUNT_MAX_CEILING);
+// A chunk size at the digit bound exceeds the largest configurable body (64 MiB), so the
+// body limit, not the digit bound, is what a well-formed large chunk runs into.
+const _: () = assert!(1u64 << (4 * CHUNK_SIZE_HEX_DIGITS_MAX) > 64 * 1024 * 1024);
+const _: () = assert!(CONTENT_LENGTH_DIGITS_MAX <= 19); // 10^19 - 1 fits a u64
 const _: () = assert!(SECRET_BYTES_MIN <= SECRET_BYTES_MAX);
 const _: () = assert!(SECRET_BYTES_MIN <= SECRET_BYTES_GENERATED);
 const _: () = assert!(SECRET_BYTES_GENERATED <= SECRET_BYTES_MAX);
@@ -193,3 +229,42 @@ const _: () = assert!(BENCH_CLOSED_LOOP_SECS_MAX < TIMESTAMP_TOLERANCE_SECS_DEFA
 const _: () = assert!(BENCH_PLAN_REQUESTS_MAX <= u32::MAX as usize);
 const _: () = assert!(BENCH_RECV_BUFFERS.is_power_of_two());
 const _: () = assert!(BENCH_TICK_MS < BENCH_RECONNECT_DELAY_MS);
+
+// JWT bearer tokens (src/jwt/).
+
+/// Bytes of one bearer token after `Bearer `: an RS256 token with a 4096-bit signature
+/// (683 base64url characters) and a generous claims set stays under 2 KiB; 8 KiB is
+/// nginx's default header line limit.
+pub const JWT_TOKEN_BYTES_MAX: usize = 8 * 1024;
+/// Default `leeway_secs`: the clock skew granted on `exp`, `nbf` and `iat`, as most
+/// OAuth2 resource servers do (Spring Security's default is 60 s).
+pub const JWT_LEEWAY_SECS_DEFAULT: u64 = 60;
+/// Ceiling on `leeway_secs`: the HMAC scheme's timestamp window; an issuer clock further
+/// off is broken, and a larger leeway would extend every stolen token's life.
+pub const JWT_LEEWAY_SECS_MAX: u64 = 300;
+/// Issuers one policy may trust; a `u64` bit mask records which audiences a token names.
+pub const JWT_ISSUERS_MAX: usize = 64;
+/// Members of one JSON object in a token header or claims set: access tokens carry
+/// about fifteen; the duplicate check keeps the names of one object on the stack.
+pub const JWT_JSON_MEMBERS_MAX: usize = 64;
+/// Nesting depth of a token header or claims set (the top-level object is depth 1):
+/// Keycloak's `realm_access.roles` is depth 3; each level costs 1 KiB of stack.
+pub const JWT_JSON_DEPTH_MAX: usize = 8;
+/// Bytes of one JWKS file: 64 keys with their `x5c` certificate chains fit in 256 KiB.
+pub const JWKS_FILE_BYTES_MAX: u64 = 256 * 1024;
+/// Keys in one JWKS file, skipped ones included: an issuer publishes two or three
+/// (current, next, previous); keys are matched by a linear scan of `kid`s.
+pub const JWKS_KEYS_MAX: usize = 64;
+/// `kid` length in bytes: thumbprint kids are 43 characters; longer is a mistake.
+pub const JWKS_KID_BYTES_MAX: usize = 256;
+/// RSA modulus bounds in bits: below 2048 is breakable (NIST SP 800-131A); above 4096
+/// makes every verification a cost an attacker chooses.
+pub const JWT_RSA_BITS_MIN: usize = 2048;
+pub const JWT_RSA_BITS_MAX: usize = 4096;
+
+const _: () = assert!(JWT_TOKEN_BYTES_MAX <= HEADER_BYTES_MAX_DEFAULT);
+const _: () = assert!(JWT_LEEWAY_SECS_DEFAULT <= JWT_LEEWAY_SECS_MAX);
+const _: () = assert!(JWT_LEEWAY_SECS_MAX <= TIMESTAMP_TOLERANCE_SECS_DEFAULT);
+const _: () = assert!(JWT_ISSUERS_MAX <= u64::BITS as usize);
+const _: () = assert!(JWT_JSON_DEPTH_MAX >= 3 && JWT_JSON_DEPTH_MAX <= JSON_DEPTH_MAX);
+const _: () = assert!(JWT_RSA_BITS_MIN.is_multiple_of(8) && JWT_RSA_BITS_MIN <= JWT_RSA_BITS_MAX);

@@ -168,6 +168,8 @@ impl std::error::Error for EnvelopeError {}
 pub struct Envelope {
     event_id: [u8; EVENT_ID_BYTES_MAX],
     event_id_len: u8,
+    event_type: [u8; EVENT_TYPE_BYTES_MAX],
+    event_type_len: u8,
     /// [`murmur2`] of the decoded `key.user_id` bytes: feed to `routing::partition_for`.
     pub user_id_hash: u32,
     /// Index in the body of the top-level object's closing `}`.
@@ -180,6 +182,12 @@ impl Envelope {
     /// The decoded `event_id` (escapes resolved): the dedup key. 1..=128 ASCII bytes.
     pub fn event_id(&self) -> &[u8] {
         &self.event_id[..usize::from(self.event_id_len)]
+    }
+
+    /// The decoded `event_type`: 1..=64 ASCII bytes of `[A-Za-z0-9_.:-]`; what partner
+    /// scopes are checked against.
+    pub fn event_type(&self) -> &[u8] {
+        &self.event_type[..usize::from(self.event_type_len)]
     }
 }
 
@@ -291,6 +299,12 @@ impl Validator {
         if std::str::from_utf8(body).is_err() {
             return Err(EnvelopeError::Utf8Invalid);
         }
+        // simd-json ends a number, `true`, `false` or `null` at a NUL byte and skips what
+        // follows up to the next structural character, so `{..,"n":1\0junk}` would pass
+        // and be stored. Valid JSON has no raw NUL anywhere (strings must escape it).
+        if memchr::memchr(0, body).is_some() {
+            return Err(EnvelopeError::JsonInvalid);
+        }
         self.scratch.clear();
         self.scratch.extend_from_slice(body);
         let mut tape = Tape(std::mem::take(&mut self.tape_nodes)).reset();
@@ -312,7 +326,7 @@ fn check_document(nodes: &[Node<'_>], keys: &mut Vec<usize>, body: &[u8]) -> Res
     let Some(Node::Object { .. }) = nodes.first() else {
         return Err(EnvelopeError::NotAnObject);
     };
-    if has_unpaired_surrogate(body) {
+    if has_unpaired_surrogate(body) || (may_hold_long_number(body) && !numbers_well_formed(body)) {
         return Err(EnvelopeError::JsonInvalid);
     }
     check_structure(nodes, keys)?;
@@ -323,6 +337,81 @@ fn check_document(nodes: &[Node<'_>], keys: &mut Vec<usize>, body: &[u8]) -> Res
     let mut envelope = check_fields(nodes)?;
     envelope.close_brace = close_brace;
     Ok(envelope)
+}
+
+/// False when no number in `body` can have the 20 or more significant digits that send
+/// simd-json down the slow path [`numbers_well_formed`] guards against: a run of 15 or
+/// more digits and dots always covers an aligned 8-byte block of them. Branch-free per
+/// block, so the common body costs a fraction of the full scan.
+fn may_hold_long_number(body: &[u8]) -> bool {
+    body.chunks_exact(8).any(|block| block.iter().fold(true, |all, &byte| all & (byte.is_ascii_digit() | (byte == b'.'))))
+}
+
+/// True if every number outside strings follows RFC 8259 §6 and ends at whitespace, `,`,
+/// `]` or `}`. simd-json 0.15 parses a number of more than 19 significant digits on a
+/// slow path that stops at the first byte it cannot use and never looks at it, so
+/// `{..,"n":0.55555555555555555555)x}` passed. `body` must already have parsed as JSON.
+fn numbers_well_formed(body: &[u8]) -> bool {
+    let mut at = 0;
+    while at < body.len() {
+        match body[at] {
+            b'"' => match string_end(body, at) {
+                Some(end) => at = end,
+                None => return false,
+            },
+            b'-' | b'0'..=b'9' => {
+                let Some(len) = number_len(&body[at..]) else { return false };
+                at += len;
+                if !matches!(body.get(at), None | Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}')) {
+                    return false;
+                }
+            }
+            _ => at += 1,
+        }
+    }
+    true
+}
+
+/// Position just past the closing quote of the string whose opening quote is at `open`.
+fn string_end(body: &[u8], open: usize) -> Option<usize> {
+    let mut at = open + 1;
+    loop {
+        at += memchr::memchr2(b'"', b'\\', body.get(at..)?)?;
+        if body[at] == b'"' {
+            return Some(at + 1);
+        }
+        at += 2;
+    }
+}
+
+/// Length of the JSON number (RFC 8259 §6) at the start of `text`, if one is there.
+fn number_len(text: &[u8]) -> Option<usize> {
+    let digits = |from: usize| text[from..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut at = usize::from(text.first() == Some(&b'-'));
+    match text.get(at) {
+        Some(b'0') => at += 1,
+        Some(b'1'..=b'9') => at += digits(at),
+        _ => return None,
+    }
+    if text.get(at) == Some(&b'.') {
+        let fraction = digits(at + 1);
+        if fraction == 0 {
+            return None;
+        }
+        at += 1 + fraction;
+    }
+    if matches!(text.get(at), Some(b'e' | b'E')) {
+        at += 1;
+        if matches!(text.get(at), Some(b'+' | b'-')) {
+            at += 1;
+        }
+        let exponent = digits(at);
+        if exponent == 0 {
+            return None;
+        }
+        at += exponent;
+    }
+    Some(at)
 }
 
 /// The four hex digits after a `\u`, if they are four hex digits.
@@ -525,11 +614,14 @@ fn check_fields(nodes: &[Node<'_>]) -> Result<Envelope, EnvelopeError> {
     let mut envelope = Envelope {
         event_id: [0; EVENT_ID_BYTES_MAX],
         event_id_len: event_id.len() as u8,
+        event_type: [0; EVENT_TYPE_BYTES_MAX],
+        event_type_len: event_type.len() as u8,
         user_id_hash: murmur2(user_id.as_bytes()),
         close_brace: 0,
         occurred_at_ms,
     };
     envelope.event_id[..event_id.len()].copy_from_slice(event_id.as_bytes());
+    envelope.event_type[..event_type.len()].copy_from_slice(event_type.as_bytes());
     Ok(envelope)
 }
 
@@ -654,6 +746,7 @@ mod tests {
     fn spec_example_is_accepted() {
         let envelope = validator().validate(EXAMPLE.as_bytes()).expect("valid");
         assert_eq!(envelope.event_id(), b"e_01HF3Z8Z7Q8Q2K");
+        assert_eq!(envelope.event_type(), b"bet");
         assert_eq!(envelope.close_brace, EXAMPLE.len() - 1);
         assert_eq!(envelope.user_id_hash, murmur2(b"u_12345"));
         assert_eq!(envelope.occurred_at_ms, 1_761_305_841_000);
@@ -775,6 +868,40 @@ mod tests {
         for string in [r"\ud83d\ude00", r"\\ud800", r"\\\\ud800", r#"\u00e9\n\""#, r"\uFFFD"] {
             let body = with_members(&format!(r#","payload":{{"s":"{string}"}}"#));
             assert!(validator().validate(body.as_bytes()).is_ok(), "{string}");
+        }
+    }
+
+    /// Found by the envelope_validator fuzz target (fuzz/, docs/FUZZING.md): simd-json
+    /// accepted a NUL byte after a scalar and skipped what followed it; serde_json and
+    /// every other strict parser refuse the document.
+    #[test]
+    fn nul_byte_after_a_scalar_is_rejected() {
+        for member in ["1\0", "0.2\u{0}5", "-2e3\0 ", "true\0junk", "false\0", "null\0\0", "\"a\0\""] {
+            let body = with_members(&format!(r#","w":{member}"#));
+            assert_eq!(error_of(&body), EnvelopeError::JsonInvalid, "{body:?}");
+        }
+        assert!(validator().validate(with_members(r#","w":"a\u0000b""#).as_bytes()).is_ok(), "an escaped NUL is fine");
+    }
+
+    /// Found by the envelope_validator fuzz target: simd-json's slow path for numbers of
+    /// more than 19 significant digits did not check the byte after the number.
+    #[test]
+    fn long_number_followed_by_junk_is_rejected() {
+        let long = "0.5555555555555555555555555";
+        for member in [
+            format!("{long})ey5"),
+            format!("-{long})"),
+            format!("{long}.5"),
+            format!("{long}e"),
+            format!("{long}x"),
+            "55555555555555555555.5x".to_owned(),
+        ] {
+            let body = with_members(&format!(r#","w":{member}"#));
+            assert_eq!(error_of(&body), EnvelopeError::JsonInvalid, "{member}");
+        }
+        for member in [long.to_owned(), format!("-{long}e-7"), "1E+2".to_owned(), "0".to_owned(), "-0.0e0".to_owned()] {
+            let body = with_members(&format!(r#","w":[{member} , {member}],"s":"1)x\"2","v":{member}"#));
+            assert!(validator().validate(body.as_bytes()).is_ok(), "{body}");
         }
     }
 

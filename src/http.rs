@@ -6,8 +6,19 @@
 //! a complete [`Request`] whose slices borrow the buffer. It never allocates; running
 //! out of a limit is an [`HttpError`] whose answer and whether the connection must close
 //! are fixed here, in one place.
+//!
+//! Framing is strict where two HTTP parsers could disagree on where a request ends or
+//! which value a header has (request smuggling; the list is in docs/DECISIONS.md § HTTP):
+//! a bare LF or CR, obs-fold, a repeated framing or security header, any
+//! Transfer-Encoding other than one `chunked` (and any at all in HTTP/1.0), a
+//! Content-Length that is not one plain decimal number, and chunk lines with stray bytes
+//! are all refused rather than interpreted.
 
-use crate::constants::HEADERS_COUNT_MAX_CEILING;
+use std::mem::MaybeUninit;
+
+use crate::constants::{
+    CHUNK_LINE_BYTES_MAX, CHUNK_SIZE_HEX_DIGITS_MAX, CHUNK_TRAILER_BYTES_MAX, CONTENT_LENGTH_DIGITS_MAX, HEADERS_COUNT_MAX_CEILING,
+};
 
 /// Limits one connection's requests are held to.
 #[derive(Debug, Clone, Copy)]
@@ -61,13 +72,30 @@ pub enum HttpError {
     TransferEncodingUnsupported,
     ChunkInvalid,
     VersionUnsupported,
+    /// A line of the head ends in a bare LF. (A bare CR is `Malformed`: httparse refuses it.)
+    LineEndingInvalid,
+    /// A framing or security header (Content-Type, the signing and webhook headers,
+    /// Authorization, X-Request-Id) appears more than once.
+    HeaderRepeated,
+    /// The request target is not origin-form (`/path[?query]`): absolute-form,
+    /// authority-form and `*` are refused; sluice is no proxy.
+    TargetInvalid,
+    /// HTTP/1.0 has no Transfer-Encoding; RFC 9112 §6.1 says to treat it as faulty framing.
+    TransferEncodingInHttp10,
+    /// A chunk-size line (with its extensions) is longer than `CHUNK_LINE_BYTES_MAX`.
+    ChunkLineTooLong,
+    /// The trailers of a chunked body exceed `CHUNK_TRAILER_BYTES_MAX`.
+    TrailersTooLarge,
+    /// A chunked request with its framing would not fit the connection's input buffer
+    /// (`header_bytes_max + body_bytes_max`), although its data may be under the body limit.
+    ChunkedTooLarge,
 }
 
 impl HttpError {
     pub fn status(self) -> u16 {
         match self {
             HttpError::HeadersTooLarge | HttpError::TooManyHeaders => 431,
-            HttpError::BodyTooLarge => 413,
+            HttpError::BodyTooLarge | HttpError::ChunkedTooLarge => 413,
             HttpError::VersionUnsupported => 505,
             _ => 400,
         }
@@ -84,6 +112,13 @@ impl HttpError {
             HttpError::TransferEncodingUnsupported => "transfer_encoding_unsupported",
             HttpError::ChunkInvalid => "chunk_invalid",
             HttpError::VersionUnsupported => "http_version_unsupported",
+            HttpError::LineEndingInvalid => "line_ending_invalid",
+            HttpError::HeaderRepeated => "header_repeated",
+            HttpError::TargetInvalid => "request_target_invalid",
+            HttpError::TransferEncodingInHttp10 => "transfer_encoding_in_http_1_0",
+            HttpError::ChunkLineTooLong => "chunk_line_too_long",
+            HttpError::TrailersTooLarge => "trailers_too_large",
+            HttpError::ChunkedTooLarge => "chunked_request_too_large",
         }
     }
 
@@ -98,6 +133,13 @@ impl HttpError {
             HttpError::TransferEncodingUnsupported => "only Transfer-Encoding: chunked is supported",
             HttpError::ChunkInvalid => "malformed chunked body",
             HttpError::VersionUnsupported => "only HTTP/1.0 and HTTP/1.1 are served",
+            HttpError::LineEndingInvalid => "every line of the head must end with CRLF; a bare LF is refused",
+            HttpError::HeaderRepeated => "a framing or signing header appears more than once",
+            HttpError::TargetInvalid => "the request target must be a path starting with /",
+            HttpError::TransferEncodingInHttp10 => "Transfer-Encoding is refused in an HTTP/1.0 request",
+            HttpError::ChunkLineTooLong => "a chunk-size line is too long",
+            HttpError::TrailersTooLarge => "the trailers of the chunked body are too large",
+            HttpError::ChunkedTooLarge => "the chunked body with its framing exceeds ingest.header_bytes_max + ingest.body_bytes_max",
         }
     }
 }
@@ -132,8 +174,8 @@ enum ChunkStep {
     Data(usize),
     /// After chunk data, expecting CRLF.
     DataEnd,
-    /// After the last chunk, inside trailers.
-    Trailers,
+    /// After the last chunk, inside trailers that began at this position.
+    Trailers(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +253,7 @@ fn span_of(buf: &[u8], part: &[u8]) -> Span {
     (from as u32, (from + part.len()) as u32)
 }
 
+#[inline(always)]
 fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
 }
@@ -225,28 +268,51 @@ fn trim(mut value: &[u8]) -> &[u8] {
     value
 }
 
+/// A `Content-Length` value: one plain decimal number. Signs, spaces inside, lists
+/// (`5, 5`) and more than `CONTENT_LENGTH_DIGITS_MAX` digits are `None`.
 fn parse_decimal(value: &[u8]) -> Option<usize> {
-    let value = trim(value);
-    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() || value.len() > CONTENT_LENGTH_DIGITS_MAX || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(value.iter().fold(0usize, |acc, b| acc * 10 + usize::from(b - b'0')))
+    let number = value.iter().fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0'));
+    // Past usize on a 32-bit target is past every body limit: 413, not 400.
+    Some(usize::try_from(number).unwrap_or(usize::MAX))
+}
+
+/// httparse accepts a bare LF as a line end (RFC 9112 §2.2 leniency) and already refuses
+/// a bare CR. A proxy in front that splits lines only at CRLF would see other headers
+/// than we do, so a head with any LF not preceded by CR is refused.
+fn has_bare_lf(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', head).any(|at| at == 0 || head[at - 1] != b'\r')
+}
+
+/// Stores a header that may appear once: with two values, a proxy and sluice could
+/// each act on a different one.
+fn set_once(slot: &mut Option<Span>, span: Span) -> Result<(), HttpError> {
+    match slot.replace(span) {
+        Some(_) => Err(HttpError::HeaderRepeated),
+        None => Ok(()),
+    }
 }
 
 fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadInfo>, HttpError> {
-    let mut storage = [httparse::EMPTY_HEADER; HEADERS_COUNT_MAX_CEILING];
-    let headers = &mut storage[..limits.headers_count_max];
-    let mut parsed = httparse::Request::new(headers);
-    let head_len = match parsed.parse(buf) {
+    // Uninitialised: zeroing 256 headers (8 KiB) cost more than parsing a typical head.
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADERS_COUNT_MAX_CEILING];
+    let mut parsed = httparse::Request::new(&mut []);
+    // Only the bytes a head may have are parsed, so the answer does not depend on how
+    // much of the stream has arrived, and a trickled head is never scanned past its limit.
+    let head = &buf[..buf.len().min(limits.header_bytes_max)];
+    let head_len = match parsed.parse_with_uninit_headers(head, &mut storage[..limits.headers_count_max]) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > limits.header_bytes_max => return Err(HttpError::HeadersTooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
         Err(httparse::Error::Version) => return Err(HttpError::VersionUnsupported),
+        // Obs-fold, space before the colon and control bytes in values land here too.
         Err(_) => return Err(HttpError::Malformed),
     };
-    if head_len > limits.header_bytes_max {
-        return Err(HttpError::HeadersTooLarge);
+    if has_bare_lf(&buf[..head_len]) {
+        return Err(HttpError::LineEndingInvalid);
     }
     let method = match parsed.method.unwrap_or("") {
         "GET" => Method::Get,
@@ -255,6 +321,9 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadInfo>, HttpError
         _ => Method::Other,
     };
     let target = parsed.path.unwrap_or("").as_bytes();
+    if target.first() != Some(&b'/') {
+        return Err(HttpError::TargetInvalid);
+    }
     let path = target.split(|b| *b == b'?').next().unwrap_or(target);
     let http11 = parsed.version == Some(1);
     let mut info = HeadInfo {
@@ -274,11 +343,31 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadInfo>, HttpError
         body: BodyKind::Empty,
         expects_continue: false,
     };
+    let (content_length, chunked) = read_headers(&mut info, parsed.headers, buf, http11)?;
+    info.body = match (content_length, chunked) {
+        (Some(_), true) => return Err(HttpError::ContentLengthAndChunked),
+        (Some(length), false) if length > limits.body_bytes_max => return Err(HttpError::BodyTooLarge),
+        (Some(0), false) | (None, false) => BodyKind::Empty,
+        (Some(length), false) => BodyKind::Length(length),
+        (None, true) => BodyKind::Chunked,
+    };
+    Ok(Some(info))
+}
+
+/// Fills `info` from the header fields; returns the Content-Length and whether the body
+/// is chunked. Refuses what could frame the request differently behind a proxy.
+fn read_headers(
+    info: &mut HeadInfo,
+    headers: &[httparse::Header<'_>],
+    buf: &[u8],
+    http11: bool,
+) -> Result<(Option<usize>, bool), HttpError> {
     let mut content_length: Option<usize> = None;
     let mut chunked = false;
-    for header in parsed.headers.iter() {
+    for header in headers {
         let name = header.name.as_bytes();
         let value = trim(header.value);
+        let span = span_of(buf, value);
         if eq_ignore_case(name, b"content-length") {
             let length = parse_decimal(value).ok_or(HttpError::ContentLengthInvalid)?;
             if content_length.is_some() {
@@ -287,28 +376,31 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadInfo>, HttpError
             }
             content_length = Some(length);
         } else if eq_ignore_case(name, b"transfer-encoding") {
+            if !http11 {
+                return Err(HttpError::TransferEncodingInHttp10);
+            }
             if chunked || !eq_ignore_case(value, b"chunked") {
                 return Err(HttpError::TransferEncodingUnsupported);
             }
             chunked = true;
         } else if eq_ignore_case(name, b"content-type") {
-            info.content_type = Some(span_of(buf, value));
+            set_once(&mut info.content_type, span)?;
         } else if eq_ignore_case(name, b"x-key-id") {
-            info.key_id = Some(span_of(buf, value));
+            set_once(&mut info.key_id, span)?;
         } else if eq_ignore_case(name, b"x-timestamp") {
-            info.timestamp = Some(span_of(buf, value));
+            set_once(&mut info.timestamp, span)?;
         } else if eq_ignore_case(name, b"x-signature") {
-            info.signature = Some(span_of(buf, value));
+            set_once(&mut info.signature, span)?;
         } else if eq_ignore_case(name, b"authorization") {
-            info.authorization = Some(span_of(buf, value));
+            set_once(&mut info.authorization, span)?;
         } else if eq_ignore_case(name, b"x-request-id") {
-            info.request_id = Some(span_of(buf, value));
+            set_once(&mut info.request_id, span)?;
         } else if eq_ignore_case(name, b"webhook-id") {
-            info.webhook_id = Some(span_of(buf, value));
+            set_once(&mut info.webhook_id, span)?;
         } else if eq_ignore_case(name, b"webhook-timestamp") {
-            info.webhook_timestamp = Some(span_of(buf, value));
+            set_once(&mut info.webhook_timestamp, span)?;
         } else if eq_ignore_case(name, b"webhook-signature") {
-            info.webhook_signature = Some(span_of(buf, value));
+            set_once(&mut info.webhook_signature, span)?;
         } else if eq_ignore_case(name, b"connection") {
             for token in value.split(|b| *b == b',').map(trim) {
                 if eq_ignore_case(token, b"close") {
@@ -321,23 +413,31 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadInfo>, HttpError
             info.expects_continue = http11;
         }
     }
-    info.body = match (content_length, chunked) {
-        (Some(_), true) => return Err(HttpError::ContentLengthAndChunked),
-        (Some(length), false) if length > limits.body_bytes_max => return Err(HttpError::BodyTooLarge),
-        (Some(0), false) | (None, false) => BodyKind::Empty,
-        (Some(length), false) => BodyKind::Length(length),
-        (None, true) => BodyKind::Chunked,
-    };
-    Ok(Some(info))
+    Ok((content_length, chunked))
 }
 
 fn hex_value(byte: u8) -> Option<usize> {
     (byte as char).to_digit(16).map(|d| d as usize)
 }
 
-/// Position just past the next CRLF at or after `from`, if the line is complete.
-fn line_end(buf: &[u8], from: usize) -> Option<usize> {
-    buf[from..].windows(2).position(|w| w == b"\r\n").map(|at| from + at + 2)
+/// A byte a chunk-size or trailer line may hold: visible ASCII, SP, HTAB and obs-text.
+/// CR and LF anywhere but the final CRLF, NUL and other controls are refused.
+fn is_line_byte(byte: u8) -> bool {
+    byte == b'\t' || (byte >= b' ' && byte != 0x7f)
+}
+
+/// Position just past the CRLF ending the line that starts at `from`; `Ok(None)` while
+/// the line is incomplete. A line (CRLF included) longer than `max_bytes` is `too_long`;
+/// a bare LF or CR or a control byte in it is `ChunkInvalid`.
+fn line_end(buf: &[u8], from: usize, max_bytes: usize, too_long: HttpError) -> Result<Option<usize>, HttpError> {
+    let window = &buf[from..buf.len().min(from + max_bytes)];
+    let Some(at) = memchr::memchr(b'\n', window) else {
+        return if window.len() == max_bytes { Err(too_long) } else { Ok(None) };
+    };
+    match window[..at].split_last() {
+        Some((b'\r', line)) if line.iter().all(|b| is_line_byte(*b)) => Ok(Some(from + at + 1)),
+        _ => Err(HttpError::ChunkInvalid),
+    }
 }
 
 enum Progress {
@@ -393,8 +493,11 @@ impl Framer {
                 Ok(Progress::Ready { head, body_len, consumed })
             }
             State::Chunked { head, read, body_len, step } => {
-                match dechunk(buf, head.head_len, read, body_len, step, limits.body_bytes_max, limits.header_bytes_max)? {
+                match dechunk(buf, head.head_len, read, body_len, step, limits.body_bytes_max)? {
                     Dechunk::Done { body_len, consumed } => Ok(Progress::Ready { head, body_len, consumed }),
+                    // The shard stops reading once a connection buffers this much, so
+                    // a request that needs more would only wait for its timeout.
+                    Dechunk::More { .. } if buf.len() >= limits.header_bytes_max + limits.body_bytes_max => Err(HttpError::ChunkedTooLarge),
                     Dechunk::More { read, body_len, step } => {
                         self.state = State::Chunked { head, read, body_len, step };
                         Ok(Progress::Incomplete(phase))
@@ -419,30 +522,19 @@ fn dechunk(
     mut body_len: usize,
     mut step: ChunkStep,
     body_max: usize,
-    trailer_max: usize,
 ) -> Result<Dechunk, HttpError> {
     loop {
         match step {
             ChunkStep::Size => {
-                let Some(end) = line_end(buf, read) else {
-                    if buf.len() - read > 1024 {
-                        return Err(HttpError::ChunkInvalid);
-                    }
+                let Some(end) = line_end(buf, read, CHUNK_LINE_BYTES_MAX, HttpError::ChunkLineTooLong)? else {
                     return Ok(Dechunk::More { read, body_len, step });
                 };
-                let line = &buf[read..end - 2];
-                let digits_len = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-                let extension_ok =
-                    digits_len == line.len() || line[digits_len] == b';' || line[digits_len] == b' ' || line[digits_len] == b'\t';
-                if digits_len == 0 || digits_len > 8 || !extension_ok {
-                    return Err(HttpError::ChunkInvalid);
-                }
-                let size = line[..digits_len].iter().fold(0usize, |acc, b| acc * 16 + hex_value(*b).unwrap_or(0));
-                if body_len + size > body_max {
+                let size = chunk_size(&buf[read..end - 2])?;
+                if size > body_max - body_len {
                     return Err(HttpError::BodyTooLarge);
                 }
                 read = end;
-                step = if size == 0 { ChunkStep::Trailers } else { ChunkStep::Data(size) };
+                step = if size == 0 { ChunkStep::Trailers(read) } else { ChunkStep::Data(size) };
             }
             ChunkStep::Data(left) => {
                 let available = (buf.len() - read).min(left);
@@ -465,13 +557,15 @@ fn dechunk(
                 read += 2;
                 step = ChunkStep::Size;
             }
-            ChunkStep::Trailers => {
-                let Some(end) = line_end(buf, read) else {
-                    if buf.len() - read > trailer_max {
-                        return Err(HttpError::HeadersTooLarge);
-                    }
+            ChunkStep::Trailers(start) => {
+                let budget = (start + CHUNK_TRAILER_BYTES_MAX).saturating_sub(read);
+                let Some(end) = line_end(buf, read, budget, HttpError::TrailersTooLarge)? else {
                     return Ok(Dechunk::More { read, body_len, step });
                 };
+                // Obs-fold: a continuation line some parsers join to the previous one.
+                if matches!(buf[read], b' ' | b'\t') {
+                    return Err(HttpError::ChunkInvalid);
+                }
                 let empty = end - read == 2;
                 read = end;
                 if empty {
@@ -480,6 +574,24 @@ fn dechunk(
             }
         }
     }
+}
+
+/// The size on a chunk-size line (CRLF removed): 1..=`CHUNK_SIZE_HEX_DIGITS_MAX` hex
+/// digits, then nothing or optional whitespace and `;` extensions (ignored). `0x10`,
+/// signs, an empty size and stray bytes after the digits are `ChunkInvalid`.
+fn chunk_size(line: &[u8]) -> Result<usize, HttpError> {
+    let digits_len = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits_len == 0 || digits_len > CHUNK_SIZE_HEX_DIGITS_MAX {
+        return Err(HttpError::ChunkInvalid);
+    }
+    let after = &line[digits_len..];
+    let extension_start = after.iter().find(|b| !matches!(b, b' ' | b'\t'));
+    match extension_start {
+        Some(b';') => {}
+        None if after.is_empty() => {}
+        _ => return Err(HttpError::ChunkInvalid),
+    }
+    Ok(line[..digits_len].iter().fold(0usize, |acc, b| acc * 16 + hex_value(*b).unwrap_or(0)))
 }
 
 /// The reason phrase for the statuses sluice sends.
@@ -686,6 +798,173 @@ mod tests {
         assert_eq!(frame(&long).unwrap_err(), HttpError::HeadersTooLarge);
         let many: Vec<u8> = [b"GET / HTTP/1.1\r\n".to_vec(), b"A: b\r\n".repeat(17), b"\r\n".to_vec()].concat();
         assert_eq!(frame(&many).unwrap_err(), HttpError::TooManyHeaders);
+    }
+
+    /// Frames `input` whole and returns the error; panics if it frames or waits.
+    fn refused(input: &[u8]) -> HttpError {
+        match frame(input) {
+            Err(error) => error,
+            Ok((path, ..)) => panic!("framed {:?} from {}", String::from_utf8_lossy(&path), String::from_utf8_lossy(input)),
+        }
+    }
+
+    fn assert_refused(cases: &[(&[u8], HttpError)]) {
+        for (input, expected) in cases {
+            assert_eq!(refused(input), *expected, "{}", String::from_utf8_lossy(input));
+            assert_eq!(expected.status() / 100, 4, "{expected:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_content_length_that_is_not_one_plain_number() {
+        use HttpError::ContentLengthInvalid as Invalid;
+        assert_refused(&[
+            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", Invalid),
+            (b"POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc", Invalid),
+            (b"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc", Invalid),
+            (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", Invalid),
+            (b"POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n", Invalid),
+            (b"POST / HTTP/1.1\r\nContent-Length: \r\n\r\n", Invalid),
+            (b"POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n", Invalid),
+            (b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551617\r\n\r\n", Invalid),
+            (b"POST / HTTP/1.1\r\nContent-Length: 9999999999999999\r\n\r\n", Invalid),
+            (b"POST / HTTP/1.1\r\nContent-Length: 999999999999999\r\n\r\n", HttpError::BodyTooLarge),
+        ]);
+        assert_eq!(frame(b"POST / HTTP/1.1\r\nContent-Length:  003 \t\r\n\r\nabc").unwrap().3, b"abc");
+    }
+
+    #[test]
+    fn refuses_transfer_encoding_other_than_one_chunked_in_http_1_1() {
+        use HttpError::TransferEncodingUnsupported as Unsupported;
+        assert_refused(&[
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n", Unsupported),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n", Unsupported),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", Unsupported),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n", Unsupported),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding:\r\n\r\n", Unsupported),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", HttpError::TransferEncodingInHttp10),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", HttpError::ContentLengthAndChunked),
+        ]);
+        let body = frame(b"POST / HTTP/1.1\r\nTransfer-Encoding: \t Chunked \r\n\r\n1\r\nx\r\n0\r\n\r\n").unwrap().3;
+        assert_eq!(body, b"x");
+    }
+
+    #[test]
+    fn refuses_malformed_chunk_lines() {
+        use HttpError::ChunkInvalid as Invalid;
+        let chunked = |rest: &[u8]| [b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".as_slice(), rest].concat();
+        let long_extension = [b"1;".as_slice(), &[b'a'; CHUNK_LINE_BYTES_MAX], b"\r\nx\r\n0\r\n\r\n"].concat();
+        let long_trailers = [b"0\r\n".as_slice(), &b"X-T: aaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(200), b"\r\n"].concat();
+        let cases = [
+            (chunked(b"zz\r\n"), Invalid),
+            (chunked(b"\r\n"), Invalid),
+            (chunked(b"0x10\r\n"), Invalid),
+            (chunked(b"-1\r\n"), Invalid),
+            (chunked(b"+1\r\nx\r\n0\r\n\r\n"), Invalid),
+            (chunked(b"000000001\r\nx\r\n0\r\n\r\n"), Invalid),
+            (chunked(b"fffffffffffffffff\r\n"), Invalid),
+            (chunked(b"ffffffff\r\n"), HttpError::BodyTooLarge),
+            (chunked(b"1 x\r\nx\r\n0\r\n\r\n"), Invalid),
+            (chunked(b"1 \r\nx\r\n0\r\n\r\n"), Invalid),
+            (chunked(b"1;a\nb\r\nx\r\n0\r\n\r\n"), Invalid),
+            (chunked(b"1;a\rb\r\nx\r\n0\r\n\r\n"), Invalid),
+            (chunked(b"1;a\x00\r\nx\r\n0\r\n\r\n"), Invalid),
+            (chunked(b"1\nx\r\n0\r\n\r\n"), Invalid),
+            (chunked(b"1\r\nxy\r\n0\r\n\r\n"), Invalid),
+            (chunked(b"1\r\nx\n0\r\n\r\n"), Invalid),
+            (chunked(b"0\r\nX: a\nb\r\n\r\n"), Invalid),
+            (chunked(b"0\r\nX: a\r\n folded\r\n\r\n"), Invalid),
+            (chunked(b"0\n\n"), Invalid),
+            (chunked(&long_extension), HttpError::ChunkLineTooLong),
+            (chunked(&long_trailers), HttpError::TrailersTooLarge),
+            (chunked(b"41\r\n"), HttpError::BodyTooLarge),
+            (chunked(&b"20\r\naaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(3)), HttpError::BodyTooLarge),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(refused(&input), expected, "{}", String::from_utf8_lossy(&input));
+        }
+        let ok = frame(&chunked(b"1 ;name=\"v\"\r\nx\r\n0\r\nTrailer: y\r\n\r\n")).unwrap();
+        assert_eq!(ok.3, b"x");
+    }
+
+    #[test]
+    fn refuses_a_chunked_request_that_cannot_fit_the_input_buffer() {
+        // Each 1-byte chunk carries a long extension: little data, much framing.
+        let chunk = [b"1;".as_slice(), &[b'e'; 600], b"\r\nx\r\n"].concat();
+        let input = [b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".as_slice(), &chunk.repeat(2)].concat();
+        let limit = LIMITS.header_bytes_max + LIMITS.body_bytes_max;
+        assert!(input.len() >= limit);
+        assert_eq!(refused(&input), HttpError::ChunkedTooLarge);
+        assert_eq!(HttpError::ChunkedTooLarge.status(), 413);
+    }
+
+    #[test]
+    fn refuses_heads_that_parsers_could_split_differently() {
+        use HttpError::Malformed;
+        assert_refused(&[
+            (b"GET / HTTP/1.1\nHost: a\r\n\r\n", HttpError::LineEndingInvalid),
+            (b"GET / HTTP/1.1\r\nHost: a\n\r\n", HttpError::LineEndingInvalid),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\n", HttpError::LineEndingInvalid),
+            (b"GET / HTTP/1.1\n\n", HttpError::LineEndingInvalid),
+            (b"\nGET / HTTP/1.1\r\n\r\n", HttpError::LineEndingInvalid),
+            (b"GET / HTTP/1.1\rHost: a\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\tfolded\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\n Host: a\r\n\r\n", Malformed),
+            (b"POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello", Malformed),
+            (b"POST / HTTP/1.1\r\nContent-Length\t: 5\r\n\r\nhello", Malformed),
+            (b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nX: a\x7fb\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nX: a\x1bb\r\n\r\n", Malformed),
+            (b"GET  / HTTP/1.1\r\n\r\n", Malformed),
+            (b"GET http://sluice.test/v1/events HTTP/1.1\r\n\r\n", HttpError::TargetInvalid),
+            (b"OPTIONS * HTTP/1.1\r\n\r\n", HttpError::TargetInvalid),
+            (b"CONNECT sluice.test:443 HTTP/1.1\r\n\r\n", HttpError::TargetInvalid),
+            (b"GET v1/events HTTP/1.1\r\n\r\n", HttpError::TargetInvalid),
+        ]);
+        // Stray CRLFs before a request line are allowed (RFC 9112 §2.2); a tab in a value too.
+        assert_eq!(frame(b"\r\nGET /x HTTP/1.1\r\nX: a\tb\r\n\r\n").unwrap().0, b"/x");
+    }
+
+    #[test]
+    fn refuses_repeated_security_headers() {
+        let names =
+            "Content-Type X-Key-Id X-Timestamp X-Signature Authorization X-Request-Id webhook-id webhook-timestamp webhook-signature";
+        for name in names.split(' ') {
+            for second in ["same", "other"] {
+                let input = format!("POST / HTTP/1.1\r\n{name}: same\r\nHost: a\r\n{}: {second}\r\n\r\n", name.to_lowercase());
+                assert_eq!(refused(input.as_bytes()), HttpError::HeaderRepeated, "{input}");
+            }
+        }
+    }
+
+    #[test]
+    fn error_codes_are_snake_case_and_unique() {
+        let all = [
+            HttpError::Malformed,
+            HttpError::HeadersTooLarge,
+            HttpError::TooManyHeaders,
+            HttpError::BodyTooLarge,
+            HttpError::ContentLengthInvalid,
+            HttpError::ContentLengthAndChunked,
+            HttpError::TransferEncodingUnsupported,
+            HttpError::ChunkInvalid,
+            HttpError::VersionUnsupported,
+            HttpError::LineEndingInvalid,
+            HttpError::HeaderRepeated,
+            HttpError::TargetInvalid,
+            HttpError::TransferEncodingInHttp10,
+            HttpError::ChunkLineTooLong,
+            HttpError::TrailersTooLarge,
+            HttpError::ChunkedTooLarge,
+        ];
+        for error in all {
+            assert!(error.code().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{error:?}");
+            assert_eq!(all.iter().filter(|other| other.code() == error.code()).count(), 1, "{error:?}");
+            assert!(!error.message().is_empty());
+        }
     }
 
     #[test]

@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::constants::{
     GRACE_DAYS_MAX, KEY_VALID_DAYS_MAX, KEYS_PER_RING_MAX, KID_BYTES_MAX, KID_GENERATE_ATTEMPTS_MAX, PARTNER_BYTES_MAX,
-    SECRET_BYTES_GENERATED, SECRET_BYTES_MAX, SECRET_BYTES_MIN,
+    PARTNERS_PER_RING_MAX, SECRET_BYTES_GENERATED, SECRET_BYTES_MAX, SECRET_BYTES_MIN,
 };
+use crate::partners::{self, Partner, Policy, RawPartner, RawPolicy};
 use crate::time::{format_rfc3339_ms, parse_rfc3339_ms};
 
 /// Standard Webhooks secret prefix (SPEC §1.1).
@@ -64,6 +65,10 @@ pub enum KeyRingError {
     Invalid { path: PathBuf, key: String, field: &'static str, reason: String },
     #[error("key ring {path}: kid {kid:?} appears more than once")]
     DuplicateKid { path: PathBuf, kid: String },
+    #[error("key ring {path}: partner {partner:?} has more than one [[partners]] table")]
+    DuplicatePartner { path: PathBuf, partner: String },
+    #[error("key ring {path}: {what}: {field} {reason}")]
+    Policy { path: PathBuf, what: String, field: &'static str, reason: String },
     #[error("key ring {path}: {count} keys; at most {max} are allowed")]
     TooManyKeys { path: PathBuf, count: usize, max: usize },
     #[error("key ring {path}: partner {partner:?} has no accepted key to rotate; use `sluice keys gen`")]
@@ -112,6 +117,8 @@ impl fmt::Display for KeyStatus {
 pub struct Key {
     pub kid: String,
     pub partner: String,
+    /// Index of the key's partner in [`KeyRing::partners`].
+    pub partner_index: usize,
     pub not_before_ms: Option<i64>,
     pub not_after_ms: Option<i64>,
     pub grace_days: u32,
@@ -170,6 +177,12 @@ fn grace_ms(grace_days: u32) -> i64 {
 pub struct KeyRing {
     keys: Vec<Key>,
     index_by_kid: HashMap<Box<[u8]>, usize>,
+    /// Declared partners in file order, then the partners keys imply.
+    partners: Vec<Partner>,
+    partner_by_name: HashMap<String, usize>,
+    partner_by_tls_identity: HashMap<String, usize>,
+    partner_by_jwt_subject: HashMap<String, usize>,
+    policy: Policy,
     path: PathBuf,
 }
 
@@ -195,6 +208,39 @@ impl KeyRing {
     }
 
     /// All keys, in file order.
+    /// Every partner: declared ones, then those only named by keys (unrestricted).
+    pub fn partners(&self) -> &[Partner] {
+        &self.partners
+    }
+
+    pub fn partner(&self, index: usize) -> &Partner {
+        &self.partners[index]
+    }
+
+    /// The partner named `name` (a webhook `<source>`), declared or implied by a key.
+    pub fn partner_by_name(&self, name: &[u8]) -> Option<usize> {
+        std::str::from_utf8(name).ok().and_then(|name| self.partner_by_name.get(name).copied())
+    }
+
+    /// The partner a verified client-certificate identity belongs to.
+    pub fn partner_by_tls_identity(&self, identity: &str) -> Option<usize> {
+        self.partner_by_tls_identity.get(identity).copied()
+    }
+
+    /// The partner a JWT subject (`sub` or `client_id`) belongs to.
+    pub fn partner_by_jwt_subject(&self, subject: &str) -> Option<usize> {
+        self.partner_by_jwt_subject.get(subject).copied()
+    }
+
+    /// Indices of the keys of partner `index`, in file order.
+    pub fn keys_of_partner(&self, index: usize) -> impl Iterator<Item = &Key> {
+        self.keys.iter().filter(move |key| key.partner_index == index)
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     pub fn keys(&self) -> &[Key] {
         &self.keys
     }
@@ -297,6 +343,10 @@ fn partner_problem(partner: &str) -> Option<String> {
 #[derive(Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRing {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy: Option<RawPolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    partners: Vec<RawPartner>,
     #[serde(default)]
     keys: Vec<RawKey>,
 }
@@ -378,16 +428,73 @@ fn build_ring(raw: &RawRing, origin: &Path) -> Result<KeyRing, KeyRingError> {
     if raw.keys.len() > KEYS_PER_RING_MAX {
         return Err(KeyRingError::TooManyKeys { path: origin.to_owned(), count: raw.keys.len(), max: KEYS_PER_RING_MAX });
     }
-    let mut keys = Vec::with_capacity(raw.keys.len());
-    let mut index_by_kid = HashMap::with_capacity(raw.keys.len());
+    let policy_error =
+        |what: String, (field, reason): partners::Problem| KeyRingError::Policy { path: origin.to_owned(), what, field, reason };
+    let policy = partners::validate_policy(&raw.policy.clone().unwrap_or_default(), GRACE_DAYS_MAX)
+        .map_err(|problem| policy_error("[policy]".to_owned(), problem))?;
+    if raw.partners.len() > PARTNERS_PER_RING_MAX {
+        let problem = ("partners", format!("{} tables; at most {PARTNERS_PER_RING_MAX} are allowed", raw.partners.len()));
+        return Err(policy_error("[[partners]]".to_owned(), problem));
+    }
+    let mut ring = KeyRing {
+        keys: Vec::with_capacity(raw.keys.len()),
+        index_by_kid: HashMap::with_capacity(raw.keys.len()),
+        partners: Vec::with_capacity(raw.partners.len()),
+        partner_by_name: HashMap::new(),
+        partner_by_tls_identity: HashMap::new(),
+        partner_by_jwt_subject: HashMap::new(),
+        policy,
+        path: origin.to_owned(),
+    };
+    for (index, raw_partner) in raw.partners.iter().enumerate() {
+        let partner = partners::validate_partner(raw_partner, partner_problem)
+            .map_err(|problem| policy_error(format!("partner #{}", index + 1), problem))?;
+        ring.add_partner(partner)?;
+    }
     for (index, raw_key) in raw.keys.iter().enumerate() {
-        let key = validate_key(raw_key, index, origin)?;
-        if index_by_kid.insert(Box::from(key.kid.as_bytes()), index).is_some() {
+        let mut key = validate_key(raw_key, index, origin)?;
+        key.partner_index = match ring.partner_by_name.get(&key.partner) {
+            Some(&partner) => partner,
+            None => ring.add_partner(Partner::implied(&key.partner))?,
+        };
+        if ring.index_by_kid.insert(Box::from(key.kid.as_bytes()), index).is_some() {
             return Err(KeyRingError::DuplicateKid { path: origin.to_owned(), kid: key.kid });
         }
-        keys.push(key);
+        ring.keys.push(key);
     }
-    Ok(KeyRing { keys, index_by_kid, path: origin.to_owned() })
+    Ok(ring)
+}
+
+impl KeyRing {
+    /// Adds a partner and indexes its name, identities and subjects, each of which must
+    /// point at one partner only.
+    fn add_partner(&mut self, partner: Partner) -> Result<usize, KeyRingError> {
+        let index = self.partners.len();
+        let duplicate = |what: &str| KeyRingError::Policy {
+            path: self.path.clone(),
+            what: format!("partner {:?}", partner.name),
+            field: "name",
+            reason: format!("{what} is already another partner's"),
+        };
+        if self.partner_by_name.contains_key(&partner.name) {
+            return Err(KeyRingError::DuplicatePartner { path: self.path.clone(), partner: partner.name });
+        }
+        for identity in &partner.tls_identities {
+            if self.partner_by_tls_identity.contains_key(identity) {
+                return Err(duplicate("a tls_identities entry"));
+            }
+        }
+        for subject in &partner.jwt_subjects {
+            if self.partner_by_jwt_subject.contains_key(subject) {
+                return Err(duplicate("a jwt_subjects entry"));
+            }
+        }
+        self.partner_by_name.insert(partner.name.clone(), index);
+        self.partner_by_tls_identity.extend(partner.tls_identities.iter().map(|identity| (identity.clone(), index)));
+        self.partner_by_jwt_subject.extend(partner.jwt_subjects.iter().map(|subject| (subject.clone(), index)));
+        self.partners.push(partner);
+        Ok(index)
+    }
 }
 
 fn validate_key(raw: &RawKey, index: usize, origin: &Path) -> Result<Key, KeyRingError> {
@@ -422,7 +529,15 @@ fn validate_key(raw: &RawKey, index: usize, origin: &Path) -> Result<Key, KeyRin
     let mut secret = secret_bytes(&raw.secret).map_err(|reason| invalid("secret", reason))?;
     let hmac = hmac::Key::new(hmac::HMAC_SHA256, &secret);
     wipe(&mut secret);
-    Ok(Key { kid: raw.kid.clone(), partner: raw.partner.clone(), not_before_ms, not_after_ms, grace_days: raw.grace_days, hmac })
+    Ok(Key {
+        kid: raw.kid.clone(),
+        partner: raw.partner.clone(),
+        partner_index: 0,
+        not_before_ms,
+        not_after_ms,
+        grace_days: raw.grace_days,
+        hmac,
+    })
 }
 
 // ---- File operations for `sluice keys`. ----
@@ -433,6 +548,8 @@ pub struct NewKey {
     pub kid: String,
     pub partner: String,
     pub path: PathBuf,
+    /// For `rotate`: the grace period the previous keys were given; 0 otherwise.
+    pub grace_days: u32,
 }
 
 /// One line of `sluice keys list`: everything about a key except its secret.
@@ -479,10 +596,13 @@ pub fn gen_key(path: &Path, partner: &str, valid_days: Option<u32>, now_ms: i64)
     let ring = build_ring(&raw, path)?;
     let now_ms = whole_second(now_ms);
     let kid = unused_kid(&ring, now_ms)?;
-    let not_after = valid_days.map(|days| toml::Value::String(time_text(now_ms + i64::from(days) * DAY_MS)));
-    raw.keys.push(new_raw_key(kid.clone(), partner, not_after));
+    let key = match valid_days {
+        Some(days) => new_raw_key(kid.clone(), partner, Some(toml::Value::String(time_text(now_ms + i64::from(days) * DAY_MS))), 0),
+        None => policy_key(kid.clone(), partner, ring.policy(), now_ms),
+    };
+    raw.keys.push(key);
     store(path, &raw)?;
-    Ok(NewKey { kid, partner: partner.to_owned(), path: path.to_owned() })
+    Ok(NewKey { kid, partner: partner.to_owned(), path: path.to_owned(), grace_days: 0 })
 }
 
 /// Every key in the file with its status at `now_ms`; never a secret.
@@ -500,20 +620,22 @@ pub fn list_keys(path: &Path, now_ms: i64) -> Result<Vec<KeyInfo>, KeyRingError>
     Ok(info.collect())
 }
 
-/// Adds a key (fresh kid, no expiry) for `partner` and starts the grace period of every
+/// Adds a key for `partner` (expiring after the policy's `rotation_days`, if any) and
+/// starts the grace period (`grace_days`, else the policy's `grace_period_days`) of every
 /// key of that partner accepted at `now_ms`: `not_after = now`, `grace_days = grace_days`,
 /// unless the key already stops being accepted by `now + grace_days`. Pending keys are
 /// left alone. `grace_days = 0` revokes the old keys at once. The file must exist and the
 /// partner must have an accepted key (else `NothingToRotate`).
-pub fn rotate_key(path: &Path, partner: &str, grace_days: u32, now_ms: i64) -> Result<NewKey, KeyRingError> {
+pub fn rotate_key(path: &Path, partner: &str, grace_days: Option<u32>, now_ms: i64) -> Result<NewKey, KeyRingError> {
     check_partner_argument(partner)?;
-    if grace_days > GRACE_DAYS_MAX {
-        return Err(KeyRingError::Argument { name: "grace_days", reason: format!("must be at most {GRACE_DAYS_MAX}") });
-    }
     let Some(mut raw) = read_raw(path)? else {
         return Err(KeyRingError::Read { path: path.to_owned(), source: io::ErrorKind::NotFound.into() });
     };
     let ring = build_ring(&raw, path)?;
+    let grace_days = grace_days.unwrap_or(ring.policy().grace_period_days);
+    if grace_days > GRACE_DAYS_MAX {
+        return Err(KeyRingError::Argument { name: "grace_days", reason: format!("must be at most {GRACE_DAYS_MAX}") });
+    }
     let now_ms = whole_second(now_ms);
     let grace_end_ms = now_ms + grace_ms(grace_days);
     let mut rotated = 0usize;
@@ -532,9 +654,9 @@ pub fn rotate_key(path: &Path, partner: &str, grace_days: u32, now_ms: i64) -> R
         return Err(KeyRingError::NothingToRotate { path: path.to_owned(), partner: partner.to_owned() });
     }
     let kid = unused_kid(&ring, now_ms)?;
-    raw.keys.push(new_raw_key(kid.clone(), partner, None));
+    raw.keys.push(policy_key(kid.clone(), partner, ring.policy(), now_ms));
     store(path, &raw)?;
-    Ok(NewKey { kid, partner: partner.to_owned(), path: path.to_owned() })
+    Ok(NewKey { kid, partner: partner.to_owned(), path: path.to_owned(), grace_days })
 }
 
 /// Creates a ring with one non-expiring key for partner `dev` if nothing exists at `path`
@@ -549,12 +671,12 @@ pub fn ensure_dev_keyring(path: &Path, now_ms: i64) -> Result<Option<NewKey>, Ke
         fs::create_dir_all(parent).map_err(write_error)?;
     }
     let kid = generate_kid(whole_second(now_ms));
-    let raw = RawRing { keys: vec![new_raw_key(kid.clone(), DEV_PARTNER, None)] };
+    let raw = RawRing { keys: vec![new_raw_key(kid.clone(), DEV_PARTNER, None, 0)], ..RawRing::default() };
     let text = render(&raw, path)?;
     if !write_file(path, text.as_bytes(), Publish::NoClobber).map_err(write_error)? {
         return Ok(None);
     }
-    Ok(Some(NewKey { kid, partner: DEV_PARTNER.to_owned(), path: path.to_owned() }))
+    Ok(Some(NewKey { kid, partner: DEV_PARTNER.to_owned(), path: path.to_owned(), grace_days: 0 }))
 }
 
 fn check_partner_argument(partner: &str) -> Result<(), KeyRingError> {
@@ -568,8 +690,20 @@ fn whole_second(unix_ms: i64) -> i64 {
     unix_ms - unix_ms.rem_euclid(1000)
 }
 
-fn new_raw_key(kid: String, partner: &str, not_after: Option<toml::Value>) -> RawKey {
-    RawKey { kid, secret: generate_secret(), partner: partner.to_owned(), not_before: None, not_after, grace_days: 0 }
+fn new_raw_key(kid: String, partner: &str, not_after: Option<toml::Value>, grace_days: u32) -> RawKey {
+    RawKey { kid, secret: generate_secret(), partner: partner.to_owned(), not_before: None, not_after, grace_days }
+}
+
+/// A new key under the ring's policy: with `rotation_days`, it expires that many days
+/// from now and then has `grace_period_days` of grace; without, it never expires.
+fn policy_key(kid: String, partner: &str, policy: &Policy, now_ms: i64) -> RawKey {
+    match policy.rotation_days {
+        Some(days) => {
+            let not_after = toml::Value::String(time_text(now_ms + i64::from(days) * DAY_MS));
+            new_raw_key(kid, partner, Some(not_after), policy.grace_period_days)
+        }
+        None => new_raw_key(kid, partner, None, 0),
+    }
 }
 
 fn unused_kid(ring: &KeyRing, now_ms: i64) -> Result<String, KeyRingError> {
@@ -603,7 +737,7 @@ fn render(raw: &RawRing, path: &Path) -> Result<String, KeyRingError> {
         .map_err(|error| KeyRingError::Write { path: path.to_owned(), source: io::Error::other(redact_quoted(&error.to_string())) })?;
     // A blank line between keys; `[[keys]]` cannot occur inside a value: newlines in
     // strings are escaped.
-    Ok(format!("{FILE_HEADER}{}", body.replace("\n[[keys]]", "\n\n[[keys]]")))
+    Ok(format!("{FILE_HEADER}{}", body.replace("\n[[keys]]", "\n\n[[keys]]").replace("\n[[partners]]", "\n\n[[partners]]")))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -846,6 +980,53 @@ mod tests {
     }
 
     #[test]
+    fn rotation_follows_the_policy_and_rewrites_keep_partners() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let policy = "[policy]\nrotation_days = 45\ngrace_period_days = 7\nallow_algos = [\"HMAC-SHA256\"]\n\n\
+                      [[partners]]\nname = \"wallet\"\nevent_types = [\"deposit\"]\nallow_cidrs = [\"10.0.0.0/8\"]\n\n";
+        fs::write(&path, format!("{policy}{}", ring_text(&[("a", "wallet", "")]))).unwrap();
+        let new = rotate_key(&path, "wallet", None, T0).unwrap();
+        assert_eq!(new.grace_days, 7, "the policy's grace period is the default");
+        let ring = KeyRing::load(&path).unwrap();
+        let old = ring.get(b"a").unwrap();
+        assert_eq!((old.not_after_ms, old.grace_days), (Some(T0), 7));
+        let fresh = ring.get(new.kid.as_bytes()).unwrap();
+        assert_eq!((fresh.not_after_ms, fresh.grace_days), (Some(T0 + 45 * DAY_MS), 7), "new keys expire after rotation_days");
+        let generated = gen_key(&path, "wallet", None, T0).unwrap();
+        assert_eq!(KeyRing::load(&path).unwrap().get(generated.kid.as_bytes()).unwrap().not_after_ms, Some(T0 + 45 * DAY_MS));
+        // The rewrites kept the policy and the partner table.
+        let ring = KeyRing::load(&path).unwrap();
+        assert_eq!(ring.policy().rotation_days, Some(45));
+        let wallet = ring.partner(ring.partner_by_name(b"wallet").unwrap());
+        assert!(wallet.declared && wallet.allows_event_type(b"deposit") && !wallet.allows_event_type(b"bet"));
+        assert!(ring.keys().iter().all(|key| key.partner_index == ring.partner_by_name(b"wallet").unwrap()));
+        assert_eq!(rotate_key(&path, "wallet", Some(0), T0 + 1000).unwrap().grace_days, 0, "--grace-days overrides the policy");
+    }
+
+    #[test]
+    fn partner_tables_are_validated_and_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let cases = [
+            ("[[partners]]\nname = \"p\"\n\n[[partners]]\nname = \"p\"\n", "more than one"),
+            (
+                "[[partners]]\nname = \"p\"\ntls_identities = [\"x\"]\n\n[[partners]]\nname = \"q\"\ntls_identities = [\"x\"]\n",
+                "tls_identities",
+            ),
+            ("[[partners]]\nname = \"p\"\nevent_types = [\"a b\"]\n", "event_types"),
+            ("[policy]\nallow_algos = [\"HMAC-MD5\"]\n", "allow_algos"),
+        ];
+        for (text, needle) in cases {
+            let error = KeyRing::from_toml(text, &path).map(|_| ()).expect_err(text).to_string();
+            assert!(error.contains(needle), "{text}: {error}");
+        }
+        let implied = KeyRing::from_toml(&ring_text(&[("a", "dev", "")]), &path).unwrap();
+        let dev = implied.partner(implied.get(b"a").unwrap().partner_index);
+        assert!(!dev.declared && dev.allows_event_type(b"anything"), "a key's undeclared partner is unrestricted");
+    }
+
+    #[test]
     fn list_shows_status_but_never_secrets() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.toml");
@@ -874,7 +1055,7 @@ mod tests {
         let old = gen_key(&path, "GameCo", None, T0).unwrap();
         let other = gen_key(&path, "other", None, T0).unwrap();
         let now = T0 + 10 * DAY_MS + 999;
-        let new = rotate_key(&path, "GameCo", 7, now).unwrap();
+        let new = rotate_key(&path, "GameCo", Some(7), now).unwrap();
         assert_ne!(new.kid, old.kid);
         assert_eq!(mode_of(&path), 0o600);
         let ring = KeyRing::load(&path).unwrap();
@@ -886,23 +1067,23 @@ mod tests {
         assert_eq!(ring.get(other.kid.as_bytes()).unwrap().not_after_ms, None);
 
         // A second rotation with a longer grace does not extend the first one's...
-        let newer = rotate_key(&path, "GameCo", 30, now + DAY_MS).unwrap();
+        let newer = rotate_key(&path, "GameCo", Some(30), now + DAY_MS).unwrap();
         let ring = KeyRing::load(&path).unwrap();
         assert_eq!(ring.get(old.kid.as_bytes()).unwrap().accepted_until_ms(), Some(grace_end));
         let second_end = ring.get(new.kid.as_bytes()).unwrap().accepted_until_ms();
         assert_eq!(second_end, Some(T0 + 41 * DAY_MS));
         // ...and a shorter one shortens it; grace 0 revokes at once.
-        rotate_key(&path, "GameCo", 0, now + 2 * DAY_MS).unwrap();
+        rotate_key(&path, "GameCo", Some(0), now + 2 * DAY_MS).unwrap();
         let ring = KeyRing::load(&path).unwrap();
         for kid in [&old.kid, &new.kid, &newer.kid] {
             assert!(!ring.get(kid.as_bytes()).unwrap().accepts_at(now + 2 * DAY_MS), "{kid}");
         }
         assert_eq!(ring.keys().iter().filter(|k| k.partner == "GameCo" && k.accepts_at(now + 2 * DAY_MS)).count(), 1);
 
-        let error = rotate_key(&path, "nobody", 7, now).unwrap_err();
+        let error = rotate_key(&path, "nobody", Some(7), now).unwrap_err();
         assert!(matches!(error, KeyRingError::NothingToRotate { .. }), "{error}");
         let missing = dir.path().join("missing.toml");
-        assert!(matches!(rotate_key(&missing, "GameCo", 7, now), Err(KeyRingError::Read { .. })));
+        assert!(matches!(rotate_key(&missing, "GameCo", Some(7), now), Err(KeyRingError::Read { .. })));
         assert!(!missing.exists());
     }
 

@@ -1,7 +1,7 @@
 //! The `sluice` command line. Exit status (SPEC §3): 0 success, 2 bad usage or
 //! configuration, 1 any other failure.
 
-use std::io;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -58,6 +58,13 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Inspect and replay requests kept in the clock-skew quarantine.
+    Quarantine {
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
     /// The included load harness: signed requests, closed or open loop, HdrHistogram latency.
     Bench(Box<sluice::loadgen::BenchArgs>),
 }
@@ -78,8 +85,28 @@ enum KeysAction {
     Rotate {
         #[arg(long, default_value = "default")]
         partner: String,
-        #[arg(long, default_value_t = 7)]
-        grace_days: u32,
+        /// Days the current keys stay accepted (default: the ring's [policy]
+        /// grace_period_days, else 7).
+        #[arg(long)]
+        grace_days: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineAction {
+    /// One JSON line per quarantined request (partner, kid, skew, replayed; no body).
+    List {
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// Re-send requests not replayed yet to the ingest listener, signed afresh with a
+    /// current key of the same partner.
+    Replay {
+        #[arg(long)]
+        partner: Option<String>,
+        /// Ingest address to send to (default: [ingest] listen of the configuration).
+        #[arg(long, value_name = "ADDR")]
+        to: Option<std::net::SocketAddr>,
     },
 }
 
@@ -112,7 +139,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(config.as_ref())?;
             sluice::server::serve(config, |_| {}).map_err(|error| match error {
                 sluice::server::ServeError::Storage(sluice::storage::StorageError::PartitionCountMismatch { .. }) => usage(error),
-                sluice::server::ServeError::KeyRing(_) => usage(error),
+                sluice::server::ServeError::KeyRing(_) | sluice::server::ServeError::Jwks(_) => usage(error),
                 sluice::server::ServeError::Tls(_) => usage(error),
                 other => Failure::from(anyhow::Error::from(other)),
             })
@@ -165,14 +192,45 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 KeysAction::Rotate { partner, grace_days } => {
                     let key = keyring::rotate_key(&path, &partner, grace_days, now_ms).map_err(usage)?;
                     println!(
-                        "created kid {} for partner {} in {}; the previous keys stay valid for {grace_days} days",
+                        "created kid {} for partner {} in {}; the previous keys stay valid for {} days",
                         key.kid,
                         key.partner,
-                        key.path.display()
+                        key.path.display(),
+                        key.grace_days
                     );
                 }
             }
             Ok(())
+        }
+        Command::Quarantine { config, action } => {
+            let config = load_config(config.as_ref())?;
+            let dir = config.storage.data_dir.join(sluice::server::QUARANTINE_DIR);
+            match action {
+                QuarantineAction::List { partner } => {
+                    let mut out = io::stdout().lock();
+                    sluice::quarantine_replay::for_each(&dir, |file, offset, replayed, record| {
+                        if partner.as_deref().is_none_or(|wanted| wanted == record.partner) {
+                            let _ = writeln!(out, "{}", sluice::quarantine_replay::list_line(file, offset, replayed, record));
+                        }
+                    })
+                    .map_err(|error| Failure::from(anyhow::Error::from(error)))
+                }
+                QuarantineAction::Replay { partner, to } => {
+                    let addr = to.unwrap_or(config.ingest.listen);
+                    if addr.port() == 0 {
+                        return Err(usage(anyhow::anyhow!("the configuration listens on port 0; say where to send with --to")));
+                    }
+                    let ring = keyring::KeyRing::load(&config.keys_path()).map_err(usage)?;
+                    let now_ms = sluice::time::now_unix_ms();
+                    let summary = sluice::quarantine_replay::replay(&dir, &ring, addr, partner.as_deref(), now_ms)
+                        .map_err(|error| Failure::from(anyhow::Error::from(error)))?;
+                    println!(
+                        "replayed {} requests: {} events accepted, {} duplicates, {} rejected; {} requests of other partners left",
+                        summary.replayed, summary.accepted, summary.duplicates, summary.rejected, summary.skipped_other_partners
+                    );
+                    Ok(())
+                }
+            }
         }
         Command::Bench(args) => {
             let options = args.validate().map_err(|message| usage(anyhow::anyhow!(message)))?;

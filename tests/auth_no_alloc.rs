@@ -1,48 +1,15 @@
 //! `auth::verify_v1` allocates nothing (STYLE rule 2): a counting global allocator around
 //! one verification of each outcome. Its own test binary, so the allocator is ours alone.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::Path;
 
 use sluice::auth::{AuthError, Credentials, sign_v1, verify_v1};
 use sluice::keyring::KeyRing;
 
-struct CountingAllocator;
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
-// const-initialized thread-local without a destructor, so touching it never allocates.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|count| count.set(count.get() + 1));
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|count| count.set(count.get() + 1));
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
-
-fn allocations_during<T>(run: impl FnOnce() -> T) -> (T, usize) {
-    let before = ALLOCATIONS.with(Cell::get);
-    let result = run();
-    (result, ALLOCATIONS.with(Cell::get) - before)
-}
+use counting_alloc::allocations_during;
 
 /// kid, `X-Signature`, expected outcome.
 type Case<'a> = (&'a [u8], &'a [u8], Result<(), AuthError>);

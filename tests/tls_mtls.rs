@@ -223,6 +223,31 @@ fn optional_client_auth_admits_anonymous_clients_but_not_bad_certificates() {
     assert!(refused(&server, &pki::client_config(&server_ca, Some(&expired), &[]), &format!("{prefix}-expired")));
 }
 
+/// End to end: the identity of the verified client certificate reaches the handler as
+/// the connection's `tls_identity`, where a partner that requires mTLS is matched on it.
+#[test]
+fn the_client_certificate_identity_reaches_the_partner_check() {
+    let dir = pki_dir();
+    let (server_ca, clients_ca) = mtls_pki(dir.path(), &[]);
+    let partners = "[[partners]]\nname = \"tests\"\nclient_cert = \"required\"\ntls_identities = [\"partner-good\"]\n".to_owned();
+    let sandbox = Sandbox::new(Setup { tls: Some(tls_lines(dir.path(), Some("optional"))), extra_keys: partners, ..Setup::default() });
+    let mut server = sandbox.start();
+    let prefix = unique_prefix();
+    let good = clients_ca.client("partner-good", 41, false);
+    let mut identified = connect(&server, &pki::client_config(&server_ca, Some(&good), &[])).expect("mTLS connect");
+    expect_accepted(&post_event(&mut identified, &format!("{prefix}-identified")));
+    let mut anonymous = connect(&server, &pki::client_config(&server_ca, None, &[])).expect("TLS connect");
+    expect_error(&post_event(&mut anonymous, &format!("{prefix}-anonymous")), 403, "client_certificate_required");
+    let stranger = clients_ca.client("someone-else", 42, false);
+    let mut other = connect(&server, &pki::client_config(&server_ca, Some(&stranger), &[])).expect("mTLS connect");
+    expect_error(&post_event(&mut other, &format!("{prefix}-other")), 403, "client_certificate_required");
+    let mut plain = server.client();
+    expect_error(&plain.request(&signed_event(event(&format!("{prefix}-plain"), "u").as_bytes())), 403, "client_certificate_required");
+    drop((identified, anonymous, other, plain));
+    server.stop();
+    assert_stored(&sandbox, &prefix, &["identified"]);
+}
+
 fn wait_for_stderr(server: &Server, needle: &str, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.stderr_text().matches(needle).count() < count {

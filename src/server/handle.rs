@@ -4,11 +4,15 @@
 
 use std::sync::Arc;
 
-use crate::auth::{self, Credentials};
+use crate::auth;
 use crate::envelope::{self, Envelope, Stamp, Validator};
 use crate::http::{self, Method, Request, itoa_buf};
 use crate::keyring::KeyRing;
+use crate::quarantine::QuarantineWriter;
+use crate::request_ids::{self, Claim, Claimed};
+use crate::request_journal::{Journal, JournalRecord};
 use crate::routing;
+use crate::server::admit::Principal;
 use crate::server::handoff::{Outcome, StoreBatch, Ticket};
 use crate::server::store::{Partitions, Stored};
 use crate::stats::{Control, PathLabel, Reject, ShardStats};
@@ -30,6 +34,16 @@ pub struct Pending {
     pub keep_alive: bool,
     pub outstanding: usize,
     pub results: Vec<LineResult>,
+    /// The request's id claim, when it carried `X-Request-Id` or `webhook-id`.
+    pub remember: Option<Box<Remember>>,
+}
+
+/// A claimed request id whose answer is to be remembered.
+#[derive(Debug)]
+pub struct Remember {
+    claimed: Claimed,
+    partner: usize,
+    id: Box<[u8]>,
 }
 
 /// Shard-wide state request handling needs (everything but the connections and ring).
@@ -60,6 +74,16 @@ pub struct Core {
     /// Reused buffer for outcomes released by the group commit.
     pub resolved_scratch: Vec<(Ticket, Outcome)>,
     pub now_ms: i64,
+    pub control: Arc<Control>,
+    /// This shard's request-id journal (`None`: not persisted).
+    pub journal: Option<Journal>,
+    /// This shard's quarantine writer (`None`: quarantine disabled).
+    pub quarantine: Option<QuarantineWriter>,
+    /// Bearer-token verifier (`None`: no `[auth.jwt]` issuers), its scratch space and the
+    /// scopes of the request being handled.
+    pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    pub jwt_scratch: Box<crate::jwt::JwtScratch>,
+    pub token_scopes: crate::server::admit::TokenScopes,
 }
 
 /// The connection a request came in on.
@@ -85,6 +109,32 @@ pub enum Handled {
 }
 
 const RETRY_AFTER: &[u8] = b"retry-after: 1\r\n";
+const EVENT_TYPE_NOT_ALLOWED: &str = "the partner may not send events of this event_type";
+
+/// The status of a whole-request rejection for `reason`.
+fn reason_status(reason: Reject) -> u16 {
+    match reason {
+        Reject::EventTypeNotAllowed => 403,
+        _ => 400,
+    }
+}
+
+/// The status code of a response we wrote (`HTTP/1.1 NNN ...`).
+fn response_status(response: &[u8]) -> u16 {
+    response.get(9..12).and_then(|digits| std::str::from_utf8(digits).ok()?.parse().ok()).unwrap_or(500)
+}
+
+/// The body of a response we wrote (after the blank line).
+fn response_body(response: &[u8]) -> &[u8] {
+    memchr::memmem::find(response, b"\r\n\r\n").map_or(&[][..], |at| &response[at + 4..])
+}
+
+/// True when a batch answer has lines the producer should retry (not stored because of
+/// overload or storage trouble): such an answer must not be replayed from memory.
+fn body_asks_retry(body: &[u8]) -> bool {
+    let codes = [Reject::StorageUnavailable.code().as_bytes(), Reject::Overloaded.code().as_bytes()];
+    codes.iter().any(|code| memchr::memmem::find(body, code).is_some())
+}
 const STORAGE_UNAVAILABLE: &str = "storage cannot take writes; retry";
 const OVERLOADED: &str = "the partition owner is overloaded; retry";
 
@@ -228,7 +278,7 @@ impl Core {
         &mut self,
         control: &Control,
         request: &Request<'_>,
-        _peer: Peer<'_>,
+        peer: Peer<'_>,
         origin: Origin,
         keep_alive: bool,
         out: &mut Vec<u8>,
@@ -239,16 +289,18 @@ impl Core {
             (Method::Get | Method::Head, PathLabel::Healthz) => answer_ok(out, b"{\"status\":\"ok\"}", answer),
             (Method::Get | Method::Head, PathLabel::Readyz) if control.is_ready() => answer_ok(out, b"{\"status\":\"ready\"}", answer),
             (Method::Get | Method::Head, PathLabel::Readyz) => answer_error(out, 503, "not_ready", "starting or draining", answer),
-            (Method::Post, PathLabel::Events | PathLabel::EventsBatch) => return self.ingest(request, origin, answer, out),
+            (Method::Post, PathLabel::Events | PathLabel::EventsBatch | PathLabel::Webhooks) => {
+                return self.ingest(request, peer, origin, answer, out);
+            }
             (_, PathLabel::Healthz | PathLabel::Readyz) => answer_method(out, b"allow: GET, HEAD\r\n", answer),
-            (_, PathLabel::Events | PathLabel::EventsBatch) => answer_method(out, b"allow: POST\r\n", answer),
-            (_, PathLabel::Webhooks | PathLabel::Other) => answer_error(out, 404, "not_found", "no such endpoint", answer),
+            (_, PathLabel::Events | PathLabel::EventsBatch | PathLabel::Webhooks) => answer_method(out, b"allow: POST\r\n", answer),
+            (_, PathLabel::Other) => answer_error(out, 404, "not_found", "no such endpoint", answer),
         }
         Handled::Answered
     }
 
-    /// `POST /v1/events` or `/v1/events/batch`, as `answer.path` says.
-    fn ingest(&mut self, request: &Request<'_>, origin: Origin, answer: Answer<'_>, out: &mut Vec<u8>) -> Handled {
+    /// `POST /v1/events`, `/v1/events/batch` or `/v1/webhooks/<source>`, as `answer.path` says.
+    fn ingest(&mut self, request: &Request<'_>, peer: Peer<'_>, origin: Origin, answer: Answer<'_>, out: &mut Vec<u8>) -> Handled {
         let batch = answer.path == PathLabel::EventsBatch;
         let (media, message): (&[u8], &str) = if batch {
             (b"application/x-ndjson", "Content-Type must be application/x-ndjson")
@@ -259,29 +311,141 @@ impl Core {
             answer_rejected(out, 415, Reject::UnsupportedMediaType, message, 1, answer);
             return Handled::Answered;
         }
-        let credentials = Credentials { kid: request.key_id, timestamp: request.timestamp, signature: request.signature };
-        if let Err(error) = auth::verify_v1(&self.keyring, &credentials, request.body, self.now_ms, self.tolerance_secs) {
-            answer_rejected(out, 401, Reject::from(error), error.message(), 1, answer);
-            return Handled::Answered;
+        let principal = match self.admit(request, peer, answer.path) {
+            Ok(principal) => principal,
+            Err(refusal) => {
+                answer_rejected(out, refusal.status, refusal.reason, refusal.message, 1, answer);
+                return Handled::Answered;
+            }
+        };
+        let id = request.request_id.or(if answer.path == PathLabel::Webhooks { request.webhook_id } else { None });
+        let remember = match id {
+            None => None,
+            Some(id) => match self.claim_request_id(request, principal, id, answer, out) {
+                Some(remember) => Some(remember),
+                None => return Handled::Answered,
+            },
+        };
+        let start = out.len();
+        let handled = if batch {
+            self.ingest_batch(request.body, principal, origin, answer, out)
+        } else {
+            self.ingest_single(request.body, principal, origin, answer, out)
+        };
+        match handled {
+            Handled::Answered => {
+                if let Some(remember) = remember {
+                    self.remember_answer(&remember, &out[start..]);
+                }
+                Handled::Answered
+            }
+            Handled::Parked(mut pending) => {
+                pending.remember = remember;
+                Handled::Parked(pending)
+            }
         }
-        if batch {
-            return self.ingest_batch(request.body, origin, answer, out);
+    }
+
+    /// Looks the request id up. `Some`: a new claim, go on; `None`: answered (a repeat's
+    /// original answer, a conflict, or an invalid id).
+    fn claim_request_id(
+        &mut self,
+        request: &Request<'_>,
+        principal: Principal,
+        id: &[u8],
+        answer: Answer<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Box<Remember>> {
+        if !auth::is_webhook_id(id) {
+            answer_rejected(out, 400, Reject::RequestIdInvalid, "the request id must be 1 to 256 visible ASCII characters", 1, answer);
+            return None;
         }
-        let line = self.ingest_line(request.body, origin, 0);
+        let partner = &self.keyring.partner(principal.partner).name;
+        let digest = request_ids::digest(request.path, request.body);
+        match self.control.request_ids.claim(partner, id, digest, self.now_ms) {
+            Claim::New(claimed) => Some(Box::new(Remember { claimed, partner: principal.partner, id: Box::from(id) })),
+            Claim::Repeat { status, body } => {
+                http::write_response(out, status, &body, answer.keep_alive, b"idempotent-replayed: true\r\n");
+                answer.stats.count_answer(answer.path, status);
+                None
+            }
+            Claim::Conflict => {
+                answer_rejected(out, 409, Reject::RequestIdConflict, "the request id was already used with another body", 1, answer);
+                None
+            }
+            Claim::InProgress => {
+                answer_rejected(out, 409, Reject::RequestInProgress, "a request with this id is still being processed; retry", 1, answer);
+                None
+            }
+        }
+    }
+
+    /// Remembers (or, if it asks for a retry, forgets) the answer `response` (status
+    /// line, headers, body) of a claimed request, and journals it.
+    pub fn remember_answer(&mut self, remember: &Remember, response: &[u8]) {
+        let status = response_status(response);
+        let body = response_body(response);
+        if matches!(status, 429 | 503) || body_asks_retry(body) {
+            self.control.request_ids.release(remember.claimed);
+            return;
+        }
+        self.control.request_ids.complete(remember.claimed, status, body);
+        if let Some(journal) = self.journal.as_mut() {
+            journal.append(&JournalRecord {
+                expires_ms: remember.claimed.expires_ms(self.control.request_ids.window_ms()),
+                status,
+                digest: remember.claimed.digest(),
+                partner: &self.keyring.partner(remember.partner).name,
+                id: &remember.id,
+                body,
+            });
+        }
+    }
+
+    /// Re-reads the JWKS files when one changed on disk (polled by housekeeping). A file
+    /// that fails keeps its issuer's previous keys; shard 0 reports it.
+    pub fn refresh_jwks(&mut self) {
+        let Some(verifier) = self.jwt.as_ref() else { return };
+        if !verifier.jwks_changed() {
+            return;
+        }
+        let reloaded = verifier.reload();
+        if self.shard == 0 {
+            for error in &reloaded.errors {
+                eprintln!("sluice: JWKS reload: {error}; the previous keys stay in force");
+            }
+        }
+        self.jwt = Some(Arc::new(reloaded.verifier));
+    }
+
+    /// Writes this loop's request-id journal and quarantine appends; called before the
+    /// loop's answers are handed to the kernel.
+    pub fn flush_journals(&mut self) {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.flush(self.now_ms);
+        }
+        if let Some(writer) = self.quarantine.as_mut() {
+            writer.flush(self.now_ms, &self.control.quarantine);
+        }
+    }
+
+    fn ingest_single(&mut self, body: &[u8], principal: Principal, origin: Origin, answer: Answer<'_>, out: &mut Vec<u8>) -> Handled {
+        let line = self.ingest_line(body, principal, origin, 0);
         match line {
             LineResult::Done(outcome) => answer_outcome(out, &outcome, answer),
-            LineResult::Rejected { reason, message } => answer_rejected(out, 400, reason, message, 1, answer),
+            LineResult::Rejected { reason, message } => answer_rejected(out, reason_status(reason), reason, message, 1, answer),
             LineResult::Waiting => {
                 let mut results = self.results_pool.pop().unwrap_or_default();
                 results.push(line);
-                let pending = Pending { path: answer.path, batch: false, keep_alive: answer.keep_alive, outstanding: 1, results };
+                let pending =
+                    Pending { path: answer.path, batch: false, keep_alive: answer.keep_alive, outstanding: 1, results, remember: None };
                 return Handled::Parked(pending);
             }
         }
         Handled::Answered
     }
 
-    fn ingest_batch(&mut self, body: &[u8], origin: Origin, answer: Answer<'_>, out: &mut Vec<u8>) -> Handled {
+    fn ingest_batch(&mut self, body: &[u8], principal: Principal, origin: Origin, answer: Answer<'_>, out: &mut Vec<u8>) -> Handled {
         let mut spans = std::mem::take(&mut self.line_spans);
         let count = envelope::ndjson_lines(body, &mut spans, crate::constants::BATCH_EVENTS_MAX);
         if count == 0 {
@@ -297,12 +461,12 @@ impl Core {
         let mut results = self.results_pool.pop().unwrap_or_default();
         let mut outstanding = 0;
         for (index, span) in spans.iter().enumerate() {
-            let result = self.ingest_line(&body[span.clone()], origin, index as u16);
+            let result = self.ingest_line(&body[span.clone()], principal, origin, index as u16);
             outstanding += usize::from(matches!(result, LineResult::Waiting));
             results.push(result);
         }
         self.line_spans = spans;
-        let pending = Pending { path: answer.path, batch: true, keep_alive: answer.keep_alive, outstanding, results };
+        let pending = Pending { path: answer.path, batch: true, keep_alive: answer.keep_alive, outstanding, results, remember: None };
         if outstanding > 0 {
             return Handled::Parked(pending);
         }
@@ -311,12 +475,19 @@ impl Core {
         Handled::Answered
     }
 
-    /// Validates one event and stores it here or hands it to the owner shard.
-    fn ingest_line(&mut self, event: &[u8], origin: Origin, line: u16) -> LineResult {
+    /// Validates one event, checks the partner's scope, and stores it here or hands it to
+    /// the owner shard.
+    fn ingest_line(&mut self, event: &[u8], principal: Principal, origin: Origin, line: u16) -> LineResult {
         let envelope: Envelope = match self.validator.validate(event) {
             Ok(envelope) => envelope,
             Err(error) => return LineResult::Rejected { reason: Reject::from(error), message: error.message() },
         };
+        let event_type = envelope.event_type();
+        if !self.keyring.partner(principal.partner).allows_event_type(event_type)
+            || (principal.token && !self.token_scopes.allows_event_type(event_type))
+        {
+            return LineResult::Rejected { reason: Reject::EventTypeNotAllowed, message: EVENT_TYPE_NOT_ALLOWED };
+        }
         let partition = routing::partition_for(envelope.user_id_hash, self.partitions_count);
         let owner = routing::owner_shard(partition, self.shards);
         if self.stamp_ms != self.now_ms {

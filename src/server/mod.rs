@@ -1,6 +1,7 @@
 //! `sluice serve`: opens the data dir and key ring, starts one pinned shard per core,
 //! reports readiness, and drains on SIGTERM.
 
+mod admit;
 pub mod conn;
 pub mod handle;
 pub mod handoff;
@@ -21,6 +22,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::Config;
 use crate::envelope::Validator;
 use crate::keyring::{self, KeyRing};
+use crate::quarantine::QuarantineWriter;
+use crate::request_ids::RequestIds;
+use crate::request_journal::Journal;
 use crate::server::handle::Core;
 use crate::server::handoff::StoreBatch;
 use crate::server::per_ip::ConnectionsPerIp;
@@ -31,6 +35,10 @@ use crate::stats::Control;
 use crate::storage::DataDir;
 use crate::tls::{ServerTls, TlsError};
 
+/// Where the request-id journal and the quarantine live in the data dir.
+pub const REQUEST_IDS_DIR: &str = "request-ids";
+pub const QUARANTINE_DIR: &str = "quarantine";
+
 /// Listen backlog per shard socket; the kernel caps it at net.core.somaxconn.
 const LISTEN_BACKLOG: i32 = 4096;
 
@@ -40,6 +48,8 @@ pub enum ServeError {
     Storage(#[from] crate::storage::StorageError),
     #[error("{0}")]
     KeyRing(#[from] crate::keyring::KeyRingError),
+    #[error("{0}")]
+    Jwks(#[from] crate::jwt::JwtLoadError),
     #[error("[ingest.tls]: {0}")]
     Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -126,7 +136,23 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
     }
     let data_dir = DataDir::open_or_init(&config.storage.data_dir, config.storage.partitions)?;
     let keyring = Arc::new(load_keyring(&config)?);
-    let control = Arc::new(Control::new(shards, config.storage.partitions));
+    let jwt = match config.auth.jwt.clone() {
+        Some(policy) => Some(Arc::new(crate::jwt::JwtVerifier::load(policy)?)),
+        None => None,
+    };
+    let window_ms = 2 * config.auth.timestamp_tolerance_secs as i64 * 1000;
+    let request_ids = RequestIds::new(window_ms, config.auth.request_ids_max, config.auth.request_id_memory_bytes_max);
+    let now_ms = crate::time::now_unix_ms();
+    let loaded = crate::request_journal::load(&data_dir.root().join(REQUEST_IDS_DIR), &request_ids, now_ms)
+        .map_err(|error| ServeError::Shard { shard: 0, message: format!("cannot read the request-id journal: {error}") })?;
+    if loaded.restored > 0 || loaded.damaged > 0 {
+        eprintln!(
+            "sluice: request-id memory: restored {} of {} journaled answers from {} files ({} damaged tails cut)",
+            loaded.restored, loaded.records, loaded.files, loaded.damaged
+        );
+    }
+    let control = Arc::new(Control::new(shards, config.storage.partitions).with_request_ids(request_ids));
+    control.quarantine.bytes.store(crate::quarantine::directory_bytes(&data_dir.root().join(QUARANTINE_DIR)), Ordering::Relaxed);
     let terminate = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&terminate))?;
@@ -166,7 +192,7 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
             tls: tls_listeners[index].zip(server_tls.clone()),
             per_ip: Arc::clone(&per_ip),
         };
-        let (keyring, data_dir, ready) = (Arc::clone(&keyring), data_dir.clone(), ready_tx.clone());
+        let (keyring, jwt, data_dir, ready) = (Arc::clone(&keyring), jwt.clone(), data_dir.clone(), ready_tx.clone());
         let core_id = if cores.is_empty() { None } else { Some(cores[index % cores.len()]) };
         let thread = std::thread::Builder::new().name(format!("sluice-shard-{index}")).spawn(move || {
             if let Some(core_id) = core_id
@@ -174,7 +200,7 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
             {
                 eprintln!("sluice: shard {index}: could not pin to core {}", core_id.id);
             }
-            match start_shard(setup, keyring, &data_dir) {
+            match start_shard(setup, keyring, jwt, &data_dir) {
                 Ok(mut shard) => {
                     let _ = ready.send(Ok(index));
                     if let Err(error) = shard.run() {
@@ -227,7 +253,12 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
     Ok(())
 }
 
-fn start_shard(setup: ShardSetup, keyring: Arc<KeyRing>, data_dir: &DataDir) -> Result<Shard, ServeError> {
+fn start_shard(
+    setup: ShardSetup,
+    keyring: Arc<KeyRing>,
+    jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    data_dir: &DataDir,
+) -> Result<Shard, ServeError> {
     let index = setup.index;
     let shard_error = |message: String| ServeError::Shard { shard: index, message };
     let (ring, features) = crate::reactor::setup().map_err(|error| shard_error(error.to_string()))?;
@@ -263,6 +294,13 @@ fn start_shard(setup: ShardSetup, keyring: Arc<KeyRing>, data_dir: &DataDir) -> 
         line_spans: Vec::with_capacity(crate::constants::BATCH_EVENTS_MAX),
         resolved_scratch: Vec::new(),
         now_ms: crate::time::now_unix_ms(),
+        control: Arc::clone(&setup.control),
+        journal: Some(Journal::new(&data_dir.root().join(REQUEST_IDS_DIR), index, setup.control.request_ids.window_ms())),
+        jwt,
+        jwt_scratch: Box::default(),
+        token_scopes: Default::default(),
+        quarantine: (config.auth.quarantine_bytes_max > 0)
+            .then(|| QuarantineWriter::new(&data_dir.root().join(QUARANTINE_DIR), index, config.auth.quarantine_bytes_max)),
     };
     Shard::new(setup, ring, core).map_err(|error| shard_error(format!("cannot register the receive buffer ring: {error}")))
 }

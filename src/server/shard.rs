@@ -251,6 +251,7 @@ impl Shard {
     /// Queues the sends of every answer ready, re-arms the receives that wait for them and
     /// returns consumed receive buffers to the ring.
     fn queue_answers(&mut self) {
+        self.core.flush_journals();
         self.submit_sends();
         self.rearm_receives();
         self.buffers.publish();
@@ -625,7 +626,11 @@ impl Shard {
         }
         ShardStats::add(&self.control.shards[self.index].bytes_out, result as u64);
         conn.sent += result as usize;
-        conn.deadline_ms = conn.deadline_ms.max(self.now_ms + self.config.ingest.idle_timeout_ms);
+        // A request being read keeps its phase's deadline: an answer to an earlier request
+        // or a `100 Continue` must not give a slow head or body the idle timeout.
+        if conn.phase == Phase::Idle || conn.closing != Closing::Open {
+            conn.deadline_ms = conn.deadline_ms.max(self.now_ms + self.config.ingest.idle_timeout_ms);
+        }
         if conn.sent < conn.sending.len() {
             return self.start_send(slot);
         }
@@ -717,14 +722,24 @@ impl Shard {
         if pending.outstanding > 0 {
             return;
         }
-        let pending = conn.pending.take().expect("checked above");
+        let mut pending = conn.pending.take().expect("checked above");
+        let stats = &self.control.shards[self.index];
         if conn.closing == Closing::Open {
             self.pool.lend(&mut conn.output);
-            handle::answer_pending(&mut conn.output, &pending, &self.control.shards[self.index]);
+            let start = conn.output.len();
+            handle::answer_pending(&mut conn.output, &pending, stats);
+            if let Some(remember) = pending.remember.take() {
+                self.core.remember_answer(&remember, &conn.output[start..]);
+            }
             self.latency.answered_parked(conn.framed_ns);
             if !pending.keep_alive {
                 conn.closing = Closing::AfterFlush;
             }
+        } else if let Some(remember) = pending.remember.take() {
+            // The client is gone, but its repeat must still get this answer.
+            let mut scratch = Vec::new();
+            handle::answer_pending(&mut scratch, &pending, stats);
+            self.core.remember_answer(&remember, &scratch);
         }
         self.core.recycle_results(pending.results);
         let conn = &self.conns[slot as usize];
@@ -824,6 +839,10 @@ impl Shard {
         if self.now_ms >= self.last_housekeeping_ms + HOUSEKEEPING_MS {
             self.last_housekeeping_ms = self.now_ms;
             self.core.partitions.housekeeping(self.core.now_ms);
+            if let Some(journal) = self.core.journal.as_mut() {
+                journal.prune(self.core.now_ms);
+            }
+            self.core.refresh_jwks();
         }
         let draining = self.control.draining.load(Ordering::Acquire);
         if draining && self.accepting {

@@ -4,6 +4,7 @@
 
 use crate::auth::AuthError;
 use crate::envelope::EnvelopeError;
+use crate::jwt::JwtError;
 
 /// The path a request is counted under. Unknown paths all count as `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,11 +114,32 @@ pub enum Reject {
     FieldReserved,
     StorageUnavailable,
     Overloaded,
+    AlgorithmNotAllowed,
+    EventTypeNotAllowed,
+    IpNotAllowed,
+    ClientCertificateRequired,
+    PartnerMismatch,
+    RequestIdInvalid,
+    RequestIdConflict,
+    RequestInProgress,
+    TokenInvalid,
+    TokenMissing,
+    TokenTooLarge,
+    TokenMalformed,
+    TokenAlgorithmNotAllowed,
+    TokenIssuerUnknown,
+    TokenKeyUnknown,
+    TokenSignatureInvalid,
+    TokenClaimMissing,
+    TokenExpired,
+    TokenNotYetValid,
+    TokenIssuedInFuture,
+    TokenAudienceMismatch,
 }
 
 impl Reject {
     /// Every reason, in index order.
-    pub const ALL: [Reject; 23] = [
+    pub const ALL: [Reject; 44] = [
         Reject::UnsupportedMediaType,
         Reject::BatchTooLarge,
         Reject::SignatureMissing,
@@ -141,6 +163,27 @@ impl Reject {
         Reject::FieldReserved,
         Reject::StorageUnavailable,
         Reject::Overloaded,
+        Reject::AlgorithmNotAllowed,
+        Reject::EventTypeNotAllowed,
+        Reject::IpNotAllowed,
+        Reject::ClientCertificateRequired,
+        Reject::PartnerMismatch,
+        Reject::RequestIdInvalid,
+        Reject::RequestIdConflict,
+        Reject::RequestInProgress,
+        Reject::TokenInvalid,
+        Reject::TokenMissing,
+        Reject::TokenTooLarge,
+        Reject::TokenMalformed,
+        Reject::TokenAlgorithmNotAllowed,
+        Reject::TokenIssuerUnknown,
+        Reject::TokenKeyUnknown,
+        Reject::TokenSignatureInvalid,
+        Reject::TokenClaimMissing,
+        Reject::TokenExpired,
+        Reject::TokenNotYetValid,
+        Reject::TokenIssuedInFuture,
+        Reject::TokenAudienceMismatch,
     ];
     pub const COUNT: usize = Reject::ALL.len();
 
@@ -176,6 +219,27 @@ impl Reject {
             Reject::FieldReserved => EnvelopeError::FieldReserved.code(),
             Reject::StorageUnavailable => "storage_unavailable",
             Reject::Overloaded => "overloaded",
+            Reject::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Reject::EventTypeNotAllowed => "event_type_not_allowed",
+            Reject::IpNotAllowed => "ip_not_allowed",
+            Reject::ClientCertificateRequired => "client_certificate_required",
+            Reject::PartnerMismatch => "partner_mismatch",
+            Reject::RequestIdInvalid => "request_id_invalid",
+            Reject::RequestIdConflict => "request_id_conflict",
+            Reject::RequestInProgress => "request_in_progress",
+            Reject::TokenInvalid => "token_invalid",
+            Reject::TokenMissing => JwtError::Missing.code(),
+            Reject::TokenTooLarge => JwtError::TooLarge.code(),
+            Reject::TokenMalformed => JwtError::Malformed.code(),
+            Reject::TokenAlgorithmNotAllowed => JwtError::AlgorithmNotAllowed.code(),
+            Reject::TokenIssuerUnknown => JwtError::IssuerUnknown.code(),
+            Reject::TokenKeyUnknown => JwtError::KeyUnknown.code(),
+            Reject::TokenSignatureInvalid => JwtError::SignatureInvalid.code(),
+            Reject::TokenClaimMissing => JwtError::ClaimMissing.code(),
+            Reject::TokenExpired => JwtError::Expired.code(),
+            Reject::TokenNotYetValid => JwtError::NotYetValid.code(),
+            Reject::TokenIssuedInFuture => JwtError::IssuedInFuture.code(),
+            Reject::TokenAudienceMismatch => JwtError::AudienceMismatch.code(),
         }
     }
 }
@@ -189,6 +253,25 @@ impl From<AuthError> for Reject {
             AuthError::TimestampInvalid => Reject::TimestampInvalid,
             AuthError::TimestampOutOfWindow => Reject::TimestampOutOfWindow,
             AuthError::SignatureInvalid => Reject::SignatureInvalid,
+        }
+    }
+}
+
+impl From<JwtError> for Reject {
+    fn from(error: JwtError) -> Reject {
+        match error {
+            JwtError::Missing => Reject::TokenMissing,
+            JwtError::TooLarge => Reject::TokenTooLarge,
+            JwtError::Malformed => Reject::TokenMalformed,
+            JwtError::AlgorithmNotAllowed => Reject::TokenAlgorithmNotAllowed,
+            JwtError::IssuerUnknown => Reject::TokenIssuerUnknown,
+            JwtError::KeyUnknown => Reject::TokenKeyUnknown,
+            JwtError::SignatureInvalid => Reject::TokenSignatureInvalid,
+            JwtError::ClaimMissing => Reject::TokenClaimMissing,
+            JwtError::Expired => Reject::TokenExpired,
+            JwtError::NotYetValid => Reject::TokenNotYetValid,
+            JwtError::IssuedInFuture => Reject::TokenIssuedInFuture,
+            JwtError::AudienceMismatch => Reject::TokenAudienceMismatch,
         }
     }
 }

@@ -202,6 +202,9 @@ pub struct Control {
     pub draining: AtomicBool,
     /// Shards that have finished their own connections while draining.
     pub shards_quiesced: AtomicUsize,
+    /// The request-id memory every shard shares.
+    pub request_ids: crate::request_ids::RequestIds,
+    pub quarantine: crate::quarantine::QuarantineStats,
 }
 
 impl Control {
@@ -212,7 +215,19 @@ impl Control {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             shards_quiesced: AtomicUsize::new(0),
+            request_ids: crate::request_ids::RequestIds::new(
+                2 * crate::constants::TIMESTAMP_TOLERANCE_SECS_DEFAULT as i64 * 1000,
+                crate::constants::REQUEST_IDS_MAX_DEFAULT,
+                crate::constants::REQUEST_ID_MEMORY_BYTES_MAX_DEFAULT,
+            ),
+            quarantine: crate::quarantine::QuarantineStats::default(),
         }
+    }
+
+    /// Replaces the request-id memory (its window and bounds come from the configuration).
+    pub fn with_request_ids(mut self, request_ids: crate::request_ids::RequestIds) -> Control {
+        self.request_ids = request_ids;
+        self
     }
 
     pub fn is_ready(&self) -> bool {

@@ -143,6 +143,7 @@ impl Control {
             e.family(name, Kind::Counter, help);
             e.sample(name, "", &[], value);
         }
+        render_perimeter(e, self);
         e.family("sluice_partition_end_offset", Kind::Gauge, "next offset to be written");
         for (partition, offset) in self.end_offsets.iter().enumerate() {
             e.sample("sluice_partition_end_offset", "", &[("partition", &partition.to_string())], offset.load(Ordering::Relaxed));
@@ -150,6 +151,36 @@ impl Control {
         e.family("sluice_ready", Kind::Gauge, "1 when accepting traffic");
         e.sample("sluice_ready", "", &[], u8::from(self.is_ready()));
         exposition.out
+    }
+}
+
+/// Request-id memory and clock-skew quarantine.
+fn render_perimeter(e: &mut Exposition, control: &Control) {
+    let ids = &control.request_ids;
+    let counters: [(&str, &str, u64); 4] = [
+        ("sluice_request_id_repeats_total", "requests answered from the request-id memory", ids.repeats.load(Ordering::Relaxed)),
+        ("sluice_request_id_conflicts_total", "requests refused 409 by the request-id memory", ids.conflicts.load(Ordering::Relaxed)),
+        (
+            "sluice_request_id_evictions_total",
+            "request ids forgotten before their window ended (memory bound)",
+            ids.evicted.load(Ordering::Relaxed),
+        ),
+        (
+            "sluice_quarantine_dropped_total",
+            "skewed requests not kept: quarantine full or unwritable",
+            control.quarantine.dropped.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, value) in counters {
+        e.family(name, Kind::Counter, help);
+        e.sample(name, "", &[], value);
+    }
+    e.family("sluice_quarantine_bytes", Kind::Gauge, "bytes in the quarantine directory");
+    e.sample("sluice_quarantine_bytes", "", &[], control.quarantine.bytes.load(Ordering::Relaxed));
+    const QUARANTINED: &str = "sluice_quarantined_total";
+    e.family(QUARANTINED, Kind::Counter, "validly signed requests outside the timestamp window, kept in quarantine, by partner");
+    for (partner, count) in control.quarantine.per_partner() {
+        e.sample(QUARANTINED, "", &[("partner", &partner)], count);
     }
 }
 

@@ -14,6 +14,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod jwt;
+
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -54,9 +56,13 @@ pub struct Setup {
     pub body_bytes_max: usize,
     pub segment_bytes: u64,
     pub header_timeout_ms: Option<u64>,
+    pub body_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
     pub drain_timeout_ms: Option<u64>,
     /// Extra `[[keys]]` tables appended to the key ring.
     pub extra_keys: String,
+    /// Extra TOML appended to the configuration (e.g. `[auth.jwt]` tables).
+    pub extra_config: String,
     /// `[ingest] connections_per_ip_max`, when set.
     pub connections_per_ip_max: Option<usize>,
     /// Lines of an `[ingest.tls]` table (`listen = "127.0.0.1:0"` is added), when set.
@@ -72,8 +78,11 @@ impl Default for Setup {
             body_bytes_max: 64 * 1024,
             segment_bytes: 1024 * 1024,
             header_timeout_ms: None,
+            body_timeout_ms: None,
+            idle_timeout_ms: None,
             drain_timeout_ms: None,
             extra_keys: String::new(),
+            extra_config: String::new(),
             connections_per_ip_max: None,
             tls: None,
         }
@@ -87,6 +96,12 @@ impl Setup {
         if let Some(ms) = self.header_timeout_ms {
             ingest.push_str(&format!("header_timeout_ms = {ms}\n"));
         }
+        if let Some(ms) = self.body_timeout_ms {
+            ingest.push_str(&format!("body_timeout_ms = {ms}\n"));
+        }
+        if let Some(ms) = self.idle_timeout_ms {
+            ingest.push_str(&format!("idle_timeout_ms = {ms}\n"));
+        }
         if let Some(ms) = self.drain_timeout_ms {
             ingest.push_str(&format!("drain_timeout_ms = {ms}\n"));
         }
@@ -98,12 +113,13 @@ impl Setup {
         }
         format!(
             "{ingest}\n[storage]\ndata_dir = {:?}\npartitions = {}\ndurability = \"{}\"\nsegment_bytes = {}\n\n\
-             [auth]\nkeys_file = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+             [auth]\nkeys_file = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
             data_dir.display().to_string(),
             self.partitions,
             self.durability,
             self.segment_bytes,
             keys_file.display().to_string(),
+            self.extra_config,
         )
     }
 }
