@@ -27,6 +27,7 @@ pub mod routing;
 pub mod server;
 pub mod stats;
 pub mod storage;
+pub mod swap;
 pub mod tail;
 pub mod time;
 pub mod tls;

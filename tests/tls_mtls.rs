@@ -11,7 +11,6 @@ mod pki;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::*;
 use pki::{Authority, Leaf, TlsStream};
@@ -248,14 +247,6 @@ fn the_client_certificate_identity_reaches_the_partner_check() {
     assert_stored(&sandbox, &prefix, &["identified"]);
 }
 
-fn wait_for_stderr(server: &Server, needle: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.stderr_text().matches(needle).count() < count {
-        assert!(Instant::now() < deadline, "no {needle:?} on stderr:\n{}", server.stderr_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn admin_reload(server: &Server) -> Response {
     server.admin_client().request(b"POST /admin/reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n")
 }
@@ -285,7 +276,7 @@ fn reload_swaps_certificates_and_crls_without_dropping_connections() {
     std::fs::write(dir.path().join("clients.crl"), clients_ca.crl(&[22], 2)).expect("write CRL");
     // SAFETY: kill(2) on the pid of our running child.
     assert_eq!(unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGHUP) }, 0);
-    wait_for_stderr(&server, "reload (SIGHUP): reloaded tls", 1);
+    server.wait_for_stderr("reload (SIGHUP): reloaded tls, keys", 1);
     expect_accepted(&post_event(&mut kept, &format!("{prefix}-kept")));
     // An open connection keeps its session, even one whose certificate is now revoked.
     expect_accepted(&post_event(&mut second_kept, &format!("{prefix}-second-kept")));
@@ -300,7 +291,7 @@ fn reload_swaps_certificates_and_crls_without_dropping_connections() {
     assert_eq!(answer.status, 400, "{}", answer.describe());
     assert_eq!(answer.error_code(), "reload_rejected");
     assert!(answer.text().contains("server.pem"), "the error names the file: {}", answer.text());
-    wait_for_stderr(&server, "server.pem", 1);
+    server.wait_for_stderr("server.pem", 1);
     let mut still_b = connect(&server, &first_config).expect("connect after a refused reload");
     assert_eq!(peer_leaf(&still_b), cert_b.der.to_vec(), "the old certificate stays in force");
     expect_accepted(&post_event(&mut still_b, &format!("{prefix}-still-b")));
@@ -309,7 +300,7 @@ fn reload_swaps_certificates_and_crls_without_dropping_connections() {
     write_server(dir.path(), &cert_c);
     let answer = admin_reload(&server);
     assert_eq!(answer.status, 200, "{}", answer.describe());
-    assert_eq!(answer.text(), r#"{"reloaded":["tls"]}"#);
+    assert_eq!(answer.text(), r#"{"reloaded":["tls","keys"]}"#);
     let mut with_c = connect(&server, &first_config).expect("connect after the admin reload");
     assert_eq!(peer_leaf(&with_c), cert_c.der.to_vec());
     expect_accepted(&post_event(&mut with_c, &format!("{prefix}-with-c")));

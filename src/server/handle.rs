@@ -16,6 +16,7 @@ use crate::server::admit::Principal;
 use crate::server::handoff::{Outcome, StoreBatch, Ticket};
 use crate::server::store::{Partitions, Stored};
 use crate::stats::{Control, PathLabel, Reject, ShardStats};
+use crate::swap::Local;
 
 /// What became of one event of a request.
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +43,8 @@ pub struct Pending {
 #[derive(Debug)]
 pub struct Remember {
     claimed: Claimed,
-    partner: usize,
+    /// By name: a reload may renumber the partners before the answer is known.
+    partner: Box<str>,
     id: Box<[u8]>,
 }
 
@@ -51,7 +53,8 @@ pub struct Core {
     pub shard: usize,
     pub shards: usize,
     pub partitions_count: u32,
-    pub keyring: Arc<KeyRing>,
+    /// The key ring in force (partners, policy, keys); replaced by a reload.
+    pub keyring: Local<KeyRing>,
     pub tolerance_secs: u64,
     pub validator: Validator,
     pub partitions: Partitions,
@@ -81,7 +84,7 @@ pub struct Core {
     pub quarantine: Option<QuarantineWriter>,
     /// Bearer-token verifier (`None`: no `[auth.jwt]` issuers), its scratch space and the
     /// scopes of the request being handled.
-    pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    pub jwt: Option<Local<crate::jwt::JwtVerifier>>,
     pub jwt_scratch: Box<crate::jwt::JwtScratch>,
     pub token_scopes: crate::server::admit::TokenScopes,
 }
@@ -363,7 +366,7 @@ impl Core {
         let partner = &self.keyring.partner(principal.partner).name;
         let digest = request_ids::digest(request.path, request.body);
         match self.control.request_ids.claim(partner, id, digest, self.now_ms) {
-            Claim::New(claimed) => Some(Box::new(Remember { claimed, partner: principal.partner, id: Box::from(id) })),
+            Claim::New(claimed) => Some(Box::new(Remember { claimed, partner: Box::from(partner.as_str()), id: Box::from(id) })),
             Claim::Repeat { status, body } => {
                 http::write_response(out, status, &body, answer.keep_alive, b"idempotent-replayed: true\r\n");
                 answer.stats.count_answer(answer.path, status);
@@ -395,27 +398,19 @@ impl Core {
                 expires_ms: remember.claimed.expires_ms(self.control.request_ids.window_ms()),
                 status,
                 digest: remember.claimed.digest(),
-                partner: &self.keyring.partner(remember.partner).name,
+                partner: &remember.partner,
                 id: &remember.id,
                 body,
             });
         }
     }
 
-    /// Re-reads the JWKS files when one changed on disk (polled by housekeeping). A file
-    /// that fails keeps its issuer's previous keys; shard 0 reports it.
-    pub fn refresh_jwks(&mut self) {
-        let Some(verifier) = self.jwt.as_ref() else { return };
-        if !verifier.jwks_changed() {
-            return;
+    /// Takes the key ring and JWT verifier a reload put in force (one atomic load each).
+    pub fn refresh_shared(&mut self) {
+        self.keyring.refresh();
+        if let Some(jwt) = self.jwt.as_mut() {
+            jwt.refresh();
         }
-        let reloaded = verifier.reload();
-        if self.shard == 0 {
-            for error in &reloaded.errors {
-                eprintln!("sluice: JWKS reload: {error}; the previous keys stay in force");
-            }
-        }
-        self.jwt = Some(Arc::new(reloaded.verifier));
     }
 
     /// Writes this loop's request-id journal and quarantine appends; called before the

@@ -33,11 +33,15 @@ use crate::server::shard::{Shard, ShardSetup};
 use crate::server::store::Partitions;
 use crate::stats::Control;
 use crate::storage::DataDir;
+use crate::swap::{Local, Swap};
 use crate::tls::{ServerTls, TlsError};
 
 /// Where the request-id journal and the quarantine live in the data dir.
 pub const REQUEST_IDS_DIR: &str = "request-ids";
 pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// How often the JWKS files are checked for changes (one `stat` per issuer).
+const JWKS_POLL_MS: u64 = 10_000;
 
 /// Listen backlog per shard socket; the kernel caps it at net.core.somaxconn.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -135,9 +139,9 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
         _ => {}
     }
     let data_dir = DataDir::open_or_init(&config.storage.data_dir, config.storage.partitions)?;
-    let keyring = Arc::new(load_keyring(&config)?);
+    let keyring = Arc::new(Swap::new(Arc::new(load_keyring(&config)?)));
     let jwt = match config.auth.jwt.clone() {
-        Some(policy) => Some(Arc::new(crate::jwt::JwtVerifier::load(policy)?)),
+        Some(policy) => Some(Arc::new(Swap::new(Arc::new(crate::jwt::JwtVerifier::load(policy)?)))),
         None => None,
     };
     let window_ms = 2 * config.auth.timestamp_tolerance_secs as i64 * 1000;
@@ -163,7 +167,7 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
         Some(tls) => Some(Arc::new(ServerTls::new(crate::tls::material::server_config(tls)?))),
         None => None,
     };
-    let reloadables = Arc::new(Reloadables::new(Arc::clone(&config), server_tls.clone()));
+    let reloadables = Arc::new(Reloadables::new(Arc::clone(&config), server_tls.clone(), Arc::clone(&keyring), jwt.clone()));
     let per_ip = Arc::new(ConnectionsPerIp::new(config.ingest.connections_per_ip_max));
     let (listeners, ingest_addr) = shard_listeners(config.ingest.listen, shards)?;
     let (tls_listeners, tls_addr) = match &config.ingest.tls {
@@ -233,9 +237,14 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
         config.storage.data_dir.display()
     );
     on_ready(Bound { ingest: ingest_addr, ingest_tls: tls_addr, admin: admin_addr });
+    let mut jwks_checked = std::time::Instant::now();
     while !terminate.load(Ordering::Acquire) {
         if hangup.swap(false, Ordering::AcqRel) {
             let _ = reload::reload_and_report(&reloadables, "SIGHUP");
+        }
+        if jwks_checked.elapsed() >= std::time::Duration::from_millis(JWKS_POLL_MS) {
+            jwks_checked = std::time::Instant::now();
+            reload::refresh_changed_jwks(&reloadables);
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -255,8 +264,8 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
 
 fn start_shard(
     setup: ShardSetup,
-    keyring: Arc<KeyRing>,
-    jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    keyring: Arc<Swap<KeyRing>>,
+    jwt: Option<Arc<Swap<crate::jwt::JwtVerifier>>>,
     data_dir: &DataDir,
 ) -> Result<Shard, ServeError> {
     let index = setup.index;
@@ -280,7 +289,7 @@ fn start_shard(
         shard: index,
         shards,
         partitions_count: config.storage.partitions,
-        keyring,
+        keyring: Local::new(keyring),
         tolerance_secs: config.auth.timestamp_tolerance_secs,
         validator: Validator::new(config.ingest.body_bytes_max),
         partitions,
@@ -296,7 +305,7 @@ fn start_shard(
         now_ms: crate::time::now_unix_ms(),
         control: Arc::clone(&setup.control),
         journal: Some(Journal::new(&data_dir.root().join(REQUEST_IDS_DIR), index, setup.control.request_ids.window_ms())),
-        jwt,
+        jwt: jwt.map(Local::new),
         jwt_scratch: Box::default(),
         token_scopes: Default::default(),
         quarantine: (config.auth.quarantine_bytes_max > 0)

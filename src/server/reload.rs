@@ -1,12 +1,15 @@
 //! Reloading what can change without a restart, on SIGHUP and `POST /admin/reload`:
-//! today the TLS material (server certificate and key, client CA bundle, CRLs); the key
-//! ring, partners and JWKS join here later. Everything new is built first and swapped
+//! the TLS material (server certificate and key, client CA bundle, CRLs), the key ring
+//! (keys, partners, policy) and the JWKS files. Everything new is built first and swapped
 //! in only if all of it is valid, so a bad file changes nothing: the old material stays
 //! in force and the error names the file. Open connections are never dropped.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::Config;
+use crate::jwt::{JwtLoadError, JwtVerifier};
+use crate::keyring::{KeyRing, KeyRingError};
+use crate::swap::Swap;
 use crate::tls::{ServerTls, TlsError};
 
 /// Handles to everything a reload may replace, shared by the signal loop and the admin
@@ -14,6 +17,8 @@ use crate::tls::{ServerTls, TlsError};
 pub struct Reloadables {
     config: Arc<Config>,
     tls: Option<Arc<ServerTls>>,
+    keyring: Arc<Swap<KeyRing>>,
+    jwt: Option<Arc<Swap<JwtVerifier>>>,
     /// One reload at a time (a SIGHUP and an admin call may race).
     serial: Mutex<()>,
 }
@@ -29,6 +34,10 @@ pub struct Reloaded {
 pub enum ReloadError {
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    #[error("keys: {0}")]
+    KeyRing(#[from] KeyRingError),
+    #[error("jwks: {0}")]
+    Jwks(#[from] JwtLoadError),
 }
 
 impl ReloadError {
@@ -37,13 +46,20 @@ impl ReloadError {
     pub fn is_invalid_content(&self) -> bool {
         match self {
             ReloadError::Tls(error) => error.is_invalid_content(),
+            ReloadError::KeyRing(KeyRingError::Read { .. }) | ReloadError::Jwks(JwtLoadError::Read { .. }) => false,
+            ReloadError::KeyRing(_) | ReloadError::Jwks(_) => true,
         }
     }
 }
 
 impl Reloadables {
-    pub fn new(config: Arc<Config>, tls: Option<Arc<ServerTls>>) -> Reloadables {
-        Reloadables { config, tls, serial: Mutex::new(()) }
+    pub fn new(
+        config: Arc<Config>,
+        tls: Option<Arc<ServerTls>>,
+        keyring: Arc<Swap<KeyRing>>,
+        jwt: Option<Arc<Swap<JwtVerifier>>>,
+    ) -> Reloadables {
+        Reloadables { config, tls, keyring, jwt, serial: Mutex::new(()) }
     }
 }
 
@@ -55,12 +71,48 @@ pub fn reload(reloadables: &Reloadables) -> Result<Reloaded, ReloadError> {
         (Some(shared), Some(files)) => Some((shared, crate::tls::material::server_config(files)?)),
         _ => None,
     };
+    let keyring = KeyRing::load(&reloadables.config.keys_path())?;
+    let jwt = match &reloadables.jwt {
+        Some(shared) => Some((shared, reload_jwks(shared)?)),
+        None => None,
+    };
     let mut parts = Vec::new();
     if let Some((shared, config)) = tls {
         shared.replace(config);
         parts.push("tls");
     }
+    reloadables.keyring.replace(Arc::new(keyring));
+    parts.push("keys");
+    if let Some((shared, verifier)) = jwt {
+        shared.replace(Arc::new(verifier));
+        parts.push("jwks");
+    }
     Ok(Reloaded { parts })
+}
+
+/// Every JWKS file read afresh; the first file that fails fails the whole reload.
+fn reload_jwks(shared: &Swap<JwtVerifier>) -> Result<JwtVerifier, JwtLoadError> {
+    let reloaded = shared.current().1.reload();
+    match reloaded.errors.into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok(reloaded.verifier),
+    }
+}
+
+/// Re-reads the JWKS files if one changed on disk (polled by the serve loop). A file that
+/// fails keeps its issuer's previous keys, and the failure is reported.
+pub fn refresh_changed_jwks(reloadables: &Reloadables) {
+    let Some(shared) = &reloadables.jwt else { return };
+    let _serial = reloadables.serial.lock().unwrap_or_else(PoisonError::into_inner);
+    let (_, current) = shared.current();
+    if !current.jwks_changed() {
+        return;
+    }
+    let reloaded = current.reload();
+    for error in &reloaded.errors {
+        eprintln!("sluice: JWKS reload: {error}; the previous keys stay in force");
+    }
+    shared.replace(Arc::new(reloaded.verifier));
 }
 
 /// Runs [`reload`] and says on stderr what happened, for the operator who sent SIGHUP.

@@ -184,6 +184,7 @@ impl Shard {
             reactor::submit_and_wait(&self.ring, wait)?;
             let loop_started_ns = self.monotonic_ns();
             self.refresh_tls_config();
+            self.core.refresh_shared();
             self.now_ms = loop_started_ns / 1_000_000;
             self.latency.begin(loop_started_ns);
             self.core.now_ms = wall_ms();
@@ -842,7 +843,6 @@ impl Shard {
             if let Some(journal) = self.core.journal.as_mut() {
                 journal.prune(self.core.now_ms);
             }
-            self.core.refresh_jwks();
         }
         let draining = self.control.draining.load(Ordering::Acquire);
         if draining && self.accepting {

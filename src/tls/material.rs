@@ -4,8 +4,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
@@ -130,34 +129,7 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
 }
 
 /// The server's TLS configuration in force, shared by every shard. A reload builds a new
-/// `ServerConfig` and swaps it in; each shard compares [`ServerTls::generation`] once
-/// per loop (one atomic load) and takes the new one when it moved. Connections keep the
-/// configuration they started with; new handshakes use the new one.
-pub struct ServerTls {
-    generation: AtomicU64,
-    current: Mutex<Arc<ServerConfig>>,
-}
-
-impl ServerTls {
-    pub fn new(config: Arc<ServerConfig>) -> ServerTls {
-        ServerTls { generation: AtomicU64::new(1), current: Mutex::new(config) }
-    }
-
-    /// Changes whenever [`ServerTls::replace`] runs.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// The configuration in force and its generation, read together.
-    pub fn current(&self) -> (u64, Arc<ServerConfig>) {
-        let current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        (self.generation.load(Ordering::Acquire), Arc::clone(&current))
-    }
-
-    /// Puts `config` in force for every handshake that starts from now on.
-    pub fn replace(&self, config: Arc<ServerConfig>) -> u64 {
-        let mut current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *current = config;
-        self.generation.fetch_add(1, Ordering::AcqRel) + 1
-    }
-}
+/// `ServerConfig` and swaps it in; each shard compares the generation once per loop (one
+/// atomic load) and takes the new one when it moved. Connections keep the configuration
+/// they started with; new handshakes use the new one.
+pub type ServerTls = crate::swap::Swap<ServerConfig>;

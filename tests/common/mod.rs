@@ -278,6 +278,22 @@ impl Server {
     }
 
     /// Sends SIGTERM without waiting.
+    /// Sends SIGHUP (reload).
+    pub fn sighup(&self) {
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGHUP) };
+        assert_eq!(rc, 0, "kill(SIGHUP) failed: {}", io::Error::last_os_error());
+    }
+
+    /// Waits until stderr has contained `needle` `count` times (at most 10 s).
+    pub fn wait_for_stderr(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.stderr_text().matches(needle).count() < count {
+            assert!(Instant::now() < deadline, "no {needle:?} on stderr:\n{}", self.stderr_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn sigterm(&self) {
         // SAFETY: kill(2) on the pid of a child we have not reaped yet.
         let rc = unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
