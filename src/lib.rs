@@ -12,6 +12,7 @@ pub mod config;
 pub mod constants;
 pub mod dedup;
 pub mod envelope;
+pub mod framed;
 pub mod http;
 pub mod jwt;
 pub mod keyring;

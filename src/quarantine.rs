@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const FRAME_BYTES: usize = 8;
+use crate::framed;
+
 const PAYLOAD_FIXED_BYTES: usize = 8 + 8 + 2 + 2 + 2 + 2 + 4;
 /// Largest payload read back: the body limit ceiling plus headers.
 pub const QUARANTINE_PAYLOAD_BYTES_MAX: usize = 64 << 20;
@@ -47,24 +48,12 @@ pub struct Quarantined<'a> {
     pub body: &'a [u8],
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum QuarantineError {
-    #[error("record truncated")]
-    Truncated,
-    #[error("record length out of range")]
-    BadLength,
-    #[error("record checksum mismatch")]
-    BadChecksum,
-    #[error("record fields do not add up")]
-    BadFields,
-}
+/// Why bytes are not a record; reading stops at the first one.
+pub type QuarantineError = crate::framed::FrameError;
 
 pub fn encode(record: &Quarantined<'_>, out: &mut Vec<u8>) {
     let variable = [record.partner.as_bytes(), record.kid.as_bytes(), record.path, record.content_type];
-    let payload_len = PAYLOAD_FIXED_BYTES + variable.iter().map(|part| part.len()).sum::<usize>() + record.body.len();
-    let start = out.len();
-    out.extend_from_slice(&(payload_len as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    let start = framed::begin(out);
     out.extend_from_slice(&record.received_ms.to_le_bytes());
     out.extend_from_slice(&record.timestamp_secs.to_le_bytes());
     for part in variable {
@@ -75,26 +64,17 @@ pub fn encode(record: &Quarantined<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(part);
     }
     out.extend_from_slice(record.body);
-    let crc = crc32c::crc32c(&out[start + FRAME_BYTES..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    framed::finish(out, start);
 }
 
 /// Decodes the record at the start of `bytes`; returns it and the bytes it used.
 pub fn decode(bytes: &[u8]) -> Result<(Quarantined<'_>, usize), QuarantineError> {
-    let frame = bytes.get(..FRAME_BYTES).ok_or(QuarantineError::Truncated)?;
-    let payload_len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
-    if !(PAYLOAD_FIXED_BYTES..=QUARANTINE_PAYLOAD_BYTES_MAX).contains(&payload_len) {
-        return Err(QuarantineError::BadLength);
-    }
-    let payload = bytes.get(FRAME_BYTES..FRAME_BYTES + payload_len).ok_or(QuarantineError::Truncated)?;
-    if crc32c::crc32c(payload) != u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]) {
-        return Err(QuarantineError::BadChecksum);
-    }
+    let (payload, used) = framed::payload(bytes, PAYLOAD_FIXED_BYTES, QUARANTINE_PAYLOAD_BYTES_MAX)?;
     let i64_at = |at: usize| i64::from_le_bytes(payload[at..at + 8].try_into().unwrap_or([0; 8]));
     let u16_at = |at: usize| usize::from(u16::from_le_bytes([payload[at], payload[at + 1]]));
     let lengths = [u16_at(16), u16_at(18), u16_at(20), u16_at(22)];
     let body_len = u32::from_le_bytes([payload[24], payload[25], payload[26], payload[27]]) as usize;
-    if PAYLOAD_FIXED_BYTES + lengths.iter().sum::<usize>() + body_len != payload_len {
+    if PAYLOAD_FIXED_BYTES + lengths.iter().sum::<usize>() + body_len != payload.len() {
         return Err(QuarantineError::BadFields);
     }
     let mut rest = &payload[PAYLOAD_FIXED_BYTES..];
@@ -111,7 +91,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Quarantined<'_>, usize), QuarantineError>
         content_type: parts[3],
         body: rest,
     };
-    Ok((record, FRAME_BYTES + payload_len))
+    Ok((record, used))
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, QuarantineError> {

@@ -18,12 +18,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::framed;
 use crate::request_ids::{BodyDigest, RequestIds};
 
 /// Fixed part of a payload.
 const PAYLOAD_FIXED_BYTES: usize = 8 + 2 + 16 + 2 + 2 + 4;
-/// Record framing: length and checksum.
-const FRAME_BYTES: usize = 8;
 /// Largest payload accepted when reading: a batch answer of 1000 results fits easily.
 pub const JOURNAL_PAYLOAD_BYTES_MAX: usize = 1 << 20;
 /// Largest journal file read back at start.
@@ -41,24 +40,11 @@ pub struct JournalRecord<'a> {
 }
 
 /// Why bytes are not a record; reading stops at the first one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum JournalError {
-    #[error("record truncated")]
-    Truncated,
-    #[error("record length out of range")]
-    BadLength,
-    #[error("record checksum mismatch")]
-    BadChecksum,
-    #[error("record fields do not add up")]
-    BadFields,
-}
+pub type JournalError = crate::framed::FrameError;
 
 /// Appends the framed record to `out`.
 pub fn encode(record: &JournalRecord<'_>, out: &mut Vec<u8>) {
-    let payload_len = PAYLOAD_FIXED_BYTES + record.partner.len() + record.id.len() + record.body.len();
-    let start = out.len();
-    out.extend_from_slice(&(payload_len as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    let start = framed::begin(out);
     out.extend_from_slice(&record.expires_ms.to_le_bytes());
     out.extend_from_slice(&record.status.to_le_bytes());
     out.extend_from_slice(&record.digest);
@@ -68,28 +54,19 @@ pub fn encode(record: &JournalRecord<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(record.partner.as_bytes());
     out.extend_from_slice(record.id);
     out.extend_from_slice(record.body);
-    let crc = crc32c::crc32c(&out[start + FRAME_BYTES..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    framed::finish(out, start);
 }
 
 /// Decodes the record at the start of `bytes`; returns it and the bytes it used. Never
 /// panics; trusts no length before checking it.
 pub fn decode(bytes: &[u8]) -> Result<(JournalRecord<'_>, usize), JournalError> {
-    let frame = bytes.get(..FRAME_BYTES).ok_or(JournalError::Truncated)?;
-    let payload_len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
-    if !(PAYLOAD_FIXED_BYTES..=JOURNAL_PAYLOAD_BYTES_MAX).contains(&payload_len) {
-        return Err(JournalError::BadLength);
-    }
-    let payload = bytes.get(FRAME_BYTES..FRAME_BYTES + payload_len).ok_or(JournalError::Truncated)?;
-    if crc32c::crc32c(payload) != u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]) {
-        return Err(JournalError::BadChecksum);
-    }
+    let (payload, used) = framed::payload(bytes, PAYLOAD_FIXED_BYTES, JOURNAL_PAYLOAD_BYTES_MAX)?;
     let u16_at = |at: usize| usize::from(u16::from_le_bytes([payload[at], payload[at + 1]]));
     let mut digest = [0u8; 16];
     digest.copy_from_slice(&payload[10..26]);
     let (partner_len, id_len) = (u16_at(26), u16_at(28));
     let body_len = u32::from_le_bytes([payload[30], payload[31], payload[32], payload[33]]) as usize;
-    if PAYLOAD_FIXED_BYTES + partner_len + id_len + body_len != payload_len {
+    if PAYLOAD_FIXED_BYTES + partner_len + id_len + body_len != payload.len() {
         return Err(JournalError::BadFields);
     }
     let rest = &payload[PAYLOAD_FIXED_BYTES..];
@@ -102,7 +79,7 @@ pub fn decode(bytes: &[u8]) -> Result<(JournalRecord<'_>, usize), JournalError> 
         id: &rest[partner_len..partner_len + id_len],
         body: &rest[partner_len + id_len..],
     };
-    Ok((record, FRAME_BYTES + payload_len))
+    Ok((record, used))
 }
 
 /// One shard's writer.

@@ -41,13 +41,7 @@ fn unsigned(body: &str) -> Vec<u8> {
 }
 
 fn signed_as(kid: &str, secret: &[u8], body: &str) -> Vec<u8> {
-    let ts = now_secs().to_string();
-    let headers = vec![
-        ("X-Key-Id".into(), kid.into()),
-        ("X-Timestamp".into(), ts.clone()),
-        ("X-Signature".into(), sign_v1(secret, &ts, body.as_bytes())),
-    ];
-    post("/v1/events", Some("application/json"), &headers, body.as_bytes())
+    post("/v1/events", Some("application/json"), &signing_headers(kid, secret, &now_secs().to_string(), body.as_bytes()), body.as_bytes())
 }
 
 #[test]

@@ -32,13 +32,7 @@ fn typed_event(event_id: &str, event_type: &str) -> String {
 }
 
 fn signed_as(kid: &str, path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
-    let ts = now_secs().to_string();
-    let headers = vec![
-        ("X-Key-Id".into(), kid.into()),
-        ("X-Timestamp".into(), ts.clone()),
-        ("X-Signature".into(), sign_v1(&WALLET_SECRET, &ts, body)),
-    ];
-    post(path, Some(content_type), &headers, body)
+    post(path, Some(content_type), &signing_headers(kid, &WALLET_SECRET, &now_secs().to_string(), body), body)
 }
 
 #[test]

@@ -8,10 +8,8 @@ mod common;
 use common::*;
 
 fn skewed(body: &[u8], skew_secs: i64) -> Vec<u8> {
-    let ts = (now_secs() as i64 + skew_secs).to_string();
-    let headers =
-        vec![("X-Key-Id".into(), KID.into()), ("X-Timestamp".into(), ts.clone()), ("X-Signature".into(), sign_v1(&SECRET, &ts, body))];
-    post("/v1/events", Some("application/json"), &headers, body)
+    let timestamp = (now_secs() as i64 + skew_secs).to_string();
+    post("/v1/events", Some("application/json"), &signing_headers(KID, &SECRET, &timestamp, body), body)
 }
 
 #[test]

@@ -11,13 +11,7 @@ const NEW_KID: &str = "added-later";
 const NEW_SECRET: [u8; 32] = *b"a-key-added-while-sluice-runs!!!";
 
 fn signed_as(kid: &str, secret: &[u8], body: &str) -> Vec<u8> {
-    let ts = now_secs().to_string();
-    let headers = vec![
-        ("X-Key-Id".into(), kid.into()),
-        ("X-Timestamp".into(), ts.clone()),
-        ("X-Signature".into(), sign_v1(secret, &ts, body.as_bytes())),
-    ];
-    post("/v1/events", Some("application/json"), &headers, body.as_bytes())
+    post("/v1/events", Some("application/json"), &signing_headers(kid, secret, &now_secs().to_string(), body.as_bytes()), body.as_bytes())
 }
 
 #[test]

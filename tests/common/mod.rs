@@ -381,9 +381,13 @@ pub fn now_secs_early() -> u64 {
 
 /// The three signing headers for `body` with the test key at the current time.
 pub fn auth_headers(body: &[u8]) -> Vec<(String, String)> {
-    let ts = now_secs().to_string();
-    let sig = sign_v1(&SECRET, &ts, body);
-    vec![("X-Key-Id".into(), KID.into()), ("X-Timestamp".into(), ts), ("X-Signature".into(), sig)]
+    signing_headers(KID, &SECRET, &now_secs().to_string(), body)
+}
+
+/// The three signing headers for `body`, signed by `kid` / `secret` at `timestamp`.
+pub fn signing_headers(kid: &str, secret: &[u8], timestamp: &str, body: &[u8]) -> Vec<(String, String)> {
+    let signature = sign_v1(secret, timestamp, body);
+    vec![("X-Key-Id".into(), kid.into()), ("X-Timestamp".into(), timestamp.into()), ("X-Signature".into(), signature)]
 }
 
 // ---------------------------------------------------------------------------------------
