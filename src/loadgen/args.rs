@@ -87,6 +87,9 @@ pub struct BenchArgs {
     /// Fraction of requests with a corrupted signature (the server must answer 401).
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     pub bad_signature_ratio: f64,
+    /// Give every request a unique X-Request-Id (the server's request-id memory; a duplicate is then answered from it).
+    #[arg(long)]
+    pub request_ids: bool,
     /// Extra keep-alive connections that stay idle besides the load (they ping GET /healthz every --idle-ping seconds).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub idle_connections: usize,
@@ -181,6 +184,7 @@ pub struct Options {
     pub users: u64,
     pub duplicate_ratio: f64,
     pub bad_signature_ratio: f64,
+    pub request_ids: bool,
     pub idle_connections: usize,
     pub idle_ping: Duration,
     pub timeout: Duration,
@@ -271,6 +275,7 @@ impl BenchArgs {
             users: self.users,
             duplicate_ratio,
             bad_signature_ratio,
+            request_ids: self.request_ids,
             idle_connections: self.idle_connections,
             idle_ping: seconds("idle-ping", self.idle_ping, false)?,
             timeout: seconds("timeout", self.timeout, false)?,

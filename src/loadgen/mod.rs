@@ -182,6 +182,7 @@ fn plan_spec(options: &Options) -> PlanSpec {
         users: options.users,
         duplicate_ratio: options.duplicate_ratio,
         bad_signature_ratio: options.bad_signature_ratio,
+        request_ids: options.request_ids,
         seed: options.seed,
         host: options.target.host.clone(),
         path: options.target.path.clone(),

@@ -67,6 +67,8 @@ pub struct PlanSpec {
     pub users: u64,
     pub duplicate_ratio: f64,
     pub bad_signature_ratio: f64,
+    /// Every unique request carries `X-Request-Id: <run id>-<request index>`.
+    pub request_ids: bool,
     /// Seeds the draws (users, duplicates, bad signatures); the same seed gives the same mix.
     pub seed: u64,
     /// `Host` header value and request target.
@@ -346,6 +348,9 @@ impl<'a> Builder<'a> {
         out.extend_from_slice(timestamp);
         out.extend_from_slice(b"\r\nX-Signature: ");
         out.extend_from_slice(&signature);
+        if self.spec.request_ids {
+            out.extend_from_slice(format!("\r\nX-Request-Id: {:08x}-{index}", self.spec.run_id).as_bytes());
+        }
         out.extend_from_slice(b"\r\nContent-Length: ");
         let mut length = [0u8; 20];
         out.extend_from_slice(decimal(self.body.len() as u64, &mut length));
@@ -472,6 +477,7 @@ mod tests {
             users: 1000,
             duplicate_ratio: 0.0,
             bad_signature_ratio: 0.0,
+            request_ids: false,
             seed: 7,
             host: "127.0.0.1:8080".into(),
             path: "/v1/events".into(),
@@ -575,6 +581,23 @@ mod tests {
                 assert!(!bad_bytes.contains(plan.request(index)));
             }
         }
+    }
+
+    #[test]
+    fn request_ids_are_unique_and_retries_repeat_them() {
+        let ring = ring();
+        let plan =
+            Plan::build(&PlanSpec { request_ids: true, duplicate_ratio: 0.3, ..spec(500) }, &signer(&ring), NOW_MS, 2).expect("plan");
+        let mut by_id = std::collections::HashMap::new();
+        for index in 0..plan.len() {
+            let request = parse(plan.request(index));
+            let id = request.header("X-Request-Id").expect("every request has an id").to_vec();
+            let body = request.body.to_vec();
+            assert_eq!(by_id.entry(id).or_insert_with(|| body.clone()), &body, "one id, one body");
+        }
+        assert!(by_id.len() < plan.len(), "a retry repeats its id");
+        let plain = Plan::build(&spec(5), &signer(&ring), NOW_MS, 2).expect("plan");
+        assert_eq!(parse(plain.request(0)).header("X-Request-Id"), None);
     }
 
     #[test]

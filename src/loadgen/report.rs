@@ -500,6 +500,7 @@ mod tests {
             users: 10,
             duplicate_ratio: 0.0,
             bad_signature_ratio: 0.0,
+            request_ids: false,
             seed: 1,
             host: "h".into(),
             path: "/v1/events".into(),
