@@ -19,6 +19,10 @@ pub enum FrameError {
     BadChecksum,
     #[error("record fields do not add up")]
     BadFields,
+    /// From an encoder: a part does not fit its length field, or the payload is over the
+    /// reader's limit (the reader would refuse the record and the rest of the file).
+    #[error("record too large to encode")]
+    TooLarge,
 }
 
 /// Starts a record at the end of `out`; write the payload, then [`finish`] with the result.

@@ -27,8 +27,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::framed;
 
 const PAYLOAD_FIXED_BYTES: usize = 8 + 8 + 2 + 2 + 2 + 2 + 4;
-/// Largest payload read back: the body limit ceiling plus headers.
-pub const QUARANTINE_PAYLOAD_BYTES_MAX: usize = 64 << 20;
+/// Largest payload written and read back: the fixed part, four parts at their `u16`
+/// limit and a body at the ceiling of `ingest.body_bytes_max` (64 MiB, config.rs).
+pub const QUARANTINE_PAYLOAD_BYTES_MAX: usize = PAYLOAD_FIXED_BYTES + 4 * u16::MAX as usize + (64 << 20);
+const _: () = assert!(QUARANTINE_PAYLOAD_BYTES_MAX <= u32::MAX as usize);
 /// Distinct partners counted in the metrics; more share the `other` label.
 const PARTNER_LABELS_MAX: usize = 1024;
 pub const SUFFIX: &str = ".quarantine";
@@ -51,8 +53,15 @@ pub struct Quarantined<'a> {
 /// Why bytes are not a record; reading stops at the first one.
 pub type QuarantineError = crate::framed::FrameError;
 
-pub fn encode(record: &Quarantined<'_>, out: &mut Vec<u8>) {
+/// Appends the framed record to `out`. A partner, kid, path or content type longer than
+/// `u16::MAX` bytes, or a payload over `QUARANTINE_PAYLOAD_BYTES_MAX`, is `TooLarge` and
+/// appends nothing: [`decode`] would refuse the record, and with it the rest of the file.
+pub fn encode(record: &Quarantined<'_>, out: &mut Vec<u8>) -> Result<(), QuarantineError> {
     let variable = [record.partner.as_bytes(), record.kid.as_bytes(), record.path, record.content_type];
+    let payload_len = PAYLOAD_FIXED_BYTES + variable.iter().map(|part| part.len()).sum::<usize>() + record.body.len();
+    if variable.iter().any(|part| part.len() > usize::from(u16::MAX)) || payload_len > QUARANTINE_PAYLOAD_BYTES_MAX {
+        return Err(QuarantineError::TooLarge);
+    }
     let start = framed::begin(out);
     out.extend_from_slice(&record.received_ms.to_le_bytes());
     out.extend_from_slice(&record.timestamp_secs.to_le_bytes());
@@ -65,6 +74,7 @@ pub fn encode(record: &Quarantined<'_>, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(record.body);
     framed::finish(out, start);
+    Ok(())
 }
 
 /// Decodes the record at the start of `bytes`; returns it and the bytes it used.
@@ -142,10 +152,14 @@ impl QuarantineWriter {
         QuarantineWriter { dir: dir.to_owned(), shard, bytes_max, file: None, buffer: Vec::new(), reported: false }
     }
 
-    /// Keeps `record` unless the directory is full; counts it either way.
+    /// Keeps `record` unless the directory is full or it is too large to encode; counts
+    /// it either way.
     pub fn keep(&mut self, record: &Quarantined<'_>, stats: &QuarantineStats) {
         let before = self.buffer.len();
-        encode(record, &mut self.buffer);
+        if encode(record, &mut self.buffer).is_err() {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let added = (self.buffer.len() - before) as u64;
         if stats.bytes.fetch_add(added, Ordering::Relaxed) + added > self.bytes_max {
             stats.bytes.fetch_sub(added, Ordering::Relaxed);
@@ -248,7 +262,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_damage_is_detected() {
         let mut bytes = Vec::new();
-        encode(&sample(b"{\"a\":1}"), &mut bytes);
+        encode(&sample(b"{\"a\":1}"), &mut bytes).unwrap();
         assert_eq!(decode(&bytes).unwrap(), (sample(b"{\"a\":1}"), bytes.len()));
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
@@ -263,7 +277,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let stats = QuarantineStats::default();
         let mut one = Vec::new();
-        encode(&sample(b"body"), &mut one);
+        encode(&sample(b"body"), &mut one).unwrap();
         let mut writer = QuarantineWriter::new(dir.path(), 0, one.len() as u64 * 2);
         for _ in 0..3 {
             writer.keep(&sample(b"body"), &stats);
@@ -278,5 +292,42 @@ mod tests {
         set_replayed_offset(&files[0], 42).unwrap();
         assert_eq!(replayed_offset(&files[0]), 42);
         assert_eq!(quarantine_files(dir.path()).unwrap().len(), 1, "the progress file is not a quarantine file");
+    }
+
+    /// A content type over 64 KiB (reachable: the media type check reads only what is
+    /// before `;`, and `header_bytes_max` may be 1 MiB) was written with its length cut
+    /// to 16 bits; the checksum still matched, so `decode` said `BadFields` and `list` and
+    /// `replay` stopped there, losing every later record of the file. Found by the
+    /// `quarantine_decoder` fuzz target (a 1 MiB content type).
+    #[test]
+    fn a_part_longer_than_its_length_field_is_refused_not_truncated() {
+        let content_type = [b"application/json; x=".as_slice(), &[b'y'; 70_000]].concat();
+        let oversized = Quarantined { content_type: &content_type, ..sample(b"{}") };
+        let mut bytes = vec![7];
+        assert_eq!(encode(&oversized, &mut bytes), Err(QuarantineError::TooLarge));
+        assert_eq!(bytes, [7], "nothing appended");
+        let longest = Quarantined { content_type: &content_type[..usize::from(u16::MAX)], ..sample(b"{}") };
+        encode(&longest, &mut bytes).unwrap();
+        assert_eq!(decode(&bytes[1..]).unwrap(), (longest, bytes.len() - 1));
+
+        let dir = tempfile::tempdir().unwrap();
+        let stats = QuarantineStats::default();
+        let mut writer = QuarantineWriter::new(dir.path(), 0, u64::MAX);
+        writer.keep(&oversized, &stats);
+        writer.keep(&sample(b"after"), &stats);
+        writer.flush(5, &stats);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
+        let file = fs::read(&quarantine_files(dir.path()).unwrap()[0]).unwrap();
+        assert_eq!(decode(&file).unwrap(), (sample(b"after"), file.len()));
+    }
+
+    /// `QUARANTINE_PAYLOAD_BYTES_MAX` was the body ceiling alone, so a request with a
+    /// body at `body_bytes_max = 64 MiB` made a record `decode` refused as `BadLength`.
+    #[test]
+    fn a_body_at_the_configured_ceiling_reads_back() {
+        let body = vec![b'x'; 64 << 20];
+        let mut bytes = Vec::new();
+        encode(&sample(&body), &mut bytes).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), (sample(&body), bytes.len()));
     }
 }

@@ -42,8 +42,15 @@ pub struct JournalRecord<'a> {
 /// Why bytes are not a record; reading stops at the first one.
 pub type JournalError = crate::framed::FrameError;
 
-/// Appends the framed record to `out`.
-pub fn encode(record: &JournalRecord<'_>, out: &mut Vec<u8>) {
+/// Appends the framed record to `out`. A partner or id longer than `u16::MAX` bytes, or a
+/// payload over `JOURNAL_PAYLOAD_BYTES_MAX`, is `TooLarge` and appends nothing: [`decode`]
+/// would refuse the record, and start-up would stop replaying the file there.
+pub fn encode(record: &JournalRecord<'_>, out: &mut Vec<u8>) -> Result<(), JournalError> {
+    let payload_len = PAYLOAD_FIXED_BYTES + record.partner.len() + record.id.len() + record.body.len();
+    let too_long = |part: usize| part > usize::from(u16::MAX);
+    if too_long(record.partner.len()) || too_long(record.id.len()) || payload_len > JOURNAL_PAYLOAD_BYTES_MAX {
+        return Err(JournalError::TooLarge);
+    }
     let start = framed::begin(out);
     out.extend_from_slice(&record.expires_ms.to_le_bytes());
     out.extend_from_slice(&record.status.to_le_bytes());
@@ -55,6 +62,7 @@ pub fn encode(record: &JournalRecord<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(record.id);
     out.extend_from_slice(record.body);
     framed::finish(out, start);
+    Ok(())
 }
 
 /// Decodes the record at the start of `bytes`; returns it and the bytes it used. Never
@@ -110,8 +118,11 @@ impl Journal {
         Journal { dir: dir.to_owned(), shard, period_ms: period_ms.max(1), file: None, buffer: Vec::new(), failed_period: None }
     }
 
+    /// Buffers `record` for the next flush. One too large to encode is not journaled (the
+    /// in-memory table still has it); the server's limits keep real answers far below
+    /// that (`PARTNER_BYTES_MAX`, `REQUEST_ID_BYTES_MAX`, `BATCH_EVENTS_MAX` results).
     pub fn append(&mut self, record: &JournalRecord<'_>) {
-        encode(record, &mut self.buffer);
+        let _ = encode(record, &mut self.buffer);
     }
 
     /// Writes what was appended this loop. A failure is logged once per period and the
@@ -234,7 +245,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_damage_is_detected() {
         let mut bytes = Vec::new();
-        encode(&record(b"r1", 99), &mut bytes);
+        encode(&record(b"r1", 99), &mut bytes).unwrap();
         let (decoded, used) = decode(&bytes).unwrap();
         assert_eq!((decoded, used), (record(b"r1", 99), bytes.len()));
         for cut in 0..bytes.len() {
@@ -278,5 +289,23 @@ mod tests {
         assert_eq!(names, ["shard-3-5.journal"]);
         assert_eq!(parse_name("shard-12-345.journal"), Some((12, 345)));
         assert_eq!(parse_name("shard-x-1.journal"), None);
+    }
+
+    /// The id's length was written as 16 bits whatever it was, so an id over 64 KiB made
+    /// a record with a valid checksum that `decode` refused (`BadFields`), ending the
+    /// file's replay there; a payload over `JOURNAL_PAYLOAD_BYTES_MAX` likewise
+    /// (`BadLength`). Found by the `journal_decoder` fuzz target (a 256 KiB id).
+    #[test]
+    fn a_part_longer_than_its_length_field_is_refused_not_truncated() {
+        let id = vec![b'i'; usize::from(u16::MAX) + 1];
+        let body = vec![b'b'; JOURNAL_PAYLOAD_BYTES_MAX];
+        let mut bytes = vec![7];
+        for oversized in [record(&id, 99), JournalRecord { body: &body, ..record(b"r", 99) }] {
+            assert_eq!(encode(&oversized, &mut bytes), Err(JournalError::TooLarge));
+            assert_eq!(bytes, [7], "nothing appended");
+        }
+        let longest = record(&id[1..], 99);
+        encode(&longest, &mut bytes).unwrap();
+        assert_eq!(decode(&bytes[1..]).unwrap(), (longest, bytes.len() - 1));
     }
 }
