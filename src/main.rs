@@ -150,6 +150,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 // The files are read and checked as `serve` would, so a bad one fails here.
                 sluice::tls::material::server_config(tls).map_err(|error| usage(anyhow::anyhow!("[ingest.tls]: {error}")))?;
             }
+            // So are the key ring (keys, partners, policy) and the JWKS files. The
+            // development ring is only checked if it exists: `serve` creates it.
+            if config.auth.keys_file.is_some() || config.keys_path().exists() {
+                keyring::KeyRing::load(&config.keys_path()).map_err(usage)?;
+            }
+            if let Some(policy) = config.auth.jwt.clone() {
+                sluice::jwt::JwtVerifier::load(policy).map_err(|error| usage(anyhow::anyhow!("[auth.jwt]: {error}")))?;
+            }
             print!("{}", config.to_toml());
             Ok(())
         }

@@ -88,6 +88,24 @@ fn check_config_rejects_bad_configurations_with_status_2() {
     assert_eq!(exit_code(&run_sluice(&["serve", "--config", path.to_str().unwrap()])), Some(2));
 }
 
+#[test]
+fn check_config_reads_the_key_ring_and_the_jwks_files() {
+    let sandbox =
+        Sandbox::new(Setup { extra_keys: "[[partners]]\nname = \"p\"\nallow_cidrs = [\"10.0.0.0/99\"]\n".into(), ..Setup::default() });
+    let output = run_sluice(&["check-config", "--config", sandbox.config.to_str().unwrap()]);
+    assert_eq!(exit_code(&output), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("allow_cidrs"), "{}", stderr(&output));
+    let jwks = sandbox.path().join("missing-jwks.json");
+    let extra_config = format!(
+        "\n[auth.jwt]\n[[auth.jwt.issuers]]\nissuer = \"https://idp\"\naudience = \"a\"\nalgorithms = [\"EdDSA\"]\njwks_file = {:?}\n",
+        jwks.display().to_string()
+    );
+    let sandbox = Sandbox::new(Setup { extra_config, ..Setup::default() });
+    let output = run_sluice(&["check-config", "--config", sandbox.config.to_str().unwrap()]);
+    assert_eq!(exit_code(&output), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("missing-jwks.json"), "the error names the file: {}", stderr(&output));
+}
+
 /// `created kid <KID> ...` → KID.
 fn created_kid(output: &Output) -> String {
     assert_eq!(exit_code(output), Some(0), "{}", stderr(output));
