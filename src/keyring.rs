@@ -182,6 +182,9 @@ pub struct KeyRing {
     partner_by_name: HashMap<String, usize>,
     partner_by_tls_identity: HashMap<String, usize>,
     partner_by_jwt_subject: HashMap<String, usize>,
+    /// Indices into `keys` per partner, in file order (built at load: a webhook request
+    /// looks at its partner's keys without scanning the ring).
+    keys_by_partner: Vec<Vec<usize>>,
     policy: Policy,
     path: PathBuf,
 }
@@ -232,9 +235,9 @@ impl KeyRing {
         self.partner_by_jwt_subject.get(subject).copied()
     }
 
-    /// Indices of the keys of partner `index`, in file order.
+    /// The keys of partner `index`, in file order.
     pub fn keys_of_partner(&self, index: usize) -> impl Iterator<Item = &Key> {
-        self.keys.iter().filter(move |key| key.partner_index == index)
+        self.keys_by_partner.get(index).into_iter().flatten().map(|&key| &self.keys[key])
     }
 
     pub fn policy(&self) -> &Policy {
@@ -443,6 +446,7 @@ fn build_ring(raw: &RawRing, origin: &Path) -> Result<KeyRing, KeyRingError> {
         partner_by_name: HashMap::new(),
         partner_by_tls_identity: HashMap::new(),
         partner_by_jwt_subject: HashMap::new(),
+        keys_by_partner: Vec::new(),
         policy,
         path: origin.to_owned(),
     };
@@ -461,6 +465,10 @@ fn build_ring(raw: &RawRing, origin: &Path) -> Result<KeyRing, KeyRingError> {
             return Err(KeyRingError::DuplicateKid { path: origin.to_owned(), kid: key.kid });
         }
         ring.keys.push(key);
+    }
+    ring.keys_by_partner = vec![Vec::new(); ring.partners.len()];
+    for (index, key) in ring.keys.iter().enumerate() {
+        ring.keys_by_partner[key.partner_index].push(index);
     }
     Ok(ring)
 }

@@ -28,10 +28,6 @@ fn bearer(token: &str, body: &[u8]) -> Vec<u8> {
     post("/v1/events", Some("application/json"), &[("Authorization".into(), format!("Bearer {token}"))], body)
 }
 
-fn typed_event(event_id: &str, event_type: &str) -> String {
-    event(event_id, "u_jwt").replace("\"event_type\":\"bet\"", &format!("\"event_type\":\"{event_type}\""))
-}
-
 #[test]
 fn tokens_are_verified_pinned_and_scoped() {
     let dir = tempfile::tempdir().unwrap();
@@ -46,11 +42,11 @@ fn tokens_are_verified_pinned_and_scoped() {
     let good = access_claims(ISSUER, AUDIENCE, "crm-client", now, "ingest:bet ingest:deposit");
     let mut accepted = Vec::new();
     for (signer, name) in [(&rsa, "rs256"), (&ec, "es256"), (&ed, "eddsa")] {
-        let body = typed_event(&format!("{prefix}-{name}"), "bet");
+        let body = typed_event(&format!("{prefix}-{name}"), "u_jwt", "bet");
         expect_accepted(&client.request(&bearer(&signer.token(&good), body.as_bytes())));
         accepted.push(format!("{prefix}-{name}"));
     }
-    let body = typed_event(&format!("{prefix}-refused"), "bet");
+    let body = typed_event(&format!("{prefix}-refused"), "u_jwt", "bet");
     let mut expired = good.clone();
     expired["exp"] = (now - 3600).into();
     expired["iat"] = (now - 7200).into();
@@ -66,10 +62,10 @@ fn tokens_are_verified_pinned_and_scoped() {
     expect_error(&client.request(&bearer(&rsa.token(&stranger), body.as_bytes())), 401, "token_invalid");
     // Scopes: the token covers bet and deposit, the partner bet and deposit. A win is
     // outside both; a deposit with a bet-only token is outside the token's.
-    let win = typed_event(&format!("{prefix}-win"), "win");
+    let win = typed_event(&format!("{prefix}-win"), "u_jwt", "win");
     expect_error(&client.request(&bearer(&rsa.token(&good), win.as_bytes())), 403, "event_type_not_allowed");
     let bet_only = access_claims(ISSUER, AUDIENCE, "crm-client", now, "ingest:bet");
-    let deposit = typed_event(&format!("{prefix}-deposit"), "deposit");
+    let deposit = typed_event(&format!("{prefix}-deposit"), "u_jwt", "deposit");
     expect_error(&client.request(&bearer(&rsa.token(&bet_only), deposit.as_bytes())), 403, "event_type_not_allowed");
     let mut stored: Vec<String> = sandbox.tail().iter().map(TailLine::event_id).collect();
     stored.sort();
@@ -88,9 +84,9 @@ fn a_rotated_jwks_file_is_picked_up_and_a_broken_one_keeps_the_old_keys() {
     let mut client = server.client();
     let prefix = unique_prefix();
     let claims = access_claims(ISSUER, AUDIENCE, "crm-client", common::jwt::now_secs(), "ingest:*");
-    expect_accepted(&client.request(&bearer(&old.token(&claims), typed_event(&format!("{prefix}-1"), "bet").as_bytes())));
+    expect_accepted(&client.request(&bearer(&old.token(&claims), typed_event(&format!("{prefix}-1"), "u_jwt", "bet").as_bytes())));
     expect_error(
-        &client.request(&bearer(&new.token(&claims), typed_event(&format!("{prefix}-2"), "bet").as_bytes())),
+        &client.request(&bearer(&new.token(&claims), typed_event(&format!("{prefix}-2"), "u_jwt", "bet").as_bytes())),
         401,
         "token_key_unknown",
     );
@@ -100,7 +96,7 @@ fn a_rotated_jwks_file_is_picked_up_and_a_broken_one_keeps_the_old_keys() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
     let mut status = 0;
     while std::time::Instant::now() < deadline {
-        status = client.request(&bearer(&new.token(&claims), typed_event(&format!("{prefix}-2"), "bet").as_bytes())).status;
+        status = client.request(&bearer(&new.token(&claims), typed_event(&format!("{prefix}-2"), "u_jwt", "bet").as_bytes())).status;
         if status == 202 {
             break;
         }
@@ -109,6 +105,6 @@ fn a_rotated_jwks_file_is_picked_up_and_a_broken_one_keeps_the_old_keys() {
     assert_eq!(status, 202, "the new key was not picked up");
     std::fs::write(&jwks, "{ broken").unwrap();
     std::thread::sleep(std::time::Duration::from_secs(11));
-    expect_accepted(&client.request(&bearer(&old.token(&claims), typed_event(&format!("{prefix}-3"), "bet").as_bytes())));
+    expect_accepted(&client.request(&bearer(&old.token(&claims), typed_event(&format!("{prefix}-3"), "u_jwt", "bet").as_bytes())));
     assert!(server.stderr_text().contains("JWKS reload"), "the broken file is reported: {}", server.stderr_text());
 }

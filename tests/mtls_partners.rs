@@ -60,7 +60,7 @@ fn client_certificates_name_partners() {
     // "sufficient": the gateway's certificate alone authenticates, within its scope.
     let mut gateway = pki::connect(addr, as_client("partner-gw", 11)).expect("mTLS connect");
     expect_accepted(&gateway.request(&unsigned(&event(&format!("{prefix}-gw"), "u1"))));
-    let win = event(&format!("{prefix}-gw-win"), "u1").replace("\"event_type\":\"bet\"", "\"event_type\":\"win\"");
+    let win = typed_event(&format!("{prefix}-gw-win"), "u1", "win");
     expect_error(&gateway.request(&unsigned(&win)), 403, "event_type_not_allowed");
     // The gateway's certificate with another partner's key: refused.
     expect_error(&gateway.request(&signed_event(event(&format!("{prefix}-mix"), "u1").as_bytes())), 403, "partner_mismatch");

@@ -27,10 +27,6 @@ fn partner_ring() -> String {
     )
 }
 
-fn typed_event(event_id: &str, event_type: &str) -> String {
-    event(event_id, "u_scope").replace("\"event_type\":\"bet\"", &format!("\"event_type\":\"{event_type}\""))
-}
-
 fn signed_as(kid: &str, path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     post(path, Some(content_type), &signing_headers(kid, &WALLET_SECRET, &now_secs().to_string(), body), body)
 }
@@ -41,12 +37,12 @@ fn event_types_outside_the_partner_scope_are_forbidden() {
     let server = sandbox.start();
     let mut client = server.client();
     let prefix = unique_prefix();
-    let bet = typed_event(&format!("{prefix}-bet"), "bet");
+    let bet = typed_event(&format!("{prefix}-bet"), "u_scope", "bet");
     expect_error(&client.request(&signed_as(WALLET_KID, "/v1/events", "application/json", bet.as_bytes())), 403, "event_type_not_allowed");
-    let deposit = typed_event(&format!("{prefix}-deposit"), "deposit");
+    let deposit = typed_event(&format!("{prefix}-deposit"), "u_scope", "deposit");
     expect_accepted(&client.request(&signed_as(WALLET_KID, "/v1/events", "application/json", deposit.as_bytes())));
     // In a batch the out-of-scope lines are rejected one by one; the others are stored.
-    let lines = [typed_event(&format!("{prefix}-b1"), "withdrawal"), typed_event(&format!("{prefix}-b2"), "win")];
+    let lines = [typed_event(&format!("{prefix}-b1"), "u_scope", "withdrawal"), typed_event(&format!("{prefix}-b2"), "u_scope", "win")];
     let body = lines.join("\n");
     let response = client.request(&signed_as(WALLET_KID, "/v1/events/batch", "application/x-ndjson", body.as_bytes()));
     assert_eq!(response.status, 200, "{}", response.describe());
@@ -69,9 +65,9 @@ fn allow_lists_and_required_client_certificates_are_enforced() {
     let server = sandbox.start();
     let mut client = server.client();
     let prefix = unique_prefix();
-    let fenced = typed_event(&format!("{prefix}-fenced"), "bet");
+    let fenced = typed_event(&format!("{prefix}-fenced"), "u_scope", "bet");
     expect_error(&client.request(&signed_as(FENCED_KID, "/v1/events", "application/json", fenced.as_bytes())), 403, "ip_not_allowed");
-    let cert = typed_event(&format!("{prefix}-cert"), "bet");
+    let cert = typed_event(&format!("{prefix}-cert"), "u_scope", "bet");
     let response = client.request(&signed_as(CERT_KID, "/v1/events", "application/json", cert.as_bytes()));
     expect_error(&response, 403, "client_certificate_required");
     assert!(sandbox.tail().is_empty(), "a refused request stored something");

@@ -268,13 +268,12 @@ impl Core {
         keep_alive: bool,
         out: &mut Vec<u8>,
     ) -> Handled {
+        let start = out.len();
+        let handled = self.route(control, request, peer, origin, keep_alive, out);
         if request.method == Method::Head {
-            let start = out.len();
-            let handled = self.route(control, request, peer, origin, keep_alive, out);
             http::strip_body(out, start);
-            return handled;
         }
-        self.route(control, request, peer, origin, keep_alive, out)
+        handled
     }
 
     fn route(

@@ -431,6 +431,11 @@ pub fn event(event_id: &str, user_id: &str) -> String {
     )
 }
 
+/// [`event`] with another `event_type`.
+pub fn typed_event(event_id: &str, user_id: &str, event_type: &str) -> String {
+    event(event_id, user_id).replace("\"event_type\":\"bet\"", &format!("\"event_type\":\"{event_type}\""))
+}
+
 /// A per-run unique prefix for event ids (tests share nothing, but ids should still
 /// never collide with a previous run's data dir by accident).
 pub fn unique_prefix() -> String {
