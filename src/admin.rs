@@ -65,9 +65,12 @@ fn serve_one(mut stream: TcpStream, control: &Control, reloadables: &Reloadables
         "/metrics" => respond(&mut stream, 200, "text/plain; version=0.0.4", &control.render_metrics()),
         "/healthz" => respond(&mut stream, 200, "application/json", "{\"status\":\"ok\"}"),
         "/readyz" if control.is_ready() => respond(&mut stream, 200, "application/json", "{\"status\":\"ready\"}"),
-        "/readyz" => {
-            respond(&mut stream, 503, "application/json", "{\"error\":{\"code\":\"not_ready\",\"message\":\"starting or draining\"}}")
-        }
+        "/readyz" => respond(
+            &mut stream,
+            503,
+            "application/json",
+            "{\"error\":{\"code\":\"not_ready\",\"message\":\"starting, draining, or a shard is stalled\"}}",
+        ),
         _ => respond(&mut stream, 404, "application/json", "{\"error\":{\"code\":\"not_found\",\"message\":\"no such endpoint\"}}"),
     }
 }

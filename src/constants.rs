@@ -137,12 +137,25 @@ pub const DEDUP_IDS_PER_PARTITION_MAX_DEFAULT: usize = 1_000_000;
 pub const RECEIVES_PER_EARLY_FLUSH: usize = 16;
 /// Reactor tick: timeouts, retention and drain checks run at least this often.
 pub const TICK_MS: u64 = 100;
+/// A shard whose reactor loop has not turned for this long is stalled: `/readyz` turns
+/// 503 and the systemd watchdog is no longer fed. Twenty idle ticks: long enough that a
+/// slow loop under load (segment roll, a large batch) is not mistaken for a hang.
+pub const SHARD_STALL_MS: u64 = 2_000;
+/// How often the main thread reads the shards' loop counters and refreshes `STATUS=`.
+pub const SUPERVISE_POLL_MS: u64 = 20;
+/// Errors that can repeat per request or per connection (a full disk, EMFILE at accept)
+/// are logged at most once per this period per shard, with a count of the rest.
+pub const LOG_SAMPLE_PERIOD_MS: u64 = 1_000;
+/// How often `STATUS=` (request rate) is refreshed for `systemctl status`.
+pub const STATUS_REFRESH_MS: u64 = 5_000;
 /// Records one shard may queue for another within one reactor loop; past it, further
 /// events for that owner are answered `503 overloaded` until the batch has been sent.
 pub const HANDOFF_RECORDS_PER_LOOP_MAX: usize = 1024;
 /// Batches in flight from one shard to another; a full queue is backpressure.
 pub const HANDOFF_QUEUE_BATCHES_MAX: usize = 1024;
 
+const _: () = assert!(SHARD_STALL_MS >= 10 * TICK_MS);
+const _: () = assert!(SUPERVISE_POLL_MS < TICK_MS);
 const _: () = assert!(HEADERS_COUNT_MAX_DEFAULT <= HEADERS_COUNT_MAX_CEILING);
 // A chunk size at the digit bound exceeds the largest configurable body (64 MiB), so the
 // body limit, not the digit bound, is what a well-formed large chunk runs into.

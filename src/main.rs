@@ -5,16 +5,24 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use sluice::config::Config;
 use sluice::keyring;
+use sluice::logging::LogFormat;
 use sluice::storage::{DataDir, StartAt};
 use sluice::tail::{self, TailOptions};
 
 #[derive(Parser)]
 #[command(name = "sluice", version, about = "High-throughput, security-first ingest appliance for signed event feeds")]
 struct Cli {
+    /// Log level (error, warn, info, debug, trace) or a filter such as
+    /// "info,sluice::server=debug".
+    #[arg(long, global = true, value_name = "LEVEL", env = "SLUICE_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Log line format; auto is JSON when stderr is not a terminal (the journal, a pipe).
+    #[arg(long, global = true, value_name = "FORMAT", env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,7 +31,7 @@ struct Cli {
 enum Command {
     /// Run the appliance (embedded defaults without --config).
     Serve {
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", env = "SLUICE_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Validate a configuration and print the effective values.
@@ -67,6 +75,18 @@ enum Command {
     },
     /// The included load harness: signed requests, closed or open loop, HdrHistogram latency.
     Bench(Box<sluice::loadgen::BenchArgs>),
+    /// Print the man page (roff) generated from this command line, or write one page per
+    /// subcommand into a directory.
+    Man {
+        /// Write sluice.1 and sluice-<command>.1 here instead of printing sluice.1.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Print a shell completion script generated from this command line.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -240,6 +260,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
+        Command::Man { out_dir } => write_man_pages(out_dir.as_deref()).map_err(|error| Failure::from(anyhow::Error::from(error))),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut io::stdout().lock());
+            Ok(())
+        }
         Command::Bench(args) => {
             let options = args.validate().map_err(|message| usage(anyhow::anyhow!(message)))?;
             sluice::loadgen::run(&options, &mut io::stdout().lock())
@@ -247,6 +272,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(|error| if error.is_usage() { usage(error) } else { Failure::from(anyhow::Error::from(error)) })
         }
     }
+}
+
+/// The man pages come from the same definition as `--help`, so they cannot drift.
+fn write_man_pages(out_dir: Option<&std::path::Path>) -> io::Result<()> {
+    let command = Cli::command();
+    let Some(dir) = out_dir else {
+        return clap_mangen::Man::new(command).render(&mut io::stdout().lock());
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone()).render(&mut page)?;
+    std::fs::write(dir.join("sluice.1"), &page)?;
+    for sub in command.get_subcommands() {
+        let name = format!("sluice-{}", sub.get_name());
+        page.clear();
+        clap_mangen::Man::new(sub.clone().name(name.clone())).render(&mut page)?;
+        std::fs::write(dir.join(format!("{name}.1")), &page)?;
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -257,10 +301,21 @@ fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
         }
     };
+    if let Err(error) = sluice::logging::init(&cli.log_level, cli.log_format) {
+        eprintln!("sluice: {error}");
+        return ExitCode::from(2);
+    }
+    let serving = matches!(cli.command, Command::Serve { .. });
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { status, error }) => {
-            eprintln!("sluice: {error:#}");
+            // `serve` runs under a service manager: its last words go through the log
+            // (JSON in the journal); the other commands talk to a person.
+            if serving {
+                tracing::error!(error = format!("{error:#}"), status, "serve failed");
+            } else {
+                eprintln!("sluice: {error:#}");
+            }
             ExitCode::from(status)
         }
     }

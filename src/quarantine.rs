@@ -183,7 +183,7 @@ impl QuarantineWriter {
             stats.dropped.fetch_add(1, Ordering::Relaxed);
             if !self.reported {
                 self.reported = true;
-                eprintln!("sluice: shard {}: cannot write quarantine in {}: {error}", self.shard, self.dir.display());
+                tracing::error!(shard = self.shard, dir = %self.dir.display(), %error, "cannot write the quarantine");
             }
         }
         self.buffer.clear();

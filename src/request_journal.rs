@@ -140,7 +140,7 @@ impl Journal {
             self.file = None;
             if self.failed_period != Some(period) {
                 self.failed_period = Some(period);
-                eprintln!("sluice: shard {}: cannot write the request-id journal in {}: {error}", self.shard, self.dir.display());
+                tracing::error!(shard = self.shard, dir = %self.dir.display(), %error, "cannot write the request-id journal");
             }
         }
     }

@@ -26,14 +26,18 @@ fn sighup_and_the_admin_call_reload_the_key_ring_without_dropping_connections() 
     let added = format!("{original}\n[[keys]]\nkid = \"{NEW_KID}\"\nsecret = \"{}\"\npartner = \"late\"\n", whsec(&NEW_SECRET));
     std::fs::write(&sandbox.keys, &added).unwrap();
     server.sighup();
-    server.wait_for_stderr("reload (SIGHUP): reloaded keys", 1);
+    server.wait_for_stderr("reloaded cause=SIGHUP parts=keys", 1);
     expect_accepted(&client.request(&signed_as(NEW_KID, &NEW_SECRET, &event(&format!("{prefix}-1"), "u"))));
 
     // A broken file is refused; the keys in force stay.
     std::fs::write(&sandbox.keys, format!("{added}\n[[keys]]\nkid = \"broken\"\n")).unwrap();
     let answer = server.admin_client().request(&post("/admin/reload", None, &[], b""));
     assert_eq!(answer.status, 400, "{}", answer.describe());
-    assert!(server.stderr_text().contains("rejected: keys:"), "{}", server.stderr_text());
+    server.wait_for_stderr("reload rejected", 1);
+    assert!(server.stderr_text().contains("error=\"keys:"), "{}", server.stderr_text());
+    // The same through SIGHUP: refused, logged, the old keys stay.
+    server.sighup();
+    server.wait_for_stderr("reload rejected", 2);
     assert!(!server.stderr_text().contains(&whsec(&NEW_SECRET)), "a secret reached the log");
     expect_accepted(&client.request(&signed_as(NEW_KID, &NEW_SECRET, &event(&format!("{prefix}-2"), "u"))));
     expect_accepted(&client.request(&signed_event(event(&format!("{prefix}-3"), "u").as_bytes())));

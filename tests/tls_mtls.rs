@@ -276,7 +276,7 @@ fn reload_swaps_certificates_and_crls_without_dropping_connections() {
     std::fs::write(dir.path().join("clients.crl"), clients_ca.crl(&[22], 2)).expect("write CRL");
     // SAFETY: kill(2) on the pid of our running child.
     assert_eq!(unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGHUP) }, 0);
-    server.wait_for_stderr("reload (SIGHUP): reloaded tls, keys", 1);
+    server.wait_for_stderr("reloaded cause=SIGHUP parts=tls,keys", 1);
     expect_accepted(&post_event(&mut kept, &format!("{prefix}-kept")));
     // An open connection keeps its session, even one whose certificate is now revoked.
     expect_accepted(&post_event(&mut second_kept, &format!("{prefix}-second-kept")));

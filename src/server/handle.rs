@@ -162,6 +162,24 @@ pub fn answer_error(out: &mut Vec<u8>, status: u16, code: &str, message: &str, a
     http::write_error_body(out, code, message);
     http::finish_response(out, slot);
     answer.stats.count_answer(answer.path, status);
+    log_rejection_sampled(status, code, answer.path);
+}
+
+/// The one log line on the request path: at debug level only, and at most one per
+/// `LOG_SAMPLE_PERIOD_MS` per shard, with the count of the ones skipped. With the
+/// default level the cost is the cached `enabled` check of the call site.
+fn log_rejection_sampled(status: u16, code: &str, path: PathLabel) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    thread_local! {
+        static SAMPLER: std::cell::RefCell<crate::logging::Sampler> =
+            const { std::cell::RefCell::new(crate::logging::Sampler::new(crate::constants::LOG_SAMPLE_PERIOD_MS)) };
+    }
+    let now_ms = crate::time::now_unix_ms().max(0) as u64;
+    if let Some(suppressed) = SAMPLER.with_borrow_mut(|sampler| sampler.admit(now_ms)) {
+        tracing::debug!(status, code, path = path.as_str(), suppressed, "request refused (sampled)");
+    }
 }
 
 /// Appends the error answer for an event refused whole and counts `events` rejections.
@@ -290,7 +308,9 @@ impl Core {
         match (request.method, path) {
             (Method::Get | Method::Head, PathLabel::Healthz) => answer_ok(out, b"{\"status\":\"ok\"}", answer),
             (Method::Get | Method::Head, PathLabel::Readyz) if control.is_ready() => answer_ok(out, b"{\"status\":\"ready\"}", answer),
-            (Method::Get | Method::Head, PathLabel::Readyz) => answer_error(out, 503, "not_ready", "starting or draining", answer),
+            (Method::Get | Method::Head, PathLabel::Readyz) => {
+                answer_error(out, 503, "not_ready", "starting, draining, or a shard is stalled", answer)
+            }
             (Method::Post, PathLabel::Events | PathLabel::EventsBatch | PathLabel::Webhooks) => {
                 return self.ingest(request, peer, origin, answer, out);
             }

@@ -41,7 +41,7 @@ pub const REQUEST_IDS_DIR: &str = "request-ids";
 pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// How often the JWKS files are checked for changes (one `stat` per issuer).
-const JWKS_POLL_MS: u64 = 10_000;
+pub const JWKS_POLL_MS: u64 = 10_000;
 
 /// Listen backlog per shard socket; the kernel caps it at net.core.somaxconn.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -107,13 +107,13 @@ pub fn load_keyring(config: &Config) -> Result<KeyRing, ServeError> {
     if config.auth.keys_file.is_none()
         && let Some(new) = keyring::ensure_dev_keyring(&path, crate::time::now_unix_ms())?
     {
-        eprintln!("sluice: created a development key ring: kid {} (partner {}), secret in {}", new.kid, new.partner, new.path.display());
+        tracing::warn!(kid = %new.kid, partner = %new.partner, secret_file = %new.path.display(), "created a development key ring");
     }
     let ring = KeyRing::load(&path)?;
     if config.auth.keys_file.is_none()
         && let Some(key) = ring.keys().first()
     {
-        eprintln!("sluice: development key ring {} (kid {}); set [auth] keys_file for production", path.display(), key.kid);
+        tracing::warn!(file = %path.display(), kid = %key.kid, "development key ring in use; set [auth] keys_file for production");
     }
     Ok(ring)
 }
@@ -131,10 +131,12 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
     let besides = 3 * u64::from(config.storage.partitions) + FILES_BESIDES_CONNECTIONS;
     let wanted = (shards * config.ingest.connections_max) as u64 + besides;
     match crate::rlimit::raise_open_files_limit() {
-        Some(limit) if limit < wanted => eprintln!(
-            "sluice: open-files limit {limit} is below {wanted} ({shards} shards x connections_max {} + {besides}); \
-             connections past it are refused: raise LimitNOFILE / ulimit -n",
-            config.ingest.connections_max
+        Some(limit) if limit < wanted => tracing::warn!(
+            limit,
+            wanted,
+            shards,
+            connections_max = config.ingest.connections_max,
+            "open-files limit is below shards x connections_max + {besides}; connections past it are refused: raise LimitNOFILE / ulimit -n"
         ),
         _ => {}
     }
@@ -150,9 +152,12 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
     let loaded = crate::request_journal::load(&data_dir.root().join(REQUEST_IDS_DIR), &request_ids, now_ms)
         .map_err(|error| ServeError::Shard { shard: 0, message: format!("cannot read the request-id journal: {error}") })?;
     if loaded.restored > 0 || loaded.damaged > 0 {
-        eprintln!(
-            "sluice: request-id memory: restored {} of {} journaled answers from {} files ({} damaged tails cut)",
-            loaded.restored, loaded.records, loaded.files, loaded.damaged
+        tracing::info!(
+            restored = loaded.restored,
+            records = loaded.records,
+            files = loaded.files,
+            damaged_tails_cut = loaded.damaged,
+            "request-id memory restored from the journal"
         );
     }
     let control = Arc::new(Control::new(shards, config.storage.partitions).with_request_ids(request_ids));
@@ -167,7 +172,10 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
         Some(tls) => Some(Arc::new(ServerTls::new(crate::tls::material::server_config(tls)?))),
         None => None,
     };
-    let reloadables = Arc::new(Reloadables::new(Arc::clone(&config), server_tls.clone(), Arc::clone(&keyring), jwt.clone()));
+    let notifier = Arc::new(crate::systemd::Notifier::from_env());
+    let reloadables = Arc::new(
+        Reloadables::new(Arc::clone(&config), server_tls.clone(), Arc::clone(&keyring), jwt.clone()).with_notifier(Arc::clone(&notifier)),
+    );
     let per_ip = Arc::new(ConnectionsPerIp::new(config.ingest.connections_per_ip_max));
     let (listeners, ingest_addr) = shard_listeners(config.ingest.listen, shards)?;
     let (tls_listeners, tls_addr) = match &config.ingest.tls {
@@ -202,13 +210,13 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
             if let Some(core_id) = core_id
                 && !core_affinity::set_for_current(core_id)
             {
-                eprintln!("sluice: shard {index}: could not pin to core {}", core_id.id);
+                tracing::warn!(shard = index, core = core_id.id, "could not pin the shard to its core");
             }
             match start_shard(setup, keyring, jwt, &data_dir) {
                 Ok(mut shard) => {
                     let _ = ready.send(Ok(index));
                     if let Err(error) = shard.run() {
-                        eprintln!("sluice: shard {index} stopped: {error}");
+                        tracing::error!(shard = index, %error, "shard stopped; exiting");
                         std::process::exit(1);
                     }
                 }
@@ -230,25 +238,22 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
     let admin_addr = crate::admin::spawn(config.admin.listen, Arc::clone(&control), Arc::clone(&reloadables))?;
     control.ready.store(true, Ordering::Release);
     let tls_word = tls_addr.map(|addr| format!(" ingest_tls={addr}")).unwrap_or_default();
-    eprintln!(
-        "sluice: listening ingest={ingest_addr}{tls_word} admin={admin_addr} shards={shards} partitions={} durability={} data_dir={}",
-        config.storage.partitions,
-        config.storage.durability,
-        config.storage.data_dir.display()
+    let listening = format!("ingest={ingest_addr}{tls_word} admin={admin_addr}");
+    tracing::info!(
+        ingest = %ingest_addr,
+        ingest_tls = tls_addr.map(tracing::field::display),
+        admin = %admin_addr,
+        shards,
+        partitions = config.storage.partitions,
+        durability = %config.storage.durability,
+        data_dir = %config.storage.data_dir.display(),
+        "listening"
     );
+    notifier.ready(&status_line(&listening, &config, 0));
     on_ready(Bound { ingest: ingest_addr, ingest_tls: tls_addr, admin: admin_addr });
-    let mut jwks_checked = std::time::Instant::now();
-    while !terminate.load(Ordering::Acquire) {
-        if hangup.swap(false, Ordering::AcqRel) {
-            let _ = reload::reload_and_report(&reloadables, "SIGHUP");
-        }
-        if jwks_checked.elapsed() >= std::time::Duration::from_millis(JWKS_POLL_MS) {
-            jwks_checked = std::time::Instant::now();
-            reload::refresh_changed_jwks(&reloadables);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    eprintln!("sluice: draining (up to {} ms)", config.ingest.drain_timeout_ms);
+    supervise(&control, &config, &reloadables, &notifier, &listening, (&terminate, &hangup));
+    tracing::info!(drain_timeout_ms = config.ingest.drain_timeout_ms, "draining");
+    notifier.stopping(std::time::Duration::from_millis(config.ingest.drain_timeout_ms));
     control.draining.store(true, Ordering::Release);
     for fd in wake_fds.iter() {
         let one = 1u64;
@@ -258,8 +263,72 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
     for thread in threads {
         let _ = thread.join();
     }
-    eprintln!("sluice: drained, exiting");
+    tracing::info!("drained, exiting");
     Ok(())
+}
+
+/// `STATUS=` for `systemctl status`: where it listens, its shape, and the request rate.
+fn status_line(listening: &str, config: &Config, requests_per_sec: u64) -> String {
+    format!("listening {listening}; {} shards, {} partitions; {requests_per_sec} req/s", config.ingest.shards, config.storage.partitions)
+}
+
+/// The main thread while serving: turns SIGHUP into reloads, polls the JWKS files,
+/// watches every shard's reactor loop (a stalled shard turns `/readyz` 503 and stops the
+/// systemd watchdog pings, so systemd restarts the process), refreshes `STATUS=`, and
+/// returns when SIGTERM or SIGINT arrives.
+fn supervise(
+    control: &Control,
+    config: &Config,
+    reloadables: &Reloadables,
+    notifier: &crate::systemd::Notifier,
+    listening: &str,
+    (terminate, hangup): (&std::sync::atomic::AtomicBool, &std::sync::atomic::AtomicBool),
+) {
+    use crate::constants::{SHARD_STALL_MS, STATUS_REFRESH_MS, SUPERVISE_POLL_MS};
+    let started = std::time::Instant::now();
+    let elapsed_ms = || started.elapsed().as_millis() as u64;
+    let watchdog_ms = crate::systemd::watchdog_period().map(|period| period.as_millis() as u64);
+    let mut watch = crate::systemd::ReactorWatch::new(control.shards.len(), 0, SHARD_STALL_MS);
+    let (mut last_ping_ms, mut last_status_ms, mut last_jwks_ms) = (0, 0, 0);
+    let mut answers_then = control.answers_total();
+    let mut reported_stall = None;
+    while !terminate.load(Ordering::Acquire) {
+        let now_ms = elapsed_ms();
+        if hangup.swap(false, Ordering::AcqRel) {
+            let _ = reload::reload_and_report(reloadables, "SIGHUP");
+        }
+        if now_ms >= last_jwks_ms + JWKS_POLL_MS {
+            last_jwks_ms = now_ms;
+            reload::refresh_changed_jwks(reloadables);
+        }
+        watch.observe(control.shards.iter().map(|shard| shard.heartbeat.load(Ordering::Relaxed)), now_ms);
+        let stalled = watch.stalled(now_ms);
+        control.stalled.store(stalled.is_some(), Ordering::Release);
+        if stalled.map(|(shard, _)| shard) != reported_stall {
+            match stalled {
+                Some((shard, still_ms)) => {
+                    tracing::error!(shard, still_ms, "shard reactor stalled: /readyz is 503 and the watchdog is no longer fed");
+                    notifier.status(&format!("shard {shard} stalled for {still_ms} ms"));
+                }
+                None => tracing::warn!("every shard reactor is turning again"),
+            }
+            reported_stall = stalled.map(|(shard, _)| shard);
+        }
+        if let Some(period_ms) = watchdog_ms
+            && stalled.is_none()
+            && now_ms >= last_ping_ms + period_ms
+        {
+            last_ping_ms = now_ms;
+            notifier.watchdog();
+        }
+        if stalled.is_none() && now_ms >= last_status_ms + STATUS_REFRESH_MS {
+            let answers_now = control.answers_total();
+            let rate = (answers_now - answers_then) * 1000 / (now_ms - last_status_ms).max(1);
+            (answers_then, last_status_ms) = (answers_now, now_ms);
+            notifier.status(&status_line(listening, config, rate));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(SUPERVISE_POLL_MS));
+    }
 }
 
 fn start_shard(
@@ -272,15 +341,18 @@ fn start_shard(
     let shard_error = |message: String| ServeError::Shard { shard: index, message };
     let (ring, features) = crate::reactor::setup().map_err(|error| shard_error(error.to_string()))?;
     if index == 0 && !features.defer_taskrun {
-        eprintln!("sluice: io_uring without SINGLE_ISSUER|DEFER_TASKRUN (kernel < 6.1): running with COOP_TASKRUN");
+        tracing::warn!("io_uring without SINGLE_ISSUER|DEFER_TASKRUN (kernel < 6.1): running with COOP_TASKRUN");
     }
     let config = &setup.config;
     let (partitions, reports) = Partitions::open(config, data_dir, index, Arc::clone(&setup.control), crate::time::now_unix_ms())?;
     for (partition, report) in reports {
         if report.truncated_bytes > 0 || report.corrupt_sealed_segments > 0 {
-            eprintln!(
-                "sluice: partition {partition}: recovered {} records; cut a torn tail of {} bytes; {} damaged sealed segments",
-                report.records, report.truncated_bytes, report.corrupt_sealed_segments
+            tracing::warn!(
+                partition,
+                records = report.records,
+                torn_tail_bytes_cut = report.truncated_bytes,
+                damaged_sealed_segments = report.corrupt_sealed_segments,
+                "partition recovered: torn tail cut or damaged segments found"
             );
         }
     }

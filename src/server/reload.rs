@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::jwt::{JwtLoadError, JwtVerifier};
 use crate::keyring::{KeyRing, KeyRingError};
 use crate::swap::Swap;
+use crate::systemd::Notifier;
 use crate::tls::{ServerTls, TlsError};
 
 /// Handles to everything a reload may replace, shared by the signal loop and the admin
@@ -21,6 +22,8 @@ pub struct Reloadables {
     jwt: Option<Arc<Swap<JwtVerifier>>>,
     /// One reload at a time (a SIGHUP and an admin call may race).
     serial: Mutex<()>,
+    /// Told `RELOADING=1` before and `READY=1` after every reload.
+    notifier: Arc<Notifier>,
 }
 
 /// What a successful reload put in force.
@@ -41,6 +44,16 @@ pub enum ReloadError {
 }
 
 impl ReloadError {
+    /// Which part failed (`tls`, `keys`, `jwks`), for status lines that must not carry
+    /// file contents.
+    pub fn part(&self) -> &'static str {
+        match self {
+            ReloadError::Tls(_) => "tls",
+            ReloadError::KeyRing(_) => "keys",
+            ReloadError::Jwks(_) => "jwks",
+        }
+    }
+
     /// The files were read but are not usable (an operator's mistake, HTTP 400), as
     /// opposed to a file that could not be read at all (HTTP 500).
     pub fn is_invalid_content(&self) -> bool {
@@ -59,14 +72,32 @@ impl Reloadables {
         keyring: Arc<Swap<KeyRing>>,
         jwt: Option<Arc<Swap<JwtVerifier>>>,
     ) -> Reloadables {
-        Reloadables { config, tls, keyring, jwt, serial: Mutex::new(()) }
+        Reloadables { config, tls, keyring, jwt, serial: Mutex::new(()), notifier: Arc::new(Notifier::inactive()) }
+    }
+
+    /// Reports reloads to systemd through `notifier`.
+    pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Reloadables {
+        self.notifier = notifier;
+        self
     }
 }
 
 /// Re-reads every reloadable part from the files the configuration names and swaps the
-/// new material in only if every part loaded. On error nothing changed.
+/// new material in only if every part loaded. On error nothing changed. systemd hears
+/// `RELOADING=1` before and `READY=1` after, whatever the outcome.
 pub fn reload(reloadables: &Reloadables) -> Result<Reloaded, ReloadError> {
     let _serial = reloadables.serial.lock().unwrap_or_else(PoisonError::into_inner);
+    reloadables.notifier.reloading();
+    let result = load_and_swap(reloadables);
+    let status = match &result {
+        Ok(reloaded) => format!("reloaded {}", reloaded.parts.join(", ")),
+        Err(error) => format!("reload rejected ({}); previous material in force", error.part()),
+    };
+    reloadables.notifier.ready(&status);
+    result
+}
+
+fn load_and_swap(reloadables: &Reloadables) -> Result<Reloaded, ReloadError> {
     let tls = match (&reloadables.tls, &reloadables.config.ingest.tls) {
         (Some(shared), Some(files)) => Some((shared, crate::tls::material::server_config(files)?)),
         _ => None,
@@ -110,18 +141,18 @@ pub fn refresh_changed_jwks(reloadables: &Reloadables) {
     }
     let reloaded = current.reload();
     for error in &reloaded.errors {
-        eprintln!("sluice: JWKS reload: {error}; the previous keys stay in force");
+        tracing::warn!(%error, "JWKS reload failed; the previous keys stay in force");
     }
     shared.replace(Arc::new(reloaded.verifier));
 }
 
-/// Runs [`reload`] and says on stderr what happened, for the operator who sent SIGHUP.
+/// Runs [`reload`] and logs what happened, for the operator who sent SIGHUP.
 pub fn reload_and_report(reloadables: &Reloadables, cause: &str) -> Result<Reloaded, ReloadError> {
     let result = reload(reloadables);
     match &result {
-        Ok(reloaded) if reloaded.parts.is_empty() => eprintln!("sluice: reload ({cause}): nothing reloadable is configured"),
-        Ok(reloaded) => eprintln!("sluice: reload ({cause}): reloaded {}", reloaded.parts.join(", ")),
-        Err(error) => eprintln!("sluice: reload ({cause}) rejected: {error}; the previous material stays in force"),
+        Ok(reloaded) if reloaded.parts.is_empty() => tracing::info!(cause, "reload: nothing reloadable is configured"),
+        Ok(reloaded) => tracing::info!(cause, parts = %reloaded.parts.join(","), "reloaded"),
+        Err(error) => tracing::error!(cause, %error, "reload rejected; the previous material stays in force"),
     }
     result
 }

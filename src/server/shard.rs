@@ -99,6 +99,8 @@ pub struct Shard {
     last_tick_ms: u64,
     last_housekeeping_ms: u64,
     accepting: bool,
+    /// Bounds the log lines of errors that can repeat per connection.
+    log_sampler: crate::logging::Sampler,
     drain_deadline_ms: Option<u64>,
     quiesced: bool,
 }
@@ -150,6 +152,7 @@ impl Shard {
             last_tick_ms: 0,
             last_housekeeping_ms: 0,
             accepting: true,
+            log_sampler: crate::logging::Sampler::new(crate::constants::LOG_SAMPLE_PERIOD_MS),
             drain_deadline_ms: None,
             quiesced: false,
         })
@@ -167,7 +170,7 @@ impl Shard {
 
     fn push(&mut self, entry: squeue::Entry) {
         if let Err(error) = reactor::push(&mut self.ring, &entry) {
-            eprintln!("sluice: shard {}: io_uring submit failed: {error}", self.index);
+            tracing::error!(shard = self.index, %error, "io_uring submit failed");
         }
     }
 
@@ -245,7 +248,7 @@ impl Shard {
     fn flush_early(&mut self) {
         self.queue_answers();
         if let Err(error) = self.ring.submit() {
-            eprintln!("sluice: shard {}: io_uring submit failed: {error}", self.index);
+            tracing::error!(shard = self.index, %error, "io_uring submit failed");
         }
     }
 
@@ -295,8 +298,11 @@ impl Shard {
             self.arm_accept(tls);
         }
         if result < 0 {
-            if result != -libc::ECANCELED {
-                eprintln!("sluice: shard {}: accept failed: {}", self.index, io::Error::from_raw_os_error(-result));
+            if result != -libc::ECANCELED
+                && let Some(suppressed) = self.log_sampler.admit(self.now_ms)
+            {
+                let error = io::Error::from_raw_os_error(-result);
+                tracing::error!(shard = self.index, %error, suppressed, "accept failed");
             }
             return;
         }
@@ -325,7 +331,7 @@ impl Shard {
             (Some(shard_tls), true) => match Session::new(Arc::clone(&shard_tls.config)) {
                 Ok(session) => Some(Box::new(session)),
                 Err(error) => {
-                    eprintln!("sluice: shard {}: cannot start a TLS session: {error}", self.index);
+                    tracing::error!(shard = self.index, %error, "cannot start a TLS session");
                     if let Some(ip) = peer_ip {
                         self.per_ip.release(ip);
                     }

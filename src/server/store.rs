@@ -163,9 +163,10 @@ impl Partitions {
         let Some(target) = owned.sync_inflight.take() else { return };
         if result < 0 {
             let error = std::io::Error::from_raw_os_error(-result);
-            eprintln!(
-                "sluice: fdatasync of partition {} failed: {error}; storage is now fail-stop, no further acknowledgements",
-                owned.partition
+            tracing::error!(
+                partition = owned.partition,
+                %error,
+                "fdatasync failed; storage is now fail-stop, no further acknowledgements"
             );
             self.failed = true;
             for owned in &mut self.owned {
@@ -222,6 +223,15 @@ impl Partitions {
     }
 }
 
+/// Logs a storage failure, at most one line per second per shard (a full disk fails
+/// every append; the count of the rest is in the line and in the metrics).
 fn log_storage_error(partition: u32, error: &StorageError) {
-    eprintln!("sluice: partition {partition}: {error}");
+    thread_local! {
+        static SAMPLER: std::cell::RefCell<crate::logging::Sampler> =
+            const { std::cell::RefCell::new(crate::logging::Sampler::new(crate::constants::LOG_SAMPLE_PERIOD_MS)) };
+    }
+    let now_ms = crate::time::now_unix_ms().max(0) as u64;
+    if let Some(suppressed) = SAMPLER.with_borrow_mut(|sampler| sampler.admit(now_ms)) {
+        tracing::error!(partition, %error, suppressed, "storage error");
+    }
 }

@@ -200,6 +200,9 @@ pub struct Control {
     pub end_offsets: Vec<AtomicU64>,
     pub ready: AtomicBool,
     pub draining: AtomicBool,
+    /// A shard's reactor loop has stood still past `SHARD_STALL_MS` (set by the main
+    /// thread's watch); `/readyz` answers 503 while it is.
+    pub stalled: AtomicBool,
     /// Shards that have finished their own connections while draining.
     pub shards_quiesced: AtomicUsize,
     /// The request-id memory every shard shares.
@@ -214,6 +217,7 @@ impl Control {
             end_offsets: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
             shards_quiesced: AtomicUsize::new(0),
             request_ids: crate::request_ids::RequestIds::new(
                 2 * crate::constants::TIMESTAMP_TOLERANCE_SECS_DEFAULT as i64 * 1000,
@@ -231,7 +235,12 @@ impl Control {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire) && !self.stalled.load(Ordering::Acquire)
+    }
+
+    /// Every answer sent so far, all shards and paths (for the request rate).
+    pub fn answers_total(&self) -> u64 {
+        self.shards.iter().map(|shard| shard.answers.iter().map(|count| count.load(Ordering::Relaxed)).sum::<u64>()).sum()
     }
 }
 

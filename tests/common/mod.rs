@@ -199,10 +199,19 @@ fn parse_ready_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
 
 impl Server {
     pub fn start(config: &Path) -> Server {
+        Server::start_with_env(config, &[])
+    }
+
+    /// Starts with extra environment variables (a fake `NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+    /// Logs are text lines so the tests can read them; `--log-format` defaults to JSON
+    /// on a pipe (tests/logging.rs checks that format).
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg("--config")
             .arg(config)
+            .args(["--log-format", "text"])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
