@@ -92,8 +92,8 @@ fn admin_reload(stream: &mut TcpStream, method: &str, reloadables: &Reloadables)
     }
     match reload::reload_and_report(reloadables, "admin") {
         Ok(reloaded) => {
-            let parts: Vec<String> = reloaded.parts.iter().map(|part| format!("\"{part}\"")).collect();
-            respond(stream, 200, "application/json", &format!("{{\"reloaded\":[{}]}}", parts.join(",")))
+            let body = serde_json::json!({ "reloaded": reloaded.parts, "restart_needed": reloaded.restart_needed });
+            respond(stream, 200, "application/json", &body.to_string())
         }
         Err(error) => {
             let (status, code) = if error.is_invalid_content() { (400, "reload_rejected") } else { (500, "reload_failed") };

@@ -156,8 +156,8 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, Failure> {
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Serve { config } => {
-            let config = load_config(config.as_ref())?;
-            sluice::server::serve(config, |_| {}).map_err(|error| match error {
+            let loaded = load_config(config.as_ref())?;
+            sluice::server::serve(loaded, config, |_| {}).map_err(|error| match error {
                 sluice::server::ServeError::Storage(sluice::storage::StorageError::PartitionCountMismatch { .. }) => usage(error),
                 sluice::server::ServeError::KeyRing(_) | sluice::server::ServeError::Jwks(_) => usage(error),
                 sluice::server::ServeError::Tls(_) => usage(error),

@@ -26,7 +26,7 @@ fn sighup_and_the_admin_call_reload_the_key_ring_without_dropping_connections() 
     let added = format!("{original}\n[[keys]]\nkid = \"{NEW_KID}\"\nsecret = \"{}\"\npartner = \"late\"\n", whsec(&NEW_SECRET));
     std::fs::write(&sandbox.keys, &added).unwrap();
     server.sighup();
-    server.wait_for_stderr("reloaded cause=SIGHUP parts=keys", 1);
+    server.wait_for_stderr("reloaded cause=SIGHUP parts=config,keys", 1);
     expect_accepted(&client.request(&signed_as(NEW_KID, &NEW_SECRET, &event(&format!("{prefix}-1"), "u"))));
 
     // A broken file is refused; the keys in force stay.
@@ -46,8 +46,35 @@ fn sighup_and_the_admin_call_reload_the_key_ring_without_dropping_connections() 
     std::fs::write(&sandbox.keys, format!("{added}\n[[partners]]\nname = \"late\"\nevent_types = [\"deposit\"]\n")).unwrap();
     let answer = server.admin_client().request(&post("/admin/reload", None, &[], b""));
     assert_eq!(answer.status, 200, "{}", answer.describe());
-    assert_eq!(answer.text(), r#"{"reloaded":["keys"]}"#);
+    assert_eq!(answer.text(), r#"{"reloaded":["config","keys"],"restart_needed":[]}"#);
     expect_error(&client.request(&signed_as(NEW_KID, &NEW_SECRET, &event(&format!("{prefix}-4"), "u"))), 403, "event_type_not_allowed");
     let stored: Vec<String> = sandbox.tail().iter().map(TailLine::event_id).collect();
     assert_eq!(stored.len(), 3, "{stored:?}");
+}
+
+#[test]
+fn sighup_reads_the_configuration_file_again_refusing_a_broken_one() {
+    let sandbox = Sandbox::new(Setup::default());
+    let server = sandbox.start();
+    let prefix = unique_prefix();
+    let mut client = server.client();
+    let original = std::fs::read_to_string(&sandbox.config).unwrap();
+
+    // A configuration that does not parse is refused whole; the server keeps running as it was.
+    std::fs::write(&sandbox.config, format!("{original}\n[ingest\n")).unwrap();
+    server.sighup();
+    server.wait_for_stderr("reload rejected", 1);
+    assert!(server.stderr_text().contains("error=\"config:"), "{}", server.stderr_text());
+    expect_accepted(&client.request(&signed_event(event(&format!("{prefix}-0"), "u").as_bytes())));
+
+    // A valid file whose changes need a restart: the reload succeeds and names them.
+    let changed = original.replace("[storage]", "[dedup]\nwindow_hours = 1\n\n[storage]");
+    assert_ne!(changed, original, "the test configuration has a [storage] table");
+    std::fs::write(&sandbox.config, changed).unwrap();
+    let answer = server.admin_client().request(&post("/admin/reload", None, &[], b""));
+    assert_eq!(answer.status, 200, "{}", answer.describe());
+    assert_eq!(answer.text(), r#"{"reloaded":["config","keys"],"restart_needed":["dedup.window_hours"]}"#);
+    server.wait_for_stderr("take effect only after a restart", 1);
+    // The same connection still works.
+    expect_accepted(&client.request(&signed_event(event(&format!("{prefix}-1"), "u").as_bytes())));
 }

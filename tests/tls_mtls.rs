@@ -276,7 +276,7 @@ fn reload_swaps_certificates_and_crls_without_dropping_connections() {
     std::fs::write(dir.path().join("clients.crl"), clients_ca.crl(&[22], 2)).expect("write CRL");
     // SAFETY: kill(2) on the pid of our running child.
     assert_eq!(unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGHUP) }, 0);
-    server.wait_for_stderr("reloaded cause=SIGHUP parts=tls,keys", 1);
+    server.wait_for_stderr("reloaded cause=SIGHUP parts=config,tls,keys", 1);
     expect_accepted(&post_event(&mut kept, &format!("{prefix}-kept")));
     // An open connection keeps its session, even one whose certificate is now revoked.
     expect_accepted(&post_event(&mut second_kept, &format!("{prefix}-second-kept")));
@@ -300,7 +300,7 @@ fn reload_swaps_certificates_and_crls_without_dropping_connections() {
     write_server(dir.path(), &cert_c);
     let answer = admin_reload(&server);
     assert_eq!(answer.status, 200, "{}", answer.describe());
-    assert_eq!(answer.text(), r#"{"reloaded":["tls","keys"]}"#);
+    assert_eq!(answer.text(), r#"{"reloaded":["config","tls","keys"],"restart_needed":[]}"#);
     let mut with_c = connect(&server, &first_config).expect("connect after the admin reload");
     assert_eq!(peer_leaf(&with_c), cert_c.der.to_vec());
     expect_accepted(&post_event(&mut with_c, &format!("{prefix}-with-c")));

@@ -124,7 +124,7 @@ pub fn load_keyring(config: &Config) -> Result<KeyRing, ServeError> {
 /// previous and spare segment): rings, eventfds, listeners, directories, the admin side.
 const FILES_BESIDES_CONNECTIONS: u64 = 64;
 
-pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeError> {
+pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: impl FnOnce(Bound)) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let shards = config.ingest.shards;
     // Every connection is a descriptor; so are segments, listeners and rings.
@@ -174,7 +174,9 @@ pub fn serve(config: Config, on_ready: impl FnOnce(Bound)) -> Result<(), ServeEr
     };
     let notifier = Arc::new(crate::systemd::Notifier::from_env());
     let reloadables = Arc::new(
-        Reloadables::new(Arc::clone(&config), server_tls.clone(), Arc::clone(&keyring), jwt.clone()).with_notifier(Arc::clone(&notifier)),
+        Reloadables::new(Arc::clone(&config), server_tls.clone(), Arc::clone(&keyring), jwt.clone())
+            .with_notifier(Arc::clone(&notifier))
+            .with_config_file(config_file),
     );
     let per_ip = Arc::new(ConnectionsPerIp::new(config.ingest.connections_per_ip_max));
     let (listeners, ingest_addr) = shard_listeners(config.ingest.listen, shards)?;

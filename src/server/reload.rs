@@ -1,9 +1,12 @@
 //! Reloading what can change without a restart, on SIGHUP and `POST /admin/reload`:
-//! the TLS material (server certificate and key, client CA bundle, CRLs), the key ring
-//! (keys, partners, policy) and the JWKS files. Everything new is built first and swapped
-//! in only if all of it is valid, so a bad file changes nothing: the old material stays
-//! in force and the error names the file. Open connections are never dropped.
+//! the configuration file is read again, and from it the TLS material (server
+//! certificate and key, client CA bundle, CRLs), the key ring (keys, partners, policy)
+//! and the JWKS files. Everything new is built first and swapped in only if all of it
+//! is valid, so a bad file changes nothing: the old material stays in force and the
+//! error names the file. Open connections are never dropped. Other configuration
+//! changes (listeners, shards, storage, limits) need a restart; a reload names them.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::Config;
@@ -16,7 +19,13 @@ use crate::tls::{ServerTls, TlsError};
 /// Handles to everything a reload may replace, shared by the signal loop and the admin
 /// listener.
 pub struct Reloadables {
-    config: Arc<Config>,
+    /// The configuration the process started with (what needs a restart is compared
+    /// against it).
+    started: Arc<Config>,
+    /// The file to read again on each reload; `None` for embedded defaults.
+    config_file: Option<PathBuf>,
+    /// The configuration whose reloadable parts are in force.
+    in_force: Mutex<Arc<Config>>,
     tls: Option<Arc<ServerTls>>,
     keyring: Arc<Swap<KeyRing>>,
     jwt: Option<Arc<Swap<JwtVerifier>>>,
@@ -31,10 +40,14 @@ pub struct Reloadables {
 pub struct Reloaded {
     /// Names of the parts reloaded (`"tls"`), in order.
     pub parts: Vec<&'static str>,
+    /// Configuration keys (`ingest.listen`) whose new values wait for a restart.
+    pub restart_needed: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    #[error("config: {0}")]
+    Config(#[from] crate::config::ConfigError),
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
     #[error("keys: {0}")]
@@ -48,6 +61,7 @@ impl ReloadError {
     /// file contents.
     pub fn part(&self) -> &'static str {
         match self {
+            ReloadError::Config(_) => "config",
             ReloadError::Tls(_) => "tls",
             ReloadError::KeyRing(_) => "keys",
             ReloadError::Jwks(_) => "jwks",
@@ -58,6 +72,8 @@ impl ReloadError {
     /// opposed to a file that could not be read at all (HTTP 500).
     pub fn is_invalid_content(&self) -> bool {
         match self {
+            ReloadError::Config(crate::config::ConfigError::Read { .. }) => false,
+            ReloadError::Config(_) => true,
             ReloadError::Tls(error) => error.is_invalid_content(),
             ReloadError::KeyRing(KeyRingError::Read { .. }) | ReloadError::Jwks(JwtLoadError::Read { .. }) => false,
             ReloadError::KeyRing(_) | ReloadError::Jwks(_) => true,
@@ -72,7 +88,22 @@ impl Reloadables {
         keyring: Arc<Swap<KeyRing>>,
         jwt: Option<Arc<Swap<JwtVerifier>>>,
     ) -> Reloadables {
-        Reloadables { config, tls, keyring, jwt, serial: Mutex::new(()), notifier: Arc::new(Notifier::inactive()) }
+        Reloadables {
+            started: Arc::clone(&config),
+            config_file: None,
+            in_force: Mutex::new(config),
+            tls,
+            keyring,
+            jwt,
+            serial: Mutex::new(()),
+            notifier: Arc::new(Notifier::inactive()),
+        }
+    }
+
+    /// Reads `path` again on every reload (the file `serve --config` named).
+    pub fn with_config_file(mut self, path: Option<PathBuf>) -> Reloadables {
+        self.config_file = path;
+        self
     }
 
     /// Reports reloads to systemd through `notifier`.
@@ -98,16 +129,32 @@ pub fn reload(reloadables: &Reloadables) -> Result<Reloaded, ReloadError> {
 }
 
 fn load_and_swap(reloadables: &Reloadables) -> Result<Reloaded, ReloadError> {
-    let tls = match (&reloadables.tls, &reloadables.config.ingest.tls) {
+    let config = match &reloadables.config_file {
+        Some(path) => Arc::new(Config::load(path)?),
+        None => Arc::clone(&reloadables.in_force.lock().unwrap_or_else(PoisonError::into_inner)),
+    };
+    let mut restart_needed = restart_only_changes(&reloadables.started, &config);
+    let tls = match (&reloadables.tls, &config.ingest.tls) {
         (Some(shared), Some(files)) => Some((shared, crate::tls::material::server_config(files)?)),
         _ => None,
     };
-    let keyring = KeyRing::load(&reloadables.config.keys_path())?;
-    let jwt = match &reloadables.jwt {
-        Some(shared) => Some((shared, reload_jwks(shared)?)),
-        None => None,
+    let keyring = KeyRing::load(&config.keys_path())?;
+    let jwt = match (&reloadables.jwt, &config.auth.jwt) {
+        (Some(shared), Some(policy)) if reloadables.config_file.is_some() => Some((shared, JwtVerifier::load(policy.clone())?)),
+        (Some(shared), _) => Some((shared, reload_jwks(shared)?)),
+        (None, _) => None,
     };
+    // A listener or verifier that did not exist at start cannot appear (or go) live.
+    if reloadables.tls.is_some() != config.ingest.tls.is_some() {
+        restart_needed.push("ingest.tls".to_owned());
+    }
+    if reloadables.jwt.is_some() != config.auth.jwt.is_some() {
+        restart_needed.push("auth.jwt".to_owned());
+    }
     let mut parts = Vec::new();
+    if reloadables.config_file.is_some() {
+        parts.push("config");
+    }
     if let Some((shared, config)) = tls {
         shared.replace(config);
         parts.push("tls");
@@ -118,7 +165,46 @@ fn load_and_swap(reloadables: &Reloadables) -> Result<Reloaded, ReloadError> {
         shared.replace(Arc::new(verifier));
         parts.push("jwks");
     }
-    Ok(Reloaded { parts })
+    *reloadables.in_force.lock().unwrap_or_else(PoisonError::into_inner) = config;
+    Ok(Reloaded { parts, restart_needed })
+}
+
+/// Tables whose keys a reload applies: the TLS files, the key ring path, the JWT
+/// issuers. Anything else that differs from the started configuration waits for a
+/// restart.
+const RELOADABLE_KEYS: &[&str] = &[
+    "ingest.tls.cert_file",
+    "ingest.tls.key_file",
+    "ingest.tls.client_ca_file",
+    "ingest.tls.client_auth",
+    "ingest.tls.crl_files",
+    "auth.keys_file",
+    "auth.jwt",
+];
+
+/// The `table.key` names whose effective values differ between `started` and `candidate`
+/// and that a reload cannot apply. Compares the effective configurations as
+/// `check-config` prints them, so a new key is covered without a list to maintain.
+fn restart_only_changes(started: &Config, candidate: &Config) -> Vec<String> {
+    fn effective(config: &Config) -> Vec<(String, String)> {
+        let mut table = String::new();
+        let mut values = Vec::new();
+        for line in config.to_toml().lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')) {
+            if line.starts_with('[') {
+                table = line.trim_matches(['[', ']']).to_owned();
+            } else if let Some((key, value)) = line.split_once('=') {
+                values.push((format!("{table}.{}", key.trim()), value.trim().to_owned()));
+            }
+        }
+        values
+    }
+    let (before, after) = (effective(started), effective(candidate));
+    let mut changed: Vec<String> = after.iter().filter(|entry| !before.contains(entry)).map(|(key, _)| key.clone()).collect();
+    changed.extend(before.iter().filter(|(key, _)| !after.iter().any(|(other, _)| other == key)).map(|(key, _)| key.clone()));
+    changed.retain(|key| !RELOADABLE_KEYS.iter().any(|reloadable| key == reloadable || key.starts_with(&format!("{reloadable}."))));
+    changed.sort();
+    changed.dedup();
+    changed
 }
 
 /// Every JWKS file read afresh; the first file that fails fails the whole reload.
@@ -151,7 +237,12 @@ pub fn reload_and_report(reloadables: &Reloadables, cause: &str) -> Result<Reloa
     let result = reload(reloadables);
     match &result {
         Ok(reloaded) if reloaded.parts.is_empty() => tracing::info!(cause, "reload: nothing reloadable is configured"),
-        Ok(reloaded) => tracing::info!(cause, parts = %reloaded.parts.join(","), "reloaded"),
+        Ok(reloaded) => {
+            tracing::info!(cause, parts = %reloaded.parts.join(","), "reloaded");
+            if !reloaded.restart_needed.is_empty() {
+                tracing::warn!(cause, keys = %reloaded.restart_needed.join(","), "configuration changes that take effect only after a restart");
+            }
+        }
         Err(error) => tracing::error!(cause, %error, "reload rejected; the previous material stays in force"),
     }
     result
