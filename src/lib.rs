@@ -18,6 +18,7 @@ pub mod jwt;
 pub mod keyring;
 pub mod loadgen;
 pub mod partners;
+pub mod proxy_protocol;
 pub mod quarantine;
 pub mod quarantine_replay;
 pub mod reactor;
