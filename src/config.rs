@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::constants::*;
+use crate::partners::Cidr;
+use crate::proxy_protocol::Versions;
 
 /// A configuration that cannot be used; `sluice` exits 2 with this text.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,9 @@ struct RawIngest {
     // --- TLS and per-IP limit (issue 4) ---
     connections_per_ip_max: Option<usize>,
     tls: Option<RawTls>,
+    // --- PROXY protocol (issue 5) ---
+    proxy_protocol: Option<String>,
+    proxy_trusted_cidrs: Option<Vec<String>>,
 }
 
 /// `[ingest.tls]`: a second listener per shard that speaks TLS (docs/ARCHITECTURE.md).
@@ -67,6 +72,8 @@ struct RawTls {
     client_ca_file: Option<PathBuf>,
     client_auth: Option<String>,
     crl_files: Option<Vec<PathBuf>>,
+    proxy_protocol: Option<String>,
+    proxy_trusted_cidrs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +165,58 @@ pub struct IngestConfig {
     pub connections_per_ip_max: usize,
     /// `None`: no TLS listener.
     pub tls: Option<TlsConfig>,
+    /// PROXY protocol on the plaintext listener (issue 5).
+    pub proxy: ProxyConfig,
+}
+
+/// The PROXY protocol on one listener (docs/SECURITY.md § PROXY protocol): connections
+/// from `trusted_cidrs` must begin with a header of `versions`, whose source address
+/// replaces theirs; a header from any other address is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// `None`: off (`proxy_protocol = "off"`, the default).
+    pub versions: Option<Versions>,
+    /// The balancers' addresses; never empty when `versions` is set.
+    pub trusted_cidrs: Vec<Cidr>,
+}
+
+impl ProxyConfig {
+    /// The two keys as `sluice check-config` prints them.
+    fn to_toml(&self) -> String {
+        let versions = self.versions.map_or("off", Versions::as_str);
+        let cidrs: Vec<String> = self.trusted_cidrs.iter().map(|cidr| format!("\"{cidr}\"")).collect();
+        format!("proxy_protocol = \"{versions}\"\nproxy_trusted_cidrs = [{}]\n", cidrs.join(", "))
+    }
+}
+
+/// Validates a listener's `proxy_protocol` and `proxy_trusted_cidrs` (`keys` names them).
+fn proxy_config(
+    protocol: Option<String>,
+    cidrs: Option<Vec<String>>,
+    keys: (&'static str, &'static str),
+) -> Result<ProxyConfig, ConfigError> {
+    let versions = match protocol.as_deref().unwrap_or("off") {
+        "off" => None,
+        "v1" => Some(Versions::V1),
+        "v2" => Some(Versions::V2),
+        "any" => Some(Versions::Any),
+        other => return Err(invalid(keys.0, format!("{other:?} is not one of \"off\", \"v1\", \"v2\", \"any\""))),
+    };
+    let cidrs = cidrs.unwrap_or_default();
+    if cidrs.len() > PROXY_TRUSTED_CIDRS_MAX {
+        return Err(invalid(keys.1, format!("at most {PROXY_TRUSTED_CIDRS_MAX} blocks")));
+    }
+    let trusted_cidrs =
+        cidrs.iter().map(|text| text.parse::<Cidr>().map_err(|message| invalid(keys.1, message))).collect::<Result<Vec<_>, _>>()?;
+    if let Some(versions) = versions
+        && trusted_cidrs.is_empty()
+    {
+        return Err(invalid(
+            keys.1,
+            format!("must list the load balancers' addresses when {} = \"{}\" (no source would be trusted)", keys.0, versions.as_str()),
+        ));
+    }
+    Ok(ProxyConfig { versions, trusted_cidrs })
 }
 
 /// Whether a TLS client must present a certificate (only with a client CA bundle).
@@ -195,6 +254,8 @@ pub struct TlsConfig {
     pub client_auth: ClientAuth,
     /// Certificate revocation lists, PEM or DER.
     pub crl_files: Vec<PathBuf>,
+    /// PROXY protocol on the TLS listener: the header comes before the ClientHello.
+    pub proxy: ProxyConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -259,7 +320,8 @@ fn tls_config(raw: RawTls, plain: SocketAddr, relative: &dyn Fn(PathBuf) -> Path
     if crl_files.len() > TLS_CRL_FILES_MAX {
         return Err(invalid("ingest.tls.crl_files", format!("at most {TLS_CRL_FILES_MAX} files")));
     }
-    Ok(TlsConfig { listen, cert_file: relative(cert_file), key_file: relative(key_file), client_ca_file, client_auth, crl_files })
+    let proxy = proxy_config(raw.proxy_protocol, raw.proxy_trusted_cidrs, ("ingest.tls.proxy_protocol", "ingest.tls.proxy_trusted_cidrs"))?;
+    Ok(TlsConfig { listen, cert_file: relative(cert_file), key_file: relative(key_file), client_ca_file, client_auth, crl_files, proxy })
 }
 
 impl TlsConfig {
@@ -279,6 +341,7 @@ impl TlsConfig {
             let list: Vec<String> = self.crl_files.iter().map(|path| quoted(path)).collect();
             out.push_str(&format!("crl_files = [{}]\n", list.join(", ")));
         }
+        out.push_str(&self.proxy.to_toml());
         out
     }
 }
@@ -375,6 +438,11 @@ impl Config {
             drain_timeout_ms: raw.ingest.drain_timeout_ms.unwrap_or(DRAIN_TIMEOUT_MS_DEFAULT),
             connections_per_ip_max: raw.ingest.connections_per_ip_max.unwrap_or(CONNECTIONS_PER_IP_MAX_DEFAULT),
             tls: None,
+            proxy: proxy_config(
+                raw.ingest.proxy_protocol,
+                raw.ingest.proxy_trusted_cidrs,
+                ("ingest.proxy_protocol", "ingest.proxy_trusted_cidrs"),
+            )?,
         };
         if let Some(tls) = raw.ingest.tls {
             ingest.tls = Some(tls_config(tls, ingest.listen, &relative)?);
@@ -457,7 +525,7 @@ impl Config {
         format!(
             "[ingest]\nlisten = \"{}\"\nshards = {}\nbody_bytes_max = {}\nheader_bytes_max = {}\nheaders_count_max = {}\n\
              header_timeout_ms = {}\nbody_timeout_ms = {}\nidle_timeout_ms = {}\nconnections_max = {}\ndrain_timeout_ms = {}\n\
-             connections_per_ip_max = {}\n\n\
+             connections_per_ip_max = {}\n{}\n\
              [storage]\ndata_dir = {:?}\npartitions = {}\ndurability = \"{}\"\nsegment_bytes = {}\nretention_hours = {}\nretention_bytes = {}\n\n\
              [dedup]\nwindow_hours = {}\nids_per_partition_max = {}\n\n\
              [auth]\n{}\ntimestamp_tolerance_secs = {}\nrequest_ids_max = {}\nrequest_id_memory_bytes_max = {}\nquarantine_bytes_max = {}\n\n[admin]\nlisten = \"{}\"\n",
@@ -472,6 +540,7 @@ impl Config {
             self.ingest.connections_max,
             self.ingest.drain_timeout_ms,
             self.ingest.connections_per_ip_max,
+            self.ingest.proxy.to_toml(),
             self.storage.data_dir.display().to_string(),
             self.storage.partitions,
             self.storage.durability,
@@ -581,6 +650,44 @@ mod tests {
             let error = Config::parse(text, Path::new("c.toml")).unwrap_err().to_string();
             assert!(error.contains(needle), "{text:?}: {error}");
         }
+    }
+
+    #[test]
+    fn proxy_protocol_keys_are_per_listener_validated_and_round_trip() {
+        let defaults = Config::defaults();
+        assert_eq!(defaults.ingest.proxy, ProxyConfig::default(), "off by default");
+        let text = "[ingest]\nproxy_protocol = \"v2\"\nproxy_trusted_cidrs = [\"10.0.0.0/8\", \"2001:db8::/32\", \"192.0.2.1\"]\n\
+                    [ingest.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nproxy_protocol = \"any\"\nproxy_trusted_cidrs = [\"172.16.0.0/12\"]\n";
+        let config = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(config.ingest.proxy.versions, Some(Versions::V2));
+        assert_eq!(config.ingest.proxy.trusted_cidrs.len(), 3);
+        let tls = config.ingest.tls.as_ref().expect("tls");
+        assert_eq!(tls.proxy.versions, Some(Versions::Any));
+        let again = Config::parse(&config.to_toml(), Path::new("y.toml")).unwrap();
+        assert_eq!(again.ingest.proxy, config.ingest.proxy, "check-config output round-trips");
+        assert_eq!(again.ingest.tls.as_ref().expect("tls").proxy, tls.proxy);
+        assert!(config.to_toml().contains("proxy_trusted_cidrs = [\"10.0.0.0/8\", \"2001:db8::/32\", \"192.0.2.1/32\"]"));
+        // The TLS listener is independent: off there while on for plaintext.
+        let plain_only = "[ingest]\nproxy_protocol = \"v1\"\nproxy_trusted_cidrs = [\"10.0.0.0/8\"]\n[ingest.tls]\ncert_file = \"c\"\nkey_file = \"k\"\n";
+        let config = Config::parse(plain_only, Path::new("c.toml")).unwrap();
+        assert_eq!(config.ingest.tls.as_ref().expect("tls").proxy.versions, None);
+        let again = Config::parse(&config.to_toml(), Path::new("y.toml")).unwrap();
+        assert_eq!(again.ingest.proxy.versions, Some(Versions::V1));
+        for (text, needle) in [
+            ("[ingest]\nproxy_protocol = \"v3\"\n", "ingest.proxy_protocol"),
+            ("[ingest]\nproxy_protocol = \"v1\"\n", "ingest.proxy_trusted_cidrs"),
+            ("[ingest]\nproxy_protocol = \"any\"\nproxy_trusted_cidrs = []\n", "ingest.proxy_trusted_cidrs"),
+            ("[ingest]\nproxy_protocol = \"v2\"\nproxy_trusted_cidrs = [\"10.0.0.0/33\"]\n", "ingest.proxy_trusted_cidrs"),
+            ("[ingest]\nproxy_trusted_cidrs = [\"balancer\"]\n", "ingest.proxy_trusted_cidrs"),
+            ("[ingest.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nproxy_protocol = \"v2\"\n", "ingest.tls.proxy_trusted_cidrs"),
+            ("[ingest.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nproxy_protocol = \"on\"\n", "ingest.tls.proxy_protocol"),
+        ] {
+            let error = Config::parse(text, Path::new("c.toml")).unwrap_err().to_string();
+            assert!(error.contains(needle), "{text:?}: {error}");
+        }
+        let many: Vec<String> = (0..=PROXY_TRUSTED_CIDRS_MAX).map(|i| format!("\"10.0.{i}.0/24\"")).collect();
+        let text = format!("[ingest]\nproxy_protocol = \"v1\"\nproxy_trusted_cidrs = [{}]\n", many.join(","));
+        assert!(Config::parse(&text, Path::new("c.toml")).unwrap_err().to_string().contains("at most"));
     }
 
     #[test]

@@ -58,6 +58,22 @@ pub const TLS_CRL_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// longer one is ignored rather than cut, so two identities never collide by truncation.
 pub const TLS_IDENTITY_BYTES_MAX: usize = 256;
 
+// --- PROXY protocol on the ingest listeners (issue 5) ---
+/// A version 1 header with its CRLF, at most (HAProxy's proxy-protocol.txt §2.1: the
+/// worst-case `UNKNOWN` line is 107 bytes, so a receiver can read it in one go).
+pub const PROXY_V1_HEADER_BYTES_MAX: usize = 107;
+/// A version 2 header (16 fixed bytes, the address block and TLVs), at most. The format
+/// allows 16 + 65,535 bytes, but real balancers add a few dozen bytes of TLVs (AWS NLB's
+/// VPC endpoint id, Azure's link id, GCP's PSC id) and HAProxy's SSL, authority and
+/// unique-id TLVs stay well under 1 KiB. The header is buffered whole before any of it is
+/// used, so the bound is what one connection can make a shard hold before its first HTTP
+/// byte; 4 KiB fits in one receive buffer and the smallest pooled input buffer, so a header
+/// never makes a buffer grow. A longer header is refused as invalid.
+pub const PROXY_V2_HEADER_BYTES_MAX: usize = 4096;
+/// CIDR blocks in one listener's `proxy_trusted_cidrs` (checked at accept by a linear
+/// scan): a balancer fleet is a few subnets.
+pub const PROXY_TRUSTED_CIDRS_MAX: usize = 64;
+
 /// Events in one `POST /v1/events/batch` body (SPEC §1).
 pub const BATCH_EVENTS_MAX: usize = 1000;
 /// `event_id` length in bytes (SPEC §1.2).
@@ -157,6 +173,11 @@ pub const HANDOFF_QUEUE_BATCHES_MAX: usize = 1024;
 const _: () = assert!(SHARD_STALL_MS >= 10 * TICK_MS);
 const _: () = assert!(SUPERVISE_POLL_MS < TICK_MS);
 const _: () = assert!(HEADERS_COUNT_MAX_DEFAULT <= HEADERS_COUNT_MAX_CEILING);
+// A v2 header with the largest address block (two UNIX paths) and no TLV must fit, and
+// the bound cannot exceed what the 16-bit length field can say.
+const _: () = assert!(PROXY_V2_HEADER_BYTES_MAX >= 16 + 216);
+const _: () = assert!(PROXY_V2_HEADER_BYTES_MAX <= 16 + u16::MAX as usize);
+const _: () = assert!(PROXY_V1_HEADER_BYTES_MAX <= PROXY_V2_HEADER_BYTES_MAX);
 // A chunk size at the digit bound exceeds the largest configurable body (64 MiB), so the
 // body limit, not the digit bound, is what a well-formed large chunk runs into.
 const _: () = assert!(1u64 << (4 * CHUNK_SIZE_HEX_DIGITS_MAX) > 64 * 1024 * 1024);

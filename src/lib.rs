@@ -19,6 +19,7 @@ pub mod keyring;
 pub mod loadgen;
 pub mod logging;
 pub mod partners;
+pub mod proxy_protocol;
 pub mod quarantine;
 pub mod quarantine_replay;
 pub mod reactor;

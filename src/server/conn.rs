@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::os::fd::RawFd;
 
 use crate::http::{Framer, Phase};
+use crate::proxy_protocol::Versions;
 use crate::server::handle::Pending;
 use crate::tls::session::Session;
 
@@ -24,12 +25,33 @@ pub enum Closing {
     Dead,
 }
 
+/// Where a connection stands with the PROXY protocol (docs/SECURITY.md § PROXY protocol).
+/// Until it is `Settled`, received bytes are staged in `input` and neither the TLS
+/// session nor the HTTP framer sees any of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyStage {
+    /// Nothing to check: the listener has the PROXY protocol off, or the first bytes
+    /// have been dealt with.
+    Settled,
+    /// From a trusted balancer: the connection must begin with a header of these versions.
+    Expect(Versions),
+    /// From any other address on a listener with the PROXY protocol on: the connection
+    /// must not begin with a header (that would be a spoofed client address).
+    Sniff,
+}
+
 pub struct Conn {
     pub fd: RawFd,
     pub generation: u32,
     pub in_use: bool,
-    /// The TCP peer's address (`None` if the kernel could not say).
+    /// The client's address: the TCP peer's (`None` if the kernel could not say), or the
+    /// source a trusted balancer's PROXY header named.
     pub peer_ip: Option<IpAddr>,
+    /// The address this connection holds a place for in the per-IP table, released
+    /// (taken) exactly once when the slot is freed. `None` for a trusted balancer's own
+    /// address, which is never counted.
+    pub counted_ip: Option<IpAddr>,
+    pub proxy: ProxyStage,
     /// The verified client-certificate identity of an mTLS connection.
     pub tls_identity: Option<Box<str>>,
     /// The TLS session of a connection accepted on the TLS listener; boxed so a
@@ -68,6 +90,8 @@ impl Conn {
             generation: 0,
             in_use: false,
             peer_ip: None,
+            counted_ip: None,
+            proxy: ProxyStage::Settled,
             tls_identity: None,
             tls: None,
             input: Vec::new(),
@@ -90,14 +114,16 @@ impl Conn {
     }
 
     /// Resets the slot for a newly accepted socket.
-    pub fn open(&mut self, fd: RawFd, peer_ip: Option<IpAddr>, now_ms: u64, idle_timeout_ms: u64) {
+    pub fn open(&mut self, fd: RawFd, peer_ip: Option<IpAddr>, counted_ip: Option<IpAddr>, proxy: ProxyStage, deadline_ms: u64) {
         let generation = self.generation.wrapping_add(1);
         *self = Conn::vacant();
         self.fd = fd;
         self.generation = generation;
         self.in_use = true;
         self.peer_ip = peer_ip;
-        self.deadline_ms = now_ms + idle_timeout_ms;
+        self.counted_ip = counted_ip;
+        self.proxy = proxy;
+        self.deadline_ms = deadline_ms;
     }
 
     /// Something waits to be sent: answers, or TLS records (handshake, alerts).

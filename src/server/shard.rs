@@ -17,13 +17,17 @@ use crate::constants::RECEIVES_PER_EARLY_FLUSH;
 use crate::http::{Limits, Phase, Poll};
 use crate::reactor::bufring::BufRing;
 use crate::reactor::{self, Token};
-use crate::server::conn::{BufferPool, Closing, Conn};
+use crate::server::conn::{BufferPool, Closing, Conn, ProxyStage};
 use crate::server::handle::{self, Answer, Core, Handled, LineResult, Origin, Peer};
 use crate::server::handoff::{Message, Outcome, StoreBatch, Ticket};
 use crate::server::per_ip::ConnectionsPerIp;
 use crate::stats::{Control, LoopLatency, PathLabel, ShardStats};
 use crate::tls::ServerTls;
 use crate::tls::session::{Received, Session};
+
+mod proxy;
+
+use proxy::ProxyListener;
 
 /// Receive buffers in the ring and their size: 256 × 16 KiB = 4 MiB per shard, shared
 /// by all of the shard's connections (a buffer is held only between completion and copy).
@@ -61,6 +65,7 @@ pub struct ShardSetup {
 /// the shared one when its generation moves (a reload).
 struct ShardTls {
     listener: RawFd,
+    proxy: Option<ProxyListener>,
     shared: Arc<ServerTls>,
     generation: u64,
     config: Arc<rustls::ServerConfig>,
@@ -71,6 +76,8 @@ pub struct Shard {
     ring: IoUring,
     buffers: BufRing,
     listener: RawFd,
+    /// The plaintext listener's PROXY protocol setting (`None`: off).
+    proxy: Option<ProxyListener>,
     tls: Option<ShardTls>,
     per_ip: Arc<ConnectionsPerIp>,
     wake_fd: RawFd,
@@ -123,9 +130,11 @@ impl Shard {
             ring,
             buffers,
             listener: setup.listener,
+            proxy: ProxyListener::of(&setup.config.ingest.proxy),
             tls: setup.tls.map(|(listener, shared)| {
                 let (generation, config) = shared.current();
-                ShardTls { listener, shared, generation, config }
+                let proxy = setup.config.ingest.tls.as_ref().and_then(|tls| ProxyListener::of(&tls.proxy));
+                ShardTls { listener, proxy, shared, generation, config }
             }),
             per_ip: setup.per_ip,
             wake_fd: setup.wake_fd,
@@ -321,7 +330,12 @@ impl Shard {
         };
         let Some(slot) = slot else { return self.refuse(fd, None) };
         let peer_ip = peer_ip(fd);
-        if let Some(ip) = peer_ip
+        let listener_proxy = if tls { self.tls.as_ref().and_then(|shard_tls| shard_tls.proxy.as_ref()) } else { self.proxy.as_ref() };
+        let stage = listener_proxy.map_or(ProxyStage::Settled, |proxy| proxy.stage(peer_ip));
+        // A trusted balancer carries many clients: its own address is never counted; the
+        // client's is, once its header names it.
+        let counted_ip = if matches!(stage, ProxyStage::Expect(_)) { None } else { peer_ip };
+        if let Some(ip) = counted_ip
             && !self.per_ip.try_acquire(ip)
         {
             ShardStats::add(&self.stats().connections_refused_per_ip, 1);
@@ -332,7 +346,7 @@ impl Shard {
                 Ok(session) => Some(Box::new(session)),
                 Err(error) => {
                     tracing::error!(shard = self.index, %error, "cannot start a TLS session");
-                    if let Some(ip) = peer_ip {
+                    if let Some(ip) = counted_ip {
                         self.per_ip.release(ip);
                     }
                     return self.refuse(fd, Some(slot));
@@ -341,13 +355,16 @@ impl Shard {
             _ => None,
         };
         set_nodelay(fd);
+        // A TLS handshake and a PROXY header have the time a request head has.
+        let deadline_ms = self.now_ms
+            + if session.is_some() || matches!(stage, ProxyStage::Expect(_)) {
+                self.config.ingest.header_timeout_ms
+            } else {
+                self.config.ingest.idle_timeout_ms
+            };
         let conn = &mut self.conns[slot as usize];
-        conn.open(fd, peer_ip, self.now_ms, self.config.ingest.idle_timeout_ms);
-        if session.is_some() {
-            // The handshake has the time a request head has.
-            conn.deadline_ms = self.now_ms + self.config.ingest.header_timeout_ms;
-            conn.tls = session;
-        }
+        conn.open(fd, peer_ip, counted_ip, stage, deadline_ms);
+        conn.tls = session;
         self.open += 1;
         self.stats().connections_open.store(self.open as u64, Ordering::Relaxed);
         self.arm_recv(slot);
@@ -388,18 +405,28 @@ impl Shard {
         if result > 0 {
             let Some(bid) = bid else { return self.kill(slot) };
             let mut tls_received = None;
+            let mut proxy_pending = false;
             if current && conn.closing == Closing::Open {
                 self.pool.lend(&mut conn.input);
                 let data = self.buffers.data(bid, result as usize);
-                match conn.tls.as_deref_mut() {
-                    None => conn.input.extend_from_slice(data),
-                    Some(session) => tls_received = Some(session.receive(data, &mut conn.input)),
+                if conn.proxy != ProxyStage::Settled {
+                    // The PROXY header precedes everything, TLS included: stage the raw bytes.
+                    conn.input.extend_from_slice(data);
+                    proxy_pending = true;
+                } else {
+                    match conn.tls.as_deref_mut() {
+                        None => conn.input.extend_from_slice(data),
+                        Some(session) => tls_received = Some(session.receive(data, &mut conn.input)),
+                    }
                 }
                 ShardStats::add(&self.control.shards[self.index].bytes_in, result as u64);
             }
             self.buffers.recycle(bid);
             if !current {
                 return;
+            }
+            if proxy_pending {
+                return self.on_proxy_bytes(slot);
             }
             if let Some(received) = tls_received {
                 self.after_tls_receive(slot, received);
@@ -416,6 +443,9 @@ impl Shard {
         }
         if result == -libc::ENOBUFS {
             return self.queue_rearm(slot);
+        }
+        if result == 0 && self.conns[slot as usize].proxy != ProxyStage::Settled {
+            return self.proxy_cut_short(slot);
         }
         if result == 0 && self.conns[slot as usize].closing == Closing::Open {
             self.conns[slot as usize].peer_closed = true;
@@ -456,6 +486,7 @@ impl Shard {
     fn drive(&mut self, slot: u32) {
         let Shard { conns, core, control, pool, limits, config, now_ms, latency, .. } = self;
         let conn = &mut conns[slot as usize];
+        debug_assert_eq!(conn.proxy, ProxyStage::Settled, "framing bytes before the PROXY header was dealt with");
         let draining = control.draining.load(Ordering::Relaxed);
         let mut consumed_total = 0;
         while conn.pending.is_none() && conn.closing == Closing::Open && conn.output.len() < OUTPUT_HIGH_WATER_BYTES {
@@ -685,7 +716,7 @@ impl Shard {
         conn.fd = -1;
         conn.tls = None;
         conn.tls_identity = None;
-        if let Some(ip) = conn.peer_ip {
+        if let Some(ip) = conn.counted_ip.take() {
             self.per_ip.release(ip);
         }
         let pending = conn.pending.take();
@@ -886,6 +917,10 @@ impl Shard {
             if conn.pending.is_some() || self.now_ms < conn.deadline_ms {
                 continue;
             }
+            if conn.proxy != ProxyStage::Settled && conn.closing == Closing::Open {
+                self.proxy_timed_out(slot);
+                continue;
+            }
             if conn.closing == Closing::Open && matches!(conn.phase, Phase::Head | Phase::Body { .. }) && !conn.send_inflight {
                 let conn = &mut self.conns[slot as usize];
                 self.pool.lend(&mut conn.output);
@@ -930,7 +965,8 @@ fn set_nodelay(fd: RawFd) {
     }
 }
 
-/// The TCP peer's address of an accepted socket (one getpeername per connection).
+/// The TCP peer's address of an accepted socket (one getpeername per connection);
+/// IPv4-mapped IPv6 addresses are given as IPv4.
 fn peer_ip(fd: RawFd) -> Option<std::net::IpAddr> {
     // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };

@@ -55,6 +55,83 @@ impl PathLabel {
     }
 }
 
+/// What a PROXY protocol header carried (`sluice_proxy_headers_total{version}`): `v1` and
+/// `v2` a client address; `local` none (v2 `LOCAL`, a balancer's own health check; v1
+/// `UNKNOWN`; v2 `UNSPEC` or UNIX), so the connection kept the balancer's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeaderLabel {
+    V1,
+    V2,
+    Local,
+}
+
+impl ProxyHeaderLabel {
+    pub const ALL: [ProxyHeaderLabel; 3] = [ProxyHeaderLabel::V1, ProxyHeaderLabel::V2, ProxyHeaderLabel::Local];
+    pub const COUNT: usize = ProxyHeaderLabel::ALL.len();
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `version` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyHeaderLabel::V1 => "v1",
+            ProxyHeaderLabel::V2 => "v2",
+            ProxyHeaderLabel::Local => "local",
+        }
+    }
+}
+
+/// Why a connection was closed at its PROXY protocol header
+/// (`sluice_proxy_header_rejected_total{reason}`). No request was read, so nothing is
+/// counted in `sluice_events_rejected_total`; a plaintext connection is answered
+/// `400` with [`ProxyReject::code`] before the close, a TLS one is just closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyReject {
+    /// A trusted balancer's connection did not begin with a valid header of the
+    /// listener's versions.
+    Invalid,
+    /// A client outside `proxy_trusted_cidrs` began with a PROXY header: a spoofing attempt.
+    UntrustedSource,
+    /// A trusted balancer's connection sent no whole header within `header_timeout_ms`.
+    Timeout,
+}
+
+impl ProxyReject {
+    pub const ALL: [ProxyReject; 3] = [ProxyReject::Invalid, ProxyReject::UntrustedSource, ProxyReject::Timeout];
+    pub const COUNT: usize = ProxyReject::ALL.len();
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyReject::Invalid => "invalid",
+            ProxyReject::UntrustedSource => "untrusted_source",
+            ProxyReject::Timeout => "timeout",
+        }
+    }
+
+    /// The `error.code` a plaintext connection is answered with.
+    pub fn code(self) -> &'static str {
+        match self {
+            ProxyReject::Invalid | ProxyReject::Timeout => "proxy_header_invalid",
+            ProxyReject::UntrustedSource => "proxy_header_not_allowed",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            ProxyReject::Invalid => "a trusted load balancer's connection must begin with a valid PROXY protocol header",
+            ProxyReject::UntrustedSource => "a PROXY protocol header is accepted only from the load balancers in proxy_trusted_cidrs",
+            ProxyReject::Timeout => "no whole PROXY protocol header arrived within ingest.header_timeout_ms",
+        }
+    }
+}
+
 /// Every final status sluice sends (the ones `http::reason` names, without the interim
 /// 100), in label order. Anything else lands in the slot after them, labelled `other`.
 pub const STATUSES: [u16; 17] = [200, 202, 400, 401, 403, 404, 405, 408, 409, 413, 415, 422, 429, 431, 500, 503, 505];
@@ -334,6 +411,18 @@ mod tests {
             } else {
                 assert_eq!(status_slot(status), STATUS_SLOT_OTHER, "{status}");
             }
+        }
+    }
+
+    #[test]
+    fn proxy_labels_are_indexed_in_order_and_their_codes_are_new() {
+        for (index, label) in ProxyHeaderLabel::ALL.iter().enumerate() {
+            assert_eq!(label.index(), index);
+        }
+        for (index, reason) in ProxyReject::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), index);
+            assert!(Reject::ALL.iter().all(|other| other.code() != reason.code()), "{} is also an event code", reason.code());
+            assert!(reason.code().starts_with("proxy_header_") && !reason.message().is_empty());
         }
     }
 

@@ -8,7 +8,7 @@ mod render;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-pub use labels::{PathLabel, Reject, STATUS_SLOTS, STATUSES};
+pub use labels::{PathLabel, ProxyHeaderLabel, ProxyReject, Reject, STATUS_SLOTS, STATUSES};
 
 /// Upper bounds (inclusive) of the request latency buckets, in nanoseconds; a last
 /// `+Inf` bucket follows. Spaced for a server whose answers take microseconds, with a
@@ -95,6 +95,10 @@ pub struct ShardStats {
     /// TLS handshakes completed / failed (alert sent, connection closed).
     pub tls_handshakes: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
+    /// PROXY protocol headers accepted, by what they carried.
+    proxy_headers: [AtomicU64; ProxyHeaderLabel::COUNT],
+    /// Connections closed at their PROXY protocol header, by reason.
+    proxy_rejected: [AtomicU64; ProxyReject::COUNT],
     /// Bumped every reactor loop; a shard whose count stops moving is stuck.
     pub heartbeat: AtomicU64,
     /// Time from the loop that framed a request to the loop that queued its answer.
@@ -115,6 +119,8 @@ impl Default for ShardStats {
             connections_refused_per_ip: AtomicU64::new(0),
             tls_handshakes: AtomicU64::new(0),
             tls_handshake_failures: AtomicU64::new(0),
+            proxy_headers: [const { AtomicU64::new(0) }; ProxyHeaderLabel::COUNT],
+            proxy_rejected: [const { AtomicU64::new(0) }; ProxyReject::COUNT],
             heartbeat: AtomicU64::new(0),
             latency: LatencyHistogram::new(),
         }
@@ -143,6 +149,22 @@ impl ShardStats {
 
     pub fn rejected(&self, reason: Reject) -> u64 {
         self.rejected[reason.index()].load(Ordering::Relaxed)
+    }
+
+    pub fn count_proxy_header(&self, label: ProxyHeaderLabel) {
+        Self::add(&self.proxy_headers[label.index()], 1);
+    }
+
+    pub fn count_proxy_rejected(&self, reason: ProxyReject) {
+        Self::add(&self.proxy_rejected[reason.index()], 1);
+    }
+
+    pub fn proxy_headers(&self, label: ProxyHeaderLabel) -> u64 {
+        self.proxy_headers[label.index()].load(Ordering::Relaxed)
+    }
+
+    pub fn proxy_rejected(&self, reason: ProxyReject) -> u64 {
+        self.proxy_rejected[reason.index()].load(Ordering::Relaxed)
     }
 }
 

@@ -5,7 +5,7 @@
 use std::fmt::{Display, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::labels::{self, PathLabel, Reject, STATUS_SLOTS, STATUSES};
+use super::labels::{self, PathLabel, ProxyHeaderLabel, ProxyReject, Reject, STATUS_SLOTS, STATUSES};
 use super::{Control, LATENCY_BUCKET_BOUNDS_NS, ShardStats};
 
 /// Request series rendered even while zero, so `rate()` sees their first increment.
@@ -129,6 +129,7 @@ impl Control {
         for (name, help, counter) in connection_counters {
             e.per_shard(&shards, name, Kind::Counter, help, |s| counter(s).load(Ordering::Relaxed));
         }
+        render_proxy(e, &shards);
         e.per_shard(&shards, "sluice_shard_loops_total", Kind::Counter, "reactor loops run; at least 10 per second on a live shard", |s| {
             s.heartbeat.load(Ordering::Relaxed)
         });
@@ -151,6 +152,32 @@ impl Control {
         e.family("sluice_ready", Kind::Gauge, "1 when accepting traffic");
         e.sample("sluice_ready", "", &[], u8::from(self.is_ready()));
         exposition.out
+    }
+}
+
+/// PROXY protocol headers on the ingest listeners (every series, zeros included).
+fn render_proxy(e: &mut Exposition, shards: &[(String, &ShardStats)]) {
+    const HEADERS: &str = "sluice_proxy_headers_total";
+    e.family(
+        HEADERS,
+        Kind::Counter,
+        "PROXY protocol headers accepted: v1 or v2 with a client address, local without one (v2 LOCAL, v1 UNKNOWN)",
+    );
+    for (id, stats) in shards {
+        for label in ProxyHeaderLabel::ALL {
+            e.sample(HEADERS, "", &[("shard", id), ("version", label.as_str())], stats.proxy_headers(label));
+        }
+    }
+    const REJECTED: &str = "sluice_proxy_header_rejected_total";
+    e.family(
+        REJECTED,
+        Kind::Counter,
+        "connections closed at their PROXY protocol header: invalid, untrusted_source (a header from outside proxy_trusted_cidrs), timeout",
+    );
+    for (id, stats) in shards {
+        for reason in ProxyReject::ALL {
+            e.sample(REJECTED, "", &[("shard", id), ("reason", reason.as_str())], stats.proxy_rejected(reason));
+        }
     }
 }
 
@@ -362,6 +389,8 @@ mod tests {
         shard.count_answer(PathLabel::Other, 404);
         shard.count_answer(PathLabel::Other, 418);
         shard.count_rejected(Reject::SignatureInvalid, 1);
+        shard.count_proxy_header(ProxyHeaderLabel::Local);
+        shard.count_proxy_rejected(ProxyReject::UntrustedSource);
         ShardStats::add(&shard.events_accepted, 2);
         for duration_ns in [5_000, 30_000, 30_000, 2_000_000, 3_000_000_000] {
             shard.latency.observe(duration_ns, 1);
@@ -394,6 +423,10 @@ mod tests {
         assert_eq!(value(&samples, "sluice_partition_end_offset", &[("partition", "2")]), Some(7.0));
         assert_eq!(value(&samples, "sluice_ready", &[]), Some(0.0));
         assert_eq!(value(&samples, "sluice_bytes_out_total", &[("shard", "0")]), Some(0.0));
+        assert_eq!(value(&samples, "sluice_proxy_headers_total", &[("shard", "1"), ("version", "local")]), Some(1.0));
+        assert_eq!(value(&samples, "sluice_proxy_headers_total", &[("shard", "0"), ("version", "v2")]), Some(0.0));
+        let rejected = |reason: &str| value(&samples, "sluice_proxy_header_rejected_total", &[("shard", "1"), ("reason", reason)]);
+        assert_eq!((rejected("untrusted_source"), rejected("timeout")), (Some(1.0), Some(0.0)));
     }
 
     #[test]

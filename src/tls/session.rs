@@ -134,6 +134,7 @@ mod tests {
             client_ca_file: (client_auth != ClientAuth::Off).then(|| path("ca.pem")),
             client_auth,
             crl_files: Vec::new(),
+            proxy: crate::config::ProxyConfig::default(),
         };
         crate::tls::material::server_config(&tls).expect("server config")
     }

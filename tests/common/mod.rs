@@ -67,6 +67,8 @@ pub struct Setup {
     pub connections_per_ip_max: Option<usize>,
     /// Lines of an `[ingest.tls]` table (`listen = "127.0.0.1:0"` is added), when set.
     pub tls: Option<String>,
+    /// Extra lines of the `[ingest]` table (e.g. `proxy_protocol`).
+    pub ingest_extra: String,
 }
 
 impl Default for Setup {
@@ -85,6 +87,7 @@ impl Default for Setup {
             extra_config: String::new(),
             connections_per_ip_max: None,
             tls: None,
+            ingest_extra: String::new(),
         }
     }
 }
@@ -108,6 +111,7 @@ impl Setup {
         if let Some(max) = self.connections_per_ip_max {
             ingest.push_str(&format!("connections_per_ip_max = {max}\n"));
         }
+        ingest.push_str(&self.ingest_extra);
         if let Some(tls) = &self.tls {
             ingest.push_str(&format!("\n[ingest.tls]\nlisten = \"127.0.0.1:0\"\n{tls}\n"));
         }
