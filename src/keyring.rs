@@ -38,6 +38,9 @@ const SECRET_PREFIX: &str = "whsec_";
 const FILE_HEADER: &str = "# sluice key ring: these are secrets; keep this file mode 0600\n";
 /// Mode of every key ring file we create: owner read/write only.
 const FILE_MODE: u32 = 0o600;
+/// Bits a replaced key ring may pass on: read and write for owner and group, nothing for
+/// others, never execute.
+const REPLACED_MODE_MASK: u32 = 0o660;
 const DAY_MS: i64 = 86_400_000;
 /// Partner of the development key ring's only key.
 const DEV_PARTNER: &str = "dev";
@@ -759,6 +762,9 @@ enum Publish {
 /// Writes `contents` to a mode 0600 temporary file in `path`'s directory, fsyncs it,
 /// publishes it under `path` and fsyncs the directory. Returns false only for
 /// `NoClobber` when `path` already exists. The temporary file never outlives the call.
+/// A file that is replaced passes on its owner, group and permission bits (less any for
+/// others and any execute bit): `keys rotate` run as root must leave a root:sluice 0640
+/// ring readable by the service.
 fn write_file(path: &Path, contents: &[u8], publish: Publish) -> io::Result<bool> {
     let directory = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -769,7 +775,8 @@ fn write_file(path: &Path, contents: &[u8], publish: Publish) -> io::Result<bool
     };
     let [a, b, c] = random_bytes::<3>();
     let temporary = directory.join(format!(".{}.{}.{a:02x}{b:02x}{c:02x}.tmp", name.to_string_lossy(), std::process::id()));
-    let result = write_and_publish(&temporary, path, contents, publish);
+    let existing = if publish == Publish::Replace { fs::metadata(path).ok() } else { None };
+    let result = write_and_publish(&temporary, path, contents, publish, existing.as_ref());
     if !matches!(result, Ok(true) if publish == Publish::Replace) {
         // Replace moved it away on success; in every other case it is still there.
         let _ = fs::remove_file(&temporary);
@@ -779,10 +786,30 @@ fn write_file(path: &Path, contents: &[u8], publish: Publish) -> io::Result<bool
     Ok(published)
 }
 
-fn write_and_publish(temporary: &Path, path: &Path, contents: &[u8], publish: Publish) -> io::Result<bool> {
+fn write_and_publish(temporary: &Path, path: &Path, contents: &[u8], publish: Publish, like: Option<&fs::Metadata>) -> io::Result<bool> {
     let mut file = OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(temporary)?;
-    // The umask may have removed bits from FILE_MODE; make the mode exact.
-    file.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    let mode = match like {
+        Some(existing) => {
+            use std::os::unix::fs::MetadataExt;
+            let ours = file.metadata()?;
+            if (ours.uid(), ours.gid()) != (existing.uid(), existing.gid()) {
+                std::os::unix::fs::fchown(&file, Some(existing.uid()), Some(existing.gid())).map_err(|error| {
+                    io::Error::new(
+                        error.kind(),
+                        format!(
+                            "cannot give the new key ring the owner {}:{} of the file it replaces: {error}",
+                            existing.uid(),
+                            existing.gid()
+                        ),
+                    )
+                })?;
+            }
+            (existing.mode() & REPLACED_MODE_MASK) | FILE_MODE
+        }
+        None => FILE_MODE,
+    };
+    // The umask may have removed bits from the mode; make it exact.
+    file.set_permissions(Permissions::from_mode(mode))?;
     file.write_all(contents)?;
     file.sync_all()?;
     drop(file);
@@ -1093,6 +1120,28 @@ mod tests {
         let missing = dir.path().join("missing.toml");
         assert!(matches!(rotate_key(&missing, "GameCo", Some(7), now), Err(KeyRingError::Read { .. })));
         assert!(!missing.exists());
+    }
+
+    /// Regression: `keys rotate` run as root replaced a root:sluice 0640 ring with a
+    /// root:root 0600 file, which the service could no longer read.
+    #[test]
+    fn rotation_keeps_the_group_and_mode_of_the_ring_it_replaces() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        gen_key(&path, "GameCo", None, T0).unwrap();
+        // As root, hand the file to another group, as the service install does.
+        // (The file is ours, so its owner says whether we are root.)
+        let created = fs::metadata(&path).unwrap();
+        let group = if created.uid() == 0 { 4242 } else { created.gid() };
+        std::os::unix::fs::chown(&path, None, Some(group)).unwrap();
+        fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+        rotate_key(&path, "GameCo", Some(7), T0 + DAY_MS).unwrap();
+        let after = fs::metadata(&path).unwrap();
+        assert_eq!(after.gid(), group, "the group of the replaced file is kept");
+        assert_eq!(after.mode() & 0o777, 0o640, "group read kept, the world bit dropped");
+        gen_key(&path, "other", None, T0).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o640, "gen keeps it too");
     }
 
     #[test]
