@@ -43,10 +43,14 @@ pub fn io_uring(host: &Host) -> Finding {
         UringProbe::SetupFailed { errno } => {
             let (fix, note) = match errno {
                 libc::ENOSYS => (FIX_KERNEL, "the kernel is built without io_uring"),
-                libc::EPERM | libc::EACCES => (
-                    "sysctl -w kernel.io_uring_disabled=0",
-                    "forbidden by kernel.io_uring_disabled or a seccomp profile (containers block io_uring_setup by default)",
+                // With the sysctl at 0 (or absent) the refusal comes from seccomp or an LSM.
+                libc::EPERM | libc::EACCES if matches!(host.sysctl("kernel.io_uring_disabled").as_deref(), None | Some("0")) => (
+                    "allow io_uring_setup, io_uring_enter and io_uring_register in the seccomp profile (containers block them by default)",
+                    "forbidden by a seccomp profile or a security module, not by kernel.io_uring_disabled",
                 ),
+                libc::EPERM | libc::EACCES => {
+                    ("sysctl -w kernel.io_uring_disabled=0", "forbidden by kernel.io_uring_disabled for this user")
+                }
                 libc::ENOMEM => ("ulimit -l unlimited", "cannot lock ring memory: LimitMEMLOCK=infinity under systemd"),
                 _ => ("dmesg | grep -i io_uring", "io_uring_setup failed for a reason sluice does not know"),
             };
@@ -159,6 +163,7 @@ mod tests {
     #[test]
     fn io_uring_fails_with_a_fix_per_errno() {
         let mut fake = FakeBox::new();
+        fake.sysctl("kernel.io_uring_disabled", "2");
         for (errno, fix) in [
             (libc::EPERM, "sysctl -w kernel.io_uring_disabled=0"),
             (libc::ENOSYS, FIX_KERNEL),
@@ -169,6 +174,9 @@ mod tests {
             let finding = io_uring(&fake.host());
             assert_eq!((finding.status, finding.fix.as_deref()), (Status::Fail, Some(fix)), "{finding:?}");
         }
+        fake.sysctl("kernel.io_uring_disabled", "0");
+        fake.live.uring = UringProbe::SetupFailed { errno: libc::EPERM };
+        assert!(io_uring(&fake.host()).fix.unwrap().contains("seccomp"), "EPERM with the sysctl at 0 is seccomp");
         fake.live.uring = UringProbe::Works { defer_taskrun: false, buffer_ring: Err(libc::EINVAL) };
         assert_eq!(io_uring(&fake.host()).status, Status::Fail);
     }
