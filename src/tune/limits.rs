@@ -5,12 +5,17 @@ use super::{Finding, Host, Status, sysctl_at_least};
 use crate::config::Config;
 use crate::rlimit::{FILES_BESIDES_CONNECTIONS, FILES_PER_PARTITION, UNLIMITED, open_files_wanted};
 
-/// The kernel's default `fs.nr_open`, and the least the kit sets it to.
+/// The kernel's default `fs.nr_open`.
 const NR_OPEN_DEFAULT: u64 = 1 << 20;
+/// `fs.nr_open` in 60-sluice.conf: 256 shards x 16384 connections.
+const NR_OPEN_KIT: u64 = 1 << 22;
+/// `fs.file-max` in 60-sluice.conf: LONG_MAX, as systemd sets it at boot (file memory is
+/// charged to the memory cgroup, which is the real bound).
+const FILE_MAX_KIT: u64 = i64::MAX as u64;
 
-/// What the kit sets a ceiling to: room for twice what the configuration needs.
-fn ceiling_for(wanted: u64) -> u64 {
-    wanted.saturating_mul(2).next_power_of_two().max(NR_OPEN_DEFAULT)
+/// What the fix sets `fs.nr_open` to: the kit's value, or room for twice the need.
+fn nr_open_for(wanted: u64) -> u64 {
+    wanted.saturating_mul(2).next_power_of_two().max(NR_OPEN_KIT)
 }
 
 fn explain(config: &Config) -> String {
@@ -44,14 +49,14 @@ pub fn open_files(config: &Config, host: &Host) -> Finding {
 /// `fs.nr_open`: no process, systemd service included, can raise RLIMIT_NOFILE past it.
 pub fn nr_open(config: &Config, host: &Host) -> Finding {
     let wanted = open_files_wanted(config);
-    sysctl_at_least(host, "fs.nr_open", wanted, ceiling_for(wanted), Status::Fail)
+    sysctl_at_least(host, "fs.nr_open", wanted, nr_open_for(wanted), Status::Fail)
         .note("the ceiling of every open-files limit, LimitNOFILE= included")
 }
 
 /// `fs.file-max`: open files over the whole box.
 pub fn file_max(config: &Config, host: &Host) -> Finding {
     let wanted = open_files_wanted(config);
-    sysctl_at_least(host, "fs.file-max", wanted, ceiling_for(wanted), Status::Fail).note("open files over all processes of the box")
+    sysctl_at_least(host, "fs.file-max", wanted, FILE_MAX_KIT, Status::Fail).note("open files over all processes of the box")
 }
 
 #[cfg(test)]
@@ -93,11 +98,12 @@ mod tests {
         let fake = FakeBox::new();
         fake.sysctl("fs.nr_open", "1024").sysctl("fs.file-max", "9223372036854775807");
         let finding = nr_open(&config(), &fake.host());
-        assert_eq!((finding.status, finding.fix.as_deref()), (Status::Fail, Some("sysctl -w fs.nr_open=1048576")));
+        assert_eq!((finding.status, finding.fix.as_deref()), (Status::Fail, Some("sysctl -w fs.nr_open=4194304")));
         assert_eq!(file_max(&config(), &fake.host()).status, Status::Ok);
         fake.sysctl("fs.nr_open", "1048576").sysctl("fs.file-max", "2000");
         assert_eq!(nr_open(&config(), &fake.host()).status, Status::Ok);
-        assert_eq!(file_max(&config(), &fake.host()).status, Status::Fail);
-        assert_eq!(ceiling_for(3_000_000), 8_388_608);
+        let finding = file_max(&config(), &fake.host());
+        assert_eq!((finding.status, finding.fix.as_deref()), (Status::Fail, Some("sysctl -w fs.file-max=9223372036854775807")));
+        assert_eq!(nr_open_for(3_000_000), 8_388_608);
     }
 }
