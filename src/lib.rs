@@ -35,3 +35,4 @@ pub mod systemd;
 pub mod tail;
 pub mod time;
 pub mod tls;
+pub mod tune;

@@ -87,6 +87,9 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Check this box (kernel, io_uring, limits, sysctls, CPU, memory) against what
+    /// sluice needs; only --check: the scripts in tuning/ make the changes.
+    Tune(sluice::tune::TuneArgs),
 }
 
 #[derive(Subcommand)]
@@ -270,6 +273,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             sluice::loadgen::run(&options, &mut io::stdout().lock())
                 .map(|_| ())
                 .map_err(|error| if error.is_usage() { usage(error) } else { Failure::from(anyhow::Error::from(error)) })
+        }
+        Command::Tune(args) => {
+            let config = load_config(args.config.as_ref())?;
+            let findings = sluice::tune::check(&config, &sluice::tune::Host::live());
+            sluice::tune::write(&findings, args.json, &mut io::stdout().lock()).map_err(anyhow::Error::from)?;
+            let summary = sluice::tune::summary(&findings);
+            if findings.iter().any(|finding| finding.status == sluice::tune::Status::Fail) {
+                return Err(Failure::from(anyhow::anyhow!("tune --check: {summary}")));
+            }
+            eprintln!("sluice: tune --check: {summary}");
+            Ok(())
         }
     }
 }

@@ -15,7 +15,7 @@ fn man_prints_a_roff_page_and_writes_one_per_command() {
     let dir = tempfile::tempdir().unwrap();
     let output = run_sluice(&["man", "--out-dir", dir.path().to_str().unwrap()]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    for name in ["sluice.1", "sluice-serve.1", "sluice-keys.1", "sluice-bench.1", "sluice-completions.1"] {
+    for name in ["sluice.1", "sluice-serve.1", "sluice-keys.1", "sluice-bench.1", "sluice-completions.1", "sluice-tune.1"] {
         let page = std::fs::read_to_string(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(page.starts_with(".ie"), "{name} is not roff");
     }
@@ -29,7 +29,7 @@ fn completions_for_each_shell_name_every_command() {
         let output = run_sluice(&["completions", shell]);
         assert!(output.status.success(), "{shell}");
         let script = String::from_utf8(output.stdout).unwrap();
-        for command in ["serve", "check-config", "keys", "quarantine", "bench"] {
+        for command in ["serve", "check-config", "keys", "quarantine", "bench", "tune"] {
             assert!(script.contains(command), "{shell} completion lacks {command}");
         }
     }

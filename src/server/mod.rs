@@ -43,8 +43,9 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 /// How often the JWKS files are checked for changes (one `stat` per issuer).
 pub const JWKS_POLL_MS: u64 = 10_000;
 
-/// Listen backlog per shard socket; the kernel caps it at net.core.somaxconn.
-const LISTEN_BACKLOG: i32 = 4096;
+/// Listen backlog per shard socket; the kernel caps it at net.core.somaxconn
+/// (`sluice tune --check` compares the two).
+pub const LISTEN_BACKLOG: i32 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -120,16 +121,12 @@ pub fn load_keyring(config: &Config) -> Result<KeyRing, ServeError> {
 
 /// Runs the appliance until SIGTERM/SIGINT has drained it. `on_ready` is called once
 /// every shard accepts traffic.
-/// Descriptors a server needs besides its connections and three per partition (active,
-/// previous and spare segment): rings, eventfds, listeners, directories, the admin side.
-const FILES_BESIDES_CONNECTIONS: u64 = 64;
-
 pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: impl FnOnce(Bound)) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let shards = config.ingest.shards;
     // Every connection is a descriptor; so are segments, listeners and rings.
-    let besides = 3 * u64::from(config.storage.partitions) + FILES_BESIDES_CONNECTIONS;
-    let wanted = (shards * config.ingest.connections_max) as u64 + besides;
+    let wanted = crate::rlimit::open_files_wanted(&config);
+    let besides = wanted - (shards * config.ingest.connections_max) as u64;
     match crate::rlimit::raise_open_files_limit() {
         Some(limit) if limit < wanted => tracing::warn!(
             limit,
