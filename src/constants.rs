@@ -162,6 +162,11 @@ pub const SUPERVISE_POLL_MS: u64 = 20;
 /// Errors that can repeat per request or per connection (a full disk, EMFILE at accept)
 /// are logged at most once per this period per shard, with a count of the rest.
 pub const LOG_SAMPLE_PERIOD_MS: u64 = 1_000;
+/// How often start-up reports recovery progress to systemd.
+pub const STARTUP_PROGRESS_MS: u64 = 5_000;
+/// Start-up time asked of systemd each time recovery has moved: a recovery that stops
+/// moving for this long hits `TimeoutStartSec=`.
+pub const STARTUP_EXTEND_MS: u64 = 60_000;
 /// How often `STATUS=` (request rate) is refreshed for `systemctl status`.
 pub const STATUS_REFRESH_MS: u64 = 5_000;
 /// Records one shard may queue for another within one reactor loop; past it, further
@@ -171,6 +176,7 @@ pub const HANDOFF_RECORDS_PER_LOOP_MAX: usize = 1024;
 pub const HANDOFF_QUEUE_BATCHES_MAX: usize = 1024;
 
 const _: () = assert!(SHARD_STALL_MS >= 10 * TICK_MS);
+const _: () = assert!(STARTUP_EXTEND_MS >= 4 * STARTUP_PROGRESS_MS);
 const _: () = assert!(SUPERVISE_POLL_MS < TICK_MS);
 const _: () = assert!(HEADERS_COUNT_MAX_DEFAULT <= HEADERS_COUNT_MAX_CEILING);
 // A v2 header with the largest address block (two UNIX paths) and no TLV must fit, and

@@ -65,6 +65,12 @@ impl Notifier {
         let _ = self.send(&format!("STOPPING=1\nEXTEND_TIMEOUT_USEC={extend_us}\nSTATUS=draining"));
     }
 
+    /// Asks for `extension` more before the current state's timeout (start-up
+    /// recovery); must be repeated before it runs out.
+    pub fn extend_timeout(&self, extension: Duration, status: &str) {
+        let _ = self.send(&format!("EXTEND_TIMEOUT_USEC={}\nSTATUS={}", extension.as_micros(), one_line(status)));
+    }
+
     pub fn watchdog(&self) {
         let _ = self.send("WATCHDOG=1");
     }

@@ -72,6 +72,10 @@ fn sluice_tells_systemd_ready_watchdog_reloading_and_stopping() {
     let status = systemd.received[ready].lines().find_map(|l| l.strip_prefix("STATUS=")).expect("READY=1 carries a STATUS=");
     assert!(status.contains(&format!("ingest={}", server.ingest)), "status names the listener: {status}");
     assert!(status.contains("partitions"), "{status}");
+    // Before it: start-up said what it was doing, and recovery asked for more time.
+    let recovering = systemd.received[..ready].iter().position(|m| m.contains("STATUS=recovering")).expect("a recovery status");
+    assert!(systemd.received[recovering].lines().any(|l| l.starts_with("EXTEND_TIMEOUT_USEC=")), "{:?}", systemd.received);
+    assert!(systemd.received[0].starts_with("STATUS=starting"), "{:?}", systemd.received);
 
     // The watchdog is fed while every shard's loop turns: about five pings a second.
     let first_ping = systemd.wait_for("WATCHDOG=1", |m| m == "WATCHDOG=1");

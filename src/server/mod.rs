@@ -124,6 +124,8 @@ pub fn load_keyring(config: &Config) -> Result<KeyRing, ServeError> {
 pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: impl FnOnce(Bound)) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let shards = config.ingest.shards;
+    let notifier = Arc::new(crate::systemd::Notifier::from_env());
+    notifier.status("starting: opening the data dir");
     // Every connection is a descriptor; so are segments, listeners and rings.
     let wanted = crate::rlimit::open_files_wanted(&config);
     let besides = wanted - (shards * config.ingest.connections_max) as u64;
@@ -169,7 +171,6 @@ pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: 
         Some(tls) => Some(Arc::new(ServerTls::new(crate::tls::material::server_config(tls)?))),
         None => None,
     };
-    let notifier = Arc::new(crate::systemd::Notifier::from_env());
     let reloadables = Arc::new(
         Reloadables::new(Arc::clone(&config), server_tls.clone(), Arc::clone(&keyring), jwt.clone())
             .with_notifier(Arc::clone(&notifier))
@@ -227,13 +228,7 @@ pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: 
         threads.push(thread);
     }
     drop(ready_tx);
-    for _ in 0..shards {
-        match ready_rx.recv() {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err(error),
-            Err(_) => return Err(ServeError::Shard { shard: 0, message: "a shard exited during start-up".into() }),
-        }
-    }
+    wait_for_shards(&ready_rx, shards, &control, &notifier)?;
     let admin_addr = crate::admin::spawn(config.admin.listen, Arc::clone(&control), Arc::clone(&reloadables))?;
     control.ready.store(true, Ordering::Release);
     let tls_word = tls_addr.map(|addr| format!(" ingest_tls={addr}")).unwrap_or_default();
@@ -263,6 +258,41 @@ pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: 
         let _ = thread.join();
     }
     tracing::info!("drained, exiting");
+    Ok(())
+}
+
+/// Waits until every shard has recovered its partitions and accepts traffic. While
+/// recovery makes progress, systemd hears how far it got and is asked to extend the
+/// start timeout, so `TimeoutStartSec=` bounds a recovery that stopped moving, not one
+/// that is merely long.
+fn wait_for_shards(
+    ready: &mpsc::Receiver<Result<usize, ServeError>>,
+    shards: usize,
+    control: &Control,
+    notifier: &crate::systemd::Notifier,
+) -> Result<(), ServeError> {
+    use crate::constants::{STARTUP_EXTEND_MS, STARTUP_PROGRESS_MS};
+    let mut ready_count = 0;
+    let mut progress_seen = 0;
+    while ready_count < shards {
+        match ready.recv_timeout(std::time::Duration::from_millis(STARTUP_PROGRESS_MS)) {
+            Ok(Ok(_)) => ready_count += 1,
+            Ok(Err(error)) => return Err(error),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(ServeError::Shard { shard: 0, message: "a shard exited during start-up".into() });
+            }
+        }
+        let (partitions, records) = control.recovery_progress();
+        if partitions + records != progress_seen {
+            progress_seen = partitions + records;
+            let status = format!(
+                "recovering: {partitions} of {} partitions open, {records} records read; {ready_count} of {shards} shards ready",
+                control.end_offsets.len()
+            );
+            notifier.extend_timeout(std::time::Duration::from_millis(STARTUP_EXTEND_MS), &status);
+        }
+    }
     Ok(())
 }
 

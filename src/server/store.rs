@@ -13,6 +13,8 @@ use crate::storage::{DataDir, LogOptions, PartitionLog, RecoveryReport, StorageE
 
 /// Window checkpoints are taken at most this often (per partition).
 const WINDOW_CHECKPOINT_MS: i64 = 1000;
+/// Records scanned between two updates of the shared recovery progress counter.
+const RECOVERY_PROGRESS_RECORDS: u64 = 1 << 16;
 
 struct Owned {
     partition: u32,
@@ -72,13 +74,20 @@ impl Partitions {
             let (log, report) = PartitionLog::open(dir, partition, &options)?;
             let mut dedup = DedupIndex::new(dir.dedup_key(), config.dedup.ids_per_partition_max);
             let mut window = VecDeque::new();
+            let mut scanned = 0u64;
             log.scan(now_ms.saturating_sub(window_ms), |record| {
+                scanned += 1;
+                if scanned.is_multiple_of(RECOVERY_PROGRESS_RECORDS) {
+                    control.records_recovered.fetch_add(RECOVERY_PROGRESS_RECORDS, Ordering::Relaxed);
+                }
                 dedup.insert(record.event_id, record.offset);
                 if window.back().is_none_or(|(ms, _)| record.ingest_ms >= ms + WINDOW_CHECKPOINT_MS) {
                     window.push_back((record.ingest_ms, record.offset));
                 }
             })?;
             control.end_offsets[partition as usize].store(log.next_offset(), Ordering::Relaxed);
+            control.records_recovered.fetch_add(scanned % RECOVERY_PROGRESS_RECORDS, Ordering::Relaxed);
+            control.partitions_recovered.fetch_add(1, Ordering::Relaxed);
             let synced = log.next_offset();
             owned.push(Owned { partition, log, dedup, synced, sync_inflight: None, waiting: VecDeque::new(), window });
             reports.push((partition, report));

@@ -222,6 +222,9 @@ pub struct Control {
     pub end_offsets: Vec<AtomicU64>,
     pub ready: AtomicBool,
     pub draining: AtomicBool,
+    /// Start-up recovery progress: partitions opened and records scanned, all shards.
+    pub partitions_recovered: AtomicU64,
+    pub records_recovered: AtomicU64,
     /// A shard's reactor loop has stood still past `SHARD_STALL_MS` (set by the main
     /// thread's watch); `/readyz` answers 503 while it is.
     pub stalled: AtomicBool,
@@ -240,6 +243,8 @@ impl Control {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
+            partitions_recovered: AtomicU64::new(0),
+            records_recovered: AtomicU64::new(0),
             shards_quiesced: AtomicUsize::new(0),
             request_ids: crate::request_ids::RequestIds::new(
                 2 * crate::constants::TIMESTAMP_TOLERANCE_SECS_DEFAULT as i64 * 1000,
@@ -258,6 +263,11 @@ impl Control {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire) && !self.stalled.load(Ordering::Acquire)
+    }
+
+    /// `(partitions opened, records scanned)` so far during start-up recovery.
+    pub fn recovery_progress(&self) -> (u64, u64) {
+        (self.partitions_recovered.load(Ordering::Relaxed), self.records_recovered.load(Ordering::Relaxed))
     }
 
     /// Every answer sent so far, all shards and paths (for the request rate).
