@@ -5,8 +5,9 @@ use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::IoUring;
 use io_uring::types::BufRingEntry;
+
+use super::DisabledRing;
 
 /// One anonymous, page-aligned mapping that is released on drop.
 struct Region {
@@ -48,14 +49,17 @@ pub struct BufRing {
 }
 
 impl BufRing {
-    /// Registers the ring with `uring`. `entries` must be a power of two ≤ 32768.
-    pub fn register(uring: &IoUring, group: u16, entries: u16, buffer_bytes: u32) -> io::Result<BufRing> {
+    /// Registers the ring with `uring`, which must still be disabled: once enabled, its
+    /// policy refuses every registration. `entries` must be a power of two ≤ 32768.
+    pub fn register(uring: &DisabledRing, group: u16, entries: u16, buffer_bytes: u32) -> io::Result<BufRing> {
         assert!(entries.is_power_of_two() && entries <= 32768, "buffer ring entries must be a power of two");
         let ring = Region::new(usize::from(entries) * std::mem::size_of::<BufRingEntry>())?;
         let buffers = Region::new(usize::from(entries) * buffer_bytes as usize)?;
         // SAFETY: `ring` is page-aligned, sized for `entries` entries, and lives as long as
-        // this BufRing, which unregisters the group before the memory is unmapped (Drop).
-        unsafe { uring.submitter().register_buf_ring_with_flags(ring.base.as_ptr() as u64, entries, group, 0)? };
+        // this BufRing. The group is never unregistered (the ring's policy would refuse it);
+        // owners declare their IoUring before the BufRing (Shard, Engine), so the io_uring is
+        // closed before this memory is unmapped.
+        unsafe { uring.ring.submitter().register_buf_ring_with_flags(ring.base.as_ptr() as u64, entries, group, 0)? };
         let mut this = BufRing { ring, buffers, entries, buffer_bytes, group, tail: 0 };
         for bid in 0..entries {
             this.recycle(bid);

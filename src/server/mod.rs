@@ -368,7 +368,7 @@ fn start_shard(
 ) -> Result<Shard, ServeError> {
     let index = setup.index;
     let shard_error = |message: String| ServeError::Shard { shard: index, message };
-    let (ring, features) = crate::reactor::setup().map_err(|error| shard_error(error.to_string()))?;
+    let (ring, features) = crate::reactor::setup(&crate::reactor::restrictions::SHARD).map_err(|error| shard_error(error.to_string()))?;
     if index == 0 && !features.defer_taskrun {
         tracing::warn!("io_uring without SINGLE_ISSUER|DEFER_TASKRUN (kernel < 6.1): running with COOP_TASKRUN");
     }
@@ -412,5 +412,5 @@ fn start_shard(
         quarantine: (config.auth.quarantine_bytes_max > 0)
             .then(|| QuarantineWriter::new(&data_dir.root().join(QUARANTINE_DIR), index, config.auth.quarantine_bytes_max)),
     };
-    Shard::new(setup, ring, core).map_err(|error| shard_error(format!("cannot register the receive buffer ring: {error}")))
+    Shard::new(setup, ring, core).map_err(|error| shard_error(error.to_string()))
 }

@@ -117,8 +117,12 @@ fn wall_ms() -> i64 {
 }
 
 impl Shard {
-    pub fn new(setup: ShardSetup, ring: IoUring, core: Core) -> io::Result<Shard> {
-        let buffers = BufRing::register(&ring, 0, RECV_BUFFERS, RECV_BUFFER_BYTES)?;
+    /// Registers the receive buffer ring on the still disabled `ring`, then locks it to
+    /// [`reactor::restrictions::SHARD`] and enables it; call on the shard's own thread.
+    pub fn new(setup: ShardSetup, ring: reactor::DisabledRing, core: Core) -> io::Result<Shard> {
+        let buffers = BufRing::register(&ring, 0, RECV_BUFFERS, RECV_BUFFER_BYTES)
+            .map_err(|error| io::Error::new(error.kind(), format!("cannot register the receive buffer ring: {error}")))?;
+        let ring = ring.enable()?;
         let shards = setup.config.ingest.shards;
         let limits = Limits {
             header_bytes_max: setup.config.ingest.header_bytes_max,

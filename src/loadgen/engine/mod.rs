@@ -122,8 +122,9 @@ struct Engine<'a> {
 
 impl<'a> Engine<'a> {
     fn new(setup: ThreadSetup<'a>) -> io::Result<Engine<'a>> {
-        let (ring, _features) = reactor::setup()?;
+        let (ring, _features) = reactor::setup(&reactor::restrictions::BENCH)?;
         let buffers = BufRing::register(&ring, 0, BENCH_RECV_BUFFERS, BENCH_RECV_BUFFER_BYTES)?;
+        let ring = ring.enable()?;
         let total = setup.load_connections + setup.idle_connections;
         if total > SLOTS_MAX {
             return Err(io::Error::other(format!("{total} connections on one thread; at most {SLOTS_MAX}")));
