@@ -16,7 +16,7 @@ const FILE_BYTES_MAX: u64 = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UringProbe {
     /// A ring was set up; `defer_taskrun` says whether with SINGLE_ISSUER|DEFER_TASKRUN
-    /// (6.1+), `buffer_ring` whether a provided buffer ring registered (`Err(errno)`).
+    /// (6.1+), `buffer_ring` whether a provided buffer ring registered and the ring was locked to the shard policy and enabled (`Err(errno)`).
     Works { defer_taskrun: bool, buffer_ring: Result<(), i32> },
     /// `io_uring_setup` failed with this errno.
     SetupFailed { errno: i32 },
@@ -30,8 +30,6 @@ pub struct Live {
     pub locked_memory_bytes: Option<Limit>,
 }
 
-/// Entries of the probe ring: the smallest ring that still exercises setup.
-const PROBE_RING_ENTRIES: u32 = 8;
 /// Buffers in the probe's provided buffer ring, and their size.
 const PROBE_BUFFERS: u16 = 8;
 const PROBE_BUFFER_BYTES: u32 = 4096;
@@ -49,17 +47,20 @@ impl Live {
 
 fn probe_uring() -> UringProbe {
     let errno = |error: std::io::Error| error.raw_os_error().unwrap_or(libc::EIO);
-    let (ring, defer_taskrun) = match io_uring::IoUring::builder().setup_single_issuer().setup_defer_taskrun().build(PROBE_RING_ENTRIES) {
-        Ok(ring) => (ring, true),
-        // EINVAL: a kernel before 6.1 that does not know the flags; try a plain ring.
-        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => match io_uring::IoUring::new(PROBE_RING_ENTRIES) {
-            Ok(ring) => (ring, false),
-            Err(error) => return UringProbe::SetupFailed { errno: errno(error) },
-        },
+    // Exactly as a shard does it: a disabled ring with the best flags the kernel has, the
+    // buffer ring registered, the shard's restrictions installed, then enabled.
+    let (ring, features) = match crate::reactor::setup(&crate::reactor::restrictions::SHARD) {
+        Ok(made) => made,
         Err(error) => return UringProbe::SetupFailed { errno: errno(error) },
     };
-    let buffer_ring = crate::reactor::bufring::BufRing::register(&ring, 0, PROBE_BUFFERS, PROBE_BUFFER_BYTES).map(drop).map_err(errno);
-    UringProbe::Works { defer_taskrun, buffer_ring }
+    let buffers = crate::reactor::bufring::BufRing::register(&ring, 0, PROBE_BUFFERS, PROBE_BUFFER_BYTES);
+    let buffer_ring = match &buffers {
+        // The enabled ring is dropped here, before the buffer ring's memory below.
+        Ok(_) => ring.enable().map(drop).map_err(errno),
+        Err(error) => Err(error.raw_os_error().unwrap_or(libc::EIO)),
+    };
+    drop(buffers);
+    UringProbe::Works { defer_taskrun: features.defer_taskrun, buffer_ring }
 }
 
 /// The box under inspection.

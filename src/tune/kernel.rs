@@ -30,7 +30,12 @@ pub fn io_uring(host: &Host) -> Finding {
     match host.live.uring {
         UringProbe::Works { defer_taskrun, buffer_ring: Ok(()) } => {
             let flags = if defer_taskrun { "SINGLE_ISSUER|DEFER_TASKRUN" } else { "no DEFER_TASKRUN" };
-            Finding::new(Status::Ok, check, format!("ring set up ({flags}), buffer ring registered"), recommended)
+            Finding::new(
+                Status::Ok,
+                check,
+                format!("ring set up ({flags}), buffer ring registered, locked to the shard opcodes and enabled"),
+                recommended,
+            )
         }
         UringProbe::Works { buffer_ring: Err(errno), .. } => Finding::new(
             Status::Fail,
