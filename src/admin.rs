@@ -69,7 +69,7 @@ fn serve_one(mut stream: TcpStream, control: &Control, reloadables: &Reloadables
             &mut stream,
             503,
             "application/json",
-            "{\"error\":{\"code\":\"not_ready\",\"message\":\"starting, draining, or a shard is stalled\"}}",
+            "{\"error\":{\"code\":\"not_ready\",\"message\":\"starting, draining, a shard stalled, or storage refusing writes\"}}",
         ),
         _ => respond(&mut stream, 404, "application/json", "{\"error\":{\"code\":\"not_found\",\"message\":\"no such endpoint\"}}"),
     }

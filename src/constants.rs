@@ -162,6 +162,10 @@ pub const SUPERVISE_POLL_MS: u64 = 20;
 /// Errors that can repeat per request or per connection (a full disk, EMFILE at accept)
 /// are logged at most once per this period per shard, with a count of the rest.
 pub const LOG_SAMPLE_PERIOD_MS: u64 = 1_000;
+/// After an append fails (a full disk), `/readyz` answers 503 for this long so the
+/// balancer moves traffic away; then it lets one probe succeed and traffic tries again
+/// (an append that succeeds clears it at once).
+pub const STORAGE_UNREADY_HOLD_MS: u64 = 30_000;
 /// How often start-up reports recovery progress to systemd.
 pub const STARTUP_PROGRESS_MS: u64 = 5_000;
 /// Start-up time asked of systemd each time recovery has moved: a recovery that stops

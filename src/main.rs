@@ -31,6 +31,7 @@ struct Cli {
 enum Command {
     /// Run the appliance (embedded defaults without --config).
     Serve {
+        /// Configuration file (TOML); without it, embedded defaults.
         #[arg(long, value_name = "FILE", env = "SLUICE_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -41,6 +42,7 @@ enum Command {
     },
     /// Print stored events, one JSON object per line.
     Tail {
+        /// Configuration file whose [storage] data_dir to read.
         #[arg(long, value_name = "FILE", conflicts_with = "data_dir")]
         config: Option<PathBuf>,
         /// Data directory to read (default: ./sluice-data).
@@ -61,6 +63,7 @@ enum Command {
         /// Key ring file (default: the one the configuration names, else the development ring).
         #[arg(long, value_name = "FILE", global = true)]
         keys_file: Option<PathBuf>,
+        /// Configuration file whose [auth] keys_file to use.
         #[arg(long, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
@@ -68,6 +71,7 @@ enum Command {
     },
     /// Inspect and replay requests kept in the clock-skew quarantine.
     Quarantine {
+        /// Configuration file (its data dir, key ring and ingest listener).
         #[arg(long, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
@@ -265,8 +269,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Man { out_dir } => write_man_pages(out_dir.as_deref()).map_err(|error| Failure::from(anyhow::Error::from(error))),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut io::stdout().lock());
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut script);
+            print_generated(&script).map_err(|error| Failure::from(anyhow::Error::from(error)))
         }
         Command::Bench(args) => {
             let options = args.validate().map_err(|message| usage(anyhow::anyhow!(message)))?;
@@ -288,11 +293,35 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// The error and its causes, each cause once: most typed errors already put their
+/// source's text in their own message, and `{:#}` would repeat it.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// Writes generated text to stdout; a reader that went away (`| head`) is not an error.
+fn print_generated(text: &[u8]) -> io::Result<()> {
+    match io::stdout().lock().write_all(text) {
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// The man pages come from the same definition as `--help`, so they cannot drift.
 fn write_man_pages(out_dir: Option<&std::path::Path>) -> io::Result<()> {
     let command = Cli::command();
     let Some(dir) = out_dir else {
-        return clap_mangen::Man::new(command).render(&mut io::stdout().lock());
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command).render(&mut page)?;
+        return print_generated(&page);
     };
     std::fs::create_dir_all(dir)?;
     let mut page = Vec::new();
@@ -326,9 +355,9 @@ fn main() -> ExitCode {
             // `serve` runs under a service manager: its last words go through the log
             // (JSON in the journal); the other commands talk to a person.
             if serving {
-                tracing::error!(error = format!("{error:#}"), status, "serve failed");
+                tracing::error!(error = describe(&error), status, "serve failed");
             } else {
-                eprintln!("sluice: {error:#}");
+                eprintln!("sluice: {}", describe(&error));
             }
             ExitCode::from(status)
         }

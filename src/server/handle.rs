@@ -309,7 +309,7 @@ impl Core {
             (Method::Get | Method::Head, PathLabel::Healthz) => answer_ok(out, b"{\"status\":\"ok\"}", answer),
             (Method::Get | Method::Head, PathLabel::Readyz) if control.is_ready() => answer_ok(out, b"{\"status\":\"ready\"}", answer),
             (Method::Get | Method::Head, PathLabel::Readyz) => {
-                answer_error(out, 503, "not_ready", "starting, draining, or a shard is stalled", answer)
+                answer_error(out, 503, "not_ready", "starting, draining, a shard stalled, or storage refusing writes", answer)
             }
             (Method::Post, PathLabel::Events | PathLabel::EventsBatch | PathLabel::Webhooks) => {
                 return self.ingest(request, peer, origin, answer, out);

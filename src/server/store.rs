@@ -105,22 +105,22 @@ impl Partitions {
         Ok((partitions, reports))
     }
 
-    fn local(&mut self, partition: u32) -> &mut Owned {
-        debug_assert_eq!(partition as usize % self.shards, self.shard);
-        &mut self.owned[partition as usize / self.shards]
-    }
-
     /// Dedups and appends one event to a partition this shard owns.
     pub fn store(&mut self, ticket: Ticket, partition: u32, event_id: &[u8], ingest_ms: i64, parts: &[&[u8]]) -> Stored {
         if self.failed {
             return Stored::Now(Outcome::StorageUnavailable);
         }
         let fsync = self.durability == Durability::Fsync;
-        let owned = self.local(partition);
+        debug_assert_eq!(partition as usize % self.shards, self.shard);
+        // Split borrows: the partition mutably, the shared control for the storage state.
+        let (owned, control) = (&mut self.owned[partition as usize / self.shards], &self.control);
         let outcome = match owned.dedup.get(event_id) {
             Some(offset) => Outcome::Duplicate { partition, offset },
             None => match owned.log.append(event_id, ingest_ms, parts) {
                 Ok(offset) => {
+                    if control.storage_refused_ms.load(Ordering::Relaxed) != 0 {
+                        control.storage_refused_ms.store(0, Ordering::Release);
+                    }
                     owned.dedup.insert(event_id, offset);
                     if owned.window.back().is_none_or(|(ms, _)| ingest_ms >= ms + WINDOW_CHECKPOINT_MS) {
                         owned.window.push_back((ingest_ms, offset));
@@ -129,6 +129,7 @@ impl Partitions {
                 }
                 Err(error) => {
                     log_storage_error(partition, &error);
+                    control.storage_refused_ms.store(ingest_ms.max(1) as u64, Ordering::Release);
                     Outcome::StorageUnavailable
                 }
             },
@@ -178,6 +179,7 @@ impl Partitions {
                 "fdatasync failed; storage is now fail-stop, no further acknowledgements"
             );
             self.failed = true;
+            self.control.storage_failed.store(true, Ordering::Release);
             for owned in &mut self.owned {
                 self.released.extend(owned.waiting.drain(..).map(|(ticket, _)| (ticket, Outcome::StorageUnavailable)));
             }

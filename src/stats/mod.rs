@@ -222,6 +222,12 @@ pub struct Control {
     pub end_offsets: Vec<AtomicU64>,
     pub ready: AtomicBool,
     pub draining: AtomicBool,
+    /// Storage is fail-stop (an fdatasync failed under `durability = "fsync"`): no more
+    /// acknowledgements until a restart, so the node is not ready.
+    pub storage_failed: AtomicBool,
+    /// Wall-clock ms of the last append that failed (a full disk), 0 after one succeeds.
+    /// The node reports not ready for `STORAGE_UNREADY_HOLD_MS` after such a failure.
+    pub storage_refused_ms: AtomicU64,
     /// Start-up recovery progress: partitions opened and records scanned, all shards.
     pub partitions_recovered: AtomicU64,
     pub records_recovered: AtomicU64,
@@ -243,6 +249,8 @@ impl Control {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
+            storage_failed: AtomicBool::new(false),
+            storage_refused_ms: AtomicU64::new(0),
             partitions_recovered: AtomicU64::new(0),
             records_recovered: AtomicU64::new(0),
             shards_quiesced: AtomicUsize::new(0),
@@ -262,7 +270,19 @@ impl Control {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire) && !self.stalled.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire)
+            && !self.draining.load(Ordering::Acquire)
+            && !self.stalled.load(Ordering::Acquire)
+            && self.storage_takes_writes(crate::time::now_unix_ms().max(0) as u64)
+    }
+
+    /// False while storage refuses writes: after a fail-stop, and for
+    /// `STORAGE_UNREADY_HOLD_MS` after a failed append (then the balancer's next probe
+    /// lets traffic try again; a success clears it at once).
+    pub fn storage_takes_writes(&self, now_ms: u64) -> bool {
+        let refused_ms = self.storage_refused_ms.load(Ordering::Acquire);
+        !self.storage_failed.load(Ordering::Acquire)
+            && (refused_ms == 0 || now_ms >= refused_ms + crate::constants::STORAGE_UNREADY_HOLD_MS)
     }
 
     /// `(partitions opened, records scanned)` so far during start-up recovery.
@@ -279,6 +299,24 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_that_refuses_writes_makes_the_node_not_ready_for_a_while() {
+        let control = Control::new(1, 1);
+        let hold = crate::constants::STORAGE_UNREADY_HOLD_MS;
+        assert!(control.storage_takes_writes(5_000));
+        // A failed append at t = 5 s: not ready until the hold has passed.
+        control.storage_refused_ms.store(5_000, Ordering::Release);
+        assert!(!control.storage_takes_writes(5_001));
+        assert!(!control.storage_takes_writes(5_000 + hold - 1));
+        assert!(control.storage_takes_writes(5_000 + hold));
+        // A successful append clears it at once.
+        control.storage_refused_ms.store(0, Ordering::Release);
+        assert!(control.storage_takes_writes(5_001));
+        // Fail-stop stays until a restart.
+        control.storage_failed.store(true, Ordering::Release);
+        assert!(!control.storage_takes_writes(u64::MAX / 2));
+    }
 
     #[test]
     fn observations_land_in_the_first_bucket_whose_bound_holds_them() {
