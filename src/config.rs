@@ -60,6 +60,7 @@ struct RawIngest {
     // --- PROXY protocol (issue 5) ---
     proxy_protocol: Option<String>,
     proxy_trusted_cidrs: Option<Vec<String>>,
+    io_uring_lockdown: Option<bool>,
 }
 
 /// `[ingest.tls]`: a second listener per shard that speaks TLS (docs/ARCHITECTURE.md).
@@ -167,6 +168,9 @@ pub struct IngestConfig {
     pub tls: Option<TlsConfig>,
     /// PROXY protocol on the plaintext listener (issue 5).
     pub proxy: ProxyConfig,
+    /// Once every shard ring runs, refuse `io_uring_setup` and `io_uring_register` to the
+    /// whole process with a seccomp filter (`src/lockdown.rs`); a failure is logged, not fatal.
+    pub io_uring_lockdown: bool,
 }
 
 /// The PROXY protocol on one listener (docs/SECURITY.md § PROXY protocol): connections
@@ -443,6 +447,7 @@ impl Config {
                 raw.ingest.proxy_trusted_cidrs,
                 ("ingest.proxy_protocol", "ingest.proxy_trusted_cidrs"),
             )?,
+            io_uring_lockdown: raw.ingest.io_uring_lockdown.unwrap_or(IO_URING_LOCKDOWN_DEFAULT),
         };
         if let Some(tls) = raw.ingest.tls {
             ingest.tls = Some(tls_config(tls, ingest.listen, &relative)?);
@@ -525,7 +530,7 @@ impl Config {
         format!(
             "[ingest]\nlisten = \"{}\"\nshards = {}\nbody_bytes_max = {}\nheader_bytes_max = {}\nheaders_count_max = {}\n\
              header_timeout_ms = {}\nbody_timeout_ms = {}\nidle_timeout_ms = {}\nconnections_max = {}\ndrain_timeout_ms = {}\n\
-             connections_per_ip_max = {}\n{}\n\
+             connections_per_ip_max = {}\nio_uring_lockdown = {}\n{}\n\
              [storage]\ndata_dir = {:?}\npartitions = {}\ndurability = \"{}\"\nsegment_bytes = {}\nretention_hours = {}\nretention_bytes = {}\n\n\
              [dedup]\nwindow_hours = {}\nids_per_partition_max = {}\n\n\
              [auth]\n{}\ntimestamp_tolerance_secs = {}\nrequest_ids_max = {}\nrequest_id_memory_bytes_max = {}\nquarantine_bytes_max = {}\n\n[admin]\nlisten = \"{}\"\n",
@@ -540,6 +545,7 @@ impl Config {
             self.ingest.connections_max,
             self.ingest.drain_timeout_ms,
             self.ingest.connections_per_ip_max,
+            self.ingest.io_uring_lockdown,
             self.ingest.proxy.to_toml(),
             self.storage.data_dir.display().to_string(),
             self.storage.partitions,
@@ -600,6 +606,18 @@ mod tests {
         assert_eq!(again.storage.durability, Durability::Fsync);
         assert_eq!(again.storage.partitions, 8);
         assert_eq!(again.ingest.shards, config.ingest.shards);
+    }
+
+    #[test]
+    fn io_uring_lockdown_is_on_by_default_and_round_trips() {
+        assert!(Config::defaults().ingest.io_uring_lockdown);
+        assert!(Config::defaults().to_toml().contains("\nio_uring_lockdown = true\n"));
+        let config = Config::parse("[ingest]\nio_uring_lockdown = false\n", Path::new("x.toml")).unwrap();
+        assert!(!config.ingest.io_uring_lockdown);
+        assert!(config.to_toml().contains("\nio_uring_lockdown = false\n"));
+        assert!(!Config::parse(&config.to_toml(), Path::new("y.toml")).unwrap().ingest.io_uring_lockdown);
+        let error = Config::parse("[ingest]\nio_uring_lockdown = \"yes\"\n", Path::new("x.toml")).unwrap_err().to_string();
+        assert!(error.contains("io_uring_lockdown"), "{error}");
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// for a partner's whole connection pool behind one NAT, while one host cannot take
 /// more than a small share of `shards x connections_max`. 0 in the config = no limit.
 pub const CONNECTIONS_PER_IP_MAX_DEFAULT: usize = 1024;
+/// `[ingest] io_uring_lockdown`: on, because a serving process needs no ring but the ones
+/// its shards create before the filter goes on (docs/SECURITY.md § io_uring restrictions).
+pub const IO_URING_LOCKDOWN_DEFAULT: bool = true;
 /// `[ingest.tls] listen` when the table is present without it (HTTPS-alt, like 8080).
 pub const TLS_LISTEN_DEFAULT: &str = "127.0.0.1:8443";
 /// CRL files one configuration may name (each is read whole at start and reload).

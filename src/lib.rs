@@ -17,6 +17,7 @@ pub mod http;
 pub mod jwt;
 pub mod keyring;
 pub mod loadgen;
+pub mod lockdown;
 pub mod logging;
 pub mod partners;
 pub mod proxy_protocol;

@@ -78,6 +78,8 @@ ftruncate	std::fs::File::set_len on short files
 unlink	retention deletes expired segments and journals
 setrlimit	raising RLIMIT_NOFILE on a libc without prlimit64
 sched_setaffinity	pinning each shard to its core
+prctl	PR_SET_NO_NEW_PRIVS before the io_uring lockdown filter (and thread names)
+seccomp	the io_uring lockdown: SECCOMP_SET_MODE_FILTER with TSYNC once the shards run
 exit_group	process exit
 EOF
 }

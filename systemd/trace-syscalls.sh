@@ -155,7 +155,7 @@ EOF
     fi
     bash -c 'export WATCHDOG_PID=$$; exec "$@"' sluice \
         env NOTIFY_SOCKET="$work/notify.sock" WATCHDOG_USEC=10000000 \
-        "${launch[@]}" "$bin" serve --config "$work/sluice.toml" \
+        "${launch[@]}" "$bin" serve --config "$work/sluice.toml" --log-format text \
         >"$work/stdout.$n" 2>"$work/stderr.$n" &
     pid=$!
     server_pid=$pid

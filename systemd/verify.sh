@@ -4,8 +4,9 @@
 #      real binary (verify insists the executables exist); any warning fails;
 #   2. `systemd-analyze security --offline=yes`: the exposure score must stay at or below
 #      SECURITY_THRESHOLD, in tenths (default 20 = 2.0; the unit scores 1.4 with systemd 252);
-#   3. the seccomp allow-list still contains io_uring_setup/enter/register and every
-#      call in the built-in list of check-syscalls.sh (no trace needed);
+#   3. the seccomp allow-list still contains io_uring_setup/enter/register, seccomp (the
+#      io_uring lockdown) and every call in the built-in list of check-syscalls.sh (no
+#      trace needed);
 #   4. sluice.sysusers and sluice.tmpfiles applied into a temporary root
 #      (systemd-sysusers/-tmpfiles --root), and the resulting owners and modes checked;
 #   5. shellcheck on the scripts here, when shellcheck is installed.
@@ -63,11 +64,11 @@ fi
 #    systemd/trace-syscalls.sh + check-syscalls.sh, or trace-syscalls.sh --seccomp).
 "$here/check-syscalls.sh" --unit "$here/sluice.service" --print-allowed >"$work/allowed"
 missing=""
-for call in io_uring_setup io_uring_enter io_uring_register; do
+for call in io_uring_setup io_uring_enter io_uring_register seccomp; do
     grep -qx "$call" "$work/allowed" || missing+=" $call"
 done
 if [[ -z $missing ]] && : >"$work/empty.strace" && "$here/check-syscalls.sh" --quiet "$work/empty.strace" >"$work/check.out"; then
-    echo "verify: ok: the filter permits io_uring and the built-in list ($(wc -l <"$work/allowed") calls allowed)"
+    echo "verify: ok: the filter permits io_uring, seccomp (the lockdown) and the built-in list ($(wc -l <"$work/allowed") calls allowed)"
 else
     fail "the filter does not permit:${missing}"
     sed 's/^/    /' "$work/check.out" 2>/dev/null || true

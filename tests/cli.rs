@@ -39,6 +39,7 @@ fn check_config_prints_effective_values() {
         "[admin]",
         "timestamp_tolerance_secs = 300",
         "body_bytes_max = 65536",
+        "io_uring_lockdown = true",
     ] {
         assert!(text.contains(needle), "check-config output lacks {needle:?}:\n{text}");
     }

@@ -229,6 +229,9 @@ pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: 
     }
     drop(ready_tx);
     wait_for_shards(&ready_rx, shards, &control, &notifier)?;
+    // Every shard ring is now set up, registered, restricted and enabled, and nothing
+    // after this point (admin, reloads, JWKS polling, journal, quarantine) makes a ring.
+    lock_down_io_uring(&config, &control);
     let admin_addr = crate::admin::spawn(config.admin.listen, Arc::clone(&control), Arc::clone(&reloadables))?;
     control.ready.store(true, Ordering::Release);
     let tls_word = tls_addr.map(|addr| format!(" ingest_tls={addr}")).unwrap_or_default();
@@ -294,6 +297,27 @@ fn wait_for_shards(
         }
     }
     Ok(())
+}
+
+/// Refuses `io_uring_setup` and `io_uring_register` to every thread of the process from
+/// now on ([`crate::lockdown`]). A filter that cannot be installed is logged with the
+/// reason and the server goes on: the shard rings stay restricted, and
+/// `sluice_io_uring_lockdown_active` shows 0 (docs/DECISIONS.md § io_uring restrictions).
+fn lock_down_io_uring(config: &Config, control: &Control) {
+    if !config.ingest.io_uring_lockdown {
+        tracing::info!(io_uring_lockdown = false, "io_uring lockdown off: this process can still create and register rings");
+        return;
+    }
+    match crate::lockdown::install() {
+        Ok(()) => {
+            control.io_uring_lockdown.store(true, Ordering::Release);
+            tracing::info!(shards = config.ingest.shards, "io_uring lockdown: io_uring_setup and io_uring_register refused from now on");
+        }
+        Err(error) => tracing::warn!(
+            %error,
+            "io_uring lockdown not installed: the shard rings stay restricted, but this process can still create new rings"
+        ),
+    }
 }
 
 /// `STATUS=` for `systemctl status`: where it listens, its shape, and the request rate.

@@ -234,6 +234,8 @@ pub struct Control {
     /// A shard's reactor loop has stood still past `SHARD_STALL_MS` (set by the main
     /// thread's watch); `/readyz` answers 503 while it is.
     pub stalled: AtomicBool,
+    /// The io_uring lockdown (`src/lockdown.rs`) is in force on every thread.
+    pub io_uring_lockdown: AtomicBool,
     /// Shards that have finished their own connections while draining.
     pub shards_quiesced: AtomicUsize,
     /// The request-id memory every shard shares.
@@ -251,6 +253,7 @@ impl Control {
             stalled: AtomicBool::new(false),
             storage_failed: AtomicBool::new(false),
             storage_refused_ms: AtomicU64::new(0),
+            io_uring_lockdown: AtomicBool::new(false),
             partitions_recovered: AtomicU64::new(0),
             records_recovered: AtomicU64::new(0),
             shards_quiesced: AtomicUsize::new(0),

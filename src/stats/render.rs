@@ -151,6 +151,12 @@ impl Control {
         }
         e.family("sluice_ready", Kind::Gauge, "1 when accepting traffic");
         e.sample("sluice_ready", "", &[], u8::from(self.is_ready()));
+        e.family(
+            "sluice_io_uring_lockdown_active",
+            Kind::Gauge,
+            "1 when io_uring_setup and io_uring_register are refused to the process (seccomp, [ingest] io_uring_lockdown)",
+        );
+        e.sample("sluice_io_uring_lockdown_active", "", &[], u8::from(self.io_uring_lockdown.load(Ordering::Acquire)));
         exposition.out
     }
 }
@@ -422,6 +428,7 @@ mod tests {
         assert_eq!(value(&samples, "sluice_responses_5xx_total", &[("shard", "1")]), Some(1.0));
         assert_eq!(value(&samples, "sluice_partition_end_offset", &[("partition", "2")]), Some(7.0));
         assert_eq!(value(&samples, "sluice_ready", &[]), Some(0.0));
+        assert_eq!(value(&samples, "sluice_io_uring_lockdown_active", &[]), Some(0.0));
         assert_eq!(value(&samples, "sluice_bytes_out_total", &[("shard", "0")]), Some(0.0));
         assert_eq!(value(&samples, "sluice_proxy_headers_total", &[("shard", "1"), ("version", "local")]), Some(1.0));
         assert_eq!(value(&samples, "sluice_proxy_headers_total", &[("shard", "0"), ("version", "v2")]), Some(0.0));
