@@ -22,6 +22,7 @@ pub mod logging;
 pub mod partners;
 pub mod proxy_protocol;
 pub mod quarantine;
+pub mod quarantine_progress;
 pub mod quarantine_replay;
 pub mod reactor;
 pub mod request_ids;

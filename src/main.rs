@@ -127,7 +127,8 @@ enum QuarantineAction {
         partner: Option<String>,
     },
     /// Re-send requests not replayed yet to the ingest listener, signed afresh with a
-    /// current key of the same partner.
+    /// current key of the same partner. Exits 1 if a partner was blocked (the server
+    /// refused how replay sends, or asked to retry): its requests stay for a later run.
     Replay {
         #[arg(long)]
         partner: Option<String>,
@@ -259,10 +260,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     let now_ms = sluice::time::now_unix_ms();
                     let summary = sluice::quarantine_replay::replay(&dir, &ring, addr, partner.as_deref(), now_ms)
                         .map_err(|error| Failure::from(anyhow::Error::from(error)))?;
-                    println!(
-                        "replayed {} requests: {} events accepted, {} duplicates, {} rejected; {} requests of other partners left",
-                        summary.replayed, summary.accepted, summary.duplicates, summary.rejected, summary.skipped_other_partners
-                    );
+                    for blocked in &summary.blocked {
+                        eprintln!("sluice: {blocked}");
+                    }
+                    println!("{summary}");
+                    if !summary.blocked.is_empty() {
+                        let error = anyhow::anyhow!("{} partners blocked; their requests stay in the quarantine", summary.blocked.len());
+                        return Err(Failure::from(error));
+                    }
                     Ok(())
                 }
             }

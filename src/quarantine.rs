@@ -9,7 +9,7 @@
 //! The directory is bounded by `quarantine_bytes_max` across shards: past it new requests
 //! are counted as dropped, never written, and nothing old is deleted automatically
 //! (it is evidence). `sluice quarantine replay` records its progress per file in a
-//! `<file>.replayed` sidecar holding the byte offset replayed so far.
+//! `<file>.replayed` sidecar (`quarantine_progress`).
 //!
 //! Record: `len u32 | crc32c u32 | payload`, payload = `received_ms i64 | timestamp i64 |
 //! partner_len u16 | kid_len u16 | path_len u16 | content_type_len u16 | body_len u32 |
@@ -34,7 +34,6 @@ const _: () = assert!(QUARANTINE_PAYLOAD_BYTES_MAX <= u32::MAX as usize);
 /// Distinct partners counted in the metrics; more share the `other` label.
 const PARTNER_LABELS_MAX: usize = 1024;
 pub const SUFFIX: &str = ".quarantine";
-const PROGRESS_SUFFIX: &str = ".replayed";
 
 /// One quarantined request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,26 +222,6 @@ pub fn quarantine_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The byte offset up to which `file` has been replayed.
-pub fn replayed_offset(file: &Path) -> u64 {
-    let progress = progress_path(file);
-    fs::read_to_string(progress).ok().and_then(|text| text.trim().parse().ok()).unwrap_or(0)
-}
-
-/// Records that `file` has been replayed up to `offset` (atomically replaced).
-pub fn set_replayed_offset(file: &Path, offset: u64) -> io::Result<()> {
-    let progress = progress_path(file);
-    let temporary = progress.with_extension("replayed.tmp");
-    fs::write(&temporary, format!("{offset}\n"))?;
-    fs::rename(temporary, progress)
-}
-
-fn progress_path(file: &Path) -> PathBuf {
-    let mut name = file.as_os_str().to_owned();
-    name.push(PROGRESS_SUFFIX);
-    PathBuf::from(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,9 +267,9 @@ mod tests {
         assert_eq!(directory_bytes(dir.path()), one.len() as u64 * 2);
         let files = quarantine_files(dir.path()).unwrap();
         assert_eq!(files.len(), 1);
-        assert_eq!(replayed_offset(&files[0]), 0);
-        set_replayed_offset(&files[0], 42).unwrap();
-        assert_eq!(replayed_offset(&files[0]), 42);
+        let mut progress = crate::quarantine_progress::Progress::default();
+        progress.mark_all(42);
+        progress.store(&files[0]).unwrap();
         assert_eq!(quarantine_files(dir.path()).unwrap().len(), 1, "the progress file is not a quarantine file");
     }
 
