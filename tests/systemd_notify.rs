@@ -5,59 +5,13 @@
 
 mod common;
 
-use std::os::unix::net::UnixDatagram;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
-/// Collects every datagram the server sends.
-struct FakeSystemd {
-    socket: UnixDatagram,
-    received: Vec<String>,
-}
-
-impl FakeSystemd {
-    fn bind(path: &std::path::Path) -> FakeSystemd {
-        let socket = UnixDatagram::bind(path).expect("bind the notify socket");
-        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        FakeSystemd { socket, received: Vec::new() }
-    }
-
-    /// Reads until a datagram satisfies `wanted` (at most 10 s); returns its index.
-    fn wait_for(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> usize {
-        if let Some(index) = self.received.iter().position(|message| wanted(message)) {
-            return index;
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut buffer = [0u8; 4096];
-        while Instant::now() < deadline {
-            if let Ok(length) = self.socket.recv(&mut buffer) {
-                let message = String::from_utf8(buffer[..length].to_vec()).expect("notify messages are text");
-                self.received.push(message);
-                if wanted(self.received.last().unwrap()) {
-                    return self.received.len() - 1;
-                }
-            }
-        }
-        panic!("no {what} among {:?}", self.received);
-    }
-
-    /// Reads whatever has arrived until the socket is quiet for one read timeout.
-    fn drain(&mut self) {
-        let mut buffer = [0u8; 4096];
-        while let Ok(length) = self.socket.recv(&mut buffer) {
-            self.received.push(String::from_utf8_lossy(&buffer[..length]).into_owned());
-        }
-    }
-
-    fn count(&self, line: &str) -> usize {
-        self.received.iter().filter(|message| message.lines().any(|l| l == line)).count()
-    }
-}
-
-fn has_line(message: &str, line: &str) -> bool {
-    message.lines().any(|l| l == line)
-}
+#[path = "common/fake_systemd.rs"]
+mod fake_systemd;
+use fake_systemd::{FakeSystemd, has_line};
 
 #[test]
 fn sluice_tells_systemd_ready_watchdog_reloading_and_stopping() {
