@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod constants;
 pub mod dedup;
+pub mod durable;
 pub mod envelope;
 pub mod framed;
 pub mod http;

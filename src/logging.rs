@@ -259,6 +259,12 @@ impl Sampler {
         Sampler { period_ms, next_ms: 0, suppressed: 0 }
     }
 
+    /// A sampler for a `thread_local!` at a call site with nowhere to keep one (one per
+    /// shard thread), at `LOG_SAMPLE_PERIOD_MS`; use it with [`admit_on_this_thread`].
+    pub const fn per_thread() -> RefCell<Sampler> {
+        RefCell::new(Sampler::new(crate::constants::LOG_SAMPLE_PERIOD_MS))
+    }
+
     /// `Some(held back since the last one)` when an event may be logged at `now_ms`.
     pub fn admit(&mut self, now_ms: u64) -> Option<u64> {
         if now_ms < self.next_ms {
@@ -268,6 +274,12 @@ impl Sampler {
         self.next_ms = now_ms + self.period_ms;
         Some(std::mem::take(&mut self.suppressed))
     }
+}
+
+/// [`Sampler::admit`] now, on this thread's sampler in `key`.
+pub fn admit_on_this_thread(key: &'static std::thread::LocalKey<RefCell<Sampler>>) -> Option<u64> {
+    let now_ms = crate::time::now_unix_ms().max(0) as u64;
+    key.with_borrow_mut(|sampler| sampler.admit(now_ms))
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::constants::{PARTNER_BYTES_MAX, PARTNERS_PER_RING_MAX};
@@ -139,12 +139,7 @@ impl Progress {
         };
         let mut temporary = path.clone().into_os_string();
         temporary.push(".tmp");
-        let temporary = PathBuf::from(temporary);
-        let mut out = File::create(&temporary).map_err(io_error)?;
-        out.write_all(text.as_bytes()).and_then(|()| out.sync_all()).map_err(io_error)?;
-        fs::rename(&temporary, &path).map_err(io_error)?;
-        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        File::open(dir).and_then(|dir| dir.sync_all()).map_err(io_error)
+        crate::durable::replace_file(&path, Path::new(&temporary), text.as_bytes()).map_err(io_error)
     }
 }
 
@@ -158,6 +153,7 @@ pub fn progress_path(file: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn the_old_format_means_every_partner_up_to_the_offset() {

@@ -238,11 +238,9 @@ impl Partitions {
 /// every append; the count of the rest is in the line and in the metrics).
 fn log_storage_error(partition: u32, error: &StorageError) {
     thread_local! {
-        static SAMPLER: std::cell::RefCell<crate::logging::Sampler> =
-            const { std::cell::RefCell::new(crate::logging::Sampler::new(crate::constants::LOG_SAMPLE_PERIOD_MS)) };
+        static SAMPLER: std::cell::RefCell<crate::logging::Sampler> = const { crate::logging::Sampler::per_thread() };
     }
-    let now_ms = crate::time::now_unix_ms().max(0) as u64;
-    if let Some(suppressed) = SAMPLER.with_borrow_mut(|sampler| sampler.admit(now_ms)) {
+    if let Some(suppressed) = crate::logging::admit_on_this_thread(&SAMPLER) {
         tracing::error!(partition, %error, suppressed, "storage error");
     }
 }

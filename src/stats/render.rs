@@ -62,6 +62,25 @@ impl Exposition {
         let _ = writeln!(self.out, " {value}");
     }
 
+    /// A family with one sample per shard and value of `label` (every series, zeros
+    /// included, so a rate over it never starts from a missing series).
+    fn per_shard_by<L: Copy>(
+        &mut self,
+        shards: &[(String, &ShardStats)],
+        (name, kind, help): (&str, Kind, &str),
+        label: &str,
+        values: &[L],
+        label_value: impl Fn(L) -> &'static str,
+        value: impl Fn(&ShardStats, L) -> u64,
+    ) {
+        self.family(name, kind, help);
+        for (id, stats) in shards {
+            for &each in values {
+                self.sample(name, "", &[("shard", id), (label, label_value(each))], value(stats, each));
+            }
+        }
+    }
+
     /// A family with one sample per shard.
     fn per_shard(&mut self, shards: &[(String, &ShardStats)], name: &str, kind: Kind, help: &str, value: impl Fn(&ShardStats) -> u64) {
         self.family(name, kind, help);
@@ -163,28 +182,25 @@ impl Control {
 
 /// PROXY protocol headers on the ingest listeners (every series, zeros included).
 fn render_proxy(e: &mut Exposition, shards: &[(String, &ShardStats)]) {
-    const HEADERS: &str = "sluice_proxy_headers_total";
-    e.family(
-        HEADERS,
-        Kind::Counter,
-        "PROXY protocol headers accepted: v1 or v2 with a client address, local without one (v2 LOCAL, v1 UNKNOWN)",
+    let help = "PROXY protocol headers accepted: v1 or v2 with a client address, local without one (v2 LOCAL, v1 UNKNOWN)";
+    e.per_shard_by(
+        shards,
+        ("sluice_proxy_headers_total", Kind::Counter, help),
+        "version",
+        &ProxyHeaderLabel::ALL,
+        ProxyHeaderLabel::as_str,
+        ShardStats::proxy_headers,
     );
-    for (id, stats) in shards {
-        for label in ProxyHeaderLabel::ALL {
-            e.sample(HEADERS, "", &[("shard", id), ("version", label.as_str())], stats.proxy_headers(label));
-        }
-    }
-    const REJECTED: &str = "sluice_proxy_header_rejected_total";
-    e.family(
-        REJECTED,
-        Kind::Counter,
-        "connections closed at their PROXY protocol header: invalid, untrusted_source (a header from outside proxy_trusted_cidrs), timeout",
+    let help =
+        "connections closed at their PROXY protocol header: invalid, untrusted_source (a header from outside proxy_trusted_cidrs), timeout";
+    e.per_shard_by(
+        shards,
+        ("sluice_proxy_header_rejected_total", Kind::Counter, help),
+        "reason",
+        &ProxyReject::ALL,
+        ProxyReject::as_str,
+        ShardStats::proxy_rejected,
     );
-    for (id, stats) in shards {
-        for reason in ProxyReject::ALL {
-            e.sample(REJECTED, "", &[("shard", id), ("reason", reason.as_str())], stats.proxy_rejected(reason));
-        }
-    }
 }
 
 /// Request-id memory and clock-skew quarantine.
@@ -258,17 +274,15 @@ fn render_events(e: &mut Exposition, shards: &[(String, &ShardStats)]) {
     e.per_shard(shards, "sluice_events_duplicate_total", Kind::Counter, "events answered as duplicates (nothing stored)", |s| {
         s.events_duplicate.load(Ordering::Relaxed)
     });
-    const NAME: &str = "sluice_events_rejected_total";
-    e.family(
-        NAME,
-        Kind::Counter,
-        "events not stored, by the error code sent; a request refused whole counts once, a too-large batch per line",
+    let help = "events not stored, by the error code sent; a request refused whole counts once, a too-large batch per line";
+    e.per_shard_by(
+        shards,
+        ("sluice_events_rejected_total", Kind::Counter, help),
+        "reason",
+        &Reject::ALL,
+        Reject::code,
+        ShardStats::rejected,
     );
-    for (id, stats) in shards {
-        for reason in Reject::ALL {
-            e.sample(NAME, "", &[("shard", id), ("reason", reason.code())], stats.rejected(reason));
-        }
-    }
 }
 
 /// Families from before `sluice_http_requests_total`, kept for existing dashboards and

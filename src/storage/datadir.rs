@@ -2,7 +2,7 @@
 //! directory per partition.
 
 use std::fs::{self, File};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use super::StorageError;
@@ -153,13 +153,8 @@ fn decode_hex_key(text: &str) -> Option<[u8; DEDUP_KEY_BYTES]> {
 fn write_meta(dir: &DataDir) -> Result<(), StorageError> {
     let hex: String = dir.dedup_key.iter().map(|byte| format!("{byte:02x}")).collect();
     let text = format!("format={META_FORMAT}\npartitions={}\ndedup_key={hex}\n", dir.partitions);
-    let tmp = dir.root.join(META_TMP_FILE);
-    let mut file = File::create(&tmp).map_err(|e| StorageError::io(&tmp, "create", e))?;
-    file.write_all(text.as_bytes()).map_err(|e| StorageError::io(&tmp, "write", e))?;
-    file.sync_all().map_err(|e| StorageError::io(&tmp, "fsync", e))?;
     let meta = dir.root.join(META_FILE);
-    fs::rename(&tmp, &meta).map_err(|e| StorageError::io(&meta, "rename", e))?;
-    File::open(&dir.root).and_then(|root| root.sync_all()).map_err(|e| StorageError::io(&dir.root, "fsync directory", e))
+    crate::durable::replace_file(&meta, &dir.root.join(META_TMP_FILE), text.as_bytes()).map_err(|e| StorageError::io(&meta, "write", e))
 }
 
 #[cfg(test)]
