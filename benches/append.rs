@@ -1,6 +1,6 @@
 //! Partition log append, without and with group commit.
 //!
-//! Measures `sluice::storage::PartitionLog::append` of a 330-byte SPEC-shaped event body
+//! Measures `sluice::log::PartitionLog::append` of a 330-byte SPEC-shaped event body
 //! with the gateway's `ingested_at` stamp inserted (371 event bytes, passed as the same
 //! three parts the server passes) and a distinct 18-byte event id per record, into a fresh data dir
 //! (`DataDir::open_or_init(dir, 1)`, 256 MiB segments, no retention, `fsync: false`).
@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sluice::constants::SEGMENT_HEADER_BYTES;
-use sluice::envelope::{STAMP_BYTES, Stamp, Validator, stamped_parts};
-use sluice::storage::format::stored_len;
-use sluice::storage::{DataDir, LogOptions, PartitionLog};
+use sluice::ingest::envelope::{STAMP_BYTES, Stamp, Validator, stamped_parts};
+use sluice::log::format::stored_len;
+use sluice::log::{DataDir, LogOptions, PartitionLog};
 use tempfile::TempDir;
 
 const SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
@@ -120,7 +120,7 @@ impl Runner {
 }
 
 fn bench_append(c: &mut Criterion) {
-    let ingest_ms = sluice::time::now_unix_ms();
+    let ingest_ms = sluice::platform::time::now_unix_ms();
     let body = common::event("e_01HF3Z8Z7Q8Q2K", BODY_BYTES);
     let envelope = Validator::new(body.len()).validate(&body).expect("bench event is a valid envelope");
     let stamp = Stamp::new(ingest_ms);

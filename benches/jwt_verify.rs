@@ -1,4 +1,4 @@
-//! JWT bearer verification (`sluice::jwt::JwtVerifier::verify`) per algorithm.
+//! JWT bearer verification (`sluice::perimeter::jwt::JwtVerifier::verify`) per algorithm.
 //!
 //! One issuer, one JWKS holding an RS256 (2048-bit), an ES256 and an EdDSA key, tokens
 //! minted by `tests/common/jwt.rs` with a typical client-credentials claims set (~330 B
@@ -17,7 +17,7 @@ use std::hint::black_box;
 use aws_lc_rs::rsa::KeySize;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use mint::Signer;
-use sluice::jwt::{Algorithm, IssuerPolicy, JwtPolicy, JwtScratch, JwtVerifier};
+use sluice::perimeter::jwt::{Algorithm, IssuerPolicy, JwtPolicy, JwtScratch, JwtVerifier};
 
 const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "sluice-ingest";

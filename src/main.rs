@@ -8,16 +8,16 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use sluice::config::Config;
-use sluice::keyring;
-use sluice::logging::LogFormat;
-use sluice::storage::{DataDir, StartAt};
-use sluice::tail::{self, TailOptions};
+use sluice::log::{DataDir, StartAt};
+use sluice::perimeter::keyring;
+use sluice::platform::logging::LogFormat;
+use sluice::tools::tail::{self, TailOptions};
 
 #[derive(Parser)]
 #[command(name = "sluice", version, about = "High-throughput, security-first ingest appliance for signed event feeds")]
 struct Cli {
     /// Log level (error, warn, info, debug, trace) or a filter such as
-    /// "info,sluice::server=debug".
+    /// "info,sluice::shard=debug".
     #[arg(long, global = true, value_name = "LEVEL", env = "SLUICE_LOG_LEVEL", default_value = "info")]
     log_level: String,
     /// Log line format; auto is JSON when stderr is not a terminal (the journal, a pipe).
@@ -78,7 +78,7 @@ enum Command {
         action: QuarantineAction,
     },
     /// The included load harness: signed requests, closed or open loop, HdrHistogram latency.
-    Bench(Box<sluice::loadgen::BenchArgs>),
+    Bench(Box<sluice::tools::bench::BenchArgs>),
     /// Print the man page (roff) generated from this command line, or write one page per
     /// subcommand into a directory.
     Man {
@@ -93,7 +93,7 @@ enum Command {
     },
     /// Check this box (kernel, io_uring, limits, sysctls, CPU, memory) against what
     /// sluice needs; only --check: the scripts in tuning/ make the changes.
-    Tune(sluice::tune::TuneArgs),
+    Tune(sluice::tools::tune::TuneArgs),
 }
 
 #[derive(Subcommand)]
@@ -165,10 +165,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Serve { config } => {
             let loaded = load_config(config.as_ref())?;
-            sluice::server::serve(loaded, config, |_| {}).map_err(|error| match error {
-                sluice::server::ServeError::Storage(sluice::storage::StorageError::PartitionCountMismatch { .. }) => usage(error),
-                sluice::server::ServeError::KeyRing(_) | sluice::server::ServeError::Jwks(_) => usage(error),
-                sluice::server::ServeError::Tls(_) => usage(error),
+            sluice::shard::serve(loaded, config, |_| {}).map_err(|error| match error {
+                sluice::shard::ServeError::Storage(sluice::log::StorageError::PartitionCountMismatch { .. }) => usage(error),
+                sluice::shard::ServeError::KeyRing(_) | sluice::shard::ServeError::Jwks(_) => usage(error),
+                sluice::shard::ServeError::Tls(_) => usage(error),
                 other => Failure::from(anyhow::Error::from(other)),
             })
         }
@@ -176,7 +176,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let config = Config::load(&config).map_err(usage)?;
             if let Some(tls) = &config.ingest.tls {
                 // The files are read and checked as `serve` would, so a bad one fails here.
-                sluice::tls::material::server_config(tls).map_err(|error| usage(anyhow::anyhow!("[ingest.tls]: {error}")))?;
+                sluice::net::tls::material::server_config(tls).map_err(|error| usage(anyhow::anyhow!("[ingest.tls]: {error}")))?;
             }
             // So are the key ring (keys, partners, policy) and the JWKS files. The
             // development ring is only checked if it exists: `serve` creates it.
@@ -184,7 +184,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 keyring::KeyRing::load(&config.keys_path()).map_err(usage)?;
             }
             if let Some(policy) = config.auth.jwt.clone() {
-                sluice::jwt::JwtVerifier::load(policy).map_err(|error| usage(anyhow::anyhow!("[auth.jwt]: {error}")))?;
+                sluice::perimeter::jwt::JwtVerifier::load(policy).map_err(|error| usage(anyhow::anyhow!("[auth.jwt]: {error}")))?;
             }
             print!("{}", config.to_toml());
             Ok(())
@@ -214,7 +214,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Some(path) => path,
                 None => load_config(config.as_ref())?.keys_path(),
             };
-            let now_ms = sluice::time::now_unix_ms();
+            let now_ms = sluice::platform::time::now_unix_ms();
             match action {
                 KeysAction::Gen { partner, valid_days } => {
                     let key = keyring::gen_key(&path, &partner, valid_days, now_ms).map_err(usage)?;
@@ -240,13 +240,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Quarantine { config, action } => {
             let config = load_config(config.as_ref())?;
-            let dir = config.storage.data_dir.join(sluice::server::QUARANTINE_DIR);
+            let dir = config.storage.data_dir.join(sluice::shard::serve::QUARANTINE_DIR);
             match action {
                 QuarantineAction::List { partner } => {
                     let mut out = io::stdout().lock();
-                    sluice::quarantine_replay::for_each(&dir, |file, offset, replayed, record| {
+                    sluice::tools::quarantine::for_each(&dir, |file, offset, replayed, record| {
                         if partner.as_deref().is_none_or(|wanted| wanted == record.partner) {
-                            let _ = writeln!(out, "{}", sluice::quarantine_replay::list_line(file, offset, replayed, record));
+                            let _ = writeln!(out, "{}", sluice::tools::quarantine::list_line(file, offset, replayed, record));
                         }
                     })
                     .map_err(|error| Failure::from(anyhow::Error::from(error)))
@@ -257,8 +257,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         return Err(usage(anyhow::anyhow!("the configuration listens on port 0; say where to send with --to")));
                     }
                     let ring = keyring::KeyRing::load(&config.keys_path()).map_err(usage)?;
-                    let now_ms = sluice::time::now_unix_ms();
-                    let summary = sluice::quarantine_replay::replay(&dir, &ring, addr, partner.as_deref(), now_ms)
+                    let now_ms = sluice::platform::time::now_unix_ms();
+                    let summary = sluice::tools::quarantine::replay(&dir, &ring, addr, partner.as_deref(), now_ms)
                         .map_err(|error| Failure::from(anyhow::Error::from(error)))?;
                     for blocked in &summary.blocked {
                         eprintln!("sluice: {blocked}");
@@ -280,16 +280,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Bench(args) => {
             let options = args.validate().map_err(|message| usage(anyhow::anyhow!(message)))?;
-            sluice::loadgen::run(&options, &mut io::stdout().lock())
+            sluice::tools::bench::run(&options, &mut io::stdout().lock())
                 .map(|_| ())
                 .map_err(|error| if error.is_usage() { usage(error) } else { Failure::from(anyhow::Error::from(error)) })
         }
         Command::Tune(args) => {
             let config = load_config(args.config.as_ref())?;
-            let findings = sluice::tune::check(&config, &sluice::tune::Host::live());
-            sluice::tune::write(&findings, args.json, &mut io::stdout().lock()).map_err(anyhow::Error::from)?;
-            let summary = sluice::tune::summary(&findings);
-            if findings.iter().any(|finding| finding.status == sluice::tune::Status::Fail) {
+            let findings = sluice::tools::tune::check(&config, &sluice::tools::tune::Host::live());
+            sluice::tools::tune::write(&findings, args.json, &mut io::stdout().lock()).map_err(anyhow::Error::from)?;
+            let summary = sluice::tools::tune::summary(&findings);
+            if findings.iter().any(|finding| finding.status == sluice::tools::tune::Status::Fail) {
                 return Err(Failure::from(anyhow::anyhow!("tune --check: {summary}")));
             }
             eprintln!("sluice: tune --check: {summary}");
@@ -349,7 +349,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
         }
     };
-    if let Err(error) = sluice::logging::init(&cli.log_level, cli.log_format) {
+    if let Err(error) = sluice::platform::logging::init(&cli.log_level, cli.log_format) {
         eprintln!("sluice: {error}");
         return ExitCode::from(2);
     }

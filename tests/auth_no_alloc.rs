@@ -1,10 +1,10 @@
-//! `auth::verify_v1` allocates nothing (STYLE rule 2): a counting global allocator around
+//! `hmac::verify_v1` allocates nothing (STYLE rule 2): a counting global allocator around
 //! one verification of each outcome. Its own test binary, so the allocator is ours alone.
 
 use std::path::Path;
 
-use sluice::auth::{AuthError, Credentials, sign_v1, verify_v1};
-use sluice::keyring::KeyRing;
+use sluice::perimeter::hmac::{AuthError, Credentials, sign_v1, verify_v1};
+use sluice::perimeter::keyring::KeyRing;
 
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;

@@ -8,7 +8,7 @@ use common::*;
 const DAY_MS: i64 = 86_400_000;
 
 fn rfc3339(unix_ms: i64) -> String {
-    String::from_utf8(sluice::time::format_rfc3339_ms(unix_ms).to_vec()).expect("ascii")
+    String::from_utf8(sluice::platform::time::format_rfc3339_ms(unix_ms).to_vec()).expect("ascii")
 }
 
 /// Keys beside the two default ones: expired, in grace, not yet valid.

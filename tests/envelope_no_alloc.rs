@@ -5,7 +5,7 @@
 //! Reproduce: `cargo test --test envelope_no_alloc`.
 
 use sluice::constants::{BODY_BYTES_MAX_DEFAULT, VALIDATOR_WARM_BYTES};
-use sluice::envelope::Validator;
+use sluice::ingest::envelope::Validator;
 
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;

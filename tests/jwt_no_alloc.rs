@@ -13,7 +13,7 @@ mod mint;
 use counting_alloc::{allocations_during, assert_counting};
 use mint::Signer;
 use serde_json::json;
-use sluice::jwt::{Algorithm, IssuerPolicy, JwtError, JwtPolicy, JwtScratch, JwtVerifier};
+use sluice::perimeter::jwt::{Algorithm, IssuerPolicy, JwtError, JwtPolicy, JwtScratch, JwtVerifier};
 
 const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "sluice-ingest";

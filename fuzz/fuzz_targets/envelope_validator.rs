@@ -8,8 +8,8 @@ use std::cell::RefCell;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use sluice::envelope::Validator;
-use sluice::routing::murmur2;
+use sluice::ingest::envelope::Validator;
+use sluice::log::partitioner::murmur2;
 
 thread_local! {
     static VALIDATOR: RefCell<Validator> = RefCell::new(Validator::new(64 * 1024));

@@ -1,4 +1,4 @@
-//! The request-id journal's record codec (`request_journal::decode` / `encode`), which
+//! The request-id journal's record codec (`journal::decode` / `encode`), which
 //! start-up runs over every journal file. Arbitrary bytes: `decode` never panics, a
 //! record's parts lie inside the bytes it used, `used <= input.len()`, and encoding the
 //! decoded record gives back exactly those bytes. Then a record built from the input
@@ -10,15 +10,15 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use sluice::request_journal::{self, JOURNAL_PAYLOAD_BYTES_MAX, JournalError, JournalRecord};
+use sluice::sidelog::journal::{self, JOURNAL_PAYLOAD_BYTES_MAX, JournalError, JournalRecord};
 
 /// Expiry, status, digest, two `u16` lengths and a `u32` length (src/request_journal.rs).
 const PAYLOAD_FIXED_BYTES: usize = 8 + 2 + 16 + 2 * 2 + 4;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok((record, used)) = request_journal::decode(data) {
+    if let Ok((record, used)) = journal::decode(data) {
         let parts = [record.partner.as_bytes(), record.id, record.body];
-        common::check_decoded(data, used, &parts, |out| request_journal::encode(&record, out));
+        common::check_decoded(data, used, &parts, |out| journal::encode(&record, out));
     }
 
     let [partner, id, body, numbers] = <[Vec<u8>; 4]>::try_from(common::parts(data, 4)).expect("four parts");
@@ -37,9 +37,9 @@ fuzz_target!(|data: &[u8]| {
     let refused = too_large.then_some(JournalError::TooLarge);
     common::check_encoded(
         refused,
-        |out| request_journal::encode(&record, out),
+        |out| journal::encode(&record, out),
         |bytes| {
-            assert_eq!(request_journal::decode(bytes), Ok((record.clone(), bytes.len())));
+            assert_eq!(journal::decode(bytes), Ok((record.clone(), bytes.len())));
         },
     );
 });

@@ -22,7 +22,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use libfuzzer_sys::fuzz_target;
 use mint::Signer;
 use serde_json::Value;
-use sluice::jwt::{Algorithm, IssuerPolicy, JwtError, JwtPolicy, JwtScratch, JwtVerifier, Verified};
+use sluice::perimeter::jwt::{Algorithm, IssuerPolicy, JwtError, JwtPolicy, JwtScratch, JwtVerifier, Verified};
 
 const NOW_MS: i64 = 1_761_305_841_000;
 const LEEWAY_SECS: u64 = 60;

@@ -1,4 +1,4 @@
-//! `proxy_protocol::parse` and `sniff` over arbitrary bytes; the first byte picks the
+//! `proxy::parse` and `sniff` over arbitrary bytes; the first byte picks the
 //! listener's versions (v1, v2, any). Checks: no panic; the parser is online (every
 //! prefix is `Incomplete` or the same answer); a header is exactly its `header_len` bytes
 //! (shorter is `Incomplete`, what follows is not read), begins with its signature, fits
@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use libfuzzer_sys::fuzz_target;
 use sluice::constants::{PROXY_V1_HEADER_BYTES_MAX, PROXY_V2_HEADER_BYTES_MAX};
-use sluice::proxy_protocol::{self, Parsed, ProxyError, Sniff, Version, Versions};
+use sluice::net::proxy::{self, Parsed, ProxyError, Sniff, Version, Versions};
 
 /// The v1 line a header with these addresses reads as; std's parsers must give the same
 /// addresses back from it, and for TCP4 (one canonical text) it must be the very bytes.
@@ -53,15 +53,15 @@ fn check_done(
 ) {
     let header = &input[..header_len];
     assert!(versions.allows(version));
-    assert_eq!(proxy_protocol::sniff(input), Sniff::Proxy(version));
-    assert_eq!(proxy_protocol::parse(&input[..header_len - 1], versions), Ok(Parsed::Incomplete));
+    assert_eq!(proxy::sniff(input), Sniff::Proxy(version));
+    assert_eq!(proxy::parse(&input[..header_len - 1], versions), Ok(Parsed::Incomplete));
     match version {
         Version::V1 => {
             assert!(header_len <= PROXY_V1_HEADER_BYTES_MAX && header.ends_with(b"\r\n") && header.starts_with(b"PROXY "));
             assert!(!header[..header_len - 2].contains(&b'\r') && !header[..header_len - 2].contains(&b'\n'));
         }
         Version::V2 => {
-            assert!(header_len <= PROXY_V2_HEADER_BYTES_MAX && header.starts_with(proxy_protocol::V2_SIGNATURE));
+            assert!(header_len <= PROXY_V2_HEADER_BYTES_MAX && header.starts_with(proxy::V2_SIGNATURE));
             assert_eq!(header_len, 16 + usize::from(u16::from_be_bytes([header[14], header[15]])));
             assert_eq!(header[12] >> 4, 2);
         }
@@ -79,28 +79,28 @@ fn check_done(
 fuzz_target!(|data: &[u8]| {
     let Some((&seed, input)) = data.split_first() else { return };
     let versions = [Versions::V1, Versions::V2, Versions::Any][usize::from(seed % 3)];
-    let whole = proxy_protocol::parse(input, versions);
+    let whole = proxy::parse(input, versions);
     // Online: the header is at most 4 KiB, so checking every prefix up to a little past
     // it covers every byte the parser may look at.
     for end in 0..input.len().min(PROXY_V2_HEADER_BYTES_MAX + 2) {
-        let early = proxy_protocol::parse(&input[..end], versions);
+        let early = proxy::parse(&input[..end], versions);
         assert!(early == Ok(Parsed::Incomplete) || early == whole, "{end} bytes: {early:?}, whole: {whole:?}");
     }
     match whole {
         Ok(Parsed::Done { header_len, version, source, destination }) => {
             check_done(input, versions, header_len, version, source, destination);
-            let any = proxy_protocol::parse(input, Versions::Any);
+            let any = proxy::parse(input, Versions::Any);
             assert_eq!(any, whole, "Any accepts whatever one version accepts");
         }
-        Ok(Parsed::Incomplete) => assert_ne!(proxy_protocol::sniff(input), Sniff::NotProxy),
+        Ok(Parsed::Incomplete) => assert_ne!(proxy::sniff(input), Sniff::NotProxy),
         Err(ProxyError::SignatureExpected { expected }) => {
             assert_eq!(expected, versions);
             if versions == Versions::Any {
-                assert_eq!(proxy_protocol::sniff(input), Sniff::NotProxy);
+                assert_eq!(proxy::sniff(input), Sniff::NotProxy);
             }
         }
         Err(error) => {
-            assert_ne!(proxy_protocol::sniff(input), Sniff::NotProxy, "{error}");
+            assert_ne!(proxy::sniff(input), Sniff::NotProxy, "{error}");
             assert!(!error.to_string().is_empty());
         }
     }

@@ -11,7 +11,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use sluice::quarantine::{self, QUARANTINE_PAYLOAD_BYTES_MAX, QuarantineError, Quarantined};
+use sluice::sidelog::quarantine::{self, QUARANTINE_PAYLOAD_BYTES_MAX, QuarantineError, Quarantined};
 
 /// Two timestamps, four `u16` lengths and a `u32` length (the layout in src/quarantine.rs).
 const PAYLOAD_FIXED_BYTES: usize = 8 + 8 + 4 * 2 + 4;

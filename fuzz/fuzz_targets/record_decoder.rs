@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sluice::constants::{RECORD_ALIGN_BYTES, SEGMENT_HEADER_BYTES};
-use sluice::storage::format;
+use sluice::log::format;
 
 fuzz_target!(|data: &[u8]| {
     let _ = format::decode_segment_header(data);

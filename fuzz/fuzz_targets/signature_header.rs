@@ -1,4 +1,4 @@
-//! The `X-Signature` parser and `auth::verify_v1` with a fixed one-key ring. Checks: no
+//! The `X-Signature` parser and `hmac::verify_v1` with a fixed one-key ring. Checks: no
 //! panic; the parser agrees with a plain reference (count of `v1=<64 hex>` items, at
 //! most `SIGNATURES_PER_HEADER_MAX` items); a fuzzed header never verifies; and a fuzzed
 //! header with the right signature appended verifies whenever it still parses.
@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use sluice::auth::{self, AuthError, Credentials};
+use sluice::perimeter::hmac::{self, AuthError, Credentials};
 use sluice::constants::SIGNATURES_PER_HEADER_MAX;
-use sluice::keyring::KeyRing;
+use sluice::perimeter::keyring::KeyRing;
 
 const NOW_MS: i64 = 1_761_305_841_000;
 const TIMESTAMP: &[u8] = b"1761305841";
@@ -32,11 +32,11 @@ fn reference_count(header: &[u8]) -> Result<usize, AuthError> {
 
 fuzz_target!(|data: &[u8]| {
     let (header, body) = data.split_at(data.iter().position(|&b| b == 0).unwrap_or(data.len()));
-    assert_eq!(auth::count_v1_signatures(header), reference_count(header));
+    assert_eq!(hmac::count_v1_signatures(header), reference_count(header));
     let offered = Credentials { kid: Some(b"k"), timestamp: Some(TIMESTAMP), signature: Some(header) };
-    assert!(auth::verify_v1(&RING, &offered, body, NOW_MS, 300).is_err());
+    assert!(hmac::verify_v1(&RING, &offered, body, NOW_MS, 300).is_err());
     let key = RING.get(b"k").expect("fuzz key");
-    let with_valid = [header, b",", &auth::sign_v1(key.hmac_key(), TIMESTAMP, body)].concat();
+    let with_valid = [header, b",", &hmac::sign_v1(key.hmac_key(), TIMESTAMP, body)].concat();
     let offered = Credentials { signature: Some(&with_valid), ..offered };
-    assert_eq!(auth::verify_v1(&RING, &offered, body, NOW_MS, 300).is_ok(), auth::count_v1_signatures(&with_valid).is_ok());
+    assert_eq!(hmac::verify_v1(&RING, &offered, body, NOW_MS, 300).is_ok(), hmac::count_v1_signatures(&with_valid).is_ok());
 });

@@ -137,13 +137,13 @@ mod tests {
             let opcodes = names_after(&source, "opcode::");
             let flags = names_after(&source, "squeue::Flags::");
             // lockdown.rs submits nothing but, in its test, a NOP on a plain ring of a forked child.
-            let test_only = relative == "lockdown.rs" && opcodes.iter().all(|name| *name == "Nop") && flags.is_empty();
+            let test_only = relative == "platform/lockdown.rs" && opcodes.iter().all(|name| *name == "Nop") && flags.is_empty();
             if relative.starts_with("reactor/") || test_only || (opcodes.is_empty() && flags.is_empty()) {
                 continue;
             }
             let policy = match relative.split('/').next() {
-                Some("server") => &SHARD,
-                Some("loadgen") => &BENCH,
+                Some("shard") => &SHARD,
+                Some("tools") if relative.starts_with("tools/bench/") => &BENCH,
                 _ => panic!(
                     "src/{relative} submits io_uring operations but no ring policy covers it: add one in src/reactor/restrictions.rs"
                 ),

@@ -798,14 +798,14 @@ pub fn segment_files(data_dir: &Path, partition: u32) -> Vec<PathBuf> {
     files
 }
 
-/// Every whole record of a partition, decoded with `sluice::storage::format`.
+/// Every whole record of a partition, decoded with `sluice::log::format`.
 pub fn segment_records(data_dir: &Path, partition: u32) -> Vec<RawRecord> {
     let mut records = Vec::new();
     for path in segment_files(data_dir, partition) {
         let bytes = std::fs::read(&path).expect("read segment");
-        let header = sluice::storage::format::decode_segment_header(&bytes).expect("segment header");
+        let header = sluice::log::format::decode_segment_header(&bytes).expect("segment header");
         let mut position = 64;
-        sluice::storage::format::scan_records(&bytes, header.base_offset, |record| {
+        sluice::log::format::scan_records(&bytes, header.base_offset, |record| {
             records.push(RawRecord {
                 offset: record.offset,
                 event_id: record.event_id.to_vec(),

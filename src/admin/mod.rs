@@ -1,0 +1,114 @@
+//! The admin listener: `/metrics` (Prometheus text), `/healthz`, `/readyz`, and
+//! `POST /admin/reload` (loopback peers only). It is off the data path, so one plain
+//! blocking thread serves it, one short request at a time, each bounded in bytes and time.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::reload::{self, Reloadables};
+use crate::metrics::Control;
+
+/// Bytes of an admin request we read; the head of a GET is far smaller.
+const ADMIN_REQUEST_BYTES_MAX: usize = 8 * 1024;
+/// A slow admin client is cut after this.
+const ADMIN_IO_TIMEOUT_MS: u64 = 2000;
+
+/// Binds the admin address and serves it on a background thread; returns the bound address.
+pub fn spawn(addr: SocketAddr, control: Arc<Control>, reloadables: Arc<Reloadables>) -> io::Result<SocketAddr> {
+    let listener =
+        TcpListener::bind(addr).map_err(|error| io::Error::new(error.kind(), format!("cannot listen on admin address {addr}: {error}")))?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new().name("sluice-admin".into()).spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = serve_one(stream, &control, &reloadables);
+        }
+    })?;
+    Ok(bound)
+}
+
+fn serve_one(mut stream: TcpStream, control: &Control, reloadables: &Reloadables) -> io::Result<()> {
+    let timeout = Some(Duration::from_millis(ADMIN_IO_TIMEOUT_MS));
+    stream.set_read_timeout(timeout)?;
+    stream.set_write_timeout(timeout)?;
+    let mut buf = vec![0u8; ADMIN_REQUEST_BYTES_MAX];
+    let mut filled = 0;
+    let (method, path) = loop {
+        let read = stream.read(&mut buf[filled..])?;
+        if read == 0 {
+            return Ok(());
+        }
+        filled += read;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&buf[..filled]) {
+            Ok(httparse::Status::Complete(_)) => {
+                let path = request.path.unwrap_or("/").split('?').next().unwrap_or("/").to_owned();
+                break (request.method.unwrap_or("GET").to_owned(), path);
+            }
+            Ok(httparse::Status::Partial) if filled < buf.len() => continue,
+            _ => {
+                return respond(
+                    &mut stream,
+                    400,
+                    "application/json",
+                    "{\"error\":{\"code\":\"http_malformed\",\"message\":\"bad request\"}}",
+                );
+            }
+        }
+    };
+    if path == "/admin/reload" {
+        return admin_reload(&mut stream, &method, reloadables);
+    }
+    match path.as_str() {
+        "/metrics" => respond(&mut stream, 200, "text/plain; version=0.0.4", &control.render_metrics()),
+        "/healthz" => respond(&mut stream, 200, "application/json", "{\"status\":\"ok\"}"),
+        "/readyz" if control.is_ready() => respond(&mut stream, 200, "application/json", "{\"status\":\"ready\"}"),
+        "/readyz" => respond(
+            &mut stream,
+            503,
+            "application/json",
+            "{\"error\":{\"code\":\"not_ready\",\"message\":\"starting, draining, a shard stalled, or storage refusing writes\"}}",
+        ),
+        _ => respond(&mut stream, 404, "application/json", "{\"error\":{\"code\":\"not_found\",\"message\":\"no such endpoint\"}}"),
+    }
+}
+
+/// `POST /admin/reload`: 200 `{"reloaded":[..]}`, or the reload error: 400 when a file
+/// is unusable, 500 when one cannot be read. Only loopback peers may ask, whatever
+/// address the admin listener is bound to.
+fn admin_reload(stream: &mut TcpStream, method: &str, reloadables: &Reloadables) -> io::Result<()> {
+    if method != "POST" {
+        return respond(stream, 405, "application/json", "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use POST\"}}");
+    }
+    if !stream.peer_addr()?.ip().to_canonical().is_loopback() {
+        return respond(
+            stream,
+            403,
+            "application/json",
+            "{\"error\":{\"code\":\"forbidden\",\"message\":\"reload is for loopback clients only\"}}",
+        );
+    }
+    match reload::reload_and_report(reloadables, "admin") {
+        Ok(reloaded) => {
+            let body = serde_json::json!({ "reloaded": reloaded.parts, "restart_needed": reloaded.restart_needed });
+            respond(stream, 200, "application/json", &body.to_string())
+        }
+        Err(error) => {
+            let (status, code) = if error.is_invalid_content() { (400, "reload_rejected") } else { (500, "reload_failed") };
+            let message = serde_json::to_string(&error.to_string()).unwrap_or_else(|_| "\"reload failed\"".into());
+            respond(stream, status, "application/json", &format!("{{\"error\":{{\"code\":\"{code}\",\"message\":{message}}}}}"))
+        }
+    }
+}
+
+fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        crate::http::reason(status),
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())
+}

@@ -1,0 +1,423 @@
+//! The partition log's single writer: append, roll, sync, retention and the start-up scan.
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+
+use super::format::{self, SegmentHeader};
+use super::recovery::{self, SegmentSummary};
+use super::segment::{self, WritableSegment};
+use super::spare::{self, Taken};
+use super::{DataDir, LogOptions, RecordView, RecoveryReport, StorageError};
+use crate::constants::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
+
+/// The append-only log of one partition. Exactly one may be open per partition
+/// directory (enforced with `flock`); it is `Send` but not shared: one shard owns it.
+/// `append` neither allocates nor locks except when it rolls to a new segment.
+pub struct PartitionLog {
+    dir: PathBuf,
+    /// Holds the partition's writer lock and is the handle synced after renames.
+    dir_file: File,
+    partition: u32,
+    options: LogOptions,
+    /// Oldest first; the last entry describes `active` whenever `active` is `Some`.
+    /// Bounded by the disk: one entry per segment file.
+    segments: VecDeque<SegmentSummary>,
+    active: Option<WritableSegment>,
+    /// The segment before `active`, kept open so an fdatasync the shard already queued
+    /// on its descriptor (see `active_fd`) never lands on a closed or reused fd.
+    previous_file: Option<File>,
+    next_offset: u64,
+    /// The next segment, being prepared off this thread (see `spare.rs`).
+    spare: Option<spare::Pending>,
+    /// Rolls that found no spare ready and created the segment on this thread.
+    stalled_rolls: u64,
+}
+
+impl PartitionLog {
+    /// Opens (creating if needed) the log of `partition` and runs recovery.
+    pub fn open(dir: &DataDir, partition: u32, options: &LogOptions) -> Result<(PartitionLog, RecoveryReport), StorageError> {
+        if partition >= dir.partitions() {
+            return Err(StorageError::NoSuchPartition { partition, partitions: dir.partitions() });
+        }
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&options.segment_bytes) {
+            let (bytes, min, max) = (options.segment_bytes, SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
+            return Err(StorageError::InvalidSegmentBytes { bytes, min, max });
+        }
+        let path = dir.partition_dir(partition);
+        fs::create_dir_all(&path).map_err(|e| StorageError::io(&path, "create directory", e))?;
+        let dir_file = File::open(&path).map_err(|e| StorageError::io(&path, "open directory", e))?;
+        lock_exclusive(&dir_file, &path)?;
+        let recovered = recovery::recover(&path, &dir_file, partition, options)?;
+        let log = PartitionLog {
+            dir: path.clone(),
+            dir_file,
+            partition,
+            options: options.clone(),
+            segments: recovered.segments,
+            active: recovered.active,
+            previous_file: None,
+            next_offset: recovered.next_offset,
+            spare: spare::request(&path, options.segment_bytes),
+            stalled_rolls: 0,
+        };
+        Ok((log, recovered.report))
+    }
+
+    /// Appends one record whose event bytes are the concatenation of `parts`; returns
+    /// its offset. Rolls to a new segment when the record does not fit and creates the
+    /// first segment lazily. The record is visible to readers (and survives kill -9)
+    /// when this returns; surviving power loss needs `sync` or an fdatasync on
+    /// `active_fd`. On error nothing is published and the offset is not consumed.
+    pub fn append(&mut self, event_id: &[u8], ingest_ms: i64, parts: &[&[u8]]) -> Result<u64, StorageError> {
+        if event_id.len() > usize::from(u16::MAX) {
+            return Err(StorageError::EventIdTooLong { bytes: event_id.len(), max: usize::from(u16::MAX) });
+        }
+        let body_bytes = parts.iter().fold(event_id.len() as u64, |sum, part| sum + part.len() as u64);
+        if body_bytes == 0 {
+            return Err(StorageError::EmptyRecord);
+        }
+        let stored = format::stored_len(body_bytes);
+        let max = self.options.segment_bytes - SEGMENT_HEADER_BYTES as u64;
+        if stored > max {
+            return Err(StorageError::RecordTooLarge { bytes: stored, max });
+        }
+        if self.active.as_ref().is_none_or(|active| active.room() < stored) {
+            self.roll()?;
+        }
+        let Some(active) = self.active.as_mut() else { unreachable!("roll leaves an active segment") };
+        let offset = self.next_offset;
+        active.append(offset, ingest_ms, event_id, parts).map_err(|reason| StorageError::Corrupt {
+            path: active.path().to_owned(),
+            reason: format!("record rejected by the format after checks passed: {reason}"),
+        })?;
+        if let Some(summary) = self.segments.back_mut() {
+            summary.records += 1;
+            summary.last_ingest_ms = summary.last_ingest_ms.max(ingest_ms);
+        }
+        self.next_offset += 1;
+        Ok(offset)
+    }
+
+    /// Seals the active segment and starts a new one at `next_offset`, from the spare
+    /// when it is ready (a header write and a rename), else created here (and counted
+    /// as a stall). With durability fsync the old segment and the directory are synced
+    /// here, synchronously, so a roll never leaves acknowledged records or the new
+    /// segment's name only in the page cache; rolls are rare (one per segment). With
+    /// durability os the directory is synced on the preparer thread.
+    fn roll(&mut self) -> Result<(), StorageError> {
+        if let Some(old) = &self.active
+            && self.options.fsync
+        {
+            old.sync()?;
+        }
+        let header = SegmentHeader {
+            partition: self.partition,
+            base_offset: self.next_offset,
+            created_ms: crate::platform::time::now_unix_ms(),
+            segment_bytes: self.options.segment_bytes,
+        };
+        let fresh = match self.spare.take().map(spare::Pending::take) {
+            Some(Taken::Ready(ready)) => {
+                let fresh = WritableSegment::from_spare(&self.dir, ready, &header)?;
+                if self.options.fsync {
+                    self.dir_file.sync_all().map_err(|e| StorageError::io(&self.dir, "fsync directory", e))?;
+                } else {
+                    spare::sync_dir_later(&self.dir);
+                }
+                fresh
+            }
+            not_ready => {
+                // A spare still in the making is kept for the next roll.
+                if let Some(Taken::NotYet(pending)) = not_ready {
+                    self.spare = Some(pending);
+                }
+                spare::ROLL_STALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.stalled_rolls += 1;
+                WritableSegment::create(&self.dir, &self.dir_file, &header, self.options.fsync)?
+            }
+        };
+        if self.spare.is_none() {
+            self.spare = spare::request(&self.dir, self.options.segment_bytes);
+        }
+        // An empty active segment (smaller, from older options) is replaced by the
+        // rename, which reused its file name: forget its summary.
+        if self.segments.back().is_some_and(|last| last.base_offset == header.base_offset) {
+            self.segments.pop_back();
+        }
+        self.segments.push_back(SegmentSummary {
+            base_offset: header.base_offset,
+            records: 0,
+            last_ingest_ms: i64::MIN,
+            bytes: header.segment_bytes,
+            path: fresh.path().to_owned(),
+        });
+        if let Some(old) = self.active.replace(fresh) {
+            self.previous_file = Some(old.into_file());
+        }
+        Ok(())
+    }
+
+    /// Rolls that had to create their segment on the caller's thread.
+    pub fn stalled_rolls(&self) -> u64 {
+        self.stalled_rolls
+    }
+
+    /// Blocks until the spare segment is ready (tests only).
+    #[cfg(test)]
+    fn wait_for_spare(&mut self) {
+        if let Some(pending) = self.spare.take() {
+            self.spare = pending.wait().map(spare::Pending::ready);
+        }
+    }
+
+    /// Offset the next appended record will get.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// Offset of the oldest retained record (equal to `next_offset` when empty).
+    pub fn start_offset(&self) -> u64 {
+        self.segments.front().map_or(self.next_offset, |oldest| oldest.base_offset)
+    }
+
+    /// Descriptor of the active segment for an io_uring fdatasync (group commit). It
+    /// stays open until the segment after the next one is created, so a sync queued
+    /// just before a roll still targets the right file.
+    pub fn active_fd(&self) -> Option<RawFd> {
+        self.active.as_ref().map(WritableSegment::fd)
+    }
+
+    /// fdatasync of the active segment, synchronously (shutdown, or no io_uring).
+    pub fn sync(&self) -> Result<(), StorageError> {
+        match &self.active {
+            Some(active) => active.sync(),
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes sealed segments from the oldest on while the oldest one's newest record
+    /// is older than `retention_ms` before `now_ms`, or the partition's segment files
+    /// total more than `retention_bytes`. The active segment is never deleted. Returns
+    /// the new start offset when it changed.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<Option<u64>, StorageError> {
+        let before = self.start_offset();
+        let retention_ms = i64::try_from(self.options.retention_ms).unwrap_or(i64::MAX);
+        let horizon_ms = now_ms.saturating_sub(retention_ms);
+        let mut total_bytes: u64 = self.segments.iter().map(|summary| summary.bytes).sum();
+        // Bounded by the number of segments; the last (active) one is never a candidate.
+        while self.segments.len() > 1 {
+            let Some(oldest) = self.segments.front() else {
+                break;
+            };
+            let expired = self.options.retention_ms > 0 && oldest.last_ingest_ms < horizon_ms;
+            let oversize = self.options.retention_bytes > 0 && total_bytes > self.options.retention_bytes;
+            if !expired && !oversize {
+                break;
+            }
+            match fs::remove_file(&oldest.path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(StorageError::io(&oldest.path, "delete segment", error)),
+            }
+            total_bytes -= oldest.bytes;
+            self.segments.pop_front();
+        }
+        let after = self.start_offset();
+        Ok((after != before).then_some(after))
+    }
+
+    /// Calls `visit` for every retained record with `ingest_ms >= since_ms`, in offset
+    /// order. Sealed segments whose newest record is older are not even opened.
+    pub fn scan(&self, since_ms: i64, mut visit: impl FnMut(RecordView<'_>)) -> Result<(), StorageError> {
+        let mut on_record = |record: &format::DecodedRecord<'_>| {
+            if record.ingest_ms >= since_ms {
+                visit(RecordView::from(record));
+            }
+        };
+        let sealed = self.segments.len() - usize::from(self.active.is_some());
+        for summary in self.segments.iter().take(sealed) {
+            if summary.records == 0 || summary.last_ingest_ms < since_ms {
+                continue;
+            }
+            let file = File::open(&summary.path).map_err(|e| StorageError::io(&summary.path, "open", e))?;
+            let bytes = file.metadata().map_err(|e| StorageError::io(&summary.path, "stat", e))?.len();
+            let map = segment::map_read_only(&file, &summary.path, bytes)?;
+            // Recovery validated these bytes; stop at the same record count regardless.
+            let mut remaining = summary.records;
+            format::scan_records(&map, summary.base_offset, |record| {
+                if remaining > 0 {
+                    remaining -= 1;
+                    on_record(record);
+                }
+            });
+        }
+        if let Some(active) = &self.active {
+            format::scan_records(active.bytes(), self.segments.back().map_or(0, |s| s.base_offset), on_record);
+        }
+        Ok(())
+    }
+}
+
+/// Takes the partition's writer lock: a second sluice on the same data dir would
+/// interleave records and corrupt both logs.
+fn lock_exclusive(dir_file: &File, path: &std::path::Path) -> Result<(), StorageError> {
+    // SAFETY: plain syscall on a descriptor `dir_file` keeps open; no memory is passed.
+    let rc = unsafe { libc::flock(dir_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Err(StorageError::PartitionLocked { path: path.to_owned() });
+    }
+    Err(StorageError::io(path, "flock", error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::test_support::{data_dir, event, options};
+    use crate::log::{LogReader, StartAt};
+
+    fn read_all(reader: &mut LogReader) -> Vec<(u64, i64, Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(record) = reader.next().unwrap() {
+            out.push((record.offset, record.ingest_ms, record.event_id.to_vec(), record.event.to_vec()));
+        }
+        out
+    }
+
+    #[test]
+    fn appends_read_back_in_order() {
+        let (_temp, dir) = data_dir(4);
+        let (mut log, report) = PartitionLog::open(&dir, 2, &options()).unwrap();
+        assert_eq!(report, RecoveryReport::default());
+        assert_eq!((log.start_offset(), log.next_offset(), log.active_fd()), (0, 0, None));
+        assert_eq!(log.append(b"e-0", 100, &[b"{\"a\":", b"1}"]).unwrap(), 0);
+        assert_eq!(log.append(b"e-1", 101, &[b"{}"]).unwrap(), 1);
+        assert!(log.active_fd().is_some());
+        log.sync().unwrap();
+        let mut reader = LogReader::open(&dir, 2, StartAt::Earliest).unwrap();
+        let records = read_all(&mut reader);
+        assert_eq!(records[0], (0, 100, b"e-0".to_vec(), b"{\"a\":1}".to_vec()));
+        assert_eq!(records[1], (1, 101, b"e-1".to_vec(), b"{}".to_vec()));
+        assert_eq!(records.len(), 2);
+    }
+
+    #[test]
+    fn rolls_across_segments_and_reopens_where_it_left_off() {
+        let (_temp, dir) = data_dir(1);
+        let fsync = LogOptions { fsync: true, ..options() };
+        let (mut log, _) = PartitionLog::open(&dir, 0, &fsync).unwrap();
+        for i in 0..50u64 {
+            assert_eq!(log.append(format!("id-{i}").as_bytes(), i as i64, &[&event(i, 90_000)]).unwrap(), i);
+        }
+        let (files, _) = segment::list(&dir.partition_dir(0)).unwrap();
+        assert!(files.len() >= 4, "{} segments", files.len());
+        drop(log);
+        let (mut log, report) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        assert_eq!((report.records, report.segments, report.truncated_bytes), (50, files.len(), 0));
+        assert_eq!(log.append(b"id-50", 50, &[&event(50, 90_000)]).unwrap(), 50);
+        let mut reader = LogReader::open(&dir, 0, StartAt::Earliest).unwrap();
+        let records = read_all(&mut reader);
+        assert_eq!(records.len(), 51);
+        for (i, record) in records.iter().enumerate() {
+            assert_eq!((record.0, record.3.as_slice()), (i as u64, event(i as u64, 90_000).as_slice()));
+        }
+    }
+
+    #[test]
+    fn rolls_use_the_prepared_spare_and_leave_one_spare_behind() {
+        let (_temp, dir) = data_dir(1);
+        for fsync in [false, true] {
+            let (mut log, _) = PartitionLog::open(&dir, 0, &LogOptions { fsync, ..options() }).unwrap();
+            let first = log.next_offset();
+            let segments_before = segment::list(&dir.partition_dir(0)).unwrap().0.len();
+            for i in first..first + 40 {
+                let record = event(i, 90_000);
+                // Give the preparer the time a real roll has (the previous segment's worth).
+                let id = format!("id-{i}");
+                let stored = format::stored_len((id.len() + record.len()) as u64);
+                if log.active.as_ref().is_none_or(|active| active.room() < stored) {
+                    log.wait_for_spare();
+                }
+                assert_eq!(log.append(id.as_bytes(), 0, &[&record]).unwrap(), i);
+            }
+            let segments_after = segment::list(&dir.partition_dir(0)).unwrap().0.len();
+            assert!(segments_after >= segments_before + 3, "{segments_before} -> {segments_after}");
+            assert_eq!(log.stalled_rolls(), 0, "fsync {fsync}");
+            let mut reader = LogReader::open(&dir, 0, StartAt::Offset(first)).unwrap();
+            let records = read_all(&mut reader);
+            assert_eq!(records.len(), 40);
+            assert_eq!(records[39].3, event(first + 39, 90_000));
+            // Only the next spare is a leftover: recovery deletes it at the next open.
+            log.wait_for_spare();
+            assert_eq!(segment::list(&dir.partition_dir(0)).unwrap().1.len(), 1);
+            drop(log);
+        }
+        let (_log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        // The reopened log asked for a new spare; the old one is gone.
+        let leftovers = segment::list(&dir.partition_dir(0)).unwrap().1;
+        assert!(leftovers.len() <= 1, "{leftovers:?}");
+    }
+
+    #[test]
+    fn refuses_bad_records_and_a_second_writer() {
+        let (_temp, dir) = data_dir(1);
+        let (mut log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        assert!(matches!(log.append(b"", 0, &[]), Err(StorageError::EmptyRecord)));
+        let huge = vec![0u8; 1 << 20];
+        assert!(matches!(log.append(b"x", 0, &[&huge]), Err(StorageError::RecordTooLarge { .. })));
+        assert!(matches!(log.append(&[b'i'; 70_000], 0, &[b"x"]), Err(StorageError::EventIdTooLong { .. })));
+        assert_eq!(log.next_offset(), 0);
+        assert!(matches!(PartitionLog::open(&dir, 0, &options()), Err(StorageError::PartitionLocked { .. })));
+        assert!(matches!(PartitionLog::open(&dir, 1, &options()), Err(StorageError::NoSuchPartition { .. })));
+        let tiny = LogOptions { segment_bytes: 4096, ..options() };
+        assert!(matches!(PartitionLog::open(&dir, 0, &tiny), Err(StorageError::InvalidSegmentBytes { .. })));
+    }
+
+    #[test]
+    fn retention_by_age_deletes_only_sealed_segments() {
+        let (_temp, dir) = data_dir(1);
+        let aged = LogOptions { retention_ms: 1000, ..options() };
+        let (mut log, _) = PartitionLog::open(&dir, 0, &aged).unwrap();
+        for i in 0..35u64 {
+            log.append(b"id", (i as i64) * 10, &[&event(i, 100_000)]).unwrap();
+        }
+        let files = segment::list(&dir.partition_dir(0)).unwrap().0;
+        assert_eq!(files.len(), 4);
+        assert_eq!(log.enforce_retention(1000).unwrap(), None);
+        // Segment 0 holds ingest_ms 0..=90, segment 1 100..=190: now - 1000 = 150.
+        assert_eq!(log.enforce_retention(1150).unwrap(), Some(files[1].base_offset));
+        assert!(!files[0].path.exists() && files[1].path.exists());
+        let mut reader = LogReader::open(&dir, 0, StartAt::Offset(0)).unwrap();
+        assert_eq!(reader.next().unwrap().unwrap().offset, files[1].base_offset);
+        assert_eq!(log.enforce_retention(i64::MAX).unwrap(), Some(files[3].base_offset));
+        assert!(files[3].path.exists());
+        assert_eq!(log.append(b"id", 0, &[b"after"]).unwrap(), 35);
+        let mut since = Vec::new();
+        log.scan(300, |record| since.push(record.offset)).unwrap();
+        assert_eq!(since, (30..=34).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn retention_by_size_keeps_the_newest_segments() {
+        let (_temp, dir) = data_dir(1);
+        let sized = LogOptions { retention_bytes: 2 << 20, ..options() };
+        let (mut log, _) = PartitionLog::open(&dir, 0, &sized).unwrap();
+        for i in 0..45u64 {
+            log.append(b"id", 0, &[&event(i, 100_000)]).unwrap();
+        }
+        let files = segment::list(&dir.partition_dir(0)).unwrap().0;
+        assert_eq!(files.len(), 5);
+        assert_eq!(log.enforce_retention(0).unwrap(), Some(files[3].base_offset));
+        assert_eq!(segment::list(&dir.partition_dir(0)).unwrap().0, files[3..].to_vec());
+        let mut reader = LogReader::open(&dir, 0, StartAt::Earliest).unwrap();
+        assert_eq!(read_all(&mut reader).len() as u64, 45 - files[3].base_offset);
+        drop(log);
+        let (log, report) = PartitionLog::open(&dir, 0, &sized).unwrap();
+        assert_eq!((log.start_offset(), log.next_offset(), report.segments), (files[3].base_offset, 45, 2));
+    }
+}

@@ -1,0 +1,318 @@
+//! A read-only follower of one partition's log, for `sluice tail` and other processes.
+//! It maps segments read-only and trusts a record only after an acquire load of its
+//! commit word and a CRC check, so it never takes a lock or talks to the writer.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use super::format::{self, SegmentHeader};
+use super::segment::{self, SegmentFile};
+use super::{DataDir, RecordView, StorageError};
+use crate::constants::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+
+/// Where a new [`LogReader`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The oldest retained record.
+    Earliest,
+    /// The first record appended after the reader was opened.
+    Latest,
+    /// The record with this offset; below the oldest retained record this means
+    /// `Earliest`, beyond the end the reader returns records from this offset on
+    /// once they are written.
+    Offset(u64),
+}
+
+/// Follows one partition's log. Not tied to the writer: it may run in another process.
+pub struct LogReader {
+    dir: PathBuf,
+    current: Option<ReadSegment>,
+    /// Records below this offset are passed over (`StartAt::Offset`, `Latest`).
+    skip_below: u64,
+}
+
+struct ReadSegment {
+    map: Mmap,
+    base_offset: u64,
+    /// Position of the next record to read.
+    position: usize,
+    /// Offset the record at `position` must carry.
+    next_offset: u64,
+    /// Header length of the file; the map may be shorter if the file was when mapped.
+    capacity: u64,
+    path: PathBuf,
+}
+
+/// A record found by `step`, as ranges into the current map so that the borrow of
+/// `self` ends before the view is built.
+struct Located {
+    offset: u64,
+    ingest_ms: i64,
+    event_id: Range<usize>,
+    event: Range<usize>,
+}
+
+impl LogReader {
+    /// Opens a reader on `partition` of `dir`. A partition with no segments yet is
+    /// fine: `next` returns `None` until the writer creates one.
+    pub fn open(dir: &DataDir, partition: u32, start: StartAt) -> Result<LogReader, StorageError> {
+        if partition >= dir.partitions() {
+            return Err(StorageError::NoSuchPartition { partition, partitions: dir.partitions() });
+        }
+        let mut reader = LogReader { dir: dir.partition_dir(partition), current: None, skip_below: 0 };
+        let (files, _) = segment::list(&reader.dir)?;
+        match start {
+            StartAt::Earliest => {}
+            StartAt::Offset(offset) => reader.skip_below = offset,
+            StartAt::Latest => {
+                if let Some(last) = files.last() {
+                    let mut current = ReadSegment::open(last)?;
+                    // Bounded by the segment length: each step passes one record.
+                    while current.step().is_some() {}
+                    reader.skip_below = current.next_offset;
+                    reader.current = Some(current);
+                }
+            }
+        }
+        Ok(reader)
+    }
+
+    /// The next whole record, or `Ok(None)` at the current end; call again later to
+    /// follow the writer across appends, rolls and retention (a deleted segment is
+    /// skipped to the oldest one still present).
+    #[expect(clippy::should_implement_trait, reason = "a lending iterator: each record borrows the reader's map")]
+    pub fn next(&mut self) -> Result<Option<RecordView<'_>>, StorageError> {
+        let Some(located) = self.locate()? else {
+            return Ok(None);
+        };
+        let Some(current) = &self.current else {
+            return Ok(None);
+        };
+        Ok(Some(RecordView {
+            offset: located.offset,
+            ingest_ms: located.ingest_ms,
+            event_id: &current.map[located.event_id],
+            event: &current.map[located.event],
+        }))
+    }
+
+    fn locate(&mut self) -> Result<Option<Located>, StorageError> {
+        // Bounded by the records and segments on disk: every pass either returns,
+        // passes one record, or moves to a later segment.
+        loop {
+            let Some(current) = self.current.as_mut() else {
+                let Some(first) = first_segment(&self.dir, self.skip_below)? else {
+                    return Ok(None);
+                };
+                self.current = open_unless_deleted(&first)?;
+                continue;
+            };
+            let found = match current.step() {
+                Some(located) => Some(located),
+                None => {
+                    current.remap_if_grown()?;
+                    current.step()
+                }
+            };
+            let located = match found {
+                Some(located) => located,
+                None => {
+                    let Some(next) = later_segment(&self.dir, current.base_offset)? else {
+                        return Ok(None);
+                    };
+                    // The writer finished this segment before creating `next`: look once
+                    // more so a record committed just before the roll is not skipped.
+                    match current.step() {
+                        Some(located) => located,
+                        None => {
+                            if let Some(opened) = open_unless_deleted(&next)? {
+                                self.current = Some(opened);
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            if located.offset >= self.skip_below {
+                return Ok(Some(located));
+            }
+        }
+    }
+}
+
+/// The segment holding `offset`, or the oldest one when that was deleted.
+fn first_segment(dir: &Path, offset: u64) -> Result<Option<SegmentFile>, StorageError> {
+    let (files, _) = segment::list(dir)?;
+    let holding = files.iter().rev().find(|file| file.base_offset <= offset);
+    Ok(holding.or(files.first()).cloned())
+}
+
+/// The oldest segment after the one starting at `base_offset`. Normally it starts where
+/// that one ends; it starts later when retention or damage removed records.
+fn later_segment(dir: &Path, base_offset: u64) -> Result<Option<SegmentFile>, StorageError> {
+    let (files, _) = segment::list(dir)?;
+    Ok(files.into_iter().find(|file| file.base_offset > base_offset))
+}
+
+/// Retention may delete a segment between listing and opening it; the caller then
+/// lists again and finds the oldest one left.
+fn open_unless_deleted(file: &SegmentFile) -> Result<Option<ReadSegment>, StorageError> {
+    match ReadSegment::open(file) {
+        Ok(segment) => Ok(Some(segment)),
+        Err(StorageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+impl ReadSegment {
+    fn open(file: &SegmentFile) -> Result<ReadSegment, StorageError> {
+        let (map, capacity) = map_segment(&file.path)?;
+        Ok(ReadSegment {
+            map,
+            base_offset: file.base_offset,
+            position: SEGMENT_HEADER_BYTES,
+            next_offset: file.base_offset,
+            capacity,
+            path: file.path.clone(),
+        })
+    }
+
+    /// Passes the record at `position` if one is published, whole and in sequence.
+    /// Anything else reads as "not yet": a torn tail is cut and rewritten by the
+    /// writer's recovery, after which the same position becomes readable.
+    fn step(&mut self) -> Option<Located> {
+        if self.position + RECORD_HEADER_BYTES > self.map.len() {
+            return None;
+        }
+        if segment::load_commit_word(&self.map, self.position) == 0 {
+            return None;
+        }
+        let record = format::decode_record(&self.map[self.position..]).ok()?;
+        if record.offset != self.next_offset {
+            return None;
+        }
+        let id_start = self.position + RECORD_HEADER_BYTES;
+        let event_start = id_start + record.event_id.len();
+        let located = Located {
+            offset: record.offset,
+            ingest_ms: record.ingest_ms,
+            event_id: id_start..event_start,
+            event: event_start..event_start + record.event.len(),
+        };
+        self.position += record.stored_bytes;
+        self.next_offset += 1;
+        Some(located)
+    }
+
+    /// A segment mapped while the writer's recovery was still restoring its length
+    /// would hide the records written past the old end: map it again.
+    fn remap_if_grown(&mut self) -> Result<(), StorageError> {
+        if self.map.len() as u64 >= self.capacity {
+            return Ok(());
+        }
+        let (map, capacity) = map_segment(&self.path)?;
+        if map.len() > self.map.len() {
+            (self.map, self.capacity) = (map, capacity);
+        }
+        Ok(())
+    }
+}
+
+/// Maps a segment read-only up to the smaller of its file length and its header's
+/// `segment_bytes`; a torn header (recovery will rewrite it) leaves the file length.
+fn map_segment(path: &Path) -> Result<(Mmap, u64), StorageError> {
+    let file = File::open(path).map_err(|e| StorageError::io(path, "open", e))?;
+    let file_bytes = file.metadata().map_err(|e| StorageError::io(path, "stat", e))?.len();
+    if file_bytes < SEGMENT_HEADER_BYTES as u64 {
+        let map = segment::map_read_only(&file, path, 0)?;
+        return Ok((map, u64::MAX));
+    }
+    let map = segment::map_read_only(&file, path, file_bytes)?;
+    match format::decode_segment_header(&map) {
+        Ok(SegmentHeader { segment_bytes, .. }) if segment_bytes < file_bytes => {
+            let map = segment::map_read_only(&file, path, segment_bytes)?;
+            Ok((map, segment_bytes))
+        }
+        Ok(SegmentHeader { segment_bytes, .. }) => Ok((map, segment_bytes)),
+        Err(_) => Ok((map, u64::MAX)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Barrier};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::log::PartitionLog;
+    use crate::log::test_support::{data_dir, event, options};
+
+    #[test]
+    fn starts_at_offset_latest_and_earliest() {
+        let (_temp, dir) = data_dir(1);
+        let mut empty = LogReader::open(&dir, 0, StartAt::Earliest).unwrap();
+        assert!(empty.next().unwrap().is_none());
+        let (mut log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        for i in 0..5u64 {
+            log.append(b"id", i as i64, &[&event(i, 10)]).unwrap();
+        }
+        assert_eq!(empty.next().unwrap().unwrap().offset, 0, "an empty partition is followed");
+        let mut latest = LogReader::open(&dir, 0, StartAt::Latest).unwrap();
+        assert!(latest.next().unwrap().is_none());
+        let mut at_three = LogReader::open(&dir, 0, StartAt::Offset(3)).unwrap();
+        assert_eq!(at_three.next().unwrap().unwrap().offset, 3);
+        let mut ahead = LogReader::open(&dir, 0, StartAt::Offset(6)).unwrap();
+        assert!(ahead.next().unwrap().is_none());
+        log.append(b"id", 5, &[b"five"]).unwrap();
+        log.append(b"id", 6, &[b"six"]).unwrap();
+        assert_eq!(latest.next().unwrap().unwrap().event, b"five");
+        assert_eq!(ahead.next().unwrap().unwrap().event, b"six");
+        assert!(ahead.next().unwrap().is_none());
+    }
+
+    #[test]
+    fn follows_a_writer_in_another_thread_exactly_once_in_order() {
+        const RECORDS: u64 = 3_000;
+        let (_temp, dir) = data_dir(1);
+        let start = Arc::new(Barrier::new(2));
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (dir, start, done) = (dir.clone(), start.clone(), done.clone());
+            std::thread::spawn(move || {
+                let (mut log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
+                start.wait();
+                for i in 0..RECORDS {
+                    // Sizes vary so that rolls land at different record boundaries.
+                    log.append(format!("id-{i}").as_bytes(), i as i64, &[&event(i, 1 + (i as usize * 7919) % 4000)]).unwrap();
+                }
+                done.store(true, Ordering::Release);
+            })
+        };
+        let mut reader = LogReader::open(&dir, 0, StartAt::Earliest).unwrap();
+        start.wait();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut expected = 0u64;
+        while expected < RECORDS {
+            assert!(Instant::now() < deadline, "stuck at offset {expected}");
+            let finished = done.load(Ordering::Acquire);
+            match reader.next().unwrap() {
+                Some(record) => {
+                    assert_eq!(record.offset, expected);
+                    assert_eq!(record.event_id, format!("id-{expected}").as_bytes());
+                    assert_eq!(record.event, event(expected, 1 + (expected as usize * 7919) % 4000).as_slice());
+                    expected += 1;
+                }
+                // Every append happened before `done` was set: nothing may be missing.
+                None if finished => panic!("record {expected} lost"),
+                None => std::thread::yield_now(),
+            }
+        }
+        assert!(reader.next().unwrap().is_none());
+        writer.join().unwrap();
+        assert!(segment::list(&dir.partition_dir(0)).unwrap().0.len() >= 3);
+    }
+}

@@ -1,0 +1,246 @@
+//! The partitions one shard owns: their logs, dedup windows and group commit.
+//! Only the owning shard's thread touches any of this.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::config::{Config, Durability};
+use crate::log::dedup::DedupIndex;
+use crate::log::{DataDir, LogOptions, PartitionLog, RecoveryReport, StorageError};
+use crate::metrics::Control;
+use crate::shard::handoff::{Outcome, Ticket};
+
+/// Window checkpoints are taken at most this often (per partition).
+const WINDOW_CHECKPOINT_MS: i64 = 1000;
+/// Records scanned between two updates of the shared recovery progress counter.
+const RECOVERY_PROGRESS_RECORDS: u64 = 1 << 16;
+
+struct Owned {
+    partition: u32,
+    log: PartitionLog,
+    dedup: DedupIndex,
+    /// Every offset below this is durable under `fsync`.
+    synced: u64,
+    /// Target of the fdatasync in flight, if any.
+    sync_inflight: Option<u64>,
+    /// Outcomes waiting for `synced` to pass their offset.
+    waiting: VecDeque<(Ticket, Outcome)>,
+    /// (ingest_ms, first offset at or after that time), oldest first: maps the dedup
+    /// window's start time to an offset.
+    window: VecDeque<(i64, u64)>,
+}
+
+/// What [`Partitions::store`] did with an event.
+pub enum Stored {
+    /// Answer now.
+    Now(Outcome),
+    /// Answer after the group commit; the outcome will come out of `take_released`.
+    AfterSync,
+}
+
+pub struct Partitions {
+    shard: usize,
+    shards: usize,
+    durability: Durability,
+    window_ms: i64,
+    owned: Vec<Owned>,
+    control: Arc<Control>,
+    /// Set after an fsync error: sluice stops acknowledging (fail-stop), never retries.
+    failed: bool,
+    released: Vec<(Ticket, Outcome)>,
+}
+
+impl Partitions {
+    /// Opens (recovering) every partition this shard owns and rebuilds its dedup window.
+    pub fn open(
+        config: &Config,
+        dir: &DataDir,
+        shard: usize,
+        control: Arc<Control>,
+        now_ms: i64,
+    ) -> Result<(Partitions, Vec<(u32, RecoveryReport)>), StorageError> {
+        let options = LogOptions {
+            segment_bytes: config.storage.segment_bytes,
+            retention_ms: config.storage.retention_ms,
+            retention_bytes: config.storage.retention_bytes,
+            fsync: config.storage.durability == Durability::Fsync,
+        };
+        let shards = config.ingest.shards;
+        let window_ms = i64::try_from(config.dedup.window_ms).unwrap_or(i64::MAX);
+        let mut owned = Vec::new();
+        let mut reports = Vec::new();
+        for partition in (shard as u32..config.storage.partitions).step_by(shards) {
+            let (log, report) = PartitionLog::open(dir, partition, &options)?;
+            let mut dedup = DedupIndex::new(dir.dedup_key(), config.dedup.ids_per_partition_max);
+            let mut window = VecDeque::new();
+            let mut scanned = 0u64;
+            log.scan(now_ms.saturating_sub(window_ms), |record| {
+                scanned += 1;
+                if scanned.is_multiple_of(RECOVERY_PROGRESS_RECORDS) {
+                    control.records_recovered.fetch_add(RECOVERY_PROGRESS_RECORDS, Ordering::Relaxed);
+                }
+                dedup.insert(record.event_id, record.offset);
+                if window.back().is_none_or(|(ms, _)| record.ingest_ms >= ms + WINDOW_CHECKPOINT_MS) {
+                    window.push_back((record.ingest_ms, record.offset));
+                }
+            })?;
+            control.end_offsets[partition as usize].store(log.next_offset(), Ordering::Relaxed);
+            control.records_recovered.fetch_add(scanned % RECOVERY_PROGRESS_RECORDS, Ordering::Relaxed);
+            control.partitions_recovered.fetch_add(1, Ordering::Relaxed);
+            let synced = log.next_offset();
+            owned.push(Owned { partition, log, dedup, synced, sync_inflight: None, waiting: VecDeque::new(), window });
+            reports.push((partition, report));
+        }
+        let partitions = Partitions {
+            shard,
+            shards,
+            durability: config.storage.durability,
+            window_ms,
+            owned,
+            control,
+            failed: false,
+            released: Vec::new(),
+        };
+        Ok((partitions, reports))
+    }
+
+    /// Dedups and appends one event to a partition this shard owns.
+    pub fn store(&mut self, ticket: Ticket, partition: u32, event_id: &[u8], ingest_ms: i64, parts: &[&[u8]]) -> Stored {
+        if self.failed {
+            return Stored::Now(Outcome::StorageUnavailable);
+        }
+        let fsync = self.durability == Durability::Fsync;
+        debug_assert_eq!(partition as usize % self.shards, self.shard);
+        // Split borrows: the partition mutably, the shared control for the storage state.
+        let (owned, control) = (&mut self.owned[partition as usize / self.shards], &self.control);
+        let outcome = match owned.dedup.get(event_id) {
+            Some(offset) => Outcome::Duplicate { partition, offset },
+            None => match owned.log.append(event_id, ingest_ms, parts) {
+                Ok(offset) => {
+                    if control.storage_refused_ms.load(Ordering::Relaxed) != 0 {
+                        control.storage_refused_ms.store(0, Ordering::Release);
+                    }
+                    owned.dedup.insert(event_id, offset);
+                    if owned.window.back().is_none_or(|(ms, _)| ingest_ms >= ms + WINDOW_CHECKPOINT_MS) {
+                        owned.window.push_back((ingest_ms, offset));
+                    }
+                    Outcome::Accepted { partition, offset }
+                }
+                Err(error) => {
+                    log_storage_error(partition, &error);
+                    control.storage_refused_ms.store(ingest_ms.max(1) as u64, Ordering::Release);
+                    Outcome::StorageUnavailable
+                }
+            },
+        };
+        match outcome.offset() {
+            Some(offset) if fsync && offset >= owned.synced => {
+                owned.waiting.push_back((ticket, outcome));
+                Stored::AfterSync
+            }
+            _ => Stored::Now(outcome),
+        }
+    }
+
+    /// Publishes end offsets for readers of /metrics; called once per reactor loop.
+    pub fn publish_offsets(&self) {
+        for owned in &self.owned {
+            self.control.end_offsets[owned.partition as usize].store(owned.log.next_offset(), Ordering::Relaxed);
+        }
+    }
+
+    /// Partitions (local index, fd, target) that need an fdatasync now: outcomes are
+    /// waiting and no sync is in flight. Marks them in flight.
+    pub fn syncs_to_start(&mut self, mut start: impl FnMut(u32, std::os::fd::RawFd)) {
+        if self.failed {
+            return;
+        }
+        for (index, owned) in self.owned.iter_mut().enumerate() {
+            if owned.waiting.is_empty() || owned.sync_inflight.is_some() {
+                continue;
+            }
+            if let Some(fd) = owned.log.active_fd() {
+                owned.sync_inflight = Some(owned.log.next_offset());
+                start(index as u32, fd);
+            }
+        }
+    }
+
+    /// An fdatasync issued by `syncs_to_start` finished with `result` (>= 0 ok, else -errno).
+    pub fn sync_done(&mut self, index: u32, result: i32) {
+        let Some(owned) = self.owned.get_mut(index as usize) else { return };
+        let Some(target) = owned.sync_inflight.take() else { return };
+        if result < 0 {
+            let error = std::io::Error::from_raw_os_error(-result);
+            tracing::error!(
+                partition = owned.partition,
+                %error,
+                "fdatasync failed; storage is now fail-stop, no further acknowledgements"
+            );
+            self.failed = true;
+            self.control.storage_failed.store(true, Ordering::Release);
+            for owned in &mut self.owned {
+                self.released.extend(owned.waiting.drain(..).map(|(ticket, _)| (ticket, Outcome::StorageUnavailable)));
+            }
+            return;
+        }
+        owned.synced = owned.synced.max(target);
+        while let Some((_, outcome)) = owned.waiting.front() {
+            if outcome.offset().is_some_and(|offset| offset >= owned.synced) {
+                break;
+            }
+            let (ticket, outcome) = owned.waiting.pop_front().expect("front exists");
+            self.released.push((ticket, outcome));
+        }
+    }
+
+    /// Outcomes whose durability condition has been met since the last call.
+    pub fn take_released(&mut self, into: &mut Vec<(Ticket, Outcome)>) {
+        into.append(&mut self.released);
+    }
+
+    pub fn sync_pending(&self) -> bool {
+        self.owned.iter().any(|owned| owned.sync_inflight.is_some() || !owned.waiting.is_empty())
+    }
+
+    /// Retention and the dedup window; called from the reactor tick.
+    pub fn housekeeping(&mut self, now_ms: i64) {
+        let window_start = now_ms.saturating_sub(self.window_ms);
+        for owned in &mut self.owned {
+            match owned.log.enforce_retention(now_ms) {
+                Ok(Some(start)) => owned.dedup.evict_below(start),
+                Ok(None) => {}
+                Err(error) => log_storage_error(owned.partition, &error),
+            }
+            let mut evict_below = None;
+            while owned.window.len() > 1 && owned.window[1].0 <= window_start {
+                owned.window.pop_front();
+                evict_below = owned.window.front().map(|(_, offset)| *offset);
+            }
+            if let Some(offset) = evict_below {
+                owned.dedup.evict_below(offset);
+            }
+        }
+    }
+
+    /// Flushes every owned log to disk (used when draining under `fsync`).
+    pub fn sync_all(&self) {
+        for owned in &self.owned {
+            if let Err(error) = owned.log.sync() {
+                log_storage_error(owned.partition, &error);
+            }
+        }
+    }
+}
+
+/// Logs a storage failure, at most one line per second per shard (a full disk fails
+/// every append; the count of the rest is in the line and in the metrics).
+fn log_storage_error(partition: u32, error: &StorageError) {
+    thread_local! {
+        static SAMPLER: std::cell::RefCell<crate::platform::logging::Sampler> = const { crate::platform::logging::Sampler::per_thread() };
+    }
+    if let Some(suppressed) = crate::platform::logging::admit_on_this_thread(&SAMPLER) {
+        tracing::error!(partition, %error, suppressed, "storage error");
+    }
+}

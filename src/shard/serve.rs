@@ -1,0 +1,432 @@
+//! `sluice serve`: opens the data dir and key ring, starts one pinned shard per core,
+//! reports readiness, and drains on SIGTERM.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::config::reload::{self, Reloadables};
+use crate::ingest::envelope::Validator;
+use crate::ingest::handle::Core;
+use crate::log::DataDir;
+use crate::metrics::Control;
+use crate::net::tls::{ServerTls, TlsError};
+use crate::perimeter::keyring::{self, KeyRing};
+use crate::perimeter::limits::ConnectionsPerIp;
+use crate::perimeter::request_ids::RequestIds;
+use crate::platform::swap::{Local, Swap};
+use crate::shard::handoff::StoreBatch;
+use crate::shard::partitions::Partitions;
+use crate::shard::{Shard, ShardSetup};
+use crate::sidelog::journal::Journal;
+use crate::sidelog::quarantine::QuarantineWriter;
+
+/// Where the request-id journal and the quarantine live in the data dir.
+pub const REQUEST_IDS_DIR: &str = "request-ids";
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// How often the JWKS files are checked for changes (one `stat` per issuer).
+pub const JWKS_POLL_MS: u64 = 10_000;
+
+/// Listen backlog per shard socket; the kernel caps it at net.core.somaxconn
+/// (`sluice tune --check` compares the two).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Storage(#[from] crate::log::StorageError),
+    #[error("{0}")]
+    KeyRing(#[from] crate::perimeter::keyring::KeyRingError),
+    #[error("{0}")]
+    Jwks(#[from] crate::perimeter::jwt::JwtLoadError),
+    #[error("[ingest.tls]: {0}")]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+    #[error("shard {shard}: {message}")]
+    Shard { shard: usize, message: String },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Where a running server listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub ingest: SocketAddr,
+    /// The TLS listener, when `[ingest.tls]` is configured.
+    pub ingest_tls: Option<SocketAddr>,
+    pub admin: SocketAddr,
+}
+
+fn listener(addr: SocketAddr) -> Result<Socket, ServeError> {
+    let wrap = |source| ServeError::Listen { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP)).map_err(wrap)?;
+    socket.set_reuse_address(true).map_err(wrap)?;
+    socket.set_reuse_port(true).map_err(wrap)?;
+    socket.bind(&addr.into()).map_err(wrap)?;
+    socket.listen(LISTEN_BACKLOG).map_err(wrap)?;
+    Ok(socket)
+}
+
+/// One SO_REUSEPORT socket per shard on the same address; with port 0 the first
+/// socket's port is shared by the rest.
+fn shard_listeners(addr: SocketAddr, shards: usize) -> Result<(Vec<RawFd>, SocketAddr), ServeError> {
+    let first = listener(addr)?;
+    let bound = first.local_addr().map_err(|source| ServeError::Listen { addr, source })?.as_socket().unwrap_or(addr);
+    let mut fds = vec![first.into_raw_fd()];
+    for _ in 1..shards {
+        fds.push(listener(bound)?.into_raw_fd());
+    }
+    Ok((fds, bound))
+}
+
+fn eventfd() -> io::Result<RawFd> {
+    // SAFETY: eventfd has no memory preconditions; the result is checked.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 { Err(io::Error::last_os_error()) } else { Ok(fd) }
+}
+
+/// Loads the key ring in force, creating the development ring when none is configured.
+pub fn load_keyring(config: &Config) -> Result<KeyRing, ServeError> {
+    let path = config.keys_path();
+    if config.auth.keys_file.is_none()
+        && let Some(new) = keyring::ensure_dev_keyring(&path, crate::platform::time::now_unix_ms())?
+    {
+        tracing::warn!(kid = %new.kid, partner = %new.partner, secret_file = %new.path.display(), "created a development key ring");
+    }
+    let ring = KeyRing::load(&path)?;
+    if config.auth.keys_file.is_none()
+        && let Some(key) = ring.keys().first()
+    {
+        tracing::warn!(file = %path.display(), kid = %key.kid, "development key ring in use; set [auth] keys_file for production");
+    }
+    Ok(ring)
+}
+
+/// Runs the appliance until SIGTERM/SIGINT has drained it. `on_ready` is called once
+/// every shard accepts traffic.
+pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: impl FnOnce(Bound)) -> Result<(), ServeError> {
+    let config = Arc::new(config);
+    let shards = config.ingest.shards;
+    let notifier = Arc::new(crate::platform::systemd::Notifier::from_env());
+    notifier.status("starting: opening the data dir");
+    // Every connection is a descriptor; so are segments, listeners and rings.
+    let wanted = crate::platform::rlimit::open_files_wanted(&config);
+    let besides = wanted - (shards * config.ingest.connections_max) as u64;
+    match crate::platform::rlimit::raise_open_files_limit() {
+        Some(limit) if limit < wanted => tracing::warn!(
+            limit,
+            wanted,
+            shards,
+            connections_max = config.ingest.connections_max,
+            "open-files limit is below shards x connections_max + {besides}; connections past it are refused: raise LimitNOFILE / ulimit -n"
+        ),
+        _ => {}
+    }
+    let data_dir = DataDir::open_or_init(&config.storage.data_dir, config.storage.partitions)?;
+    let keyring = Arc::new(Swap::new(Arc::new(load_keyring(&config)?)));
+    let jwt = match config.auth.jwt.clone() {
+        Some(policy) => Some(Arc::new(Swap::new(Arc::new(crate::perimeter::jwt::JwtVerifier::load(policy)?)))),
+        None => None,
+    };
+    let window_ms = 2 * config.auth.timestamp_tolerance_secs as i64 * 1000;
+    let request_ids = RequestIds::new(window_ms, config.auth.request_ids_max, config.auth.request_id_memory_bytes_max);
+    let now_ms = crate::platform::time::now_unix_ms();
+    let loaded = crate::sidelog::journal::load(&data_dir.root().join(REQUEST_IDS_DIR), &request_ids, now_ms)
+        .map_err(|error| ServeError::Shard { shard: 0, message: format!("cannot read the request-id journal: {error}") })?;
+    if loaded.restored > 0 || loaded.damaged > 0 {
+        tracing::info!(
+            restored = loaded.restored,
+            records = loaded.records,
+            files = loaded.files,
+            damaged_tails_cut = loaded.damaged,
+            "request-id memory restored from the journal"
+        );
+    }
+    let control = Arc::new(Control::new(shards, config.storage.partitions).with_request_ids(request_ids));
+    control.quarantine.bytes.store(crate::sidelog::quarantine::directory_bytes(&data_dir.root().join(QUARANTINE_DIR)), Ordering::Relaxed);
+    let terminate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&terminate))?;
+    }
+    let hangup = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))?;
+    let server_tls = match &config.ingest.tls {
+        Some(tls) => Some(Arc::new(ServerTls::new(crate::net::tls::material::server_config(tls)?))),
+        None => None,
+    };
+    let reloadables = Arc::new(
+        Reloadables::new(Arc::clone(&config), server_tls.clone(), Arc::clone(&keyring), jwt.clone())
+            .with_notifier(Arc::clone(&notifier))
+            .with_config_file(config_file),
+    );
+    let per_ip = Arc::new(ConnectionsPerIp::new(config.ingest.connections_per_ip_max));
+    let (listeners, ingest_addr) = shard_listeners(config.ingest.listen, shards)?;
+    let (tls_listeners, tls_addr) = match &config.ingest.tls {
+        Some(tls) => {
+            let (fds, addr) = shard_listeners(tls.listen, shards)?;
+            (fds.into_iter().map(Some).collect(), Some(addr))
+        }
+        None => (vec![None; shards], None),
+    };
+    let wake_fds: Arc<Vec<RawFd>> = Arc::new((0..shards).map(|_| eventfd()).collect::<io::Result<_>>()?);
+    let channels: Vec<_> = (0..shards).map(|_| crossbeam_channel::bounded(crate::constants::HANDOFF_QUEUE_BATCHES_MAX)).collect();
+    let senders: Vec<_> = channels.iter().map(|(sender, _)| sender.clone()).collect();
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, ServeError>>();
+    let mut threads = Vec::new();
+    for (index, (_, inbox)) in channels.into_iter().enumerate() {
+        let setup = ShardSetup {
+            index,
+            config: Arc::clone(&config),
+            listener: listeners[index],
+            wake_fd: wake_fds[index],
+            wake_fds: Arc::clone(&wake_fds),
+            inbox,
+            peers: senders.clone(),
+            control: Arc::clone(&control),
+            tls: tls_listeners[index].zip(server_tls.clone()),
+            per_ip: Arc::clone(&per_ip),
+        };
+        let (keyring, jwt, data_dir, ready) = (Arc::clone(&keyring), jwt.clone(), data_dir.clone(), ready_tx.clone());
+        let core_id = if cores.is_empty() { None } else { Some(cores[index % cores.len()]) };
+        let thread = std::thread::Builder::new().name(format!("sluice-shard-{index}")).spawn(move || {
+            if let Some(core_id) = core_id
+                && !core_affinity::set_for_current(core_id)
+            {
+                tracing::warn!(shard = index, core = core_id.id, "could not pin the shard to its core");
+            }
+            match start_shard(setup, keyring, jwt, &data_dir) {
+                Ok(mut shard) => {
+                    let _ = ready.send(Ok(index));
+                    if let Err(error) = shard.run() {
+                        tracing::error!(shard = index, %error, "shard stopped; exiting");
+                        std::process::exit(1);
+                    }
+                }
+                Err(error) => {
+                    let _ = ready.send(Err(error));
+                }
+            }
+        })?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    wait_for_shards(&ready_rx, shards, &control, &notifier)?;
+    // Every shard ring is now set up, registered, restricted and enabled, and nothing
+    // after this point (admin, reloads, JWKS polling, journal, quarantine) makes a ring.
+    lock_down_io_uring(&config, &control);
+    let admin_addr = crate::admin::spawn(config.admin.listen, Arc::clone(&control), Arc::clone(&reloadables))?;
+    control.ready.store(true, Ordering::Release);
+    let tls_word = tls_addr.map(|addr| format!(" ingest_tls={addr}")).unwrap_or_default();
+    let listening = format!("ingest={ingest_addr}{tls_word} admin={admin_addr}");
+    tracing::info!(
+        ingest = %ingest_addr,
+        ingest_tls = tls_addr.map(tracing::field::display),
+        admin = %admin_addr,
+        shards,
+        partitions = config.storage.partitions,
+        durability = %config.storage.durability,
+        data_dir = %config.storage.data_dir.display(),
+        "listening"
+    );
+    notifier.ready(&status_line(&listening, &config, 0));
+    on_ready(Bound { ingest: ingest_addr, ingest_tls: tls_addr, admin: admin_addr });
+    supervise(&control, &config, &reloadables, &notifier, &listening, (&terminate, &hangup));
+    tracing::info!(drain_timeout_ms = config.ingest.drain_timeout_ms, "draining");
+    notifier.stopping(std::time::Duration::from_millis(config.ingest.drain_timeout_ms));
+    control.draining.store(true, Ordering::Release);
+    for fd in wake_fds.iter() {
+        let one = 1u64;
+        // SAFETY: writing a u64 to an eventfd that stays open until after the join below.
+        unsafe { libc::write(*fd, (&raw const one).cast(), 8) };
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+    tracing::info!("drained, exiting");
+    Ok(())
+}
+
+/// Waits until every shard has recovered its partitions and accepts traffic. While
+/// recovery makes progress, systemd hears how far it got and is asked to extend the
+/// start timeout, so `TimeoutStartSec=` bounds a recovery that stopped moving, not one
+/// that is merely long.
+fn wait_for_shards(
+    ready: &mpsc::Receiver<Result<usize, ServeError>>,
+    shards: usize,
+    control: &Control,
+    notifier: &crate::platform::systemd::Notifier,
+) -> Result<(), ServeError> {
+    use crate::constants::{STARTUP_EXTEND_MS, STARTUP_PROGRESS_MS};
+    let mut ready_count = 0;
+    let mut progress_seen = 0;
+    while ready_count < shards {
+        match ready.recv_timeout(std::time::Duration::from_millis(STARTUP_PROGRESS_MS)) {
+            Ok(Ok(_)) => ready_count += 1,
+            Ok(Err(error)) => return Err(error),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(ServeError::Shard { shard: 0, message: "a shard exited during start-up".into() });
+            }
+        }
+        let (partitions, records) = control.recovery_progress();
+        if partitions + records != progress_seen {
+            progress_seen = partitions + records;
+            let status = format!(
+                "recovering: {partitions} of {} partitions open, {records} records read; {ready_count} of {shards} shards ready",
+                control.end_offsets.len()
+            );
+            notifier.extend_timeout(std::time::Duration::from_millis(STARTUP_EXTEND_MS), &status);
+        }
+    }
+    Ok(())
+}
+
+/// Refuses `io_uring_setup` and `io_uring_register` to every thread of the process from
+/// now on ([`crate::platform::lockdown`]). A filter that cannot be installed is logged with the
+/// reason and the server goes on: the shard rings stay restricted, and
+/// `sluice_io_uring_lockdown_active` shows 0 (docs/DECISIONS.md § io_uring restrictions).
+fn lock_down_io_uring(config: &Config, control: &Control) {
+    if !config.ingest.io_uring_lockdown {
+        tracing::info!(io_uring_lockdown = false, "io_uring lockdown off: this process can still create and register rings");
+        return;
+    }
+    match crate::platform::lockdown::install() {
+        Ok(()) => {
+            control.io_uring_lockdown.store(true, Ordering::Release);
+            tracing::info!(shards = config.ingest.shards, "io_uring lockdown: io_uring_setup and io_uring_register refused from now on");
+        }
+        Err(error) => tracing::warn!(
+            %error,
+            "io_uring lockdown not installed: the shard rings stay restricted, but this process can still create new rings"
+        ),
+    }
+}
+
+/// `STATUS=` for `systemctl status`: where it listens, its shape, and the request rate.
+fn status_line(listening: &str, config: &Config, requests_per_sec: u64) -> String {
+    format!("listening {listening}; {} shards, {} partitions; {requests_per_sec} req/s", config.ingest.shards, config.storage.partitions)
+}
+
+/// The main thread while serving: turns SIGHUP into reloads, polls the JWKS files,
+/// watches every shard's reactor loop (a stalled shard turns `/readyz` 503 and stops the
+/// systemd watchdog pings, so systemd restarts the process), refreshes `STATUS=`, and
+/// returns when SIGTERM or SIGINT arrives.
+fn supervise(
+    control: &Control,
+    config: &Config,
+    reloadables: &Reloadables,
+    notifier: &crate::platform::systemd::Notifier,
+    listening: &str,
+    (terminate, hangup): (&std::sync::atomic::AtomicBool, &std::sync::atomic::AtomicBool),
+) {
+    use crate::constants::{SHARD_STALL_MS, STATUS_REFRESH_MS, SUPERVISE_POLL_MS};
+    let started = std::time::Instant::now();
+    let elapsed_ms = || started.elapsed().as_millis() as u64;
+    let watchdog_ms = crate::platform::systemd::watchdog_period().map(|period| period.as_millis() as u64);
+    let mut watch = crate::platform::systemd::ReactorWatch::new(control.shards.len(), 0, SHARD_STALL_MS);
+    let (mut last_ping_ms, mut last_status_ms, mut last_jwks_ms) = (0, 0, 0);
+    let mut answers_then = control.answers_total();
+    let mut reported_stall = None;
+    while !terminate.load(Ordering::Acquire) {
+        let now_ms = elapsed_ms();
+        if hangup.swap(false, Ordering::AcqRel) {
+            let _ = reload::reload_and_report(reloadables, "SIGHUP");
+        }
+        if now_ms >= last_jwks_ms + JWKS_POLL_MS {
+            last_jwks_ms = now_ms;
+            reload::refresh_changed_jwks(reloadables);
+        }
+        watch.observe(control.shards.iter().map(|shard| shard.heartbeat.load(Ordering::Relaxed)), now_ms);
+        let stalled = watch.stalled(now_ms);
+        control.stalled.store(stalled.is_some(), Ordering::Release);
+        if stalled.map(|(shard, _)| shard) != reported_stall {
+            match stalled {
+                Some((shard, still_ms)) => {
+                    tracing::error!(shard, still_ms, "shard reactor stalled: /readyz is 503 and the watchdog is no longer fed");
+                    notifier.status(&format!("shard {shard} stalled for {still_ms} ms"));
+                }
+                None => tracing::warn!("every shard reactor is turning again"),
+            }
+            reported_stall = stalled.map(|(shard, _)| shard);
+        }
+        if let Some(period_ms) = watchdog_ms
+            && stalled.is_none()
+            && now_ms >= last_ping_ms + period_ms
+        {
+            last_ping_ms = now_ms;
+            notifier.watchdog();
+        }
+        if stalled.is_none() && now_ms >= last_status_ms + STATUS_REFRESH_MS {
+            let answers_now = control.answers_total();
+            let rate = (answers_now - answers_then) * 1000 / (now_ms - last_status_ms).max(1);
+            (answers_then, last_status_ms) = (answers_now, now_ms);
+            notifier.status(&status_line(listening, config, rate));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(SUPERVISE_POLL_MS));
+    }
+}
+
+fn start_shard(
+    setup: ShardSetup,
+    keyring: Arc<Swap<KeyRing>>,
+    jwt: Option<Arc<Swap<crate::perimeter::jwt::JwtVerifier>>>,
+    data_dir: &DataDir,
+) -> Result<Shard, ServeError> {
+    let index = setup.index;
+    let shard_error = |message: String| ServeError::Shard { shard: index, message };
+    let (ring, features) = crate::reactor::setup(&crate::reactor::restrictions::SHARD).map_err(|error| shard_error(error.to_string()))?;
+    if index == 0 && !features.defer_taskrun {
+        tracing::warn!("io_uring without SINGLE_ISSUER|DEFER_TASKRUN (kernel < 6.1): running with COOP_TASKRUN");
+    }
+    let config = &setup.config;
+    let (partitions, reports) =
+        Partitions::open(config, data_dir, index, Arc::clone(&setup.control), crate::platform::time::now_unix_ms())?;
+    for (partition, report) in reports {
+        if report.truncated_bytes > 0 || report.corrupt_sealed_segments > 0 {
+            tracing::warn!(
+                partition,
+                records = report.records,
+                torn_tail_bytes_cut = report.truncated_bytes,
+                damaged_sealed_segments = report.corrupt_sealed_segments,
+                "partition recovered: torn tail cut or damaged segments found"
+            );
+        }
+    }
+    let shards = config.ingest.shards;
+    let core = Core {
+        shard: index,
+        shards,
+        partitions_count: config.storage.partitions,
+        keyring: Local::new(keyring),
+        tolerance_secs: config.auth.timestamp_tolerance_secs,
+        validator: Validator::new(config.ingest.body_bytes_max),
+        partitions,
+        outgoing: (0..shards).map(|_| StoreBatch::default()).collect(),
+        spare_batches: Vec::new(),
+        resolved: Vec::new(),
+        results_out: (0..shards).map(|_| Vec::new()).collect(),
+        results_pool: Vec::new(),
+        stamp: crate::ingest::envelope::Stamp::new(0),
+        stamp_ms: 0,
+        line_spans: Vec::with_capacity(crate::constants::BATCH_EVENTS_MAX),
+        resolved_scratch: Vec::new(),
+        now_ms: crate::platform::time::now_unix_ms(),
+        control: Arc::clone(&setup.control),
+        journal: Some(Journal::new(&data_dir.root().join(REQUEST_IDS_DIR), index, setup.control.request_ids.window_ms())),
+        jwt: jwt.map(Local::new),
+        jwt_scratch: Box::default(),
+        token_scopes: Default::default(),
+        quarantine: (config.auth.quarantine_bytes_max > 0)
+            .then(|| QuarantineWriter::new(&data_dir.root().join(QUARANTINE_DIR), index, config.auth.quarantine_bytes_max)),
+    };
+    Shard::new(setup, ring, core).map_err(|error| shard_error(error.to_string()))
+}

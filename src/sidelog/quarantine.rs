@@ -1,0 +1,312 @@
+//! Clock-skew quarantine (the article's incident, section 15): a request whose signature
+//! verifies but whose timestamp is outside the window is answered 401
+//! `timestamp_out_of_window` like any other, and kept here with its partner so an
+//! operator can replay it into the stream once the partner's clock is fixed
+//! (`sluice quarantine replay`; event_id dedup makes a replay safe to repeat).
+//!
+//! Each shard appends to `data_dir/quarantine/shard-<k>-<unix ms>.quarantine`, buffered
+//! per loop and written before the loop's answers go out (like the request-id journal).
+//! The directory is bounded by `quarantine_bytes_max` across shards: past it new requests
+//! are counted as dropped, never written, and nothing old is deleted automatically
+//! (it is evidence). `sluice quarantine replay` records its progress per file in a
+//! `<file>.replayed` sidecar (`quarantine_progress`).
+//!
+//! Record: `len u32 | crc32c u32 | payload`, payload = `received_ms i64 | timestamp i64 |
+//! partner_len u16 | kid_len u16 | path_len u16 | content_type_len u16 | body_len u32 |
+//! partner | kid | path | content_type | body`, little-endian.
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::sidelog::frame;
+
+const PAYLOAD_FIXED_BYTES: usize = 8 + 8 + 2 + 2 + 2 + 2 + 4;
+/// Largest payload written and read back: the fixed part, four parts at their `u16`
+/// limit and a body at the ceiling of `ingest.body_bytes_max` (64 MiB, config.rs).
+pub const QUARANTINE_PAYLOAD_BYTES_MAX: usize = PAYLOAD_FIXED_BYTES + 4 * u16::MAX as usize + (64 << 20);
+const _: () = assert!(QUARANTINE_PAYLOAD_BYTES_MAX <= u32::MAX as usize);
+/// Distinct partners counted in the metrics; more share the `other` label.
+const PARTNER_LABELS_MAX: usize = 1024;
+pub const SUFFIX: &str = ".quarantine";
+
+/// One quarantined request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined<'a> {
+    /// Server clock when it arrived (Unix ms).
+    pub received_ms: i64,
+    /// The producer's signed timestamp (Unix seconds).
+    pub timestamp_secs: i64,
+    pub partner: &'a str,
+    pub kid: &'a str,
+    pub path: &'a [u8],
+    pub content_type: &'a [u8],
+    pub body: &'a [u8],
+}
+
+/// Why bytes are not a record; reading stops at the first one.
+pub type QuarantineError = crate::sidelog::frame::FrameError;
+
+/// Appends the framed record to `out`. A partner, kid, path or content type longer than
+/// `u16::MAX` bytes, or a payload over `QUARANTINE_PAYLOAD_BYTES_MAX`, is `TooLarge` and
+/// appends nothing: [`decode`] would refuse the record, and with it the rest of the file.
+pub fn encode(record: &Quarantined<'_>, out: &mut Vec<u8>) -> Result<(), QuarantineError> {
+    let variable = [record.partner.as_bytes(), record.kid.as_bytes(), record.path, record.content_type];
+    let payload_len = PAYLOAD_FIXED_BYTES + variable.iter().map(|part| part.len()).sum::<usize>() + record.body.len();
+    if variable.iter().any(|part| part.len() > usize::from(u16::MAX)) || payload_len > QUARANTINE_PAYLOAD_BYTES_MAX {
+        return Err(QuarantineError::TooLarge);
+    }
+    let start = frame::begin(out);
+    out.extend_from_slice(&record.received_ms.to_le_bytes());
+    out.extend_from_slice(&record.timestamp_secs.to_le_bytes());
+    for part in variable {
+        out.extend_from_slice(&(part.len() as u16).to_le_bytes());
+    }
+    out.extend_from_slice(&(record.body.len() as u32).to_le_bytes());
+    for part in variable {
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(record.body);
+    frame::finish(out, start);
+    Ok(())
+}
+
+/// Decodes the record at the start of `bytes`; returns it and the bytes it used.
+pub fn decode(bytes: &[u8]) -> Result<(Quarantined<'_>, usize), QuarantineError> {
+    let (payload, used) = frame::payload(bytes, PAYLOAD_FIXED_BYTES, QUARANTINE_PAYLOAD_BYTES_MAX)?;
+    let i64_at = |at: usize| i64::from_le_bytes(payload[at..at + 8].try_into().unwrap_or([0; 8]));
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes([payload[at], payload[at + 1]]));
+    let lengths = [u16_at(16), u16_at(18), u16_at(20), u16_at(22)];
+    let body_len = u32::from_le_bytes([payload[24], payload[25], payload[26], payload[27]]) as usize;
+    if PAYLOAD_FIXED_BYTES + lengths.iter().sum::<usize>() + body_len != payload.len() {
+        return Err(QuarantineError::BadFields);
+    }
+    let mut rest = &payload[PAYLOAD_FIXED_BYTES..];
+    let mut parts = [&[][..]; 4];
+    for (part, len) in parts.iter_mut().zip(lengths) {
+        (*part, rest) = rest.split_at(len);
+    }
+    let record = Quarantined {
+        received_ms: i64_at(0),
+        timestamp_secs: i64_at(8),
+        partner: utf8(parts[0])?,
+        kid: utf8(parts[1])?,
+        path: parts[2],
+        content_type: parts[3],
+        body: rest,
+    };
+    Ok((record, used))
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, QuarantineError> {
+    std::str::from_utf8(bytes).map_err(|_| QuarantineError::BadFields)
+}
+
+/// Counters shared by every shard and the metrics endpoint.
+#[derive(Default)]
+pub struct QuarantineStats {
+    /// Bytes in the quarantine directory (at start: what was found).
+    pub bytes: AtomicU64,
+    /// Requests not kept because the directory was full or could not be written.
+    pub dropped: AtomicU64,
+    per_partner: Mutex<BTreeMap<String, u64>>,
+}
+
+impl QuarantineStats {
+    fn count(&self, partner: &str) {
+        let mut counts = self.per_partner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = counts.get_mut(partner) {
+            *count += 1;
+        } else if counts.len() < PARTNER_LABELS_MAX {
+            counts.insert(partner.to_owned(), 1);
+        } else {
+            *counts.entry("other".to_owned()).or_default() += 1;
+        }
+    }
+
+    /// `(partner, quarantined requests)` in name order.
+    pub fn per_partner(&self) -> Vec<(String, u64)> {
+        let counts = self.per_partner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        counts.iter().map(|(partner, count)| (partner.clone(), *count)).collect()
+    }
+}
+
+/// One shard's writer.
+pub struct QuarantineWriter {
+    dir: PathBuf,
+    shard: usize,
+    bytes_max: u64,
+    file: Option<File>,
+    buffer: Vec<u8>,
+    reported: bool,
+}
+
+impl QuarantineWriter {
+    pub fn new(dir: &Path, shard: usize, bytes_max: u64) -> QuarantineWriter {
+        QuarantineWriter { dir: dir.to_owned(), shard, bytes_max, file: None, buffer: Vec::new(), reported: false }
+    }
+
+    /// Keeps `record` unless the directory is full or it is too large to encode; counts
+    /// it either way.
+    pub fn keep(&mut self, record: &Quarantined<'_>, stats: &QuarantineStats) {
+        let before = self.buffer.len();
+        if encode(record, &mut self.buffer).is_err() {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let added = (self.buffer.len() - before) as u64;
+        if stats.bytes.fetch_add(added, Ordering::Relaxed) + added > self.bytes_max {
+            stats.bytes.fetch_sub(added, Ordering::Relaxed);
+            self.buffer.truncate(before);
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        stats.count(record.partner);
+    }
+
+    /// Writes what was kept this loop.
+    pub fn flush(&mut self, now_ms: i64, stats: &QuarantineStats) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let result = self.file(now_ms).and_then(|file| file.write_all(&buffer));
+        self.buffer = buffer;
+        if let Err(error) = result {
+            self.file = None;
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            if !self.reported {
+                self.reported = true;
+                tracing::error!(shard = self.shard, dir = %self.dir.display(), %error, "cannot write the quarantine");
+            }
+        }
+        self.buffer.clear();
+    }
+
+    fn file(&mut self, now_ms: i64) -> io::Result<&mut File> {
+        if self.file.is_none() {
+            fs::create_dir_all(&self.dir)?;
+            let path = self.dir.join(format!("shard-{}-{now_ms}{SUFFIX}", self.shard));
+            self.file = Some(OpenOptions::new().create(true).append(true).open(path)?);
+        }
+        Ok(self.file.as_mut().expect("opened above"))
+    }
+}
+
+/// Bytes in the quarantine files of `dir` (0 if it does not exist).
+pub fn directory_bytes(dir: &Path) -> u64 {
+    quarantine_files(dir).unwrap_or_default().iter().filter_map(|path| fs::metadata(path).ok()).map(|meta| meta.len()).sum()
+}
+
+/// The quarantine files of `dir`, oldest name first.
+pub fn quarantine_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    match fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let path = entry?.path();
+                if path.to_str().is_some_and(|name| name.ends_with(SUFFIX)) {
+                    files.push(path);
+                }
+            }
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(body: &[u8]) -> Quarantined<'_> {
+        Quarantined {
+            received_ms: 1_700_000_000_123,
+            timestamp_secs: 1_699_999_400,
+            partner: "gameco",
+            kid: "k1",
+            path: b"/v1/events",
+            content_type: b"application/json",
+            body,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_damage_is_detected() {
+        let mut bytes = Vec::new();
+        encode(&sample(b"{\"a\":1}"), &mut bytes).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), (sample(b"{\"a\":1}"), bytes.len()));
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        flipped[20] ^= 1;
+        assert_eq!(decode(&flipped).unwrap_err(), QuarantineError::BadChecksum);
+    }
+
+    #[test]
+    fn the_directory_bound_drops_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = QuarantineStats::default();
+        let mut one = Vec::new();
+        encode(&sample(b"body"), &mut one).unwrap();
+        let mut writer = QuarantineWriter::new(dir.path(), 0, one.len() as u64 * 2);
+        for _ in 0..3 {
+            writer.keep(&sample(b"body"), &stats);
+        }
+        writer.flush(5, &stats);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.per_partner(), [("gameco".to_owned(), 2)]);
+        assert_eq!(directory_bytes(dir.path()), one.len() as u64 * 2);
+        let files = quarantine_files(dir.path()).unwrap();
+        assert_eq!(files.len(), 1);
+        let mut progress = crate::tools::quarantine::progress::Progress::default();
+        progress.mark_all(42);
+        progress.store(&files[0]).unwrap();
+        assert_eq!(quarantine_files(dir.path()).unwrap().len(), 1, "the progress file is not a quarantine file");
+    }
+
+    /// A content type over 64 KiB (reachable: the media type check reads only what is
+    /// before `;`, and `header_bytes_max` may be 1 MiB) was written with its length cut
+    /// to 16 bits; the checksum still matched, so `decode` said `BadFields` and `list` and
+    /// `replay` stopped there, losing every later record of the file. Found by the
+    /// `quarantine_decoder` fuzz target (a 1 MiB content type).
+    #[test]
+    fn a_part_longer_than_its_length_field_is_refused_not_truncated() {
+        let content_type = [b"application/json; x=".as_slice(), &[b'y'; 70_000]].concat();
+        let oversized = Quarantined { content_type: &content_type, ..sample(b"{}") };
+        let mut bytes = vec![7];
+        assert_eq!(encode(&oversized, &mut bytes), Err(QuarantineError::TooLarge));
+        assert_eq!(bytes, [7], "nothing appended");
+        let longest = Quarantined { content_type: &content_type[..usize::from(u16::MAX)], ..sample(b"{}") };
+        encode(&longest, &mut bytes).unwrap();
+        assert_eq!(decode(&bytes[1..]).unwrap(), (longest, bytes.len() - 1));
+
+        let dir = tempfile::tempdir().unwrap();
+        let stats = QuarantineStats::default();
+        let mut writer = QuarantineWriter::new(dir.path(), 0, u64::MAX);
+        writer.keep(&oversized, &stats);
+        writer.keep(&sample(b"after"), &stats);
+        writer.flush(5, &stats);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
+        let file = fs::read(&quarantine_files(dir.path()).unwrap()[0]).unwrap();
+        assert_eq!(decode(&file).unwrap(), (sample(b"after"), file.len()));
+    }
+
+    /// `QUARANTINE_PAYLOAD_BYTES_MAX` was the body ceiling alone, so a request with a
+    /// body at `body_bytes_max = 64 MiB` made a record `decode` refused as `BadLength`.
+    #[test]
+    fn a_body_at_the_configured_ceiling_reads_back() {
+        let body = vec![b'x'; 64 << 20];
+        let mut bytes = Vec::new();
+        encode(&sample(&body), &mut bytes).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), (sample(&body), bytes.len()));
+    }
+}

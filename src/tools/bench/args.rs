@@ -1,0 +1,485 @@
+//! `sluice bench` arguments as typed on the command line ([`BenchArgs`]), and their
+//! validated form ([`Options`]). Every rejection here is a usage error (exit 2).
+
+#![forbid(unsafe_code)]
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::constants::{
+    BATCH_EVENTS_MAX, BENCH_CLOSED_LOOP_REQUESTS_PER_SEC_DEFAULT, BENCH_CLOSED_LOOP_SECS_MAX, BENCH_EVENT_BYTES_MAX,
+    BENCH_OPEN_LOOP_OUTSTANDING_PER_CONN_MAX, BENCH_PLAN_REQUESTS_MAX,
+};
+use crate::tools::bench::conn::SLOTS_MAX;
+
+const AFTER_HELP: &str = "\
+Latency is measured from each request's intended send time in open loop (--rate), so a
+stalled server cannot hide behind a waiting client, and from the moment it is written in
+closed loop. Requests are built and signed before the clock starts; a progress line goes
+to stderr when it is a terminal. Ctrl-C (SIGINT) or SIGTERM ends the run early and still
+prints the report.
+
+--json prints one object with the keys version, url, mode, threads, connections,
+pipeline, rate, duration_secs, warmup_secs, measured_secs, batch, event_bytes, users,
+duplicate_ratio, bad_signature_ratio, idle_connections, pool_exhausted, interrupted,
+plan, requests, throughput, latency_us, status, status_by_kind, errors,
+connection_events, bytes, schedule, idle, fsync_probe (docs/BENCH.md describes each).
+
+Exit status: 0 the run completed, 2 bad usage, 1 other failures (no connection could be
+opened, or --max-error-ratio exceeded).
+
+Examples:
+  sluice bench --keys-file keys.toml --connections 64 --duration 10
+  sluice bench --keys-file keys.toml --rate 50000 --duration 30 --json > run.json
+  sluice bench --keys-file keys.toml --url http://127.0.0.1:18080/v1/events   # nginx reference
+  sluice bench --keys-file keys.toml --url https://localhost:8443 --ca-file ca.pem --client-cert c.pem --client-key c.key";
+
+/// `sluice bench` options, as typed.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct BenchArgs {
+    /// Target http://HOST[:PORT][/PATH] or https://... (TLS, as --tls). Without a path: /v1/events, or /v1/events/batch when --batch > 1.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Key ring to sign with (default: the development ring ./sluice-data/dev-keys.toml).
+    #[arg(long, value_name = "FILE", conflicts_with = "secret")]
+    pub keys_file: Option<PathBuf>,
+    /// Key id to sign with. With a key ring: default the first key accepted now. Required with --secret.
+    #[arg(long, value_name = "KID")]
+    pub kid: Option<String>,
+    /// Sign with this secret (whsec_<base64>, as in a key ring) instead of a key ring file; needs --kid.
+    #[arg(long, value_name = "SECRET", requires = "kid")]
+    pub secret: Option<String>,
+    /// Keep-alive connections that carry the load.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub connections: usize,
+    /// Client threads, one io_uring each; connections are split between them.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub threads: usize,
+    /// Measured run length in seconds (fractions allowed).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of load before the measured run; their answers are not recorded.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub warmup: f64,
+    /// Open loop: send this many requests per second in total, on schedule, whatever the answers do. Without it: closed loop.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Closed loop: requests each connection keeps outstanding (HTTP/1.1 pipelining).
+    #[arg(long, value_name = "K", default_value_t = 1, conflicts_with = "rate")]
+    pub pipeline: usize,
+    /// Closed loop: requests to pre-build; the run stops (and says so) if they run out. Default: 400,000 per thread per second of warm-up + duration.
+    #[arg(long, value_name = "N", conflicts_with = "rate")]
+    pub requests: Option<usize>,
+    /// Events per request: 1 posts single events to /v1/events, more posts NDJSON batches to /v1/events/batch (at most 1000).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub batch: usize,
+    /// Pad every event with a "props" field to this many bytes (0: no padding, about 330 bytes).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub event_bytes: usize,
+    /// Distinct key.user_id values; each event draws one at random.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub users: u64,
+    /// Fraction of requests that re-send the exact bytes of a recent request, as a producer retry does (answered 200 duplicate).
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub duplicate_ratio: f64,
+    /// Fraction of requests with a corrupted signature (the server must answer 401).
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub bad_signature_ratio: f64,
+    /// Give every request a unique X-Request-Id (the server's request-id memory; a duplicate is then answered from it).
+    #[arg(long)]
+    pub request_ids: bool,
+    /// Extra keep-alive connections that stay idle besides the load (they ping GET /healthz every --idle-ping seconds).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub idle_connections: usize,
+    /// Seconds between two pings on one idle connection (keep it under the server's idle timeout, 60 s by default).
+    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
+    pub idle_ping: f64,
+    /// Seconds without an answer (while requests wait) before a connection counts a timeout and is reopened; also the connect timeout and the end-of-run drain limit.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Seed for the user, duplicate and bad-signature draws (event ids are unique per run whatever the seed).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+    /// Print one JSON object on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Write a latency-by-percentile plot (SVG) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Before the load, measure the disk's fdatasync latency in DIR (4 KiB appends, one fdatasync each).
+    #[arg(long, value_name = "DIR")]
+    pub fsync_probe: Option<PathBuf>,
+    /// Seconds the fsync probe runs.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub fsync_probe_secs: f64,
+    /// Exit 1 when connection errors plus unanswered requests exceed this fraction of requests sent.
+    #[arg(long, value_name = "F")]
+    pub max_error_ratio: Option<f64>,
+    /// Speak TLS (also implied by an https:// URL); handshakes happen before the clock starts.
+    #[arg(long)]
+    pub tls: bool,
+    /// TLS: the CA bundle (PEM) the server's certificate must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// TLS: accept any server certificate (handshake signatures are still checked). Loopback benches only.
+    #[arg(long, conflicts_with = "ca_file")]
+    pub insecure: bool,
+    /// TLS: present this client certificate chain (PEM), for mTLS; needs --client-key.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// TLS: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// TLS: the name sent as SNI and checked in the server's certificate (default: the URL's host).
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+}
+
+/// Where the signing key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Ring { path: PathBuf, kid: Option<String> },
+    Secret { secret: String, kid: String },
+}
+
+/// The target, resolved.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    /// `Host` header: the URL's authority as written.
+    pub host: String,
+    pub path: String,
+    /// `http[s]://<authority><path>`, for reports.
+    pub url: String,
+    /// The URL said https://.
+    pub https: bool,
+    /// The host part of the authority (no port, no brackets): the default TLS server name.
+    pub hostname: String,
+}
+
+/// The client's TLS setup, built (files read) during validation.
+#[derive(Debug, Clone)]
+pub struct TlsClient {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    pub server_name: rustls::pki_types::ServerName<'static>,
+}
+
+/// Validated options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub target: Target,
+    pub key: KeySource,
+    pub connections: usize,
+    pub threads: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub rate: Option<f64>,
+    pub pipeline: usize,
+    /// Requests to pre-build (open loop: rate × (warm-up + duration)).
+    pub requests: usize,
+    pub batch: usize,
+    pub event_bytes: usize,
+    pub users: u64,
+    pub duplicate_ratio: f64,
+    pub bad_signature_ratio: f64,
+    pub request_ids: bool,
+    pub idle_connections: usize,
+    pub idle_ping: Duration,
+    pub timeout: Duration,
+    pub seed: u64,
+    pub json: bool,
+    pub svg: Option<PathBuf>,
+    pub fsync_probe: Option<(PathBuf, Duration)>,
+    pub max_error_ratio: Option<f64>,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsClient>,
+}
+
+fn seconds(name: &str, value: f64, allow_zero: bool) -> Result<Duration, String> {
+    let ok = value.is_finite() && (value > 0.0 || (allow_zero && value == 0.0)) && value <= 366.0 * 86_400.0;
+    if !ok {
+        let least = if allow_zero { "0 or more" } else { "more than 0" };
+        return Err(format!("--{name} takes seconds, {least} and at most a year, not {value}"));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn ratio(name: &str, value: f64) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&value) { Ok(value) } else { Err(format!("--{name} takes a fraction from 0 to 1, not {value}")) }
+}
+
+fn at_least_one(name: &str, value: usize) -> Result<usize, String> {
+    if value >= 1 { Ok(value) } else { Err(format!("--{name} must be at least 1")) }
+}
+
+impl BenchArgs {
+    /// Checks every option; the message names the option and what it takes.
+    pub fn validate(&self) -> Result<Options, String> {
+        let duration = seconds("duration", self.duration, false)?;
+        let warmup = seconds("warmup", self.warmup, true)?;
+        let duplicate_ratio = ratio("duplicate-ratio", self.duplicate_ratio)?;
+        let bad_signature_ratio = ratio("bad-signature-ratio", self.bad_signature_ratio)?;
+        if duplicate_ratio + bad_signature_ratio > 1.0 {
+            return Err("--duplicate-ratio plus --bad-signature-ratio must be at most 1".into());
+        }
+        let connections = at_least_one("connections", self.connections)?;
+        let threads = at_least_one("threads", self.threads)?;
+        if threads > connections {
+            return Err(format!("--threads {threads} is more than --connections {connections}: every thread needs a connection"));
+        }
+        if (connections + self.idle_connections).div_ceil(threads) > SLOTS_MAX {
+            return Err(format!("at most {SLOTS_MAX} connections per thread"));
+        }
+        let pipeline = at_least_one("pipeline", self.pipeline)?;
+        if pipeline > BENCH_OPEN_LOOP_OUTSTANDING_PER_CONN_MAX {
+            return Err(format!("--pipeline takes at most {BENCH_OPEN_LOOP_OUTSTANDING_PER_CONN_MAX}"));
+        }
+        let batch = at_least_one("batch", self.batch)?;
+        if batch > BATCH_EVENTS_MAX {
+            return Err(format!("--batch takes at most {BATCH_EVENTS_MAX} events (the server's batch limit)"));
+        }
+        if self.event_bytes > BENCH_EVENT_BYTES_MAX {
+            return Err(format!("--event-bytes takes at most {BENCH_EVENT_BYTES_MAX}"));
+        }
+        if self.users == 0 {
+            return Err("--users must be at least 1".into());
+        }
+        let total_secs = (warmup + duration).as_secs_f64();
+        let requests = self.pool_size(total_secs, connections * pipeline, threads)?;
+        let max_error_ratio = self.max_error_ratio.map(|value| ratio("max-error-ratio", value)).transpose()?;
+        let fsync_probe = match &self.fsync_probe {
+            Some(dir) => Some((dir.clone(), seconds("fsync-probe-secs", self.fsync_probe_secs, false)?)),
+            None => None,
+        };
+        let mut target = parse_url(&self.url, batch)?;
+        let tls = self.tls_client(&target)?;
+        if tls.is_some() && !target.https {
+            // `--tls` with an http:// URL: the reports say what was spoken.
+            target.url = target.url.replacen("http://", "https://", 1);
+            target.https = true;
+        }
+        Ok(Options {
+            target,
+            key: self.key_source()?,
+            connections,
+            threads,
+            duration,
+            warmup,
+            rate: self.rate,
+            pipeline,
+            requests,
+            batch,
+            event_bytes: self.event_bytes,
+            users: self.users,
+            duplicate_ratio,
+            bad_signature_ratio,
+            request_ids: self.request_ids,
+            idle_connections: self.idle_connections,
+            idle_ping: seconds("idle-ping", self.idle_ping, false)?,
+            timeout: seconds("timeout", self.timeout, false)?,
+            seed: self.seed,
+            json: self.json,
+            svg: self.svg.clone(),
+            fsync_probe,
+            max_error_ratio,
+            tls,
+        })
+    }
+
+    /// Reads the TLS files when the run speaks TLS; TLS options without TLS are a mistake.
+    fn tls_client(&self, target: &Target) -> Result<Option<TlsClient>, String> {
+        let tls_options = self.ca_file.is_some() || self.insecure || self.client_cert.is_some() || self.server_name.is_some();
+        if !(self.tls || target.https) {
+            return match tls_options {
+                true => Err("--ca-file, --insecure, --client-cert and --server-name need --tls or an https:// URL".into()),
+                false => Ok(None),
+            };
+        }
+        let setup = crate::net::tls::client::ClientTls {
+            ca_file: self.ca_file.clone(),
+            insecure: self.insecure,
+            client_cert: self.client_cert.clone().zip(self.client_key.clone()),
+            server_name: self.server_name.clone().unwrap_or_else(|| target.hostname.clone()),
+        };
+        let server_name = setup.server_name().map_err(|error| format!("--server-name: {error}"))?;
+        let config = setup.config().map_err(|error| error.to_string())?;
+        Ok(Some(TlsClient { config, server_name }))
+    }
+
+    fn pool_size(&self, total_secs: f64, outstanding: usize, threads: usize) -> Result<usize, String> {
+        let requests = match self.rate {
+            Some(rate) if !rate.is_finite() || rate <= 0.0 => return Err(format!("--rate takes requests per second above 0, not {rate}")),
+            Some(rate) => (rate * total_secs).ceil(),
+            None => {
+                if total_secs > BENCH_CLOSED_LOOP_SECS_MAX as f64 {
+                    return Err(format!(
+                        "closed-loop runs (warm-up + duration) are limited to {BENCH_CLOSED_LOOP_SECS_MAX} s: every request is signed before the run and the server accepts timestamps up to 300 s old; use --rate for longer runs"
+                    ));
+                }
+                match self.requests {
+                    Some(requests) => requests as f64,
+                    None => {
+                        (BENCH_CLOSED_LOOP_REQUESTS_PER_SEC_DEFAULT as f64 * threads as f64 * total_secs.ceil()).max(outstanding as f64)
+                    }
+                }
+            }
+        };
+        if requests < 1.0 {
+            return Err("the run has no request to send: raise --rate, --duration or --requests".into());
+        }
+        if requests > BENCH_PLAN_REQUESTS_MAX as f64 {
+            return Err(format!("{requests} requests to pre-build; at most {BENCH_PLAN_REQUESTS_MAX}: shorten the run or lower --rate"));
+        }
+        Ok(requests as usize)
+    }
+
+    fn key_source(&self) -> Result<KeySource, String> {
+        match (&self.secret, &self.keys_file, &self.kid) {
+            (Some(secret), _, Some(kid)) => Ok(KeySource::Secret { secret: secret.clone(), kid: kid.clone() }),
+            (Some(_), _, None) => Err("--secret needs --kid".into()),
+            (None, Some(path), kid) => Ok(KeySource::Ring { path: path.clone(), kid: kid.clone() }),
+            (None, None, kid) => {
+                let path = crate::config::Config::defaults().keys_path();
+                if !path.exists() {
+                    return Err(format!(
+                        "no signing key: pass --keys-file FILE, or --secret whsec_... with --kid KID (the development ring {} does not exist)",
+                        path.display()
+                    ));
+                }
+                Ok(KeySource::Ring { path, kid: kid.clone() })
+            }
+        }
+    }
+}
+
+/// Parses `http[s]://HOST[:PORT][/PATH]` and resolves HOST (the first address wins).
+/// Without a path (or with `/`), the path follows `batch`.
+pub fn parse_url(url: &str, batch: usize) -> Result<Target, String> {
+    let lower = url.to_ascii_lowercase();
+    let (https, rest) = if lower.starts_with("https://") {
+        (true, &url["https://".len()..])
+    } else if lower.starts_with("http://") {
+        (false, &url["http://".len()..])
+    } else {
+        return Err(format!("{url}: the URL must start with http:// or https://"));
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("{url}: expected http[s]://HOST[:PORT][/PATH]"));
+    }
+    if path.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'#') {
+        return Err(format!("{url}: the path must not contain spaces, control characters or a fragment"));
+    }
+    let default_port = if https { 443 } else { 80 };
+    let (host, port) = split_host_port(authority, default_port).ok_or_else(|| format!("{url}: bad host or port in {authority:?}"))?;
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|error| format!("{url}: cannot resolve {host}: {error}"))?
+        .next()
+        .ok_or_else(|| format!("{url}: {host} has no address"))?;
+    let path = match path {
+        "" | "/" if batch > 1 => "/v1/events/batch".to_owned(),
+        "" | "/" => "/v1/events".to_owned(),
+        given if given.starts_with('?') => format!("/{given}"),
+        given => given.to_owned(),
+    };
+    let scheme = if https { "https" } else { "http" };
+    Ok(Target { addr, host: authority.to_owned(), url: format!("{scheme}://{authority}{path}"), path, https, hostname: host.to_owned() })
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; the port defaults to `default_port`.
+fn split_host_port(authority: &str, default_port: u16) -> Option<(&str, u16)> {
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']')?;
+        let port = match after {
+            "" => default_port,
+            _ => after.strip_prefix(':')?.parse().ok()?,
+        };
+        return Some((host, port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.contains(':') => Some((host, port.parse().ok()?)),
+        Some(_) => None,
+        None => Some((authority, default_port)),
+    }
+}
+
+/// Parses `sluice bench` arguments outside the real CLI (`argv[0]` is the command name).
+#[cfg(test)]
+pub(crate) fn parse_bench_args<'a>(argv: impl IntoIterator<Item = &'a str>) -> Result<BenchArgs, clap::Error> {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+    <Cli as clap::Parser>::try_parse_from(argv).map(|cli| cli.bench)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, String> {
+        let mut argv = vec!["bench", "--secret", "whsec_c2x1aWNlLWJlbmNoLXBsYW4tdGVzdC1zZWNyZXQtMzI=", "--kid", "k"];
+        argv.extend_from_slice(args);
+        parse_bench_args(argv).map_err(|error| error.to_string())?.validate()
+    }
+
+    #[test]
+    fn urls() {
+        let target = parse_url("http://127.0.0.1:18080/v1/events", 1).expect("valid");
+        assert_eq!(target.addr, "127.0.0.1:18080".parse().expect("addr"));
+        assert_eq!((target.host.as_str(), target.path.as_str()), ("127.0.0.1:18080", "/v1/events"));
+        assert_eq!(parse_url("http://127.0.0.1:9", 1).expect("valid").path, "/v1/events");
+        assert_eq!(parse_url("HTTP://127.0.0.1:9/", 10).expect("valid").path, "/v1/events/batch");
+        assert_eq!(parse_url("http://[::1]:8080/x?y=1", 1).expect("valid").addr, "[::1]:8080".parse().expect("addr"));
+        assert_eq!(parse_url("http://127.0.0.1", 1).expect("valid").addr.port(), 80);
+        assert_eq!(parse_url("http://localhost:8080", 1).expect("valid").addr.port(), 8080);
+        let secure = parse_url("https://localhost/v1/events", 1).expect("valid");
+        assert!(secure.https && secure.addr.port() == 443 && secure.hostname == "localhost");
+        assert_eq!(secure.url, "https://localhost/v1/events");
+        for bad in ["ftp://x", "127.0.0.1:80", "http://", "http://a@b", "http://h:99999", "http://h:x", "http://h/a b"] {
+            assert!(parse_url(bad, 1).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn pool_sizes() {
+        assert_eq!(parse(&["--rate", "1000", "--duration", "2", "--warmup", "0.5"]).expect("valid").requests, 2500);
+        assert_eq!(parse(&["--duration", "1"]).expect("valid").requests, 400_000);
+        assert_eq!(parse(&["--duration", "1.5", "--threads", "2"]).expect("valid").requests, 1_600_000);
+        assert_eq!(parse(&["--duration", "1", "--requests", "77"]).expect("valid").requests, 77);
+        assert!(parse(&["--duration", "300"]).expect_err("too long").contains("--rate"));
+        assert!(parse(&["--duration", "300", "--rate", "10"]).is_ok());
+    }
+
+    #[test]
+    fn bad_usage_is_named() {
+        for (args, needle) in [
+            (&["--duplicate-ratio", "1.5"][..], "--duplicate-ratio"),
+            (&["--duplicate-ratio", "0.6", "--bad-signature-ratio", "0.6"], "at most 1"),
+            (&["--connections", "0"], "--connections"),
+            (&["--threads", "3", "--connections", "2"], "--threads"),
+            (&["--batch", "1001"], "--batch"),
+            (&["--duration", "0"], "--duration"),
+            (&["--rate", "0"], "--rate"),
+            (&["--rate", "10", "--pipeline", "2"], "cannot be used with"),
+            (&["--users", "0"], "--users"),
+            (&["--max-error-ratio", "2"], "--max-error-ratio"),
+            (&["--ca-file", "ca.pem"], "--tls"),
+            (&["--tls"], "--ca-file"),
+            (&["--tls", "--ca-file", "/nonexistent/ca.pem"], "/nonexistent/ca.pem"),
+            (&["--tls", "--insecure", "--server-name", "bad name!"], "--server-name"),
+        ] {
+            let error = parse(args).expect_err("rejected");
+            assert!(error.contains(needle), "{args:?}: {error}");
+        }
+        let error = parse_bench_args(["bench", "--secret", "whsec_x"]).expect_err("needs --kid").to_string();
+        assert!(error.contains("--kid"), "{error}");
+    }
+}

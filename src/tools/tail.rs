@@ -1,0 +1,93 @@
+//! `sluice tail`: prints stored events as `{"partition":P,"offset":O,"event":{...}}`
+//! lines. It only reads: segments are mapped read-only and records are taken only up to
+//! the last whole one, so it is safe to run while `sluice serve` writes.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use crate::log::{DataDir, LogReader, StartAt, StorageError};
+
+/// How long `--follow` sleeps when every partition is at its end.
+const FOLLOW_POLL_MS: u64 = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    #[error("partition {partition} does not exist (the data dir has {partitions})")]
+    NoSuchPartition { partition: u32, partitions: u32 },
+    #[error("cannot write output: {0}")]
+    Output(io::Error),
+}
+
+pub struct TailOptions {
+    pub partition: Option<u32>,
+    pub start: StartAt,
+    pub follow: bool,
+}
+
+/// Writes one record line. Raw CR/LF can only be insignificant whitespace in valid JSON
+/// (strings cannot hold them unescaped), so turning them into spaces keeps one line per
+/// event without changing the event's meaning.
+fn write_line(out: &mut impl Write, partition: u32, offset: u64, event: &[u8]) -> io::Result<()> {
+    write!(out, "{{\"partition\":{partition},\"offset\":{offset},\"event\":")?;
+    if event.contains(&b'\n') || event.contains(&b'\r') {
+        let flat: Vec<u8> = event.iter().map(|b| if matches!(b, b'\n' | b'\r') { b' ' } else { *b }).collect();
+        out.write_all(&flat)?;
+    } else {
+        out.write_all(event)?;
+    }
+    out.write_all(b"}\n")
+}
+
+/// Runs tail until the logs are exhausted (or forever with `follow`). A closed stdout
+/// (`sluice tail | head`) ends it quietly.
+pub fn run(dir: &DataDir, options: &TailOptions, out: &mut impl Write) -> Result<(), TailError> {
+    let partitions: Vec<u32> = match options.partition {
+        Some(partition) if partition >= dir.partitions() => {
+            return Err(TailError::NoSuchPartition { partition, partitions: dir.partitions() });
+        }
+        Some(partition) => vec![partition],
+        None => (0..dir.partitions()).collect(),
+    };
+    let mut readers = Vec::with_capacity(partitions.len());
+    for partition in partitions {
+        readers.push((partition, LogReader::open(dir, partition, options.start)?));
+    }
+    loop {
+        let mut printed = false;
+        for (partition, reader) in &mut readers {
+            while let Some(record) = reader.next()? {
+                printed = true;
+                match write_line(out, *partition, record.offset, record.event) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+                    Err(error) => return Err(TailError::Output(error)),
+                }
+            }
+        }
+        match out.flush() {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(error) => return Err(TailError::Output(error)),
+        }
+        if !options.follow {
+            return Ok(());
+        }
+        if !printed {
+            std::thread::sleep(Duration::from_millis(FOLLOW_POLL_MS));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_single_line_json() {
+        let mut out = Vec::new();
+        write_line(&mut out, 3, 7, b"{\"a\":\r\n 1}").unwrap();
+        assert_eq!(out, b"{\"partition\":3,\"offset\":7,\"event\":{\"a\":   1}}\n");
+    }
+}
