@@ -96,7 +96,7 @@ fn bench_framing(c: &mut Criterion) {
 
 fn bench_response(c: &mut Criterion) {
     let mut out = Vec::with_capacity(512);
-    http::write_response(&mut out, 202, ACCEPTED_BODY, true, b"");
+    http::write_response(&mut out, http::Status::Accepted, ACCEPTED_BODY, true, b"");
     let response_bytes = out.len();
 
     let mut group = c.benchmark_group("http_response");
@@ -104,7 +104,7 @@ fn bench_response(c: &mut Criterion) {
     group.bench_function("begin_finish_202", |b| {
         b.iter(|| {
             out.clear();
-            let slot = http::begin_response(&mut out, black_box(202), black_box(true), b"");
+            let slot = http::begin_response(&mut out, black_box(http::Status::Accepted), black_box(true), b"");
             out.extend_from_slice(black_box(ACCEPTED_BODY));
             http::finish_response(&mut out, slot);
             black_box(out.len())

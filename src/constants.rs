@@ -176,6 +176,28 @@ pub const STARTUP_PROGRESS_MS: u64 = 5_000;
 pub const STARTUP_EXTEND_MS: u64 = 60_000;
 /// How often `STATUS=` (request rate) is refreshed for `systemctl status`.
 pub const STATUS_REFRESH_MS: u64 = 5_000;
+/// Listen backlog per shard socket; the kernel caps it at net.core.somaxconn
+/// (`sluice tune --check` compares the two).
+pub const LISTEN_BACKLOG: i32 = 4096;
+/// Receive buffers in a shard's provided buffer ring and their size: 256 × 16 KiB = 4 MiB
+/// per shard, shared by all of the shard's connections (a buffer is held only between
+/// completion and copy).
+pub const RECV_BUFFERS: u16 = 256;
+pub const RECV_BUFFER_BYTES: u32 = 16 * 1024;
+/// A connection whose unsent answers exceed this is not read any more (it is not reading).
+pub const OUTPUT_HIGH_WATER_BYTES: usize = 256 * 1024;
+/// How long a closing connection reads and discards before it is cut.
+pub const LINGER_MS: u64 = 2000;
+/// Inbox messages a shard handles per loop, so a flood from one shard cannot starve the network.
+pub const INBOX_MESSAGES_PER_LOOP_MAX: usize = 256;
+/// Retention and dedup-window housekeeping period.
+pub const HOUSEKEEPING_MS: u64 = 10_000;
+/// Pooled connection buffers per shard, the largest one kept, and a fresh one's size.
+pub const POOL_BUFFERS_MAX: usize = 4096;
+pub const POOL_BUFFER_BYTES_MAX: usize = 64 * 1024;
+pub const POOL_BUFFER_BYTES_INITIAL: usize = 16 * 1024;
+/// Result vectors of batch requests a shard keeps for reuse.
+pub const RESULT_VECS_POOLED_MAX: usize = 1024;
 /// Records one shard may queue for another within one reactor loop; past it, further
 /// events for that owner are answered `503 overloaded` until the batch has been sent.
 pub const HANDOFF_RECORDS_PER_LOOP_MAX: usize = 1024;
@@ -183,6 +205,11 @@ pub const HANDOFF_RECORDS_PER_LOOP_MAX: usize = 1024;
 pub const HANDOFF_QUEUE_BATCHES_MAX: usize = 1024;
 
 const _: () = assert!(SHARD_STALL_MS >= 10 * TICK_MS);
+const _: () = assert!(RECV_BUFFERS.is_power_of_two());
+const _: () = assert!(POOL_BUFFER_BYTES_INITIAL <= POOL_BUFFER_BYTES_MAX);
+// A whole PROXY header fits in one receive buffer and in a fresh pooled input buffer.
+const _: () = assert!(PROXY_V2_HEADER_BYTES_MAX <= RECV_BUFFER_BYTES as usize);
+const _: () = assert!(PROXY_V2_HEADER_BYTES_MAX <= POOL_BUFFER_BYTES_INITIAL);
 const _: () = assert!(STARTUP_EXTEND_MS >= 4 * STARTUP_PROGRESS_MS);
 const _: () = assert!(SUPERVISE_POLL_MS < TICK_MS);
 const _: () = assert!(HEADERS_COUNT_MAX_DEFAULT <= HEADERS_COUNT_MAX_CEILING);

@@ -1,13 +1,17 @@
-//! One framed request in, one answer (now or later) out: routing, content-type pinning,
-//! authentication, validation, and the hand-off of each event to its partition's owner.
-//! Every error the data path can return is mapped to its HTTP answer here.
+//! An ingest request (`POST /v1/events`, `/v1/events/batch`, `/v1/webhooks/<source>`) in,
+//! one answer (now or later) out: content-type pinning, admission (`perimeter`), the
+//! request-id claim, validation of each event, and the hand-off of each event to its
+//! partition's owner. Refusals are answered from the table in `refusal.rs`.
 
 use std::sync::Arc;
 
-use crate::http::{self, Method, Request, itoa_buf};
+use crate::constants::{BATCH_EVENTS_MAX, HANDOFF_RECORDS_PER_LOOP_MAX, RESULT_VECS_POOLED_MAX};
+use crate::http::{Request, Status};
+use crate::ingest::answer::{Answer, Written, answer_outcome, answer_pending, answer_refusal, answer_rejected, answer_repeat};
 use crate::ingest::envelope::{self, Envelope, Stamp, Validator};
+use crate::ingest::refusal::{Refusal, Reject};
 use crate::log::partitioner;
-use crate::metrics::{Control, PathLabel, Reject, ShardStats};
+use crate::metrics::{Control, PathLabel};
 use crate::perimeter::admit::Principal;
 use crate::perimeter::hmac;
 use crate::perimeter::keyring::KeyRing;
@@ -106,40 +110,18 @@ pub struct Peer<'a> {
     pub tls_identity: Option<&'a str>,
 }
 
+/// What became of a framed request.
 pub enum Handled {
-    Answered,
+    /// Its answer is in the output.
+    Answered(Written),
+    /// It waits for outcomes from other shards or the group commit.
     Parked(Pending),
 }
 
-const RETRY_AFTER: &[u8] = b"retry-after: 1\r\n";
 const EVENT_TYPE_NOT_ALLOWED: &str = "the partner may not send events of this event_type";
-
-/// The status of a whole-request rejection for `reason`.
-fn reason_status(reason: Reject) -> u16 {
-    match reason {
-        Reject::EventTypeNotAllowed => 403,
-        _ => 400,
-    }
-}
-
-/// The status code of a response we wrote (`HTTP/1.1 NNN ...`).
-fn response_status(response: &[u8]) -> u16 {
-    response.get(9..12).and_then(|digits| std::str::from_utf8(digits).ok()?.parse().ok()).unwrap_or(500)
-}
-
-/// The body of a response we wrote (after the blank line).
-fn response_body(response: &[u8]) -> &[u8] {
-    memchr::memmem::find(response, b"\r\n\r\n").map_or(&[][..], |at| &response[at + 4..])
-}
-
-/// True when a batch answer has lines the producer should retry (not stored because of
-/// overload or storage trouble): such an answer must not be replayed from memory.
-fn body_asks_retry(body: &[u8]) -> bool {
-    let codes = [Reject::StorageUnavailable.code().as_bytes(), Reject::Overloaded.code().as_bytes()];
-    codes.iter().any(|code| memchr::memmem::find(body, code).is_some())
-}
-const STORAGE_UNAVAILABLE: &str = "storage cannot take writes; retry";
-const OVERLOADED: &str = "the partition owner is overloaded; retry";
+const BATCH_TOO_LARGE: &str = "a batch holds at most 1000 events";
+// The message names the limit; SPEC §1 fixes it, and this keeps the text honest.
+const _: () = assert!(BATCH_EVENTS_MAX == 1000);
 
 fn media_type_is(value: Option<&[u8]>, expected: &[u8]) -> bool {
     let Some(value) = value else { return false };
@@ -147,180 +129,16 @@ fn media_type_is(value: Option<&[u8]>, expected: &[u8]) -> bool {
     media.trim_ascii().eq_ignore_ascii_case(expected)
 }
 
-/// An answer about to be written: the connection's keep-alive and where it is counted.
-#[derive(Clone, Copy)]
-pub struct Answer<'s> {
-    pub path: PathLabel,
-    pub keep_alive: bool,
-    pub stats: &'s ShardStats,
-}
-
-/// Appends an error answer.
-pub fn answer_error(out: &mut Vec<u8>, status: u16, code: &str, message: &str, answer: Answer<'_>) {
-    let extra = if status == 503 || status == 429 { RETRY_AFTER } else { b"" };
-    let slot = http::begin_response(out, status, answer.keep_alive, extra);
-    http::write_error_body(out, code, message);
-    http::finish_response(out, slot);
-    answer.stats.count_answer(answer.path, status);
-    log_rejection_sampled(status, code, answer.path);
-}
-
-/// The one log line on the request path: at debug level only, and at most one per
-/// `LOG_SAMPLE_PERIOD_MS` per shard, with the count of the ones skipped. With the
-/// default level the cost is the cached `enabled` check of the call site.
-fn log_rejection_sampled(status: u16, code: &str, path: PathLabel) {
-    if !tracing::enabled!(tracing::Level::DEBUG) {
-        return;
-    }
-    thread_local! {
-        static SAMPLER: std::cell::RefCell<crate::platform::logging::Sampler> = const { crate::platform::logging::Sampler::per_thread() };
-    }
-    if let Some(suppressed) = crate::platform::logging::admit_on_this_thread(&SAMPLER) {
-        tracing::debug!(status, code, path = path.as_str(), suppressed, "request refused (sampled)");
-    }
-}
-
-/// Appends the error answer for an event refused whole and counts `events` rejections.
-fn answer_rejected(out: &mut Vec<u8>, status: u16, reason: Reject, message: &str, events: u64, answer: Answer<'_>) {
-    answer.stats.count_rejected(reason, events);
-    answer_error(out, status, reason.code(), message, answer);
-}
-
-fn write_outcome_json(out: &mut Vec<u8>, outcome: &Outcome) {
-    let mut number = itoa_buf::Buffer::new();
-    match outcome {
-        Outcome::Accepted { partition, offset } | Outcome::Duplicate { partition, offset } => {
-            let status: &[u8] = if matches!(outcome, Outcome::Accepted { .. }) { b"accepted" } else { b"duplicate" };
-            out.extend_from_slice(b"{\"status\":\"");
-            out.extend_from_slice(status);
-            out.extend_from_slice(b"\",\"partition\":");
-            out.extend_from_slice(number.format(u64::from(*partition)));
-            out.extend_from_slice(b",\"offset\":");
-            out.extend_from_slice(number.format(*offset));
-            out.push(b'}');
-        }
-        Outcome::StorageUnavailable => write_rejected(out, Reject::StorageUnavailable.code(), STORAGE_UNAVAILABLE),
-        Outcome::Overloaded => write_rejected(out, Reject::Overloaded.code(), OVERLOADED),
-    }
-}
-
-fn write_rejected(out: &mut Vec<u8>, code: &str, message: &str) {
-    out.extend_from_slice(b"{\"status\":\"rejected\",\"error\":");
-    http::write_error_object(out, code, message);
-    out.push(b'}');
-}
-
-/// Appends the answer to a finished single-event request.
-pub fn answer_outcome(out: &mut Vec<u8>, outcome: &Outcome, answer: Answer<'_>) {
-    let stats = answer.stats;
-    let (status, counter) = match outcome {
-        Outcome::Accepted { .. } => (202, &stats.events_accepted),
-        Outcome::Duplicate { .. } => (200, &stats.events_duplicate),
-        Outcome::StorageUnavailable => return answer_rejected(out, 503, Reject::StorageUnavailable, STORAGE_UNAVAILABLE, 1, answer),
-        Outcome::Overloaded => return answer_rejected(out, 503, Reject::Overloaded, OVERLOADED, 1, answer),
-    };
-    ShardStats::add(counter, 1);
-    let slot = http::begin_response(out, status, answer.keep_alive, b"");
-    write_outcome_json(out, outcome);
-    http::finish_response(out, slot);
-    stats.count_answer(answer.path, status);
-}
-
-/// Appends the answer to a finished request (single or batch).
-pub fn answer_pending(out: &mut Vec<u8>, pending: &Pending, stats: &ShardStats) {
-    let answer = Answer { path: pending.path, keep_alive: pending.keep_alive, stats };
-    if !pending.batch {
-        let outcome = match pending.results.first() {
-            Some(LineResult::Done(outcome)) => *outcome,
-            _ => Outcome::StorageUnavailable,
-        };
-        return answer_outcome(out, &outcome, answer);
-    }
-    let (mut accepted, mut duplicates) = (0u64, 0u64);
-    for result in &pending.results {
-        match result {
-            LineResult::Done(Outcome::Accepted { .. }) => accepted += 1,
-            LineResult::Done(Outcome::Duplicate { .. }) => duplicates += 1,
-            LineResult::Done(Outcome::StorageUnavailable) | LineResult::Waiting => stats.count_rejected(Reject::StorageUnavailable, 1),
-            LineResult::Done(Outcome::Overloaded) => stats.count_rejected(Reject::Overloaded, 1),
-            LineResult::Rejected { reason, .. } => stats.count_rejected(*reason, 1),
-        }
-    }
-    let rejected = pending.results.len() as u64 - accepted - duplicates;
-    let mut number = itoa_buf::Buffer::new();
-    let slot = http::begin_response(out, 200, pending.keep_alive, b"");
-    out.extend_from_slice(b"{\"accepted\":");
-    out.extend_from_slice(number.format(accepted));
-    out.extend_from_slice(b",\"duplicates\":");
-    out.extend_from_slice(number.format(duplicates));
-    out.extend_from_slice(b",\"rejected\":");
-    out.extend_from_slice(number.format(rejected));
-    out.extend_from_slice(b",\"results\":[");
-    for (index, result) in pending.results.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        match result {
-            LineResult::Done(outcome) => write_outcome_json(out, outcome),
-            LineResult::Waiting => write_rejected(out, Reject::StorageUnavailable.code(), STORAGE_UNAVAILABLE),
-            LineResult::Rejected { reason, message } => write_rejected(out, reason.code(), message),
-        }
-    }
-    out.extend_from_slice(b"]}");
-    http::finish_response(out, slot);
-    ShardStats::add(&stats.events_accepted, accepted);
-    ShardStats::add(&stats.events_duplicate, duplicates);
-    stats.count_answer(pending.path, 200);
-}
-
 impl Core {
-    /// Handles one framed request: answers into `out` now, or parks it.
-    pub fn handle(
-        &mut self,
-        control: &Control,
-        request: &Request<'_>,
-        peer: Peer<'_>,
-        origin: Origin,
-        keep_alive: bool,
-        out: &mut Vec<u8>,
-    ) -> Handled {
-        let start = out.len();
-        let handled = self.route(control, request, peer, origin, keep_alive, out);
-        if request.method == Method::Head {
-            http::strip_body(out, start);
-        }
-        handled
-    }
-
-    fn route(
-        &mut self,
-        control: &Control,
-        request: &Request<'_>,
-        peer: Peer<'_>,
-        origin: Origin,
-        keep_alive: bool,
-        out: &mut Vec<u8>,
-    ) -> Handled {
-        let path = PathLabel::of(request.path);
-        let answer = Answer { path, keep_alive, stats: &control.shards[self.shard] };
-        match (request.method, path) {
-            (Method::Get | Method::Head, PathLabel::Healthz) => answer_ok(out, b"{\"status\":\"ok\"}", answer),
-            (Method::Get | Method::Head, PathLabel::Readyz) if control.is_ready() => answer_ok(out, b"{\"status\":\"ready\"}", answer),
-            (Method::Get | Method::Head, PathLabel::Readyz) => {
-                answer_error(out, 503, "not_ready", "starting, draining, a shard stalled, or storage refusing writes", answer)
-            }
-            (Method::Post, PathLabel::Events | PathLabel::EventsBatch | PathLabel::Webhooks) => {
-                return self.ingest(request, peer, origin, answer, out);
-            }
-            (_, PathLabel::Healthz | PathLabel::Readyz) => answer_method(out, b"allow: GET, HEAD\r\n", answer),
-            (_, PathLabel::Events | PathLabel::EventsBatch | PathLabel::Webhooks) => answer_method(out, b"allow: POST\r\n", answer),
-            (_, PathLabel::Other) => answer_error(out, 404, "not_found", "no such endpoint", answer),
-        }
-        Handled::Answered
-    }
-
     /// `POST /v1/events`, `/v1/events/batch` or `/v1/webhooks/<source>`, as `answer.path` says.
-    fn ingest(&mut self, request: &Request<'_>, peer: Peer<'_>, origin: Origin, answer: Answer<'_>, out: &mut Vec<u8>) -> Handled {
+    pub(super) fn ingest(
+        &mut self,
+        request: &Request<'_>,
+        peer: Peer<'_>,
+        origin: Origin,
+        answer: Answer<'_>,
+        out: &mut Vec<u8>,
+    ) -> Handled {
         let batch = answer.path == PathLabel::EventsBatch;
         let (media, message): (&[u8], &str) = if batch {
             (b"application/x-ndjson", "Content-Type must be application/x-ndjson")
@@ -328,36 +146,31 @@ impl Core {
             (b"application/json", "Content-Type must be application/json")
         };
         if !media_type_is(request.content_type, media) {
-            answer_rejected(out, 415, Reject::UnsupportedMediaType, message, 1, answer);
-            return Handled::Answered;
+            return Handled::Answered(answer_rejected(out, Reject::UnsupportedMediaType, message, 1, answer));
         }
         let principal = match self.admit(request, peer, answer.path) {
             Ok(principal) => principal,
-            Err(refusal) => {
-                answer_rejected(out, refusal.status, refusal.reason, refusal.message, 1, answer);
-                return Handled::Answered;
-            }
+            Err(refusal) => return Handled::Answered(answer_rejected(out, refusal.reason, refusal.message, 1, answer)),
         };
         let id = request.request_id.or(if answer.path == PathLabel::Webhooks { request.webhook_id } else { None });
         let remember = match id {
             None => None,
             Some(id) => match self.claim_request_id(request, principal, id, answer, out) {
-                Some(remember) => Some(remember),
-                None => return Handled::Answered,
+                Ok(remember) => Some(remember),
+                Err(written) => return Handled::Answered(written),
             },
         };
-        let start = out.len();
         let handled = if batch {
             self.ingest_batch(request.body, principal, origin, answer, out)
         } else {
             self.ingest_single(request.body, principal, origin, answer, out)
         };
         match handled {
-            Handled::Answered => {
+            Handled::Answered(written) => {
                 if let Some(remember) = remember {
-                    self.remember_answer(&remember, &out[start..]);
+                    self.remember_answer(&remember, &written, &out[written.body.clone()]);
                 }
-                Handled::Answered
+                Handled::Answered(written)
             }
             Handled::Parked(mut pending) => {
                 pending.remember = remember;
@@ -366,7 +179,7 @@ impl Core {
         }
     }
 
-    /// Looks the request id up. `Some`: a new claim, go on; `None`: answered (a repeat's
+    /// Looks the request id up. `Ok`: a new claim, go on; `Err`: answered (a repeat's
     /// original answer, a conflict, or an invalid id).
     fn claim_request_id(
         &mut self,
@@ -375,40 +188,39 @@ impl Core {
         id: &[u8],
         answer: Answer<'_>,
         out: &mut Vec<u8>,
-    ) -> Option<Box<Remember>> {
+    ) -> Result<Box<Remember>, Written> {
         if !hmac::is_webhook_id(id) {
-            answer_rejected(out, 400, Reject::RequestIdInvalid, "the request id must be 1 to 256 visible ASCII characters", 1, answer);
-            return None;
+            let message = "the request id must be 1 to 256 visible ASCII characters";
+            return Err(answer_rejected(out, Reject::RequestIdInvalid, message, 1, answer));
         }
         let partner = &self.keyring.partner(principal.partner).name;
         let digest = request_ids::digest(request.path, request.body);
         match self.control.request_ids.claim(partner, id, digest, self.now_ms) {
-            Claim::New(claimed) => Some(Box::new(Remember { claimed, partner: Box::from(partner.as_str()), id: Box::from(id) })),
+            Claim::New(claimed) => Ok(Box::new(Remember { claimed, partner: Box::from(partner.as_str()), id: Box::from(id) })),
             Claim::Repeat { status, body } => {
-                http::write_response(out, status, &body, answer.keep_alive, b"idempotent-replayed: true\r\n");
-                answer.stats.count_answer(answer.path, status);
-                None
+                // Only statuses sluice sends are remembered (and journaled).
+                let status = Status::from_code(status).unwrap_or(Status::InternalServerError);
+                Err(answer_repeat(out, status, &body, answer))
             }
             Claim::Conflict => {
-                answer_rejected(out, 409, Reject::RequestIdConflict, "the request id was already used with another body", 1, answer);
-                None
+                let message = "the request id was already used with another body";
+                Err(answer_rejected(out, Reject::RequestIdConflict, message, 1, answer))
             }
             Claim::InProgress => {
-                answer_rejected(out, 409, Reject::RequestInProgress, "a request with this id is still being processed; retry", 1, answer);
-                None
+                let message = "a request with this id is still being processed; retry";
+                Err(answer_rejected(out, Reject::RequestInProgress, message, 1, answer))
             }
         }
     }
 
-    /// Remembers (or, if it asks for a retry, forgets) the answer `response` (status
-    /// line, headers, body) of a claimed request, and journals it.
-    pub fn remember_answer(&mut self, remember: &Remember, response: &[u8]) {
-        let status = response_status(response);
-        let body = response_body(response);
-        if matches!(status, 429 | 503) || body_asks_retry(body) {
+    /// Remembers (or, if it asks for a retry, forgets) the answer `written`, whose body
+    /// is `body`, of a claimed request, and journals it.
+    pub fn remember_answer(&mut self, remember: &Remember, written: &Written, body: &[u8]) {
+        if written.asks_retry {
             self.control.request_ids.release(remember.claimed);
             return;
         }
+        let status = written.status.code();
         self.control.request_ids.complete(remember.claimed, status, body);
         if let Some(journal) = self.journal.as_mut() {
             journal.append(&JournalRecord {
@@ -422,6 +234,15 @@ impl Core {
         }
     }
 
+    /// Housekeeping every `HOUSEKEEPING_MS`: retention, the dedup window, and expired
+    /// request-id journal files.
+    pub fn housekeeping(&mut self) {
+        self.partitions.housekeeping(self.now_ms);
+        if let Some(journal) = self.journal.as_mut() {
+            journal.prune(self.now_ms);
+        }
+    }
+
     /// Takes the key ring and JWT verifier a reload put in force (one atomic load each).
     pub fn refresh_shared(&mut self) {
         self.keyring.refresh();
@@ -430,9 +251,9 @@ impl Core {
         }
     }
 
-    /// Writes this loop's request-id journal and quarantine appends; called before the
-    /// loop's answers are handed to the kernel.
-    pub fn flush_journals(&mut self) {
+    /// Writes this loop's side-log appends (request-id journal, quarantine); called
+    /// before the loop's answers are handed to the kernel.
+    pub fn flush_side_logs(&mut self) {
         if let Some(journal) = self.journal.as_mut() {
             journal.flush(self.now_ms);
         }
@@ -444,31 +265,28 @@ impl Core {
     fn ingest_single(&mut self, body: &[u8], principal: Principal, origin: Origin, answer: Answer<'_>, out: &mut Vec<u8>) -> Handled {
         let line = self.ingest_line(body, principal, origin, 0);
         match line {
-            LineResult::Done(outcome) => answer_outcome(out, &outcome, answer),
-            LineResult::Rejected { reason, message } => answer_rejected(out, reason_status(reason), reason, message, 1, answer),
+            LineResult::Done(outcome) => Handled::Answered(answer_outcome(out, &outcome, answer)),
+            LineResult::Rejected { reason, message } => Handled::Answered(answer_rejected(out, reason, message, 1, answer)),
             LineResult::Waiting => {
                 let mut results = self.results_pool.pop().unwrap_or_default();
                 results.push(line);
                 let pending =
                     Pending { path: answer.path, batch: false, keep_alive: answer.keep_alive, outstanding: 1, results, remember: None };
-                return Handled::Parked(pending);
+                Handled::Parked(pending)
             }
         }
-        Handled::Answered
     }
 
     fn ingest_batch(&mut self, body: &[u8], principal: Principal, origin: Origin, answer: Answer<'_>, out: &mut Vec<u8>) -> Handled {
         let mut spans = std::mem::take(&mut self.line_spans);
-        let count = envelope::ndjson_lines(body, &mut spans, crate::constants::BATCH_EVENTS_MAX);
+        let count = envelope::ndjson_lines(body, &mut spans, BATCH_EVENTS_MAX);
         if count == 0 {
             self.line_spans = spans;
-            answer_error(out, 400, "batch_empty", "the batch holds no events", answer);
-            return Handled::Answered;
+            return Handled::Answered(answer_refusal(out, Refusal::BatchEmpty, Refusal::BatchEmpty.message(), answer));
         }
-        if count > crate::constants::BATCH_EVENTS_MAX {
+        if count > BATCH_EVENTS_MAX {
             self.line_spans = spans;
-            answer_rejected(out, 413, Reject::BatchTooLarge, "a batch holds at most 1000 events", count as u64, answer);
-            return Handled::Answered;
+            return Handled::Answered(answer_rejected(out, Reject::BatchTooLarge, BATCH_TOO_LARGE, count as u64, answer));
         }
         let mut results = self.results_pool.pop().unwrap_or_default();
         let mut outstanding = 0;
@@ -482,9 +300,9 @@ impl Core {
         if outstanding > 0 {
             return Handled::Parked(pending);
         }
-        answer_pending(out, &pending, answer.stats);
+        let written = answer_pending(out, &pending, answer.stats);
         self.recycle_results(pending.results);
-        Handled::Answered
+        Handled::Answered(written)
     }
 
     /// Validates one event, checks the partner's scope, and stores it here or hands it to
@@ -515,7 +333,7 @@ impl Core {
                 Stored::AfterSync => LineResult::Waiting,
             };
         }
-        if self.outgoing[owner].items.len() >= crate::constants::HANDOFF_RECORDS_PER_LOOP_MAX {
+        if self.outgoing[owner].items.len() >= HANDOFF_RECORDS_PER_LOOP_MAX {
             return LineResult::Done(Outcome::Overloaded);
         }
         self.outgoing[owner].push(ticket, partition, self.now_ms, envelope.event_id(), &parts);
@@ -524,7 +342,7 @@ impl Core {
 
     pub fn recycle_results(&mut self, mut results: Vec<LineResult>) {
         results.clear();
-        if self.results_pool.len() < 1024 {
+        if self.results_pool.len() < RESULT_VECS_POOLED_MAX {
             self.results_pool.push(results);
         }
     }
@@ -553,16 +371,4 @@ impl Core {
         }
         self.resolved_scratch = released;
     }
-}
-
-fn answer_method(out: &mut Vec<u8>, allow: &[u8], answer: Answer<'_>) {
-    let slot = http::begin_response(out, 405, answer.keep_alive, allow);
-    http::write_error_body(out, "method_not_allowed", "method not allowed on this path");
-    http::finish_response(out, slot);
-    answer.stats.count_answer(answer.path, 405);
-}
-
-fn answer_ok(out: &mut Vec<u8>, body: &[u8], answer: Answer<'_>) {
-    http::write_response(out, 200, body, answer.keep_alive, b"");
-    answer.stats.count_answer(answer.path, 200);
 }

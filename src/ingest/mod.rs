@@ -1,5 +1,10 @@
-//! One framed request in, one answer out: routing by path, the envelope of each event,
-//! and the hand-off of each event to the shard that owns its partition.
+//! One framed request in, one answer out: the endpoints (`route.rs`), the ingest paths
+//! (`handle.rs`: admission, request ids, the envelope of each event, the hand-off to the
+//! shard that owns its partition), the answers (`answer.rs`) and the one table of
+//! refusals (`refusal.rs`).
 
+pub mod answer;
 pub mod envelope;
 pub mod handle;
+pub mod refusal;
+mod route;

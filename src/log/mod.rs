@@ -3,7 +3,7 @@
 //! One [`PartitionLog`] per partition appends records (single writer, owned by one shard
 //! thread); any number of [`LogReader`]s in other processes follow it read-only. The
 //! layout, write ordering, recovery and durability promises are in `docs/STORAGE.md`.
-//! `unsafe` lives only in `segment.rs` (mapping, `fallocate`, the commit word). New
+//! `unsafe` lives only in `segment.rs` (the mappings and the commit word). New
 //! segments are prepared ahead of time on one background thread (`spare.rs`).
 
 mod datadir;

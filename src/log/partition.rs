@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 use super::format::{self, SegmentHeader};
@@ -263,16 +263,11 @@ impl PartitionLog {
 /// Takes the partition's writer lock: a second sluice on the same data dir would
 /// interleave records and corrupt both logs.
 fn lock_exclusive(dir_file: &File, path: &std::path::Path) -> Result<(), StorageError> {
-    // SAFETY: plain syscall on a descriptor `dir_file` keeps open; no memory is passed.
-    let rc = unsafe { libc::flock(dir_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(());
+    match crate::platform::sys::try_lock_exclusive(dir_file) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(StorageError::PartitionLocked { path: path.to_owned() }),
+        Err(error) => Err(StorageError::io(path, "flock", error)),
     }
-    let error = std::io::Error::last_os_error();
-    if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        return Err(StorageError::PartitionLocked { path: path.to_owned() });
-    }
-    Err(StorageError::io(path, "flock", error))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use super::StorageError;
 use super::format::{self, SegmentHeader};
 use super::spare::Spare;
 use crate::constants::{RECORD_ALIGN_BYTES, SEGMENT_HEADER_BYTES, ZERO_FILL_CHUNK_BYTES};
+use crate::platform::sys;
 
 const SEGMENT_SUFFIX: &str = ".seg";
 pub(crate) const TMP_SUFFIX: &str = ".seg.tmp";
@@ -65,13 +66,8 @@ pub(crate) fn path_for(dir: &Path, base_offset: u64) -> PathBuf {
 /// disk (a full disk under a mapping is SIGBUS). Filesystems without `fallocate` get
 /// explicit zeros from the current end instead.
 pub(crate) fn reserve(file: &File, path: &Path, bytes: u64) -> Result<(), StorageError> {
-    let length = libc::off_t::try_from(bytes).map_err(|_| invalid_length(path, bytes))?;
-    // SAFETY: plain syscall on a descriptor `file` keeps open; no memory is passed.
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, length) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let error = std::io::Error::last_os_error();
+    libc::off_t::try_from(bytes).map_err(|_| invalid_length(path, bytes))?;
+    let Err(error) = sys::fallocate(file, 0, 0, bytes) else { return Ok(()) };
     if error.raw_os_error() != Some(libc::EOPNOTSUPP) {
         return Err(StorageError::io(path, "fallocate", error));
     }
@@ -84,14 +80,9 @@ pub(crate) fn zero_range(file: &File, path: &Path, from: u64, to: u64) -> Result
     if from >= to {
         return Ok(());
     }
-    let start = libc::off_t::try_from(from).map_err(|_| invalid_length(path, from))?;
-    let length = libc::off_t::try_from(to - from).map_err(|_| invalid_length(path, to))?;
-    // SAFETY: plain syscall on a descriptor `file` keeps open; no memory is passed.
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_ZERO_RANGE, start, length) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let error = std::io::Error::last_os_error();
+    libc::off_t::try_from(from).map_err(|_| invalid_length(path, from))?;
+    libc::off_t::try_from(to - from).map_err(|_| invalid_length(path, to))?;
+    let Err(error) = sys::fallocate(file, libc::FALLOC_FL_ZERO_RANGE, from, to - from) else { return Ok(()) };
     match error.raw_os_error() {
         // tmpfs and some network filesystems cannot zero a range; write the zeros.
         Some(libc::EOPNOTSUPP | libc::EINVAL) => write_zeros(file, path, from, to),

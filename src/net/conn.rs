@@ -1,38 +1,38 @@
-//! One connection slot. A slot is reused for many connections; its generation tells a
-//! stale completion from a current one. Idle connections hold no buffers: input and
-//! output buffers come from the shard's pool while there is something in them.
+//! One connection slot and the life of the connection in it, as a state machine.
+//!
+//! A slot is reused for many connections; its generation tells a stale completion from
+//! a current one. Idle connections hold no buffers: input and output buffers come from
+//! the shard's pool while there is something in them.
+//!
+//! The connection's life is one [`State`]; [`Conn::step`] is the only place that changes
+//! it, and with it the deadline of the phase the connection enters. The two operations a
+//! connection can have in flight are tracked apart ([`RecvOp`], [`SendOp`]), as reactors
+//! track an op from submission to completion: a closing connection is freed only once
+//! neither is in flight, because the kernel may still write into what they point at.
+//!
+//! ```text
+//!  accept ─► Preamble ──settled──┐            (PROXY protocol listeners only)
+//!     └──────────────────────────┴─► Reading ⇄ Parked      (one request in flight)
+//!                                      │  └──────┴─► Flushing ─► Lingering ─► Dead ─► Vacant
+//!                                      └── error, timeout, close ──┘         (or Dead at once)
+//! ```
 
 use std::net::IpAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::http::{Framer, Phase};
 use crate::ingest::handle::Pending;
 use crate::net::proxy::Versions;
 use crate::net::tls::session::Session;
+use crate::perimeter::limits::PerIpGuard;
 
-/// How a connection is winding down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Closing {
-    Open,
-    /// Send what is queued, then half-close and linger.
-    AfterFlush,
-    /// Write side shut; reading and discarding until EOF or the deadline, so the client
-    /// reads our last answer instead of a reset.
-    Lingering {
-        until_ms: u64,
-    },
-    /// Both sides shut; the slot is freed once no operation is in flight.
-    Dead,
-}
+/// How long a closing connection reads and discards before it is cut.
+pub use crate::constants::LINGER_MS;
 
-/// Where a connection stands with the PROXY protocol (docs/SECURITY.md § PROXY protocol).
-/// Until it is `Settled`, received bytes are staged in `input` and neither the TLS
-/// session nor the HTTP framer sees any of them.
+/// Where a connection stands with the PROXY protocol (docs/SECURITY.md § PROXY protocol),
+/// before its first bytes are settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyStage {
-    /// Nothing to check: the listener has the PROXY protocol off, or the first bytes
-    /// have been dealt with.
-    Settled,
+pub enum Preamble {
     /// From a trusted balancer: the connection must begin with a header of these versions.
     Expect(Versions),
     /// From any other address on a listener with the PROXY protocol on: the connection
@@ -40,18 +40,170 @@ pub enum ProxyStage {
     Sniff,
 }
 
+/// The life of the connection in a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// The slot holds no connection.
+    Vacant,
+    /// Accepted on a listener with the PROXY protocol on: received bytes are staged in
+    /// `input` and neither the TLS session nor the HTTP framer sees any of them until they
+    /// are settled.
+    Preamble(Preamble),
+    /// Serving requests; `phase` says where the one being read stands (its timeout).
+    Reading {
+        phase: Phase,
+        /// `100 Continue` went out for the request being read.
+        continue_sent: bool,
+        /// The peer has sent its last byte: once what it asked is answered, close.
+        peer_closed: bool,
+    },
+    /// The last answer is queued: send it, then half-close (or close at once if the
+    /// peer has already closed its side).
+    Flushing { peer_closed: bool },
+    /// Write side shut; reading and discarding until EOF or `until_ms`, so the client
+    /// reads our last answer instead of a reset.
+    Lingering { until_ms: u64 },
+    /// Both sides shut; the slot is freed once no operation is in flight.
+    Dead,
+}
+
+/// A request of the connection that waits inside the server for its outcome (another
+/// shard, the group commit). Requests pipelined behind it stay buffered, so answers
+/// leave in request order. Like an operation in flight, it may outlive the connection's
+/// serving states: its outcome is still remembered for a repeat of its request id.
+#[derive(Debug)]
+pub struct Parked {
+    pub pending: Pending,
+    /// Monotonic ns at the start of the loop that framed the request.
+    pub framed_ns: u64,
+}
+
+/// The receive of a connection: at most one is in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvOp {
+    Idle,
+    InFlight,
+}
+
+/// The send of a connection: at most one is in flight, of `sending`, `sent` bytes of
+/// which the kernel has taken so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOp {
+    Idle,
+    InFlight { sent: usize },
+}
+
+/// What happened to a connection, as [`Conn::step`] hears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Its first bytes are settled: after a PROXY header (`header`) or without one;
+    /// `handshake` if a TLS handshake comes next.
+    PreambleSettled { header: bool, handshake: bool },
+    /// Part of a PROXY signature (or of `POST`) arrived: no longer than a request head may take.
+    PreambleUndecided,
+    /// The TLS handshake completed.
+    HandshakeDone,
+    /// A request is being read and stands at `phase`.
+    Incomplete(Phase),
+    /// A request was framed and answered at once; the connection goes on if `keep_alive`.
+    Answered { keep_alive: bool },
+    /// A request was framed and parked (its keep-alive applies when it is resolved).
+    Parked,
+    /// The parked request was answered; the connection goes on if `keep_alive`.
+    Resolved { keep_alive: bool },
+    /// The peer sent its last byte (EOF or TLS close_notify).
+    PeerClosed,
+    /// Everything buffered has been framed: a peer that closed and waits for nothing
+    /// parked is done.
+    InputFramed,
+    /// The request could not be framed: its error answer is the last one.
+    FramingFailed,
+    /// A refusal that ends the connection before or instead of a request (a failed TLS
+    /// handshake, a PROXY header refused, a request that timed out): its answer, if any,
+    /// is the last one and gets `LINGER_MS` to leave.
+    Refused,
+    /// A send completed.
+    Sent,
+    /// Everything queued while flushing has been sent; the write side is shut.
+    Flushed,
+    /// The socket is shut both ways.
+    Killed,
+    /// The slot was freed.
+    Freed,
+}
+
+/// The timeouts a connection's phases have, and the time now (monotonic ms).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub now_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+}
+
+impl State {
+    fn reading() -> State {
+        State::Reading { phase: Phase::Idle, continue_sent: false, peer_closed: false }
+    }
+}
+
+impl Clock {
+    fn phase_deadline(&self, phase: Phase) -> u64 {
+        self.now_ms
+            + match phase {
+                Phase::Idle => self.idle_timeout_ms,
+                Phase::Head => self.header_timeout_ms,
+                Phase::Body { .. } => self.body_timeout_ms,
+            }
+    }
+}
+
+/// What [`Conn::step`] asks of the shard besides the new state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    None,
+    /// Queue `HTTP/1.1 100 Continue`: the client waits for it before sending the body.
+    SendContinue,
+}
+
+/// Lists a slot is on in the current loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Queued(u8);
+
+impl Queued {
+    pub const SEND: Queued = Queued(1);
+    pub const RECV: Queued = Queued(2);
+
+    /// Marks `list`; false if the slot was on it already.
+    pub fn insert(&mut self, list: Queued) -> bool {
+        let fresh = self.0 & list.0 == 0;
+        self.0 |= list.0;
+        fresh
+    }
+
+    pub fn remove(&mut self, list: Queued) {
+        self.0 &= !list.0;
+    }
+}
+
 pub struct Conn {
-    pub fd: RawFd,
+    /// The socket; `None` while the slot is vacant.
+    pub socket: Option<OwnedFd>,
     pub generation: u32,
-    pub in_use: bool,
+    pub state: State,
+    pub recv: RecvOp,
+    pub send: SendOp,
+    /// The request waiting inside the server for its outcome, if any.
+    pub parked: Option<Parked>,
+    pub queued: Queued,
+    /// Monotonic ms when the current phase times out.
+    pub deadline_ms: u64,
     /// The client's address: the TCP peer's (`None` if the kernel could not say), or the
     /// source a trusted balancer's PROXY header named.
     pub peer_ip: Option<IpAddr>,
-    /// The address this connection holds a place for in the per-IP table, released
-    /// (taken) exactly once when the slot is freed. `None` for a trusted balancer's own
-    /// address, which is never counted.
-    pub counted_ip: Option<IpAddr>,
-    pub proxy: ProxyStage,
+    /// The place this connection holds in the per-IP table, given back when the slot is
+    /// freed. `None` for a trusted balancer's own address, which is never counted.
+    pub counted: Option<PerIpGuard>,
     /// The verified client-certificate identity of an mTLS connection.
     pub tls_identity: Option<Box<str>>,
     /// The TLS session of a connection accepted on the TLS listener; boxed so a
@@ -65,65 +217,171 @@ pub struct Conn {
     pub output: Vec<u8>,
     /// The buffer of the send in flight (must not move until its completion).
     pub sending: Vec<u8>,
-    pub sent: usize,
-    pub recv_inflight: bool,
-    pub send_inflight: bool,
-    /// The peer shut its write side: answer what was asked, then close.
-    pub peer_closed: bool,
-    pub pending: Option<Pending>,
-    /// Monotonic ns at the start of the loop that framed the request in `pending`.
-    pub framed_ns: u64,
-    pub closing: Closing,
-    pub phase: Phase,
-    /// Monotonic ms when the current phase times out.
-    pub deadline_ms: u64,
-    pub continue_sent: bool,
-    /// Already on the shard's flush list this loop.
-    pub flush_queued: bool,
-    pub rearm_queued: bool,
 }
 
 impl Conn {
     pub fn vacant() -> Conn {
         Conn {
-            fd: -1,
+            socket: None,
             generation: 0,
-            in_use: false,
+            state: State::Vacant,
+            recv: RecvOp::Idle,
+            send: SendOp::Idle,
+            parked: None,
+            queued: Queued::default(),
+            deadline_ms: 0,
             peer_ip: None,
-            counted_ip: None,
-            proxy: ProxyStage::Settled,
+            counted: None,
             tls_identity: None,
             tls: None,
             input: Vec::new(),
             framer: Framer::default(),
             output: Vec::new(),
             sending: Vec::new(),
-            sent: 0,
-            recv_inflight: false,
-            send_inflight: false,
-            peer_closed: false,
-            pending: None,
-            framed_ns: 0,
-            closing: Closing::Open,
-            phase: Phase::Idle,
-            deadline_ms: 0,
-            continue_sent: false,
-            flush_queued: false,
-            rearm_queued: false,
         }
     }
 
-    /// Resets the slot for a newly accepted socket.
-    pub fn open(&mut self, fd: RawFd, peer_ip: Option<IpAddr>, counted_ip: Option<IpAddr>, proxy: ProxyStage, deadline_ms: u64) {
+    /// Puts a newly accepted socket into the (vacant) slot: in `preamble` when its
+    /// listener has the PROXY protocol on, else reading. A TLS handshake or a PROXY
+    /// header has the time a request head has; a plain connection starts idle.
+    pub fn open(
+        &mut self,
+        socket: OwnedFd,
+        peer_ip: Option<IpAddr>,
+        counted: Option<PerIpGuard>,
+        preamble: Option<Preamble>,
+        tls: Option<Box<Session>>,
+        clock: &Clock,
+    ) {
+        debug_assert!(matches!(self.state, State::Vacant), "opening an occupied slot");
         let generation = self.generation.wrapping_add(1);
+        let head_first = tls.is_some() || matches!(preamble, Some(Preamble::Expect(_)));
         *self = Conn::vacant();
-        self.fd = fd;
+        self.socket = Some(socket);
         self.generation = generation;
-        self.in_use = true;
         self.peer_ip = peer_ip;
-        self.counted_ip = counted_ip;
-        self.proxy = proxy;
-        self.deadline_ms = deadline_ms;
+        self.counted = counted;
+        self.tls = tls;
+        self.state = match preamble {
+            Some(preamble) => State::Preamble(preamble),
+            None => State::reading(),
+        };
+        self.deadline_ms = clock.now_ms + if head_first { clock.header_timeout_ms } else { clock.idle_timeout_ms };
+    }
+
+    /// The one transition function: moves the connection to its next state on `event`
+    /// and sets the deadline of the phase it enters.
+    pub fn step(&mut self, event: Event, clock: &Clock) -> Effect {
+        let now_ms = clock.now_ms;
+        match (event, &mut self.state) {
+            (Event::PreambleSettled { header, handshake }, _) => {
+                self.state = State::reading();
+                if header {
+                    // A handshake gets the time it has without a header; after a plain
+                    // header the balancer's connection is an idle keep-alive one.
+                    self.deadline_ms = now_ms + if handshake { clock.header_timeout_ms } else { clock.idle_timeout_ms };
+                }
+            }
+            (Event::PreambleUndecided, _) => self.deadline_ms = self.deadline_ms.min(now_ms + clock.header_timeout_ms),
+            (Event::HandshakeDone, _) => self.deadline_ms = clock.phase_deadline(Phase::Idle),
+            (Event::Incomplete(phase), State::Reading { phase: current, continue_sent, .. }) => {
+                if *current != phase {
+                    *current = phase;
+                    self.deadline_ms = clock.phase_deadline(phase);
+                }
+                if matches!(phase, Phase::Body { expects_continue: true }) && !*continue_sent {
+                    *continue_sent = true;
+                    return Effect::SendContinue;
+                }
+            }
+            (Event::Answered { keep_alive }, State::Reading { phase, continue_sent, peer_closed }) => {
+                (*phase, *continue_sent) = (Phase::Idle, false);
+                self.deadline_ms = clock.phase_deadline(Phase::Idle);
+                if !keep_alive {
+                    self.state = State::Flushing { peer_closed: *peer_closed };
+                }
+            }
+            (Event::Parked, State::Reading { phase, continue_sent, .. }) => {
+                (*phase, *continue_sent) = (Phase::Idle, false);
+                self.deadline_ms = clock.phase_deadline(Phase::Idle);
+            }
+            (Event::Resolved { keep_alive }, State::Reading { peer_closed, .. }) => {
+                if !keep_alive {
+                    self.state = State::Flushing { peer_closed: *peer_closed };
+                }
+            }
+            (Event::PeerClosed, State::Reading { peer_closed, .. } | State::Flushing { peer_closed }) => *peer_closed = true,
+            (Event::InputFramed, State::Reading { peer_closed: true, .. }) if self.parked.is_none() => {
+                self.state = State::Flushing { peer_closed: true };
+            }
+            (Event::FramingFailed, _) => {
+                self.state = State::Flushing { peer_closed: false };
+                self.deadline_ms = clock.phase_deadline(Phase::Idle);
+            }
+            (Event::Refused, _) => {
+                self.state = State::Flushing { peer_closed: false };
+                self.deadline_ms = now_ms + LINGER_MS;
+            }
+            (Event::Sent, State::Reading { phase: Phase::Head | Phase::Body { .. }, .. }) => {
+                // A request being read keeps its phase's deadline: an answer to an earlier
+                // request or a `100 Continue` must not give a slow head or body the idle timeout.
+            }
+            (Event::Sent, _) => self.deadline_ms = self.deadline_ms.max(clock.phase_deadline(Phase::Idle)),
+            (Event::Flushed, _) => self.state = State::Lingering { until_ms: now_ms + LINGER_MS },
+            (Event::Killed, _) => self.state = State::Dead,
+            (Event::Freed, _) => self.state = State::Vacant,
+            (
+                Event::Incomplete(_)
+                | Event::Answered { .. }
+                | Event::Parked
+                | Event::Resolved { .. }
+                | Event::PeerClosed
+                | Event::InputFramed,
+                _,
+            ) => {}
+        }
+        Effect::None
+    }
+
+    /// The descriptor for io_uring operations (-1 once closed, which the kernel refuses).
+    pub fn fd(&self) -> RawFd {
+        self.socket.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    /// A connection is in the slot (in any state, dead included).
+    pub fn in_use(&self) -> bool {
+        self.state != State::Vacant
+    }
+
+    /// Serving requests: its first bytes settled, not closing.
+    pub fn is_reading(&self) -> bool {
+        matches!(self.state, State::Reading { .. })
+    }
+
+    /// Open for what the peer sends: serving, or its first bytes not settled yet.
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Preamble(_) | State::Reading { .. })
+    }
+
+    /// Its first bytes still wait to be settled (PROXY protocol).
+    pub fn preamble(&self) -> Option<Preamble> {
+        match self.state {
+            State::Preamble(preamble) => Some(preamble),
+            _ => None,
+        }
+    }
+
+    /// The peer has sent its last byte.
+    pub fn peer_closed(&self) -> bool {
+        matches!(self.state, State::Reading { peer_closed: true, .. } | State::Flushing { peer_closed: true })
+    }
+
+    /// Where the request being read stands (`Idle` outside `Reading`).
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::Reading { phase, .. } => phase,
+            _ => Phase::Idle,
+        }
     }
 
     /// Something waits to be sent: answers, or TLS records (handshake, alerts).
@@ -133,7 +391,7 @@ impl Conn {
 
     /// Nothing is in progress: no partial request, no parked request, nothing to send.
     pub fn is_quiet(&self) -> bool {
-        self.input.is_empty() && self.pending.is_none() && !self.has_output() && !self.send_inflight
+        self.input.is_empty() && self.parked.is_none() && !self.has_output() && self.send == SendOp::Idle
     }
 }
 

@@ -51,32 +51,31 @@ impl TokenScopes {
     }
 }
 
-/// Why a request is not admitted: the answer to send.
+/// Why a request is not admitted: the reason (its status comes from the refusal table,
+/// `ingest/refusal.rs`) and the message to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
-    pub status: u16,
     pub reason: Reject,
     pub message: &'static str,
 }
 
 impl Refusal {
-    const fn new(status: u16, reason: Reject, message: &'static str) -> Refusal {
-        Refusal { status, reason, message }
+    const fn new(reason: Reject, message: &'static str) -> Refusal {
+        Refusal { reason, message }
     }
 }
 
-const SOURCE_UNKNOWN: Refusal = Refusal::new(401, Reject::KeyUnknown, "the webhook source names no partner known to this server");
-const HMAC_NOT_ALLOWED: Refusal =
-    Refusal::new(401, Reject::AlgorithmNotAllowed, "HMAC-SHA256 signatures are not allowed by the key policy");
-const TOKENS_NOT_CONFIGURED: Refusal = Refusal::new(401, Reject::TokenInvalid, "bearer tokens are not accepted by this server");
-const IP_NOT_ALLOWED: Refusal = Refusal::new(403, Reject::IpNotAllowed, "the partner may not send from this address");
+const SOURCE_UNKNOWN: Refusal = Refusal::new(Reject::KeyUnknown, "the webhook source names no partner known to this server");
+const HMAC_NOT_ALLOWED: Refusal = Refusal::new(Reject::AlgorithmNotAllowed, "HMAC-SHA256 signatures are not allowed by the key policy");
+const TOKENS_NOT_CONFIGURED: Refusal = Refusal::new(Reject::TokenInvalid, "bearer tokens are not accepted by this server");
+const IP_NOT_ALLOWED: Refusal = Refusal::new(Reject::IpNotAllowed, "the partner may not send from this address");
 const CERTIFICATE_REQUIRED: Refusal =
-    Refusal::new(403, Reject::ClientCertificateRequired, "the partner must send over mTLS with one of its client certificates");
+    Refusal::new(Reject::ClientCertificateRequired, "the partner must send over mTLS with one of its client certificates");
 const PARTNER_MISMATCH: Refusal =
-    Refusal::new(403, Reject::PartnerMismatch, "the client certificate belongs to another partner than the credentials");
+    Refusal::new(Reject::PartnerMismatch, "the client certificate belongs to another partner than the credentials");
 
 fn unauthenticated(error: AuthError) -> Refusal {
-    Refusal::new(401, Reject::from(error), error.message())
+    Refusal::new(Reject::from(error), error.message())
 }
 
 impl Core {
@@ -146,11 +145,11 @@ impl Core {
     }
 }
 
-const SUBJECT_UNKNOWN: Refusal = Refusal::new(401, Reject::TokenInvalid, "the token's subject is no partner of this server");
+const SUBJECT_UNKNOWN: Refusal = Refusal::new(Reject::TokenInvalid, "the token's subject is no partner of this server");
 
 /// Every token error is 401; the metrics label is the token error's own code.
 fn token_refusal(error: crate::perimeter::jwt::JwtError) -> Refusal {
-    Refusal::new(401, Reject::from(error), error.message())
+    Refusal::new(Reject::from(error), error.message())
 }
 
 /// Where a skewed request is kept.

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Lock stripes; a power of two well above the shard count of one host.
 const STRIPES: usize = 64;
@@ -88,9 +88,35 @@ impl ConnectionsPerIp {
         }
     }
 
+    /// Counts a new connection from `ip` and returns the place it holds, given back when
+    /// the guard is dropped; `None` (nothing counted) if `ip` already holds the limit.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<PerIpGuard> {
+        self.try_acquire(ip).then(|| PerIpGuard { table: Arc::clone(self), ip })
+    }
+
     /// Addresses holding at least one connection (for tests).
     pub fn clients(&self) -> usize {
         self.stripes.iter().map(|stripe| stripe.lock().unwrap_or_else(PoisonError::into_inner).len()).sum()
+    }
+}
+
+/// One connection's place in the per-IP table; dropping it gives the place back, so a
+/// slot releases its count exactly once, whichever way the connection ends.
+#[derive(Debug)]
+pub struct PerIpGuard {
+    table: Arc<ConnectionsPerIp>,
+    ip: IpAddr,
+}
+
+impl Drop for PerIpGuard {
+    fn drop(&mut self) {
+        self.table.release(self.ip);
+    }
+}
+
+impl std::fmt::Debug for ConnectionsPerIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionsPerIp").field("limit", &self.limit).finish_non_exhaustive()
     }
 }
 
@@ -123,6 +149,17 @@ mod tests {
         assert!(table.try_acquire("2001:db8:0:1::1".parse().expect("ip")), "another /64");
         assert!(table.try_acquire("192.0.2.7".parse().expect("ip")));
         assert!(!table.try_acquire("::ffff:192.0.2.7".parse().expect("ip")), "mapped is the same client");
+    }
+
+    #[test]
+    fn a_guard_gives_its_place_back_when_dropped() {
+        let table = Arc::new(ConnectionsPerIp::new(1));
+        let ip: IpAddr = "10.0.0.9".parse().expect("ip");
+        let guard = table.admit(ip).expect("first connection");
+        assert!(table.admit(ip).is_none(), "over the limit");
+        drop(guard);
+        assert_eq!(table.clients(), 0);
+        assert!(table.admit(ip).is_some(), "the place is free again");
     }
 
     #[test]

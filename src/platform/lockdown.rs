@@ -29,6 +29,8 @@
 
 use std::io;
 
+use crate::platform::sys;
+
 /// Why the filter is not in force; `serve()` logs it and goes on without the lockdown.
 #[derive(Debug, thiserror::Error)]
 pub enum LockdownError {
@@ -125,25 +127,12 @@ pub use program::PROGRAM;
 /// It neither allocates nor takes a lock, so a forked child may call it.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub fn install() -> Result<(), LockdownError> {
-    // SAFETY: prctl with integer arguments only; it touches no memory of ours.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) }
-        != 0
-    {
-        return Err(LockdownError::NoNewPrivs { source: io::Error::last_os_error() });
-    }
-    let mut program = PROGRAM;
-    let fprog = libc::sock_fprog { len: program.len() as libc::c_ushort, filter: program.as_mut_ptr() };
-    // SAFETY: `fprog` points at `program`, a valid array of `len` instructions on this
-    // stack frame; the kernel copies (and validates) it during the call and keeps no
-    // pointer to it. The other arguments are integers, passed as the longs the kernel reads.
-    let result = unsafe {
-        libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER as libc::c_ulong, libc::SECCOMP_FILTER_FLAG_TSYNC, &raw const fprog)
-    };
-    match result {
-        0 => Ok(()),
+    sys::set_no_new_privs().map_err(|source| LockdownError::NoNewPrivs { source })?;
+    match sys::install_seccomp_filter_all_threads(&PROGRAM) {
+        Ok(0) => Ok(()),
         // With TSYNC a positive result is the id of a thread that could not be synchronised.
-        tid if tid > 0 => Err(LockdownError::ThreadSync { tid }),
-        _ => Err(LockdownError::Install { source: io::Error::last_os_error() }),
+        Ok(tid) => Err(LockdownError::ThreadSync { tid }),
+        Err(source) => Err(LockdownError::Install { source }),
     }
 }
 
@@ -160,6 +149,7 @@ mod tests {
     use super::native::AUDIT_ARCH;
     use super::program::{IO_URING_REGISTER, IO_URING_SETUP, REFUSE};
     use super::*;
+    use crate::platform::sys::probes;
 
     /// Runs `program` the way the kernel would for a call `nr` from ABI `arch`; handles
     /// exactly the instructions the filter uses and fails on any other, or on a jump out
@@ -254,47 +244,24 @@ mod tests {
         if install().is_err() {
             return CHILD_INSTALL;
         }
-        // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) }
-            != libc::SECCOMP_MODE_FILTER as i32
-        {
+        if probes::seccomp_mode() != libc::SECCOMP_MODE_FILTER as i32 {
             return CHILD_NO_SECCOMP_MODE;
         }
-        // struct io_uring_params (120 bytes, 8-aligned), zeroed: a plain ring.
-        let mut params = [0u64; 15];
-        // SAFETY: io_uring_setup reads and writes at most sizeof(struct io_uring_params)
-        // bytes of `params`, which lives across the call.
-        let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 2 as libc::c_long, params.as_mut_ptr()) };
-        if fd >= 0 {
+        if probes::io_uring_setup() >= 0 {
             return CHILD_SETUP_ALLOWED;
         }
         if errno() != libc::EPERM {
             return CHILD_SETUP_NOT_EPERM;
         }
-        // SAFETY: integer arguments and a null pointer the kernel never reaches (refused first).
-        let registered =
-            unsafe { libc::syscall(libc::SYS_io_uring_register, -1 as libc::c_long, 0 as libc::c_long, 0usize, 0 as libc::c_long) };
-        if registered != -1 || errno() != libc::EPERM {
+        if probes::io_uring_register_nothing() != -1 || errno() != libc::EPERM {
             return CHILD_REGISTER_NOT_EPERM;
         }
-        // SAFETY: integer arguments and a null signal mask; fd -1 fails with EBADF.
-        let entered = unsafe {
-            libc::syscall(
-                libc::SYS_io_uring_enter,
-                -1 as libc::c_long,
-                0 as libc::c_long,
-                0 as libc::c_long,
-                0 as libc::c_long,
-                0usize,
-                0 as libc::c_long,
-            )
-        };
+        let entered = probes::io_uring_enter_nothing();
         if entered == -1 && errno() == libc::EPERM {
             return CHILD_ENTER_REFUSED;
         }
         let nop = opcode::Nop::new().build().user_data(7);
-        // SAFETY: a NOP points at no memory.
-        if unsafe { ring.submission().push(&nop) }.is_err() || ring.submit_and_wait(1).is_err() {
+        if probes::submit_nop(&mut ring, &nop).is_err() {
             return CHILD_NOP_SUBMIT;
         }
         match ring.completion().next() {
@@ -314,19 +281,7 @@ mod tests {
     /// so the test process itself stays unfiltered.
     #[test]
     fn after_install_rings_cannot_be_made_or_registered_but_old_rings_run() {
-        // SAFETY: fork; the child runs only `child_checks` (system calls, no allocation, no
-        // lock, no panic) and leaves with `_exit`, never returning into the test harness.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
-        if pid == 0 {
-            let code = child_checks();
-            // SAFETY: ends the child at once, without running the parent's atexit handlers.
-            unsafe { libc::_exit(code) };
-        }
-        let mut status = 0;
-        // SAFETY: waits for the child just forked; `status` lives across the call.
-        let waited = unsafe { libc::waitpid(pid, &raw mut status, 0) };
-        assert_eq!(waited, pid, "waitpid: {}", io::Error::last_os_error());
+        let status = probes::in_forked_child(child_checks).expect("fork and wait");
         assert!(libc::WIFEXITED(status), "the child did not exit normally (signal {})", libc::WTERMSIG(status));
         let failed = match libc::WEXITSTATUS(status) {
             CHILD_OK => return,

@@ -7,5 +7,6 @@ pub mod lockdown;
 pub mod logging;
 pub mod rlimit;
 pub mod swap;
+pub mod sys;
 pub mod systemd;
 pub mod time;

@@ -1,28 +1,22 @@
 //! Process resource limits: the open-files limit sluice raises for itself at start, how many
 //! open files a configuration needs, and reading a limit (for `sluice tune --check`).
 
+use crate::platform::sys;
+
 /// Raises the soft open-files limit to the hard limit: a server with 10,000 connections,
 /// or a harness opening them, needs more than the usual 1024. Returns the soft limit now in force.
 pub fn raise_open_files_limit() -> Option<u64> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one rlimit into memory we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return None;
-    }
+    let (soft, hard) = sys::getrlimit(libc::RLIMIT_NOFILE).ok()?;
     // An unlimited hard limit still cannot exceed the kernel's fs.nr_open.
-    let ceiling = if limit.rlim_max == libc::RLIM_INFINITY {
+    let ceiling = if hard == libc::RLIM_INFINITY {
         std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|text| text.trim().parse().ok()).unwrap_or(1 << 20)
     } else {
-        limit.rlim_max
+        hard
     };
-    if limit.rlim_cur < ceiling {
-        let raised = libc::rlimit { rlim_cur: ceiling, rlim_max: limit.rlim_max };
-        // SAFETY: setrlimit reads one rlimit from memory we own.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            return Some(raised.rlim_cur);
-        }
+    if soft < ceiling && sys::setrlimit(libc::RLIMIT_NOFILE, ceiling, hard).is_ok() {
+        return Some(ceiling);
     }
-    Some(limit.rlim_cur)
+    Some(soft)
 }
 
 /// Descriptors a server needs besides its connections and three per partition (active,
@@ -64,13 +58,9 @@ pub fn get(resource: Resource) -> Option<Limit> {
         Resource::OpenFiles => libc::RLIMIT_NOFILE,
         Resource::LockedMemoryBytes => libc::RLIMIT_MEMLOCK,
     };
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one rlimit into memory we own.
-    if unsafe { libc::getrlimit(which, &mut limit) } != 0 {
-        return None;
-    }
+    let (soft, hard) = sys::getrlimit(which).ok()?;
     let widen = |value: libc::rlim_t| if value == libc::RLIM_INFINITY { UNLIMITED } else { value };
-    Some(Limit { soft: widen(limit.rlim_cur), hard: widen(limit.rlim_max) })
+    Some(Limit { soft: widen(soft), hard: widen(hard) })
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ impl Notifier {
     /// A reload starts; [`Notifier::ready`] ends it. `MONOTONIC_USEC` lets
     /// `Type=notify-reload` (systemd 253+) match the reload to the request.
     pub fn reloading(&self) {
-        let _ = self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading", monotonic_usec()));
+        let _ = self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading", crate::platform::sys::monotonic_usec()));
     }
 
     /// A drain starts; asks for `drain` plus a margin before the stop timeout applies.
@@ -91,15 +91,6 @@ fn notify_address(path: &[u8]) -> io::Result<SocketAddr> {
 /// A status is one line: the protocol separates assignments with newlines.
 fn one_line(status: &str) -> String {
     status.replace(['\n', '\r'], " ")
-}
-
-/// CLOCK_MONOTONIC in microseconds, the clock systemd compares reloads against.
-fn monotonic_usec() -> u64 {
-    // SAFETY: timespec is plain data; all-zero is a valid value.
-    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer to a timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
-    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000
 }
 
 /// How often systemd expects `WATCHDOG=1`: half of `WATCHDOG_USEC`, if the watchdog is

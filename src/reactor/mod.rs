@@ -3,6 +3,7 @@
 //! `unsafe` in sluice lives here and in the memory-mapped log; every block says why it holds.
 
 pub mod bufring;
+pub mod op;
 pub mod restrictions;
 
 use std::io;
@@ -14,61 +15,6 @@ pub use restrictions::RingPolicy;
 
 /// Submission queue entries per shard ring; the completion queue is four times larger.
 pub const RING_ENTRIES: u32 = 4096;
-
-/// What a completion belongs to, packed into the 64-bit user_data: kind (8 bits),
-/// connection slot (24 bits) and the slot's generation (32 bits), so a completion for a
-/// connection slot that has since been reused is recognised and ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Token {
-    Accept,
-    /// The multishot accept of the shard's TLS listener.
-    AcceptTls,
-    Wake,
-    Recv {
-        slot: u32,
-        generation: u32,
-    },
-    Send {
-        slot: u32,
-        generation: u32,
-    },
-    Fsync {
-        partition: u32,
-    },
-    Ignore,
-}
-
-pub const SLOTS_MAX: u32 = 1 << 24;
-
-impl Token {
-    pub fn encode(self) -> u64 {
-        let (kind, slot, generation) = match self {
-            Token::Accept => (1u64, 0u32, 0u32),
-            Token::Wake => (2, 0, 0),
-            Token::Recv { slot, generation } => (3, slot, generation),
-            Token::Send { slot, generation } => (4, slot, generation),
-            Token::Fsync { partition } => (5, partition, 0),
-            Token::Ignore => (6, 0, 0),
-            Token::AcceptTls => (7, 0, 0),
-        };
-        debug_assert!(slot < SLOTS_MAX);
-        kind << 56 | u64::from(slot) << 32 | u64::from(generation)
-    }
-
-    pub fn decode(data: u64) -> Token {
-        let slot = ((data >> 32) & u64::from(SLOTS_MAX - 1)) as u32;
-        let generation = data as u32;
-        match data >> 56 {
-            1 => Token::Accept,
-            2 => Token::Wake,
-            3 => Token::Recv { slot, generation },
-            4 => Token::Send { slot, generation },
-            5 => Token::Fsync { partition: slot },
-            7 => Token::AcceptTls,
-            _ => Token::Ignore,
-        }
-    }
-}
 
 /// What the kernel offered at setup, for the start-up log line.
 #[derive(Debug, Clone, Copy, Default)]
@@ -152,9 +98,9 @@ pub fn setup(policy: &'static RingPolicy) -> io::Result<(DisabledRing, RingFeatu
 fn check_opcodes(ring: &IoUring, policy: &RingPolicy) -> io::Result<()> {
     let mut probe = io_uring::Probe::new();
     ring.submitter().register_probe(&mut probe).map_err(unavailable)?;
-    for &(code, name) in policy.opcodes {
-        if !probe.is_supported(code) {
-            return Err(io::Error::other(format!("io_uring on this kernel lacks {name}: upgrade to Linux >= 6.1")));
+    for opcode in policy.opcodes {
+        if !probe.is_supported(opcode.code) {
+            return Err(io::Error::other(format!("io_uring on this kernel lacks {}: upgrade to Linux >= 6.1", opcode.name)));
         }
     }
     Ok(())
@@ -188,20 +134,6 @@ pub fn submit_and_wait(ring: &IoUring, timeout: Option<Duration>) -> io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_round_trip() {
-        for token in [
-            Token::Accept,
-            Token::AcceptTls,
-            Token::Wake,
-            Token::Recv { slot: SLOTS_MAX - 1, generation: u32::MAX },
-            Token::Send { slot: 7, generation: 0 },
-            Token::Fsync { partition: 4095 },
-        ] {
-            assert_eq!(Token::decode(token.encode()), token);
-        }
-    }
 
     #[test]
     fn ring_setup_and_buffer_ring_work_on_this_kernel() {

@@ -10,46 +10,36 @@
 //! policy allows a register opcode, because nothing registers after enabling.
 
 use io_uring::register::Restriction;
-use io_uring::{opcode, squeue};
+use io_uring::squeue;
+
+use super::op::{self, Opcode};
 
 /// The operations one kind of ring may submit. The same opcodes are probed at setup, so
 /// a kernel that lacks one is named at start rather than at first use.
 pub struct RingPolicy {
     /// Whose ring this is, for error messages.
     pub owner: &'static str,
-    /// The SQE opcodes the ring may submit, with their kernel names.
-    pub opcodes: &'static [(u8, &'static str)],
+    /// The SQE opcodes the ring may submit.
+    pub opcodes: &'static [Opcode],
     /// The only SQE flags an entry may carry; an entry with any other is refused.
     pub sqe_flags: squeue::Flags,
 }
 
-/// A shard of `sluice serve` (`src/server/`). Multishot accept is `IORING_OP_ACCEPT` with an
+/// A shard of `sluice serve` (`src/shard/`). Multishot accept is `IORING_OP_ACCEPT` with an
 /// ioprio bit, multishot poll is `IORING_OP_POLL_ADD` with a poll flag, fdatasync is
 /// `IORING_OP_FSYNC` with `IORING_FSYNC_DATASYNC`: none of them is another opcode or an SQE
 /// flag. Receives carry `IOSQE_BUFFER_SELECT` (the provided buffer ring).
 pub static SHARD: RingPolicy = RingPolicy {
     owner: "shard",
-    opcodes: &[
-        (opcode::AcceptMulti::CODE, "IORING_OP_ACCEPT"),
-        (opcode::Recv::CODE, "IORING_OP_RECV"),
-        (opcode::Send::CODE, "IORING_OP_SEND"),
-        (opcode::Fsync::CODE, "IORING_OP_FSYNC"),
-        (opcode::PollAdd::CODE, "IORING_OP_POLL_ADD"),
-        (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
-    ],
+    opcodes: &[op::accept::OPCODE, op::recv::OPCODE, op::send::OPCODE, op::fsync::OPCODE, op::poll::OPCODE, op::cancel::OPCODE],
     sqe_flags: squeue::Flags::BUFFER_SELECT,
 };
 
-/// A thread of `sluice bench` (`src/loadgen/engine/`): a connect linked to its timeout
+/// A thread of `sluice bench` (`src/tools/bench/engine/`): a connect linked to its timeout
 /// (`IOSQE_IO_LINK`), multishot receives with buffer select, sends.
 pub static BENCH: RingPolicy = RingPolicy {
     owner: "bench",
-    opcodes: &[
-        (opcode::Connect::CODE, "IORING_OP_CONNECT"),
-        (opcode::LinkTimeout::CODE, "IORING_OP_LINK_TIMEOUT"),
-        (opcode::RecvMulti::CODE, "IORING_OP_RECV"),
-        (opcode::Send::CODE, "IORING_OP_SEND"),
-    ],
+    opcodes: &[op::connect::OPCODE, op::connect::TIMEOUT_OPCODE, op::recv::OPCODE, op::send::OPCODE],
     sqe_flags: squeue::Flags::IO_LINK.union(squeue::Flags::BUFFER_SELECT),
 };
 
@@ -57,13 +47,13 @@ impl RingPolicy {
     /// The restriction records for `IORING_REGISTER_RESTRICTIONS`: one per opcode and one
     /// for the allowed flags; no register opcode and no required flag.
     pub(super) fn restrictions(&self) -> Vec<Restriction> {
-        let mut list: Vec<Restriction> = self.opcodes.iter().map(|&(code, _)| Restriction::sqe_op(code)).collect();
+        let mut list: Vec<Restriction> = self.opcodes.iter().map(|opcode| Restriction::sqe_op(opcode.code)).collect();
         list.push(Restriction::sqe_flags_allowed(self.sqe_flags.bits()));
         list
     }
 
     pub fn allows(&self, code: u8) -> bool {
-        self.opcodes.iter().any(|&(allowed, _)| allowed == code)
+        self.opcodes.iter().any(|allowed| allowed.code == code)
     }
 }
 
@@ -84,25 +74,12 @@ mod tests {
     /// How long a test waits for one completion before it fails.
     const COMPLETION_WAIT_MS: u64 = 5_000;
 
-    /// Every `opcode::` type the crate's rings submit (outside these tests), with the opcode
-    /// it is and the SQE flags its builder sets by itself.
-    const KNOWN_OPCODES: [(&str, u8, squeue::Flags); 10] = [
-        ("Accept", opcode::Accept::CODE, squeue::Flags::empty()),
-        ("AcceptMulti", opcode::AcceptMulti::CODE, squeue::Flags::empty()),
-        ("Recv", opcode::Recv::CODE, squeue::Flags::empty()),
-        ("RecvMulti", opcode::RecvMulti::CODE, squeue::Flags::BUFFER_SELECT),
-        ("Send", opcode::Send::CODE, squeue::Flags::empty()),
-        ("Fsync", opcode::Fsync::CODE, squeue::Flags::empty()),
-        ("PollAdd", opcode::PollAdd::CODE, squeue::Flags::empty()),
-        ("AsyncCancel", opcode::AsyncCancel::CODE, squeue::Flags::empty()),
-        ("Connect", opcode::Connect::CODE, squeue::Flags::empty()),
-        ("LinkTimeout", opcode::LinkTimeout::CODE, squeue::Flags::empty()),
-    ];
-
-    /// Identifiers that follow `prefix` in `source` (`opcode::Recv::new` → `Recv`).
+    /// Identifiers that follow `prefix` in `source` (`opcode::Recv::new` → `Recv`), where
+    /// `prefix` starts a path (`Nop::new` is not a use of `op::`).
     fn names_after<'a>(source: &'a str, prefix: &str) -> BTreeSet<&'a str> {
         source
             .match_indices(prefix)
+            .filter(|(at, _)| source[..*at].chars().next_back().is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_'))
             .map(|(at, _)| {
                 let rest = &source[at + prefix.len()..];
                 &rest[..rest.find(|c: char| !c.is_ascii_alphanumeric() && c != '_').unwrap_or(rest.len())]
@@ -122,9 +99,10 @@ mod tests {
         }
     }
 
-    /// The guard against adding a submission without allowing it: every `opcode::X` and
-    /// `squeue::Flags::Y` in the sources of a ring's owner must be in that ring's policy.
-    /// (Forgetting would otherwise surface as `-EACCES` completions at run time.)
+    /// The guard against adding a submission without allowing it: entries are built only
+    /// in `reactor/op/`, and every `op::X::` a ring's owner uses must have its opcodes and
+    /// their SQE flags in that ring's policy. (Forgetting would otherwise surface as
+    /// `-EACCES` completions at run time.)
     #[test]
     fn every_submitted_opcode_and_flag_is_in_its_rings_policy() {
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -134,11 +112,18 @@ mod tests {
         for file in files {
             let relative = file.strip_prefix(&src).expect("under src/").to_string_lossy().into_owned();
             let source = std::fs::read_to_string(&file).expect("read source");
-            let opcodes = names_after(&source, "opcode::");
-            let flags = names_after(&source, "squeue::Flags::");
+            if relative.starts_with("reactor/") {
+                continue;
+            }
             // lockdown.rs submits nothing but, in its test, a NOP on a plain ring of a forked child.
-            let test_only = relative == "platform/lockdown.rs" && opcodes.iter().all(|name| *name == "Nop") && flags.is_empty();
-            if relative.starts_with("reactor/") || test_only || (opcodes.is_empty() && flags.is_empty()) {
+            let raw = names_after(&source, "opcode::");
+            let test_only = relative == "platform/lockdown.rs" && raw.iter().all(|name| *name == "Nop");
+            assert!(
+                raw.is_empty() || test_only,
+                "src/{relative} builds io_uring entries itself ({raw:?}): add an operation in src/reactor/op/"
+            );
+            let used = names_after(&source, "op::");
+            if used.is_empty() {
                 continue;
             }
             let policy = match relative.split('/').next() {
@@ -148,28 +133,26 @@ mod tests {
                     "src/{relative} submits io_uring operations but no ring policy covers it: add one in src/reactor/restrictions.rs"
                 ),
             };
-            for name in opcodes {
-                let Some(&(_, code, implied)) = KNOWN_OPCODES.iter().find(|(known, _, _)| *known == name) else {
-                    panic!(
-                        "src/{relative} uses opcode::{name}: add it to the {} policy (src/reactor/restrictions.rs) and to KNOWN_OPCODES",
-                        policy.owner
-                    )
+            for name in used {
+                let Some((_, opcodes)) = op::ALL.iter().find(|(known, _)| *known == name) else {
+                    panic!("src/{relative} uses op::{name}, which is not in reactor::op::ALL")
                 };
-                assert!(policy.allows(code), "src/{relative} submits opcode::{name}, which the {} policy does not allow", policy.owner);
-                assert!(
-                    policy.sqe_flags.contains(implied),
-                    "opcode::{name} sets {implied:?}, which the {} policy does not allow",
-                    policy.owner
-                );
-                checked += 1;
-            }
-            for name in flags {
-                let flag = squeue::Flags::from_name(name).unwrap_or_else(|| panic!("src/{relative}: unknown squeue::Flags::{name}"));
-                assert!(
-                    policy.sqe_flags.contains(flag),
-                    "src/{relative} sets squeue::Flags::{name}, which the {} policy does not allow",
-                    policy.owner
-                );
+                for opcode in *opcodes {
+                    assert!(
+                        policy.allows(opcode.code),
+                        "src/{relative} submits {}, which the {} policy does not allow",
+                        opcode.name,
+                        policy.owner
+                    );
+                    assert!(
+                        policy.sqe_flags.contains(opcode.flags),
+                        "{} sets {:?}, which the {} policy does not allow",
+                        opcode.name,
+                        opcode.flags,
+                        policy.owner
+                    );
+                    checked += 1;
+                }
             }
         }
         assert!(checked >= SHARD.opcodes.len(), "the scan found the submissions ({checked} opcode uses)");

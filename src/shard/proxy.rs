@@ -7,19 +7,14 @@
 
 use std::net::IpAddr;
 
+use super::Shard;
 use crate::config::ProxyConfig;
-use crate::constants::PROXY_V2_HEADER_BYTES_MAX;
-use crate::ingest::handle::{self, Answer};
+use crate::ingest::answer::{Answer, answer_refusal};
+use crate::ingest::refusal::Refusal;
 use crate::metrics::{PathLabel, ProxyHeaderLabel, ProxyReject, ShardStats};
-use crate::net::conn::{Closing, ProxyStage};
+use crate::net::conn::{Event, Preamble};
 use crate::net::proxy::{self, Parsed, Sniff, Version, Versions};
 use crate::perimeter::partners::Cidr;
-
-use super::{LINGER_MS, POOL_BUFFER_BYTES_INITIAL, RECV_BUFFER_BYTES, Shard};
-
-// A whole header fits in one receive buffer and in a fresh pooled input buffer.
-const _: () = assert!(PROXY_V2_HEADER_BYTES_MAX <= RECV_BUFFER_BYTES as usize);
-const _: () = assert!(PROXY_V2_HEADER_BYTES_MAX <= POOL_BUFFER_BYTES_INITIAL);
 
 /// A listener with the PROXY protocol on, as the shard checks it at accept.
 pub(super) struct ProxyListener {
@@ -34,22 +29,22 @@ impl ProxyListener {
     }
 
     /// What a connection from `peer` must begin with. An unknown peer is not trusted.
-    pub(super) fn stage(&self, peer: Option<IpAddr>) -> ProxyStage {
+    pub(super) fn preamble(&self, peer: Option<IpAddr>) -> Preamble {
         match peer {
-            Some(ip) if self.trusted.iter().any(|cidr| cidr.contains(ip)) => ProxyStage::Expect(self.versions),
-            _ => ProxyStage::Sniff,
+            Some(ip) if self.trusted.iter().any(|cidr| cidr.contains(ip)) => Preamble::Expect(self.versions),
+            _ => Preamble::Sniff,
         }
     }
 }
 
 impl Shard {
-    /// Bytes arrived on a connection whose PROXY stage is not settled (they are staged in
-    /// `input`): wait for more, refuse the connection, or settle it and go on.
+    /// Bytes arrived on a connection whose first bytes are not settled (they are staged
+    /// in `input`): wait for more, refuse the connection, or settle it and go on.
     pub(super) fn on_proxy_bytes(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
-        let header_len = match conn.proxy {
-            ProxyStage::Settled => 0,
-            ProxyStage::Expect(versions) => match proxy::parse(&conn.input, versions) {
+        let header_len = match conn.preamble() {
+            None => 0,
+            Some(Preamble::Expect(versions)) => match proxy::parse(&conn.input, versions) {
                 Ok(Parsed::Incomplete) => return self.after_progress(slot),
                 Err(_) => return self.refuse_proxy(slot, ProxyReject::Invalid),
                 Ok(Parsed::Done { header_len, version, source, .. }) => {
@@ -62,29 +57,28 @@ impl Shard {
                     stats.count_proxy_header(label);
                     if let Some(source) = source {
                         let ip = source.ip().to_canonical();
-                        debug_assert!(conn.counted_ip.is_none(), "a balancer's connection is never counted");
-                        if !self.per_ip.try_acquire(ip) {
+                        debug_assert!(conn.counted.is_none(), "a balancer's connection is never counted");
+                        let Some(counted) = self.per_ip.admit(ip) else {
                             ShardStats::add(&stats.connections_refused, 1);
                             ShardStats::add(&stats.connections_refused_per_ip, 1);
                             return self.kill(slot);
-                        }
+                        };
                         conn.peer_ip = Some(ip);
-                        conn.counted_ip = Some(ip);
+                        conn.counted = Some(counted);
                     }
                     header_len
                 }
             },
-            ProxyStage::Sniff => match proxy::sniff(&conn.input) {
+            Some(Preamble::Sniff) => match proxy::sniff(&conn.input) {
                 Sniff::NotProxy => 0,
                 Sniff::Proxy(_) => return self.refuse_proxy(slot, ProxyReject::UntrustedSource),
                 Sniff::Undecided => {
                     // Part of a signature (or of `POST`): as long as a request head may take.
-                    conn.deadline_ms = conn.deadline_ms.min(self.now_ms + self.config.ingest.header_timeout_ms);
+                    conn.step(Event::PreambleUndecided, &self.clock);
                     return self.after_progress(slot);
                 }
             },
         };
-        conn.proxy = ProxyStage::Settled;
         self.settle_proxy(slot, header_len);
     }
 
@@ -92,12 +86,9 @@ impl Shard {
     /// goes where bytes of a settled connection go: to the framer, or through TLS first.
     fn settle_proxy(&mut self, slot: u32, header_len: usize) {
         let conn = &mut self.conns[slot as usize];
+        conn.step(Event::PreambleSettled { header: header_len > 0, handshake: conn.tls.is_some() }, &self.clock);
         let Some(session) = conn.tls.as_deref_mut() else {
             conn.input.drain(..header_len);
-            if header_len > 0 {
-                // From here on the balancer's connection is an idle keep-alive one.
-                conn.deadline_ms = self.now_ms + self.config.ingest.idle_timeout_ms;
-            }
             return self.drive(slot);
         };
         let mut staged = std::mem::take(&mut conn.input);
@@ -107,18 +98,10 @@ impl Shard {
         });
         staged.clear();
         self.pool.give_back(&mut staged);
-        if header_len > 0 {
-            // The handshake gets the time it has on a connection without a header.
-            conn.deadline_ms = self.now_ms + self.config.ingest.header_timeout_ms;
-        }
         if let Some(received) = received {
             self.after_tls_receive(slot, received);
         }
-        match self.conns[slot as usize].closing {
-            Closing::Open => self.drive(slot),
-            Closing::Dead => self.kill(slot),
-            Closing::AfterFlush | Closing::Lingering { .. } => self.queue_rearm(slot),
-        }
+        self.after_receive(slot);
     }
 
     /// Closes a connection at its first bytes, reading none of them as a request. A
@@ -128,7 +111,6 @@ impl Shard {
         let stats = &self.control.shards[self.index];
         stats.count_proxy_rejected(reason);
         let conn = &mut self.conns[slot as usize];
-        conn.proxy = ProxyStage::Settled;
         conn.input.clear();
         self.pool.give_back(&mut conn.input);
         if conn.tls.is_some() {
@@ -136,18 +118,17 @@ impl Shard {
         }
         self.pool.lend(&mut conn.output);
         let answer = Answer { path: PathLabel::Other, keep_alive: false, stats };
-        handle::answer_error(&mut conn.output, 400, reason.code(), reason.message(), answer);
-        conn.closing = Closing::AfterFlush;
-        conn.deadline_ms = self.now_ms + LINGER_MS;
+        answer_refusal(&mut conn.output, Refusal::Proxy(reason), reason.message(), answer);
+        conn.step(Event::Refused, &self.clock);
         self.after_progress(slot);
     }
 
     /// The deadline passed before the connection's first bytes were settled.
     pub(super) fn proxy_timed_out(&mut self, slot: u32) {
-        match self.conns[slot as usize].proxy {
-            ProxyStage::Expect(_) => self.refuse_proxy(slot, ProxyReject::Timeout),
+        match self.conns[slot as usize].preamble() {
+            Some(Preamble::Expect(_)) => self.refuse_proxy(slot, ProxyReject::Timeout),
             // A client that stalls inside `P` or `\r\n`: as for a stalled request head.
-            ProxyStage::Sniff | ProxyStage::Settled => self.kill(slot),
+            Some(Preamble::Sniff) | None => self.kill(slot),
         }
     }
 
@@ -155,7 +136,7 @@ impl Shard {
     /// can be served. A balancer that sent part of a header has sent an invalid one.
     pub(super) fn proxy_cut_short(&mut self, slot: u32) {
         let conn = &self.conns[slot as usize];
-        if matches!(conn.proxy, ProxyStage::Expect(_)) && !conn.input.is_empty() {
+        if matches!(conn.preamble(), Some(Preamble::Expect(_))) && !conn.input.is_empty() {
             self.control.shards[self.index].count_proxy_rejected(ProxyReject::Invalid);
         }
         self.kill(slot);

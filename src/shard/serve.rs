@@ -3,12 +3,9 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{IntoRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::config::reload::{self, Reloadables};
@@ -16,11 +13,13 @@ use crate::ingest::envelope::Validator;
 use crate::ingest::handle::Core;
 use crate::log::DataDir;
 use crate::metrics::Control;
+use crate::net::listener::{ListenError, shard_listeners};
 use crate::net::tls::{ServerTls, TlsError};
 use crate::perimeter::keyring::{self, KeyRing};
 use crate::perimeter::limits::ConnectionsPerIp;
 use crate::perimeter::request_ids::RequestIds;
 use crate::platform::swap::{Local, Swap};
+use crate::platform::sys::EventFd;
 use crate::shard::handoff::StoreBatch;
 use crate::shard::partitions::Partitions;
 use crate::shard::{Shard, ShardSetup};
@@ -34,10 +33,6 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 /// How often the JWKS files are checked for changes (one `stat` per issuer).
 pub const JWKS_POLL_MS: u64 = 10_000;
 
-/// Listen backlog per shard socket; the kernel caps it at net.core.somaxconn
-/// (`sluice tune --check` compares the two).
-pub const LISTEN_BACKLOG: i32 = 4096;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("{0}")]
@@ -48,8 +43,8 @@ pub enum ServeError {
     Jwks(#[from] crate::perimeter::jwt::JwtLoadError),
     #[error("[ingest.tls]: {0}")]
     Tls(#[from] TlsError),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: io::Error },
+    #[error("{0}")]
+    Listen(#[from] ListenError),
     #[error("shard {shard}: {message}")]
     Shard { shard: usize, message: String },
     #[error("{0}")]
@@ -63,34 +58,6 @@ pub struct Bound {
     /// The TLS listener, when `[ingest.tls]` is configured.
     pub ingest_tls: Option<SocketAddr>,
     pub admin: SocketAddr,
-}
-
-fn listener(addr: SocketAddr) -> Result<Socket, ServeError> {
-    let wrap = |source| ServeError::Listen { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP)).map_err(wrap)?;
-    socket.set_reuse_address(true).map_err(wrap)?;
-    socket.set_reuse_port(true).map_err(wrap)?;
-    socket.bind(&addr.into()).map_err(wrap)?;
-    socket.listen(LISTEN_BACKLOG).map_err(wrap)?;
-    Ok(socket)
-}
-
-/// One SO_REUSEPORT socket per shard on the same address; with port 0 the first
-/// socket's port is shared by the rest.
-fn shard_listeners(addr: SocketAddr, shards: usize) -> Result<(Vec<RawFd>, SocketAddr), ServeError> {
-    let first = listener(addr)?;
-    let bound = first.local_addr().map_err(|source| ServeError::Listen { addr, source })?.as_socket().unwrap_or(addr);
-    let mut fds = vec![first.into_raw_fd()];
-    for _ in 1..shards {
-        fds.push(listener(bound)?.into_raw_fd());
-    }
-    Ok((fds, bound))
-}
-
-fn eventfd() -> io::Result<RawFd> {
-    // SAFETY: eventfd has no memory preconditions; the result is checked.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-    if fd < 0 { Err(io::Error::last_os_error()) } else { Ok(fd) }
 }
 
 /// Loads the key ring in force, creating the development ring when none is configured.
@@ -174,25 +141,25 @@ pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: 
             let (fds, addr) = shard_listeners(tls.listen, shards)?;
             (fds.into_iter().map(Some).collect(), Some(addr))
         }
-        None => (vec![None; shards], None),
+        None => ((0..shards).map(|_| None).collect::<Vec<_>>(), None),
     };
-    let wake_fds: Arc<Vec<RawFd>> = Arc::new((0..shards).map(|_| eventfd()).collect::<io::Result<_>>()?);
+    let wakers: Arc<Vec<EventFd>> = Arc::new((0..shards).map(|_| EventFd::new()).collect::<io::Result<_>>()?);
     let channels: Vec<_> = (0..shards).map(|_| crossbeam_channel::bounded(crate::constants::HANDOFF_QUEUE_BATCHES_MAX)).collect();
     let senders: Vec<_> = channels.iter().map(|(sender, _)| sender.clone()).collect();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, ServeError>>();
     let mut threads = Vec::new();
-    for (index, (_, inbox)) in channels.into_iter().enumerate() {
+    let shard_sockets = listeners.into_iter().zip(tls_listeners);
+    for (index, ((_, inbox), (listener, tls_listener))) in channels.into_iter().zip(shard_sockets).enumerate() {
         let setup = ShardSetup {
             index,
             config: Arc::clone(&config),
-            listener: listeners[index],
-            wake_fd: wake_fds[index],
-            wake_fds: Arc::clone(&wake_fds),
+            listener,
+            wakers: Arc::clone(&wakers),
             inbox,
             peers: senders.clone(),
             control: Arc::clone(&control),
-            tls: tls_listeners[index].zip(server_tls.clone()),
+            tls: tls_listener.zip(server_tls.clone()),
             per_ip: Arc::clone(&per_ip),
         };
         let (keyring, jwt, data_dir, ready) = (Arc::clone(&keyring), jwt.clone(), data_dir.clone(), ready_tx.clone());
@@ -243,10 +210,8 @@ pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: 
     tracing::info!(drain_timeout_ms = config.ingest.drain_timeout_ms, "draining");
     notifier.stopping(std::time::Duration::from_millis(config.ingest.drain_timeout_ms));
     control.draining.store(true, Ordering::Release);
-    for fd in wake_fds.iter() {
-        let one = 1u64;
-        // SAFETY: writing a u64 to an eventfd that stays open until after the join below.
-        unsafe { libc::write(*fd, (&raw const one).cast(), 8) };
+    for waker in wakers.iter() {
+        waker.notify();
     }
     for thread in threads {
         let _ = thread.join();

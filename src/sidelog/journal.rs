@@ -14,12 +14,13 @@
 
 #![forbid(unsafe_code)]
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::Path;
 
 use crate::perimeter::request_ids::{BodyDigest, RequestIds};
 use crate::sidelog::frame;
+use crate::sidelog::writer::{self, Rotation, SideLogWriter};
 
 /// Fixed part of a payload.
 const PAYLOAD_FIXED_BYTES: usize = 8 + 2 + 16 + 2 + 2 + 4;
@@ -90,82 +91,44 @@ pub fn decode(bytes: &[u8]) -> Result<(JournalRecord<'_>, usize), JournalError> 
     Ok((record, used))
 }
 
-/// One shard's writer.
-pub struct Journal {
-    dir: PathBuf,
-    shard: usize,
-    period_ms: i64,
-    file: Option<(i64, File)>,
-    buffer: Vec<u8>,
-    /// A write failed; reported once, retried at the next period.
-    failed_period: Option<i64>,
-}
+/// File name suffix of the journal files.
+const SUFFIX: &str = ".journal";
+/// Periods a journal file is kept after its own: its records expire within one window.
+const PERIODS_KEPT: i64 = 2;
 
-fn file_name(shard: usize, period: i64) -> String {
-    format!("shard-{shard}-{period}.journal")
+/// One shard's writer: the side-log writer with one file per period.
+pub struct Journal {
+    log: SideLogWriter,
 }
 
 /// `(shard, period)` of a journal file name.
+#[cfg(test)]
 fn parse_name(name: &str) -> Option<(usize, i64)> {
-    let rest = name.strip_prefix("shard-")?.strip_suffix(".journal")?;
-    let (shard, period) = rest.split_once('-')?;
-    Some((shard.parse().ok()?, period.parse().ok()?))
+    writer::parse_file_name(name, SUFFIX)
 }
 
 impl Journal {
     /// A writer for `shard` in `dir`, one file per `period_ms`.
     pub fn new(dir: &Path, shard: usize, period_ms: i64) -> Journal {
-        Journal { dir: dir.to_owned(), shard, period_ms: period_ms.max(1), file: None, buffer: Vec::new(), failed_period: None }
+        Journal { log: SideLogWriter::new(dir, "request-id journal", SUFFIX, shard, Rotation::Period { period_ms }) }
     }
 
     /// Buffers `record` for the next flush. One too large to encode is not journaled (the
     /// in-memory table still has it); the server's limits keep real answers far below
     /// that (`PARTNER_BYTES_MAX`, `REQUEST_ID_BYTES_MAX`, `BATCH_EVENTS_MAX` results).
     pub fn append(&mut self, record: &JournalRecord<'_>) {
-        let _ = encode(record, &mut self.buffer);
+        let _ = self.log.append(None, |out| encode(record, out));
     }
 
     /// Writes what was appended this loop. A failure is logged once per period and the
     /// records are dropped (the in-memory table still has them).
     pub fn flush(&mut self, now_ms: i64) {
-        if self.buffer.is_empty() {
-            return;
-        }
-        let period = now_ms.div_euclid(self.period_ms);
-        let buffer = std::mem::take(&mut self.buffer);
-        let result = self.file_for(period).and_then(|file| file.write_all(&buffer));
-        self.buffer = buffer;
-        self.buffer.clear();
-        if let Err(error) = result {
-            self.file = None;
-            if self.failed_period != Some(period) {
-                self.failed_period = Some(period);
-                tracing::error!(shard = self.shard, dir = %self.dir.display(), %error, "cannot write the request-id journal");
-            }
-        }
-    }
-
-    fn file_for(&mut self, period: i64) -> io::Result<&mut File> {
-        if self.file.as_ref().is_none_or(|(open, _)| *open != period) {
-            let path = self.dir.join(file_name(self.shard, period));
-            self.file = Some((period, OpenOptions::new().create(true).append(true).open(path)?));
-        }
-        Ok(&mut self.file.as_mut().expect("opened above").1)
+        let _ = self.log.flush(now_ms);
     }
 
     /// Deletes this shard's files whose every record has expired (older than two periods).
     pub fn prune(&mut self, now_ms: i64) {
-        let current = now_ms.div_euclid(self.period_ms);
-        let Ok(entries) = fs::read_dir(&self.dir) else { return };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if let Some((shard, period)) = name.to_str().and_then(parse_name)
-                && shard == self.shard
-                && period + 2 < current
-            {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
+        self.log.prune(now_ms, PERIODS_KEPT);
     }
 }
 
@@ -184,43 +147,26 @@ pub struct Loaded {
 pub fn load(dir: &Path, ids: &RequestIds, now_ms: i64) -> io::Result<Loaded> {
     fs::create_dir_all(dir)?;
     let mut loaded = Loaded::default();
-    let mut names: Vec<(i64, PathBuf)> = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        if let Some((_, period)) = entry.file_name().to_str().and_then(parse_name) {
-            names.push((period, entry.path()));
-        }
-    }
     // Older periods first, so a later answer for the same id wins.
-    names.sort();
-    for (_, path) in names {
-        let file = File::open(&path)?;
-        if file.metadata()?.len() > JOURNAL_FILE_BYTES_MAX {
+    for file in writer::files(dir, SUFFIX)? {
+        if fs::metadata(&file.path)?.len() > JOURNAL_FILE_BYTES_MAX {
             loaded.damaged += 1;
             continue;
         }
-        let bytes = fs::read(&path)?;
+        let bytes = fs::read(&file.path)?;
         loaded.files += 1;
-        let (mut at, mut live) = (0, 0);
-        while at < bytes.len() {
-            match decode(&bytes[at..]) {
-                Ok((record, used)) => {
-                    loaded.records += 1;
-                    if record.expires_ms > now_ms {
-                        live += 1;
-                        ids.restore(&record, now_ms);
-                    }
-                    at += used;
-                }
-                Err(_) => {
-                    loaded.damaged += 1;
-                    break;
-                }
+        let mut live = 0;
+        let (_, torn) = writer::read_records(&bytes, decode, |_, record| {
+            loaded.records += 1;
+            if record.expires_ms > now_ms {
+                live += 1;
+                ids.restore(&record, now_ms);
             }
-        }
+        });
+        loaded.damaged += usize::from(torn);
         loaded.restored += live;
         if live == 0 {
-            let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(&file.path);
         }
     }
     Ok(loaded)
@@ -266,7 +212,10 @@ mod tests {
         journal.append(&record(b"dead", 1_500));
         journal.flush(1_000);
         // A torn record at the end of the file stops the replay there.
-        journal.buffer.extend_from_slice(&[7, 0, 0]);
+        let _ = journal.log.append(None, |out| {
+            out.extend_from_slice(&[7, 0, 0]);
+            Ok(())
+        });
         journal.flush(1_001);
         let ids = RequestIds::new(600_000, 1000, 1 << 20);
         let loaded = load(dir.path(), &ids, 2_000).unwrap();

@@ -18,13 +18,14 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sidelog::frame;
+use crate::sidelog::writer::{self, Bound, Rotation, SideLogWriter};
 
 const PAYLOAD_FIXED_BYTES: usize = 8 + 8 + 2 + 2 + 2 + 2 + 4;
 /// Largest payload written and read back: the fixed part, four parts at their `u16`
@@ -136,65 +137,35 @@ impl QuarantineStats {
     }
 }
 
-/// One shard's writer.
+/// One shard's writer: the side-log writer with one file per process, within the
+/// directory's byte bound (`quarantine_bytes_max` across shards).
 pub struct QuarantineWriter {
-    dir: PathBuf,
-    shard: usize,
+    log: SideLogWriter,
     bytes_max: u64,
-    file: Option<File>,
-    buffer: Vec<u8>,
-    reported: bool,
 }
 
 impl QuarantineWriter {
     pub fn new(dir: &Path, shard: usize, bytes_max: u64) -> QuarantineWriter {
-        QuarantineWriter { dir: dir.to_owned(), shard, bytes_max, file: None, buffer: Vec::new(), reported: false }
+        QuarantineWriter { log: SideLogWriter::new(dir, "quarantine", SUFFIX, shard, Rotation::PerProcess), bytes_max }
     }
 
     /// Keeps `record` unless the directory is full or it is too large to encode; counts
     /// it either way.
     pub fn keep(&mut self, record: &Quarantined<'_>, stats: &QuarantineStats) {
-        let before = self.buffer.len();
-        if encode(record, &mut self.buffer).is_err() {
-            stats.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+        let bound = Bound { bytes: &stats.bytes, max: self.bytes_max };
+        match self.log.append(Some(bound), |out| encode(record, out)) {
+            Ok(()) => stats.count(record.partner),
+            Err(_) => {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        let added = (self.buffer.len() - before) as u64;
-        if stats.bytes.fetch_add(added, Ordering::Relaxed) + added > self.bytes_max {
-            stats.bytes.fetch_sub(added, Ordering::Relaxed);
-            self.buffer.truncate(before);
-            stats.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        stats.count(record.partner);
     }
 
     /// Writes what was kept this loop.
     pub fn flush(&mut self, now_ms: i64, stats: &QuarantineStats) {
-        if self.buffer.is_empty() {
-            return;
-        }
-        let buffer = std::mem::take(&mut self.buffer);
-        let result = self.file(now_ms).and_then(|file| file.write_all(&buffer));
-        self.buffer = buffer;
-        if let Err(error) = result {
-            self.file = None;
+        if self.log.flush(now_ms).is_err() {
             stats.dropped.fetch_add(1, Ordering::Relaxed);
-            if !self.reported {
-                self.reported = true;
-                tracing::error!(shard = self.shard, dir = %self.dir.display(), %error, "cannot write the quarantine");
-            }
         }
-        self.buffer.clear();
-    }
-
-    fn file(&mut self, now_ms: i64) -> io::Result<&mut File> {
-        if self.file.is_none() {
-            fs::create_dir_all(&self.dir)?;
-            let path = self.dir.join(format!("shard-{}-{now_ms}{SUFFIX}", self.shard));
-            self.file = Some(OpenOptions::new().create(true).append(true).open(path)?);
-        }
-        Ok(self.file.as_mut().expect("opened above"))
     }
 }
 
@@ -203,23 +174,9 @@ pub fn directory_bytes(dir: &Path) -> u64 {
     quarantine_files(dir).unwrap_or_default().iter().filter_map(|path| fs::metadata(path).ok()).map(|meta| meta.len()).sum()
 }
 
-/// The quarantine files of `dir`, oldest name first.
+/// The quarantine files of `dir`, oldest first.
 pub fn quarantine_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    match fs::read_dir(dir) {
-        Ok(entries) => {
-            for entry in entries {
-                let path = entry?.path();
-                if path.to_str().is_some_and(|name| name.ends_with(SUFFIX)) {
-                    files.push(path);
-                }
-            }
-        }
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error),
-    }
-    files.sort();
-    Ok(files)
+    Ok(writer::files(dir, SUFFIX)?.into_iter().map(|file| file.path).collect())
 }
 
 #[cfg(test)]

@@ -414,10 +414,8 @@ mod tests {
     #[test]
     fn open_files_limit_is_raised_to_the_hard_limit() {
         let soft = crate::platform::rlimit::raise_open_files_limit().expect("getrlimit works");
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: as above.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
-        assert_eq!(soft, limit.rlim_cur);
-        assert!(limit.rlim_cur == limit.rlim_max || limit.rlim_max == libc::RLIM_INFINITY);
+        let (rlim_cur, rlim_max) = crate::platform::sys::getrlimit(libc::RLIMIT_NOFILE).expect("getrlimit");
+        assert_eq!(soft, rlim_cur);
+        assert!(rlim_cur == rlim_max || rlim_max == libc::RLIM_INFINITY);
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{Finding, Host, Status, sysctl_at_least};
 use crate::config::Config;
-use crate::shard::serve::LISTEN_BACKLOG;
+use crate::constants::LISTEN_BACKLOG;
 
 /// What the kit sets `tcp_max_syn_backlog` to: with syncookies off the kernel drops
 /// unproven peers once the SYN queue is three quarters full, so twice the listen backlog

@@ -4,11 +4,12 @@
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 
-use io_uring::{cqueue, opcode, squeue, types};
+use io_uring::cqueue;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{Engine, Phase, RECONNECT_DELAY_NS};
 use crate::constants::BENCH_CONNECTS_IN_FLIGHT_MAX;
+use crate::reactor::op;
 use crate::tools::bench::conn::{ConnState, Op, PING, Role, token};
 use crate::tools::bench::response::Response;
 use crate::tools::bench::stats::ErrorKind;
@@ -53,11 +54,13 @@ impl Engine<'_> {
         {
             eprintln!("sluice bench: io_uring submit failed: {error}");
         }
-        let connect = opcode::Connect::new(types::Fd(fd), self.addr.as_ptr().cast(), self.addr.len())
-            .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(token(Op::Connect, slot, generation));
-        let timeout = opcode::LinkTimeout::new(&*self.connect_timeout).build().user_data(token(Op::ConnectTimeout, slot, generation));
+        let [connect, timeout] = op::connect::with_timeout(
+            fd,
+            &self.addr,
+            &self.connect_timeout,
+            token(Op::Connect, slot, generation),
+            token(Op::ConnectTimeout, slot, generation),
+        );
         self.push(&connect);
         self.push(&timeout);
     }

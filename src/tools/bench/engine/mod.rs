@@ -20,13 +20,13 @@ use std::net::Shutdown;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use io_uring::{IoUring, cqueue, squeue, types};
 use socket2::SockAddr;
 
 use crate::constants::{
     BENCH_OPEN_LOOP_OUTSTANDING_PER_CONN_MAX, BENCH_RECONNECT_DELAY_MS, BENCH_RECV_BUFFER_BYTES, BENCH_RECV_BUFFERS, BENCH_TICK_MS,
 };
-use crate::reactor::{self, bufring::BufRing};
+use crate::reactor::{self, bufring::BufRing, op};
 use crate::tools::bench::conn::{Conn, ConnState, Op, PING, Role, SLOTS_MAX, Waiting, decode, token};
 use crate::tools::bench::plan::Plan;
 use crate::tools::bench::response::Response;
@@ -371,8 +371,7 @@ impl<'a> Engine<'a> {
             if conn.is_live() && !conn.recv_inflight {
                 conn.recv_inflight = true;
                 let fd = conn.socket.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
-                let entry =
-                    opcode::RecvMulti::new(types::Fd(fd), self.buffers.group()).build().user_data(token(Op::Recv, slot, conn.generation));
+                let entry = op::recv::multishot(fd, &self.buffers, token(Op::Recv, slot, conn.generation));
                 self.push(&entry);
             }
         }
@@ -406,12 +405,7 @@ impl<'a> Engine<'a> {
         conn.send_inflight = true;
         let fd = conn.socket.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
         let rest = &conn.sending[conn.sent..];
-        let length = rest.len().min(u32::MAX as usize) as u32;
-        let entry = opcode::Send::new(types::Fd(fd), rest.as_ptr(), length).flags(libc::MSG_NOSIGNAL).build().user_data(token(
-            Op::Send,
-            slot,
-            conn.generation,
-        ));
+        let entry = op::send::bytes(fd, rest, token(Op::Send, slot, conn.generation));
         self.push(&entry);
     }
 
