@@ -18,7 +18,7 @@
 //!
 //! Reproduce: `cargo bench --bench append` (quick: `-- --warm-up-time 1 --measurement-time 3`)
 
-mod common;
+use sluice_test_support::bench_inputs as common;
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

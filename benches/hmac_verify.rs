@@ -8,7 +8,7 @@
 //!
 //! Reproduce: `cargo bench --bench hmac_verify`
 
-mod common;
+use sluice_test_support::bench_inputs as common;
 
 use std::hint::black_box;
 use std::path::Path;

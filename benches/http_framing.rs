@@ -11,7 +11,7 @@
 //!
 //! Reproduce: `cargo bench --bench http_framing`
 
-mod common;
+use sluice_test_support::bench_inputs as common;
 
 use std::hint::black_box;
 

@@ -9,8 +9,7 @@
 //!
 //! Reproduce: `cargo bench --bench jwt_verify`
 
-#[path = "../tests/common/jwt.rs"]
-mod mint;
+use sluice_test_support::jwt as mint;
 
 use std::hint::black_box;
 

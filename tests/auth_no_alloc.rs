@@ -6,10 +6,10 @@ use std::path::Path;
 use sluice::perimeter::hmac::{AuthError, Credentials, sign_v1, verify_v1};
 use sluice::perimeter::keyring::KeyRing;
 
-#[path = "common/counting_alloc.rs"]
-mod counting_alloc;
+use sluice_test_support::counting_alloc::{CountingAllocator, allocations_during};
 
-use counting_alloc::allocations_during;
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// kid, `X-Signature`, expected outcome.
 type Case<'a> = (&'a [u8], &'a [u8], Result<(), AuthError>);

@@ -1,9 +1,7 @@
 //! Every way a v1 signature can be wrong is answered 401 with its own code, and nothing
 //! of a rejected request is stored (SPEC §1.1, §1.3).
 
-mod common;
-
-use common::*;
+use sluice_test_support::*;
 
 const DAY_MS: i64 = 86_400_000;
 

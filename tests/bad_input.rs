@@ -1,11 +1,9 @@
 //! Malformed HTTP, bodies and envelopes get the right 4xx, framing errors close the
 //! connection, a slow client cannot hold a shard, and nothing rejected is stored.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use sluice_test_support::*;
 
 const BODY_BYTES_MAX: usize = 128 * 1024;
 const HEADER_TIMEOUT_MS: u64 = 300;
@@ -60,8 +58,8 @@ fn nested_helper_counts_levels() {
         let json = Json::parse(text.as_bytes()).expect("valid JSON");
         fn depth_of(json: &Json) -> usize {
             match json {
-                Json::Obj(members) => 1 + members.iter().map(|(_, v)| depth_of(v)).max().unwrap_or(0),
-                Json::Arr(items) => 1 + items.iter().map(depth_of).max().unwrap_or(0),
+                Json::Object(members) => 1 + members.iter().map(|(_, v)| depth_of(v)).max().unwrap_or(0),
+                Json::Array(items) => 1 + items.iter().map(depth_of).max().unwrap_or(0),
                 _ => 0,
             }
         }

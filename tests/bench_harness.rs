@@ -2,20 +2,18 @@
 //! counted by kind, bad signatures are all 401, duplicates all 200, and `sluice tail`
 //! holds exactly the unique events that were accepted. No throughput assertions.
 
-mod common;
-
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 
-use common::{BIN, KID, Sandbox, Server, Setup};
 use serde_json::Value;
+use sluice_test_support::{KID, Sandbox, Server, Setup, bin};
 
 fn run_bench(args: &[&str]) -> Output {
-    Command::new(BIN).arg("bench").args(args).stdin(Stdio::null()).output().expect("run sluice bench")
+    Command::new(bin()).arg("bench").args(args).stdin(Stdio::null()).output().expect("run sluice bench")
 }
 
 fn run_bench_in(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(BIN).arg("bench").args(args).current_dir(dir).stdin(Stdio::null()).output().expect("run sluice bench")
+    Command::new(bin()).arg("bench").args(args).current_dir(dir).stdin(Stdio::null()).output().expect("run sluice bench")
 }
 
 /// Runs `sluice bench --json` against `server` and returns the report.
@@ -220,7 +218,7 @@ fn help_explains_every_option() {
 
 #[test]
 fn bad_usage_exits_2_and_no_server_exits_1() {
-    let secret = common::whsec(&common::SECRET);
+    let secret = sluice_test_support::whsec(&sluice_test_support::SECRET);
     let signing = ["--secret", secret.as_str(), "--kid", KID, "--requests", "10", "--duration", "0.2"];
     for bad in [
         &["--duplicate-ratio", "1.5"][..],

@@ -1,13 +1,11 @@
 //! The command line of SPEC §3: check-config, keys gen/list/rotate, tail's partition
 //! check, serve's SIGTERM drain and exit status, and the health and metrics endpoints.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
 use std::time::Duration;
 
-use common::*;
+use sluice_test_support::*;
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -311,7 +309,7 @@ fn tail_follow_prints_new_events() {
     use std::io::BufRead;
     let sandbox = Sandbox::new(Setup::default());
     let server = sandbox.start();
-    let mut child = std::process::Command::new(BIN)
+    let mut child = std::process::Command::new(bin())
         .args(["tail", "--data-dir", sandbox.data_dir.to_str().unwrap(), "--follow"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
@@ -361,7 +359,7 @@ fn serve_refuses_another_partition_count_and_a_second_server() {
     let sandbox = Sandbox::new(Setup { partitions: 8, ..Setup::default() });
     let first = sandbox.start();
     // A second server on the same data dir must not start (it would interleave records).
-    let output = std::process::Command::new(BIN)
+    let output = std::process::Command::new(bin())
         .args(["serve", "--config", sandbox.config.to_str().unwrap()])
         .stdin(std::process::Stdio::null())
         .output()

@@ -1,11 +1,9 @@
 //! `[ingest] connections_per_ip_max`: connections past the limit from one address are
 //! closed at once and counted; the ones inside it work; closing one frees a place.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use sluice_test_support::*;
 
 fn refused_per_ip(server: &Server) -> u64 {
     let text = server.admin_client().request(&get("/metrics")).text();

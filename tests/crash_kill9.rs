@@ -2,14 +2,12 @@
 //! acknowledged event survives kill -9, exactly once, at its acknowledged place, and the
 //! log keeps growing densely after the restart.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::*;
+use sluice_test_support::*;
 
 const CLIENT_THREADS: usize = 4;
 const LOAD_MS: u64 = 1500;

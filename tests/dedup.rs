@@ -1,9 +1,7 @@
 //! A repeated `event_id` is answered `200 duplicate` with the original's placement and is
 //! stored once: within a run, across a restart, and inside one batch (SPEC §1.3, §2).
 
-mod common;
-
-use common::*;
+use sluice_test_support::*;
 
 fn ids_in_tail(sandbox: &Sandbox) -> Vec<String> {
     sandbox.tail().iter().map(TailLine::event_id).collect()

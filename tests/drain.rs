@@ -3,15 +3,13 @@
 //! never half an answer), every event acknowledged is in the log exactly once, and the
 //! process exits 0.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use sluice_test_support::*;
 
 const CLIENTS: usize = 8;
 

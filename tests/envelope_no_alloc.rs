@@ -7,8 +7,10 @@
 use sluice::constants::{BODY_BYTES_MAX_DEFAULT, VALIDATOR_WARM_BYTES};
 use sluice::ingest::envelope::Validator;
 
-#[path = "common/counting_alloc.rs"]
-mod counting_alloc;
+use sluice_test_support::counting_alloc::{self, CountingAllocator};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// Allocations this thread made in `run`.
 fn allocations_during(run: impl FnOnce()) -> usize {

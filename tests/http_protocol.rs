@@ -2,11 +2,9 @@
 //! body, `Expect: 100-continue`, HTTP/1.0 and `Connection: close`, and a client that
 //! half-closes after its last request still gets every answer.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use sluice_test_support::*;
 
 #[test]
 fn head_answers_have_no_body() {

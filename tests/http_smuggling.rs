@@ -5,11 +5,9 @@
 //! The framer's unit tests (src/http.rs) cover each rule byte by byte; these prove the
 //! server answers and closes as promised (docs/DECISIONS.md § HTTP).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use sluice_test_support::*;
 
 /// How long the server may take to close after its answer.
 const CLOSE_WITHIN_MS: u64 = 3_000;

@@ -1,11 +1,9 @@
 //! Signed events go in over real sockets and come back from `sluice tail` byte for byte
 //! (plus `ingested_at`), at the partition and offset the answer named.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
+use sluice_test_support::*;
 
 /// Tail lines keyed by (partition, offset); panics on a repeated position.
 fn by_position(lines: &[TailLine]) -> HashMap<(u32, u64), TailLine> {

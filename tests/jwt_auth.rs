@@ -4,12 +4,10 @@
 //! event type is 403; a JWKS file that changes on disk is picked up. Nothing refused is
 //! stored.
 
-mod common;
-
 use std::path::Path;
 
-use common::jwt::{Signer, access_claims, hs256_token, unsigned_token, write_jwks};
-use common::*;
+use sluice_test_support::jwt::{Signer, access_claims, hs256_token, unsigned_token, write_jwks};
+use sluice_test_support::*;
 
 const ISSUER: &str = "https://idp.test";
 const AUDIENCE: &str = "sluice-ingest";
@@ -38,7 +36,7 @@ fn tokens_are_verified_pinned_and_scoped() {
     let server = sandbox.start();
     let mut client = server.client();
     let prefix = unique_prefix();
-    let now = common::jwt::now_secs();
+    let now = sluice_test_support::jwt::now_secs();
     let good = access_claims(ISSUER, AUDIENCE, "crm-client", now, "ingest:bet ingest:deposit");
     let mut accepted = Vec::new();
     for (signer, name) in [(&rsa, "rs256"), (&ec, "es256"), (&ed, "eddsa")] {
@@ -83,7 +81,7 @@ fn a_rotated_jwks_file_is_picked_up_and_a_broken_one_keeps_the_old_keys() {
     let server = sandbox.start();
     let mut client = server.client();
     let prefix = unique_prefix();
-    let claims = access_claims(ISSUER, AUDIENCE, "crm-client", common::jwt::now_secs(), "ingest:*");
+    let claims = access_claims(ISSUER, AUDIENCE, "crm-client", sluice_test_support::jwt::now_secs(), "ingest:*");
     expect_accepted(&client.request(&bearer(&old.token(&claims), typed_event(&format!("{prefix}-1"), "u_jwt", "bet").as_bytes())));
     expect_error(
         &client.request(&bearer(&new.token(&claims), typed_event(&format!("{prefix}-2"), "u_jwt", "bet").as_bytes())),

@@ -5,15 +5,15 @@
 //!
 //! Reproduce: `cargo test --test jwt_no_alloc`.
 
-#[path = "common/counting_alloc.rs"]
-mod counting_alloc;
-#[path = "common/jwt.rs"]
-mod mint;
+use sluice_test_support::jwt as mint;
 
-use counting_alloc::{allocations_during, assert_counting};
 use mint::Signer;
 use serde_json::json;
 use sluice::perimeter::jwt::{Algorithm, IssuerPolicy, JwtError, JwtPolicy, JwtScratch, JwtVerifier};
+use sluice_test_support::counting_alloc::{CountingAllocator, allocations_during, assert_counting};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "sluice-ingest";

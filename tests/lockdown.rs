@@ -4,11 +4,9 @@
 //! on SIGHUP and `POST /admin/reload`, and drains on SIGTERM. That the filter refuses the
 //! two calls (and not `io_uring_enter`) is the unit test in src/lockdown.rs.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use sluice_test_support::*;
 
 /// The `Seccomp:` and `Seccomp_filters:` lines of one `/proc/.../status` file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,19 +2,17 @@
 //! object; `--log-level` filters; requests are never logged at the default level, and
 //! at debug level refused requests are sampled, not logged one by one.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::*;
+use sluice_test_support::*;
 
 /// Runs `sluice serve` with `args`, hands the ingest address (from the JSON ready line)
 /// to `drive`, then stops it with SIGTERM and returns every stderr line.
 fn serve_json(sandbox: &Sandbox, args: &[&str], drive: impl FnOnce(std::net::SocketAddr)) -> Vec<String> {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(["serve", "--config", sandbox.config.to_str().unwrap()])
         .args(args)
         .stdin(Stdio::null())
@@ -35,8 +33,7 @@ fn serve_json(sandbox: &Sandbox, args: &[&str], drive: impl FnOnce(std::net::Soc
         }
     };
     drive(ingest);
-    // SAFETY: kill(2) on our own child, not reaped yet.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    kill(child.id(), libc::SIGTERM);
     assert!(child.wait().expect("wait").success());
     reader.join().expect("reader")
 }
@@ -82,15 +79,14 @@ fn debug_level_samples_refused_requests() {
 #[test]
 fn warn_level_hides_info_and_a_bad_level_is_a_usage_error() {
     let sandbox = Sandbox::new(Setup::default());
-    let child = Command::new(BIN)
+    let child = Command::new(bin())
         .args(["serve", "--config", sandbox.config.to_str().unwrap(), "--log-level", "warn", "--log-format", "text"])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(700));
-    // SAFETY: kill(2) on our own child, not reaped yet.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    kill(child.id(), libc::SIGTERM);
     let output = child.wait_with_output().expect("wait");
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stderr);

@@ -1,8 +1,6 @@
 //! The man pages and shell completions are generated from the CLI definition itself.
 
-mod common;
-
-use common::*;
+use sluice_test_support::*;
 
 #[test]
 fn man_prints_a_roff_page_and_writes_one_per_command() {

@@ -2,12 +2,10 @@
 //! requests by path and status, events by outcome and rejection reason, and one latency
 //! observation per answered request, after a known mix of requests.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use sluice_test_support::*;
 
 /// How long to wait for counters bumped on send completion (bytes out) to show.
 const SCRAPE_SETTLE_MS: u64 = 3000;

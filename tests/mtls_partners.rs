@@ -4,14 +4,11 @@
 //! certificate of one partner with another partner's credentials is 403
 //! `partner_mismatch`; a verified certificate that maps to nobody authenticates nothing.
 
-mod common;
-#[path = "common/pki.rs"]
-mod pki;
-
 use std::path::Path;
 
-use common::*;
-use pki::Authority;
+use sluice_test_support::pki;
+use sluice_test_support::pki::Authority;
+use sluice_test_support::*;
 
 const STRICT_KID: &str = "strict-key";
 const STRICT_SECRET: [u8; 32] = *b"strict-partner-secret-32-bytes!!";

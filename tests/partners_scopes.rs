@@ -4,9 +4,7 @@
 //! over plain TCP; a policy that does not allow HMAC-SHA256 refuses HMAC with 401. Every
 //! refusal stores nothing.
 
-mod common;
-
-use common::*;
+use sluice_test_support::*;
 
 const WALLET_KID: &str = "wallet-key";
 const WALLET_SECRET: [u8; 32] = *b"wallet-partner-secret-32-bytes!!";
@@ -89,7 +87,7 @@ fn bad_partner_tables_are_refused_at_start() {
     let sandbox =
         Sandbox::new(Setup { extra_keys: "[[partners]]\nname = \"x\"\nallow_cidrs = [\"10.0.0.0/33\"]\n".into(), ..Setup::default() });
     let serve =
-        std::process::Command::new(BIN).args(["serve", "--config", sandbox.config.to_str().unwrap()]).output().expect("run sluice serve");
+        std::process::Command::new(bin()).args(["serve", "--config", sandbox.config.to_str().unwrap()]).output().expect("run sluice serve");
     assert_eq!(serve.status.code(), Some(2), "serve with a bad partner table: {}", String::from_utf8_lossy(&serve.stderr));
     let stderr = String::from_utf8_lossy(&serve.stderr);
     assert!(stderr.contains("allow_cidrs"), "the error names the field: {stderr}");

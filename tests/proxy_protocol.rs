@@ -5,19 +5,16 @@
 //! missing or late header closes the connection; a header from a direct client is a
 //! spoofing attempt and is refused before anything is read; TLS works behind a header.
 
-mod common;
-#[path = "common/pki.rs"]
-mod pki;
-
 use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
-use pki::{Authority, TlsStream};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use sluice_test_support::pki;
+use sluice_test_support::pki::{Authority, TlsStream};
+use sluice_test_support::*;
 
 const TRUSTED: &str = "proxy_protocol = \"any\"\nproxy_trusted_cidrs = [\"127.0.0.0/8\"]\n";
 const UNTRUSTED: &str = "proxy_protocol = \"any\"\nproxy_trusted_cidrs = [\"10.0.0.0/8\"]\n";

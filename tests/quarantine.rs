@@ -6,9 +6,7 @@
 //! run, and a partner the server refuses to hear from this host is reported blocked
 //! (exit 1), its requests kept until a run after the fix.
 
-mod common;
-
-use common::*;
+use sluice_test_support::*;
 
 fn skewed(body: &[u8], skew_secs: i64) -> Vec<u8> {
     skewed_as(KID, &SECRET, body, skew_secs)

@@ -3,9 +3,7 @@
 //! partner's new scope applies; a broken file is refused, named on stderr, and the old
 //! keys keep working.
 
-mod common;
-
-use common::*;
+use sluice_test_support::*;
 
 const NEW_KID: &str = "added-later";
 const NEW_SECRET: [u8; 32] = *b"a-key-added-while-sluice-runs!!!";

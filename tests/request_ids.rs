@@ -2,9 +2,7 @@
 //! original answer (marked `idempotent-replayed: true`), with another body 409
 //! `request_id_conflict`; ids are per partner; the memory survives a restart.
 
-mod common;
-
-use common::*;
+use sluice_test_support::*;
 
 fn with_id(body: &[u8], id: &str) -> Vec<u8> {
     let mut headers = auth_headers(body);

@@ -1,9 +1,7 @@
 //! A partition's log spans several segment files once the active one is full; reads,
 //! dedup and recovery after kill -9 work across the roll.
 
-mod common;
-
-use common::*;
+use sluice_test_support::*;
 
 #[test]
 fn events_span_segments_and_survive_kill9() {

@@ -4,8 +4,6 @@
 //! request, or a `100 Continue`). While many such clients trickle, a normal producer is
 //! served at once.
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -13,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::*;
+use sluice_test_support::*;
 
 const HEADER_TIMEOUT_MS: u64 = 1_000;
 const BODY_TIMEOUT_MS: u64 = 1_500;

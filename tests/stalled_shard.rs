@@ -4,15 +4,11 @@
 //! status says which shard, and `WATCHDOG=1` stops while the shard stands still; when
 //! the thread runs again, readiness and the pings come back.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use sluice_test_support::*;
 
-#[path = "common/fake_systemd.rs"]
-mod fake_systemd;
-use fake_systemd::{FakeSystemd, has_line};
+use sluice_test_support::fake_systemd::{FakeSystemd, has_line};
 
 /// The thread id of the thread named `name` in process `pid`.
 fn thread_named(pid: u32, name: &str) -> libc::pid_t {
@@ -24,33 +20,6 @@ fn thread_named(pid: u32, name: &str) -> libc::pid_t {
         }
     }
     panic!("no thread {name} in process {pid}");
-}
-
-/// Stops one thread until dropped (then it runs on, untouched).
-struct StoppedThread(libc::pid_t);
-
-impl StoppedThread {
-    fn stop(tid: libc::pid_t) -> StoppedThread {
-        // SAFETY: ptrace requests on a thread of our own child process; no memory is
-        // passed. SEIZE attaches without stopping, INTERRUPT stops that thread only.
-        let seized = unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid, 0, 0) };
-        assert_eq!(seized, 0, "PTRACE_SEIZE: {}", std::io::Error::last_os_error());
-        // SAFETY: as above.
-        let interrupted = unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0) };
-        assert_eq!(interrupted, 0, "PTRACE_INTERRUPT: {}", std::io::Error::last_os_error());
-        let mut status = 0;
-        // SAFETY: waits for the stop of the thread we just interrupted.
-        let waited = unsafe { libc::waitpid(tid, &raw mut status, libc::__WALL) };
-        assert_eq!(waited, tid, "waitpid: {}", std::io::Error::last_os_error());
-        StoppedThread(tid)
-    }
-}
-
-impl Drop for StoppedThread {
-    fn drop(&mut self) {
-        // SAFETY: detaching from the thread this test attached to; it resumes.
-        unsafe { libc::ptrace(libc::PTRACE_DETACH, self.0, 0, 0) };
-    }
 }
 
 fn readyz(server: &Server) -> u16 {

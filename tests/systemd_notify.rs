@@ -3,15 +3,11 @@
 //! `READY=1` with a status, `WATCHDOG=1` pings, `RELOADING=1` then `READY=1` on SIGHUP,
 //! `STOPPING=1` with a stop-timeout extension on SIGTERM, and exit status 0.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use sluice_test_support::*;
 
-#[path = "common/fake_systemd.rs"]
-mod fake_systemd;
-use fake_systemd::{FakeSystemd, has_line};
+use sluice_test_support::fake_systemd::{FakeSystemd, has_line};
 
 #[test]
 fn sluice_tells_systemd_ready_watchdog_reloading_and_stopping() {

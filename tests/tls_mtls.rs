@@ -4,17 +4,14 @@
 //! (SIGHUP, `POST /admin/reload`) that swap certificates and CRLs without dropping
 //! open connections.
 
-mod common;
-#[path = "common/pki.rs"]
-mod pki;
-
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use common::*;
-use pki::{Authority, Leaf, TlsStream};
 use rustls::ClientConfig;
+use sluice_test_support::pki;
+use sluice_test_support::pki::{Authority, Leaf, TlsStream};
+use sluice_test_support::*;
 
 /// The `[ingest.tls]` lines for files written by [`write_server`] and, for mTLS, the
 /// client CA bundle and the CRL.
@@ -274,8 +271,7 @@ fn reload_swaps_certificates_and_crls_without_dropping_connections() {
     // SIGHUP: certificate B, and a CRL that revokes partner-2.
     write_server(dir.path(), &cert_b);
     std::fs::write(dir.path().join("clients.crl"), clients_ca.crl(&[22], 2)).expect("write CRL");
-    // SAFETY: kill(2) on the pid of our running child.
-    assert_eq!(unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGHUP) }, 0);
+    assert_eq!(kill(server.pid(), libc::SIGHUP), 0);
     server.wait_for_stderr("reloaded cause=SIGHUP parts=config,tls,keys", 1);
     expect_accepted(&post_event(&mut kept, &format!("{prefix}-kept")));
     // An open connection keeps its session, even one whose certificate is now revoked.

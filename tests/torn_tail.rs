@@ -2,12 +2,10 @@
 //! last whole record. A restart must cut back to the last whole record and carry on
 //! from there (SPEC §2: "a torn tail is cut back to the last whole record").
 
-mod common;
-
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 
-use common::*;
+use sluice_test_support::*;
 
 const EVENTS: usize = 6;
 

@@ -2,14 +2,11 @@
 //! `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64>` over
 //! `"<id>.<timestamp>.<body>"`. `<source>` names the partner; any accepted key of that
 //! partner may have signed. The producer side here is the published `standardwebhooks`
-//! package from PyPI (`.ci/run` installs it; `SLUICE_TEST_PYTHON` picks the interpreter),
-//! and the reverse direction checks that the package verifies sluice's own signatures.
+//! package from PyPI (the test support installs it into its venv; see
+//! tests/support/python-requirements.txt), and the reverse direction checks that the
+//! package verifies sluice's own signatures.
 
-mod common;
-
-use std::process::Command;
-
-use common::*;
+use sluice_test_support::*;
 
 /// Signs with `standardwebhooks.Webhook` and POSTs with http.client; prints the status,
 /// the `idempotent-replayed` header and the body.
@@ -39,18 +36,8 @@ Webhook(secret).verify(body, {"webhook-id": msg_id, "webhook-timestamp": timesta
 print("verified")
 "#;
 
-fn python() -> String {
-    std::env::var("SLUICE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
-
 fn run_python(script: &str, args: &[&str]) -> String {
-    let output = Command::new(python()).arg("-c").arg(script).args(args).output().expect("run python3");
-    assert!(
-        output.status.success(),
-        "python failed (is the `standardwebhooks` package installed? `.ci/run` installs it): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
+    sluice_test_support::python::run(script, args)
 }
 
 /// `(status, idempotent-replayed header, body)` of one webhook sent by the package.

@@ -13,6 +13,7 @@ mod partition;
 pub mod partitioner;
 mod reader;
 mod recovery;
+#[allow(unsafe_code, reason = "memory-mapped segments and their atomic commit word")]
 mod segment;
 mod spare;
 

@@ -41,7 +41,7 @@ pub fn shard_listeners(addr: SocketAddr, shards: usize) -> Result<(Vec<OwnedFd>,
         sockets.push(OwnedFd::from(reuseport_listener(bound)?));
     }
     // Another process binding between the probe and our sockets would share the group.
-    let ours: Vec<u64> = sockets.iter().filter_map(|socket| socket_inode(socket)).collect();
+    let ours: Vec<u64> = sockets.iter().filter_map(socket_inode).collect();
     if let Some(inode) = listening_inodes(bound).into_iter().find(|inode| !ours.contains(inode)) {
         return Err(ListenError::InUse { addr: bound, holder: holder_of(inode) });
     }

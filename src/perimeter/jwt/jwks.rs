@@ -221,7 +221,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::perimeter::jwt::mint::{Signer, b64, jwks_text};
+    use sluice_test_support::jwt::{Signer, b64, jwks_text};
 
     fn load(text: &str) -> Result<KeySet, JwtLoadError> {
         let dir = tempfile::tempdir().unwrap();

@@ -203,18 +203,13 @@ impl JwtVerifier {
 }
 
 #[cfg(test)]
-#[path = "../../../tests/common/jwt.rs"]
-mod mint;
-
-#[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
-    use std::process::Command;
+    use std::path::PathBuf;
 
     use serde_json::{Value, json};
 
-    use super::mint::{self, Signer};
     use super::*;
+    use sluice_test_support::jwt::{self as mint, Signer};
 
     const ISSUER: &str = "https://issuer.example";
     const AUDIENCE: &str = "sluice-ingest";
@@ -487,64 +482,5 @@ mod tests {
         let policy = JwtPolicy::new(vec![issuer(ISSUER, &Algorithm::ALL, path.clone())], 0).unwrap();
         let error = JwtVerifier::load(policy).err().unwrap();
         assert!(matches!(&error, JwtLoadError::NoUsableKeys { path: named, skipped: 1 } if named == &path), "{error}");
-    }
-
-    /// PyJWT (with `cryptography`) mints one token per algorithm and exports the JWKS;
-    /// sluice must accept them. Skipped only when no `python3` is installed.
-    #[test]
-    fn tokens_minted_by_pyjwt_verify() {
-        let Some(output) = pyjwt_tokens(Path::new("python3")) else {
-            eprintln!("SKIPPED tokens_minted_by_pyjwt_verify: python3 is not installed");
-            return;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let jwks_file = dir.path().join("pyjwt.json");
-        std::fs::write(&jwks_file, output["jwks"].to_string()).unwrap();
-        let policy = JwtPolicy::new(vec![issuer(ISSUER, &Algorithm::ALL, jwks_file)], LEEWAY_SECS).unwrap();
-        let verifier = JwtVerifier::load(policy).unwrap();
-        let mut scratch = JwtScratch::new();
-        let now_ms = mint::now_secs() * 1000;
-        for algorithm in Algorithm::ALL {
-            let token = output["tokens"][algorithm.name()].as_str().unwrap();
-            let header = format!("Bearer {token}");
-            let verified = verifier.verify(header.as_bytes(), now_ms, &mut scratch);
-            let verified = verified.unwrap_or_else(|error| panic!("PyJWT {} token: {error}", algorithm.name()));
-            assert_eq!(verified.subject, "partner-ü");
-            assert!(verified.scopes.allows_event_type(b"bet") && !verified.scopes.allows_event_type(b"kyc"));
-        }
-    }
-
-    const PYJWT_SCRIPT: &str = r#"
-import json, sys, time
-import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
-iss, aud = sys.argv[1], sys.argv[2]
-now = time.time()
-keys = [("py-rsa", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048), RSAAlgorithm),
-        ("py-ec", "ES256", ec.generate_private_key(ec.SECP256R1()), ECAlgorithm),
-        ("py-ed", "EdDSA", ed25519.Ed25519PrivateKey.generate(), OKPAlgorithm)]
-jwks, tokens = [], {}
-for kid, alg, key, algorithm in keys:
-    jwk = json.loads(algorithm.to_jwk(key.public_key()))
-    jwk.update(kid=kid, use="sig", alg=alg)
-    jwks.append(jwk)
-    claims = {"iss": iss, "aud": [aud, "other"], "sub": "partner-\u00fc", "iat": now, "nbf": int(now) - 5,
-              "exp": now + 300.5, "scp": ["ingest:bet", "ingest:login"], "client_id": "c"}
-    tokens[alg] = jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
-print(json.dumps({"jwks": {"keys": jwks}, "tokens": tokens}))
-"#;
-
-    /// The script's output; `None` if `python` cannot be started. Panics with the
-    /// script's stderr (e.g. PyJWT missing) if it fails.
-    fn pyjwt_tokens(python: &Path) -> Option<Value> {
-        let output = match Command::new(python).args(["-c", PYJWT_SCRIPT, ISSUER, AUDIENCE]).output() {
-            Ok(output) => output,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(error) => panic!("cannot run python3: {error}"),
-        };
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "PyJWT script failed (python3 -m pip install pyjwt cryptography):\n{stderr}");
-        Some(serde_json::from_slice(&output.stdout).unwrap())
     }
 }

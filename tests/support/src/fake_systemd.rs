@@ -1,6 +1,5 @@
 //! A fake service manager: owns the `NOTIFY_SOCKET` datagram socket and keeps what
 //! `sluice serve` tells it. Included with `#[path]` by the tests that play systemd.
-#![allow(dead_code)]
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};

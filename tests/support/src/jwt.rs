@@ -3,7 +3,6 @@
 //! including the forgeries a verifier must refuse (`alg: none`, HS256 keyed with the
 //! RSA public key). Independent of sluice's verifier; the library's unit tests and
 //! benches include this file too (`#[path]`), so there is one minting code.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};

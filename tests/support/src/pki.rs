@@ -2,7 +2,6 @@
 //! signs, a client CA and its client certificates (good, expired, revoked), a CA nobody
 //! trusts, CRLs; and a rustls client over a real socket. Included with `#[path]` by the
 //! TLS test binaries only.
-#![allow(dead_code)]
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -131,13 +130,13 @@ pub fn client_config(
 
 /// Connects and completes the client's side of the handshake. With TLS 1.3 a server that
 /// rejects the client certificate says so only after this returns: the first read fails.
-pub fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> io::Result<crate::common::Client<TlsStream>> {
-    let tcp = crate::common::connect_tcp(addr)?;
+pub fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> io::Result<crate::http::Client<TlsStream>> {
+    let tcp = crate::http::connect_tcp(addr)?;
     let name = ServerName::try_from("localhost").expect("server name");
     let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
     let mut stream = StreamOwned::new(conn, tcp);
     while stream.conn.is_handshaking() {
         stream.conn.complete_io(&mut stream.sock)?;
     }
-    Ok(crate::common::Client::over(stream))
+    Ok(crate::http::Client::over(stream))
 }

@@ -1,13 +1,15 @@
 //! A global allocator that counts the current thread's allocations, for the tests that
-//! prove a hot-path function allocates nothing. Include it with
-//! `#[path = "common/counting_alloc.rs"] mod counting_alloc;` in its own test binary, so
-//! the allocator is that binary's alone.
-#![allow(dead_code)]
+//! prove a hot-path function allocates nothing. A test binary of its own installs it:
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static ALLOCATOR: CountingAllocator = CountingAllocator;
+//! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-struct CountingAllocator;
+pub struct CountingAllocator;
 
 thread_local! {
     static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
@@ -43,9 +45,6 @@ unsafe impl GlobalAlloc for CountingAllocator {
         unsafe { System.dealloc(ptr, layout) }
     }
 }
-
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// `run`'s result and how many allocations (and reallocations) this thread made in it.
 pub fn allocations_during<T>(run: impl FnOnce() -> T) -> (T, usize) {
