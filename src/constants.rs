@@ -14,6 +14,22 @@ pub const VALIDATOR_WARM_BYTES: usize = 64 * 1024;
 pub const HEADER_BYTES_MAX_DEFAULT: usize = 16 * 1024;
 /// Default `[ingest] headers_count_max`: producers send about ten headers.
 pub const HEADERS_COUNT_MAX_DEFAULT: usize = 64;
+/// Range of `[ingest] header_bytes_max`: a signed request's head is ~400 bytes; 1 MiB
+/// is far beyond any real one.
+pub const HEADER_BYTES_MAX_FLOOR: usize = 1024;
+pub const HEADER_BYTES_MAX_CEILING: usize = 1024 * 1024;
+/// Range of `[ingest] body_bytes_max`: a batch of 1000 events of 64 KiB each fits the
+/// ceiling; the quarantine's record format is sized for it (`QUARANTINE_PAYLOAD_BYTES_MAX`).
+pub const BODY_BYTES_MAX_FLOOR: usize = 1024;
+pub const BODY_BYTES_MAX_CEILING: usize = 64 * 1024 * 1024;
+/// `[ingest] shards` at most: far above any single host's core count.
+pub const SHARDS_MAX: usize = 1024;
+/// Default `[ingest] listen` (SPEC §4).
+pub const INGEST_LISTEN_DEFAULT: &str = "127.0.0.1:8080";
+/// Default `[admin] listen` (SPEC §4): loopback, off the data plane.
+pub const ADMIN_LISTEN_DEFAULT: &str = "127.0.0.1:9090";
+/// Default `[storage] data_dir` (SPEC §4), relative to the working directory.
+pub const DATA_DIR_DEFAULT: &str = "./sluice-data";
 /// Hard ceiling on `headers_count_max`: the parser's header array lives on the stack.
 pub const HEADERS_COUNT_MAX_CEILING: usize = 256;
 /// Decimal digits of a `Content-Length`: 15 digits (just under 1 PB) cannot overflow a
@@ -213,6 +229,10 @@ const _: () = assert!(PROXY_V2_HEADER_BYTES_MAX <= POOL_BUFFER_BYTES_INITIAL);
 const _: () = assert!(STARTUP_EXTEND_MS >= 4 * STARTUP_PROGRESS_MS);
 const _: () = assert!(SUPERVISE_POLL_MS < TICK_MS);
 const _: () = assert!(HEADERS_COUNT_MAX_DEFAULT <= HEADERS_COUNT_MAX_CEILING);
+const _: () = assert!(HEADER_BYTES_MAX_FLOOR <= HEADER_BYTES_MAX_DEFAULT && HEADER_BYTES_MAX_DEFAULT <= HEADER_BYTES_MAX_CEILING);
+const _: () = assert!(BODY_BYTES_MAX_FLOOR <= BODY_BYTES_MAX_DEFAULT && BODY_BYTES_MAX_DEFAULT <= BODY_BYTES_MAX_CEILING);
+// A segment of the smallest size holds the largest body twice (`storage.segment_bytes`).
+const _: () = assert!(2 * BODY_BYTES_MAX_CEILING as u64 + 4096 <= SEGMENT_BYTES_MAX);
 // A v2 header with the largest address block (two UNIX paths) and no TLV must fit, and
 // the bound cannot exceed what the 16-bit length field can say.
 const _: () = assert!(PROXY_V2_HEADER_BYTES_MAX >= 16 + 216);

@@ -53,13 +53,13 @@ fn rejection_cases(body: &[u8]) -> Vec<Case> {
     // The article's sketch signs the body alone; that must not verify.
     let mac_only_body = {
         use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&SECRET).unwrap();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&SECRET).expect("any key length");
         mac.update(body);
         format!("v1={}", hex(&mac.finalize().into_bytes()))
     };
     let flipped = {
         let mut s = good.clone();
-        let last = s.pop().unwrap();
+        let last = s.pop().expect("a signature");
         s.push(if last == '0' { '1' } else { '0' });
         s
     };

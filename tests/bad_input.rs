@@ -68,6 +68,7 @@ fn nested_helper_counts_levels() {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one table of cases with its checks reads best whole")]
 fn envelope_and_media_type_errors() {
     let sandbox = Sandbox::new(setup());
     let server = sandbox.start();
@@ -187,6 +188,7 @@ fn envelope_and_media_type_errors() {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one table of cases with its checks reads best whole")]
 fn framing_errors_close_the_connection() {
     let sandbox = Sandbox::new(setup());
     let server = sandbox.start();

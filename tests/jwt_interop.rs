@@ -66,5 +66,5 @@ print(json.dumps({"jwks": {"keys": jwks}, "tokens": tokens}))
 /// The script's output: the JWKS and one token per algorithm.
 fn pyjwt_tokens() -> Value {
     let stdout = python::run(PYJWT_SCRIPT, &[ISSUER, AUDIENCE]);
-    serde_json::from_str(&stdout).unwrap()
+    serde_json::from_str(&stdout).expect("the script prints JSON")
 }

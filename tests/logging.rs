@@ -13,14 +13,14 @@ use sluice_test_support::*;
 /// to `drive`, then stops it with SIGTERM and returns every stderr line.
 fn serve_json(sandbox: &Sandbox, args: &[&str], drive: impl FnOnce(std::net::SocketAddr)) -> Vec<String> {
     let mut child = Command::new(bin())
-        .args(["serve", "--config", sandbox.config.to_str().unwrap()])
+        .args(["serve", "--config", sandbox.config.to_str().expect("utf-8 path")])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn sluice serve");
-    let stderr = child.stderr.take().unwrap();
+    let stderr = child.stderr.take().expect("stderr piped");
     let (lines_tx, lines_rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
         BufReader::new(stderr).lines().map_while(Result::ok).inspect(|l| lines_tx.send(l.clone()).unwrap_or(())).collect::<Vec<_>>()

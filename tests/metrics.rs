@@ -96,6 +96,7 @@ fn event_with_headers(body: &str, headers: Vec<(String, String)>) -> Vec<u8> {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one scrape checked against one known mix reads best whole")]
 fn scrape_counts_a_known_mix_exactly() {
     let sandbox = Sandbox::new(Setup::default());
     let server = sandbox.start();

@@ -32,13 +32,15 @@ fn quarantine_events(server: &Server, events: &[(&str, &str)]) {
 fn listed(config: &str) -> Vec<(String, bool)> {
     let list = run_sluice(&["quarantine", "list", "--config", config]);
     assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
-    let text = String::from_utf8(list.stdout).unwrap();
-    let lines: Vec<Json> = text.lines().map(|line| Json::parse(line.as_bytes()).unwrap()).collect();
+    let text = String::from_utf8(list.stdout).expect("utf-8");
+    let lines: Vec<Json> = text.lines().map(|line| Json::parse(line.as_bytes()).expect("a JSON line")).collect();
     let file = lines[0].get("file").cloned();
     assert!(lines.iter().all(|line| line.get("file").cloned() == file), "one shard, one file: {text}");
     lines
         .iter()
-        .map(|line| (line.get("partner").and_then(Json::as_str).unwrap().to_owned(), line.get("replayed") == Some(&Json::Bool(true))))
+        .map(|line| {
+            (line.get("partner").and_then(Json::as_str).expect("a partner").to_owned(), line.get("replayed") == Some(&Json::Bool(true)))
+        })
         .collect()
 }
 
@@ -73,7 +75,8 @@ fn skewed_requests_are_kept_and_can_be_replayed_once() {
     let config = sandbox.config.to_str().unwrap();
     let list = run_sluice(&["quarantine", "list", "--config", config]);
     assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
-    let lines: Vec<Json> = String::from_utf8(list.stdout).unwrap().lines().map(|line| Json::parse(line.as_bytes()).unwrap()).collect();
+    let lines: Vec<Json> =
+        String::from_utf8(list.stdout).unwrap().lines().map(|line| Json::parse(line.as_bytes()).expect("a JSON line")).collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0].get("partner").and_then(Json::as_str), Some("tests"));
     assert_eq!(lines[0].get("kid").and_then(Json::as_str), Some(KID));

@@ -1,17 +1,20 @@
-//! Configuration: the raw TOML file (`RawConfig`, every key optional, unknown keys are
-//! errors) and the validated, effective configuration (`Config`) the rest of sluice uses.
+//! Configuration: the file as written (`raw.rs`, every key optional, unknown keys are
+//! errors), validated into the effective configuration ([`Config`], `validate.rs`) the
+//! rest of sluice uses, and rendered back as TOML by `check-config` (`render.rs`).
+//! `reload.rs` puts a changed file in force while serving.
 
+mod raw;
 pub mod reload;
+mod render;
+mod validate;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
-use crate::constants::*;
 use crate::net::proxy::Versions;
 use crate::perimeter::partners::Cidr;
+use raw::RawConfig;
 
 /// A configuration that cannot be used; `sluice` exits 2 with this text.
 #[derive(Debug, thiserror::Error)]
@@ -26,109 +29,6 @@ pub enum ConfigError {
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key, message: message.into() }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    ingest: RawIngest,
-    #[serde(default)]
-    storage: RawStorage,
-    #[serde(default)]
-    dedup: RawDedup,
-    #[serde(default)]
-    auth: RawAuth,
-    #[serde(default)]
-    admin: RawAdmin,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawIngest {
-    listen: Option<String>,
-    shards: Option<usize>,
-    body_bytes_max: Option<usize>,
-    header_bytes_max: Option<usize>,
-    headers_count_max: Option<usize>,
-    header_timeout_ms: Option<u64>,
-    body_timeout_ms: Option<u64>,
-    idle_timeout_ms: Option<u64>,
-    connections_max: Option<usize>,
-    drain_timeout_ms: Option<u64>,
-    // --- TLS and per-IP limit (issue 4) ---
-    connections_per_ip_max: Option<usize>,
-    tls: Option<RawTls>,
-    // --- PROXY protocol (issue 5) ---
-    proxy_protocol: Option<String>,
-    proxy_trusted_cidrs: Option<Vec<String>>,
-    io_uring_lockdown: Option<bool>,
-}
-
-/// `[ingest.tls]`: a second listener per shard that speaks TLS (docs/ARCHITECTURE.md).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    listen: Option<String>,
-    cert_file: Option<PathBuf>,
-    key_file: Option<PathBuf>,
-    client_ca_file: Option<PathBuf>,
-    client_auth: Option<String>,
-    crl_files: Option<Vec<PathBuf>>,
-    proxy_protocol: Option<String>,
-    proxy_trusted_cidrs: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStorage {
-    data_dir: Option<PathBuf>,
-    partitions: Option<u32>,
-    durability: Option<String>,
-    segment_bytes: Option<u64>,
-    retention_hours: Option<u64>,
-    retention_bytes: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDedup {
-    window_hours: Option<u64>,
-    ids_per_partition_max: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAuth {
-    keys_file: Option<PathBuf>,
-    timestamp_tolerance_secs: Option<u64>,
-    request_ids_max: Option<usize>,
-    request_id_memory_bytes_max: Option<usize>,
-    quarantine_bytes_max: Option<u64>,
-    jwt: Option<RawJwt>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawJwt {
-    leeway_secs: Option<u64>,
-    #[serde(default)]
-    issuers: Vec<RawIssuer>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawIssuer {
-    issuer: String,
-    audience: String,
-    algorithms: Vec<String>,
-    jwks_file: PathBuf,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAdmin {
-    listen: Option<String>,
 }
 
 /// When an append counts as stored (SPEC §2).
@@ -184,45 +84,6 @@ pub struct ProxyConfig {
     pub versions: Option<Versions>,
     /// The balancers' addresses; never empty when `versions` is set.
     pub trusted_cidrs: Vec<Cidr>,
-}
-
-impl ProxyConfig {
-    /// The two keys as `sluice check-config` prints them.
-    fn to_toml(&self) -> String {
-        let versions = self.versions.map_or("off", Versions::as_str);
-        let cidrs: Vec<String> = self.trusted_cidrs.iter().map(|cidr| format!("\"{cidr}\"")).collect();
-        format!("proxy_protocol = \"{versions}\"\nproxy_trusted_cidrs = [{}]\n", cidrs.join(", "))
-    }
-}
-
-/// Validates a listener's `proxy_protocol` and `proxy_trusted_cidrs` (`keys` names them).
-fn proxy_config(
-    protocol: Option<String>,
-    cidrs: Option<Vec<String>>,
-    keys: (&'static str, &'static str),
-) -> Result<ProxyConfig, ConfigError> {
-    let versions = match protocol.as_deref().unwrap_or("off") {
-        "off" => None,
-        "v1" => Some(Versions::V1),
-        "v2" => Some(Versions::V2),
-        "any" => Some(Versions::Any),
-        other => return Err(invalid(keys.0, format!("{other:?} is not one of \"off\", \"v1\", \"v2\", \"any\""))),
-    };
-    let cidrs = cidrs.unwrap_or_default();
-    if cidrs.len() > PROXY_TRUSTED_CIDRS_MAX {
-        return Err(invalid(keys.1, format!("at most {PROXY_TRUSTED_CIDRS_MAX} blocks")));
-    }
-    let trusted_cidrs =
-        cidrs.iter().map(|text| text.parse::<Cidr>().map_err(|message| invalid(keys.1, message))).collect::<Result<Vec<_>, _>>()?;
-    if let Some(versions) = versions
-        && trusted_cidrs.is_empty()
-    {
-        return Err(invalid(
-            keys.1,
-            format!("must list the load balancers' addresses when {} = \"{}\" (no source would be trusted)", keys.0, versions.as_str()),
-        ));
-    }
-    Ok(ProxyConfig { versions, trusted_cidrs })
 }
 
 /// Whether a TLS client must present a certificate (only with a client CA bundle).
@@ -301,57 +162,6 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
 }
 
-/// Validates `[ingest.tls]`; the files themselves are read by `tls::material`.
-fn tls_config(raw: RawTls, plain: SocketAddr, relative: &dyn Fn(PathBuf) -> PathBuf) -> Result<TlsConfig, ConfigError> {
-    let listen = parse_addr("ingest.tls.listen", raw.listen.as_deref().unwrap_or(TLS_LISTEN_DEFAULT))?;
-    if listen.port() != 0 && listen == plain {
-        return Err(invalid("ingest.tls.listen", format!("{listen} is also ingest.listen; the TLS listener needs its own port")));
-    }
-    let cert_file = raw.cert_file.ok_or_else(|| invalid("ingest.tls.cert_file", "is required with [ingest.tls]"))?;
-    let key_file = raw.key_file.ok_or_else(|| invalid("ingest.tls.key_file", "is required with [ingest.tls]"))?;
-    let client_ca_file = raw.client_ca_file.map(relative);
-    let client_auth = match (raw.client_auth.as_deref(), &client_ca_file) {
-        (None, None) => ClientAuth::Off,
-        (None | Some("required"), Some(_)) => ClientAuth::Required,
-        (Some("optional"), Some(_)) => ClientAuth::Optional,
-        (Some("required" | "optional"), None) => {
-            return Err(invalid("ingest.tls.client_auth", "needs ingest.tls.client_ca_file to verify client certificates against"));
-        }
-        (Some(other), _) => return Err(invalid("ingest.tls.client_auth", format!("{other:?} is neither \"required\" nor \"optional\""))),
-    };
-    let crl_files: Vec<PathBuf> = raw.crl_files.unwrap_or_default().into_iter().map(relative).collect();
-    if !crl_files.is_empty() && client_ca_file.is_none() {
-        return Err(invalid("ingest.tls.crl_files", "revocation lists need ingest.tls.client_ca_file"));
-    }
-    if crl_files.len() > TLS_CRL_FILES_MAX {
-        return Err(invalid("ingest.tls.crl_files", format!("at most {TLS_CRL_FILES_MAX} files")));
-    }
-    let proxy = proxy_config(raw.proxy_protocol, raw.proxy_trusted_cidrs, ("ingest.tls.proxy_protocol", "ingest.tls.proxy_trusted_cidrs"))?;
-    Ok(TlsConfig { listen, cert_file: relative(cert_file), key_file: relative(key_file), client_ca_file, client_auth, crl_files, proxy })
-}
-
-impl TlsConfig {
-    /// The `[ingest.tls]` table as `sluice check-config` prints it.
-    pub fn to_toml(&self) -> String {
-        let quoted = |path: &Path| format!("{:?}", path.display().to_string());
-        let mut out = format!(
-            "\n[ingest.tls]\nlisten = \"{}\"\ncert_file = {}\nkey_file = {}\n",
-            self.listen,
-            quoted(&self.cert_file),
-            quoted(&self.key_file)
-        );
-        if let Some(ca) = &self.client_ca_file {
-            out.push_str(&format!("client_ca_file = {}\nclient_auth = \"{}\"\n", quoted(ca), self.client_auth));
-        }
-        if !self.crl_files.is_empty() {
-            let list: Vec<String> = self.crl_files.iter().map(|path| quoted(path)).collect();
-            out.push_str(&format!("crl_files = [{}]\n", list.join(", ")));
-        }
-        out.push_str(&self.proxy.to_toml());
-        out
-    }
-}
-
 /// The effective configuration after defaults and validation.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -362,34 +172,28 @@ pub struct Config {
     pub admin: AdminConfig,
 }
 
-fn jwt_policy(raw: RawJwt, relative: &dyn Fn(PathBuf) -> PathBuf) -> Result<crate::perimeter::jwt::JwtPolicy, ConfigError> {
-    let mut issuers = Vec::with_capacity(raw.issuers.len());
-    for issuer in raw.issuers {
-        let mut algorithms = Vec::with_capacity(issuer.algorithms.len());
-        for name in &issuer.algorithms {
-            let algorithm = crate::perimeter::jwt::Algorithm::from_name(name)
-                .ok_or_else(|| invalid("auth.jwt.issuers.algorithms", format!("{name:?} is not one of \"RS256\", \"ES256\", \"EdDSA\"")))?;
-            algorithms.push(algorithm);
-        }
-        let jwks_file = relative(issuer.jwks_file);
-        issuers.push(crate::perimeter::jwt::IssuerPolicy { issuer: issuer.issuer, audience: issuer.audience, algorithms, jwks_file });
-    }
-    let leeway_secs = raw.leeway_secs.unwrap_or(JWT_LEEWAY_SECS_DEFAULT);
-    crate::perimeter::jwt::JwtPolicy::new(issuers, leeway_secs).map_err(|error| invalid("auth.jwt", error.to_string()))
-}
+/// The configuration file of a node set up by `systemd/install.sh`.
+pub const SYSTEM_CONFIG_FILE: &str = "/etc/sluice/sluice.toml";
 
-fn parse_addr(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
-    text.parse().map_err(|_| invalid(key, format!("{text:?} is not an IP:port address")))
-}
-
-fn positive<T: PartialOrd + Default + Copy>(key: &'static str, value: T) -> Result<T, ConfigError> {
-    if value > T::default() { Ok(value) } else { Err(invalid(key, "must be greater than 0")) }
+/// The configuration file a command reads: the one given (`--config`, or
+/// `SLUICE_CONFIG`, which clap folds into it), else [`SYSTEM_CONFIG_FILE`] when it
+/// exists, else none (the embedded defaults).
+pub fn config_file(given: Option<PathBuf>) -> Option<PathBuf> {
+    given.or_else(|| Some(PathBuf::from(SYSTEM_CONFIG_FILE)).filter(|path| path.exists()))
 }
 
 impl Config {
+    /// The configuration in `file`, or the embedded defaults without one.
+    pub fn load_or_defaults(file: Option<&Path>) -> Result<Config, ConfigError> {
+        match file {
+            Some(path) => Config::load(path),
+            None => Ok(Config::defaults()),
+        }
+    }
+
     /// Embedded defaults: what `sluice serve` runs without `--config`.
     pub fn defaults() -> Config {
-        Self::from_raw(RawConfig::default(), None).expect("embedded defaults are valid")
+        validate::from_raw(RawConfig::default(), None).expect("embedded defaults are valid")
     }
 
     /// Reads and validates a TOML file. Relative paths inside it (data_dir, keys_file)
@@ -403,115 +207,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig =
             toml::from_str(text).map_err(|error| ConfigError::Parse { path: path.to_owned(), message: error.to_string() })?;
-        Self::from_raw(raw, path.parent())
-    }
-
-    fn from_raw(raw: RawConfig, base: Option<&Path>) -> Result<Config, ConfigError> {
-        let relative = |p: PathBuf| match base {
-            Some(base) if p.is_relative() && !base.as_os_str().is_empty() => base.join(p),
-            _ => p,
-        };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let shards = match raw.ingest.shards.unwrap_or(0) {
-            0 => cores,
-            n => n,
-        };
-        if shards > 1024 {
-            return Err(invalid("ingest.shards", format!("{shards} is more than 1024")));
-        }
-        let headers_count_max = raw.ingest.headers_count_max.unwrap_or(HEADERS_COUNT_MAX_DEFAULT);
-        if !(1..=HEADERS_COUNT_MAX_CEILING).contains(&headers_count_max) {
-            return Err(invalid("ingest.headers_count_max", format!("must be 1..={HEADERS_COUNT_MAX_CEILING}")));
-        }
-        let header_bytes_max = raw.ingest.header_bytes_max.unwrap_or(HEADER_BYTES_MAX_DEFAULT);
-        if !(1024..=1024 * 1024).contains(&header_bytes_max) {
-            return Err(invalid("ingest.header_bytes_max", "must be 1 KiB..=1 MiB"));
-        }
-        let body_bytes_max = raw.ingest.body_bytes_max.unwrap_or(BODY_BYTES_MAX_DEFAULT);
-        if !(1024..=64 * 1024 * 1024).contains(&body_bytes_max) {
-            return Err(invalid("ingest.body_bytes_max", "must be 1 KiB..=64 MiB"));
-        }
-        let mut ingest = IngestConfig {
-            listen: parse_addr("ingest.listen", raw.ingest.listen.as_deref().unwrap_or("127.0.0.1:8080"))?,
-            shards,
-            body_bytes_max,
-            header_bytes_max,
-            headers_count_max,
-            header_timeout_ms: positive("ingest.header_timeout_ms", raw.ingest.header_timeout_ms.unwrap_or(HEADER_TIMEOUT_MS_DEFAULT))?,
-            body_timeout_ms: positive("ingest.body_timeout_ms", raw.ingest.body_timeout_ms.unwrap_or(BODY_TIMEOUT_MS_DEFAULT))?,
-            idle_timeout_ms: positive("ingest.idle_timeout_ms", raw.ingest.idle_timeout_ms.unwrap_or(IDLE_TIMEOUT_MS_DEFAULT))?,
-            connections_max: positive("ingest.connections_max", raw.ingest.connections_max.unwrap_or(CONNECTIONS_PER_SHARD_MAX_DEFAULT))?,
-            drain_timeout_ms: raw.ingest.drain_timeout_ms.unwrap_or(DRAIN_TIMEOUT_MS_DEFAULT),
-            connections_per_ip_max: raw.ingest.connections_per_ip_max.unwrap_or(CONNECTIONS_PER_IP_MAX_DEFAULT),
-            tls: None,
-            proxy: proxy_config(
-                raw.ingest.proxy_protocol,
-                raw.ingest.proxy_trusted_cidrs,
-                ("ingest.proxy_protocol", "ingest.proxy_trusted_cidrs"),
-            )?,
-            io_uring_lockdown: raw.ingest.io_uring_lockdown.unwrap_or(IO_URING_LOCKDOWN_DEFAULT),
-        };
-        if let Some(tls) = raw.ingest.tls {
-            ingest.tls = Some(tls_config(tls, ingest.listen, &relative)?);
-        }
-        let partitions = raw.storage.partitions.unwrap_or(PARTITIONS_DEFAULT);
-        if !(1..=PARTITIONS_MAX).contains(&partitions) {
-            return Err(invalid("storage.partitions", format!("must be 1..={PARTITIONS_MAX}")));
-        }
-        let durability = match raw.storage.durability.as_deref().unwrap_or("os") {
-            "os" => Durability::Os,
-            "fsync" => Durability::Fsync,
-            other => return Err(invalid("storage.durability", format!("{other:?} is neither \"os\" nor \"fsync\""))),
-        };
-        let segment_bytes = raw.storage.segment_bytes.unwrap_or(SEGMENT_BYTES_DEFAULT);
-        let record_room = 2 * (body_bytes_max as u64) + 4096;
-        if segment_bytes < SEGMENT_BYTES_MIN.max(record_room) || segment_bytes > 1 << 32 {
-            return Err(invalid(
-                "storage.segment_bytes",
-                format!("must be at least {} (twice ingest.body_bytes_max) and at most 4 GiB", SEGMENT_BYTES_MIN.max(record_room)),
-            ));
-        }
-        let retention_hours = positive("storage.retention_hours", raw.storage.retention_hours.unwrap_or(RETENTION_HOURS_DEFAULT))?;
-        let storage = StorageConfig {
-            data_dir: relative(raw.storage.data_dir.unwrap_or_else(|| PathBuf::from("./sluice-data"))),
-            partitions,
-            durability,
-            segment_bytes,
-            retention_ms: retention_hours.saturating_mul(3_600_000),
-            retention_bytes: raw.storage.retention_bytes.unwrap_or(RETENTION_BYTES_DEFAULT),
-        };
-        if storage.retention_bytes != 0 && storage.retention_bytes < 2 * segment_bytes {
-            return Err(invalid("storage.retention_bytes", "must be 0 (unlimited) or at least two segments"));
-        }
-        let dedup = DedupConfig {
-            window_ms: raw.dedup.window_hours.map_or(storage.retention_ms, |h| h.saturating_mul(3_600_000)),
-            ids_per_partition_max: positive(
-                "dedup.ids_per_partition_max",
-                raw.dedup.ids_per_partition_max.unwrap_or(DEDUP_IDS_PER_PARTITION_MAX_DEFAULT),
-            )?,
-        };
-        if dedup.window_ms > storage.retention_ms {
-            return Err(invalid("dedup.window_hours", "cannot exceed storage.retention_hours: ids are rebuilt from the log"));
-        }
-        let auth = AuthConfig {
-            keys_file: raw.auth.keys_file.map(relative),
-            timestamp_tolerance_secs: positive(
-                "auth.timestamp_tolerance_secs",
-                raw.auth.timestamp_tolerance_secs.unwrap_or(TIMESTAMP_TOLERANCE_SECS_DEFAULT),
-            )?,
-            request_ids_max: positive("auth.request_ids_max", raw.auth.request_ids_max.unwrap_or(REQUEST_IDS_MAX_DEFAULT))?,
-            request_id_memory_bytes_max: positive(
-                "auth.request_id_memory_bytes_max",
-                raw.auth.request_id_memory_bytes_max.unwrap_or(REQUEST_ID_MEMORY_BYTES_MAX_DEFAULT),
-            )?,
-            quarantine_bytes_max: raw.auth.quarantine_bytes_max.unwrap_or(QUARANTINE_BYTES_MAX_DEFAULT),
-            jwt: match raw.auth.jwt {
-                None => None,
-                Some(jwt) => Some(jwt_policy(jwt, &relative)?),
-            },
-        };
-        let admin = AdminConfig { listen: parse_addr("admin.listen", raw.admin.listen.as_deref().unwrap_or("127.0.0.1:9090"))? };
-        Ok(Config { ingest, storage, dedup, auth, admin })
+        validate::from_raw(raw, path.parent())
     }
 
     /// The key ring file in force: the configured one, or the development ring.
@@ -521,72 +217,12 @@ impl Config {
             None => self.storage.data_dir.join("dev-keys.toml"),
         }
     }
-
-    /// The effective configuration as TOML, as `sluice check-config` prints it.
-    pub fn to_toml(&self) -> String {
-        let tls = self.ingest.tls.as_ref().map(TlsConfig::to_toml).unwrap_or_default();
-        let keys = match &self.auth.keys_file {
-            Some(path) => format!("keys_file = {:?}", path.display().to_string()),
-            None => format!("# keys_file not set: development key ring {:?}", self.keys_path().display().to_string()),
-        };
-        format!(
-            "[ingest]\nlisten = \"{}\"\nshards = {}\nbody_bytes_max = {}\nheader_bytes_max = {}\nheaders_count_max = {}\n\
-             header_timeout_ms = {}\nbody_timeout_ms = {}\nidle_timeout_ms = {}\nconnections_max = {}\ndrain_timeout_ms = {}\n\
-             connections_per_ip_max = {}\nio_uring_lockdown = {}\n{}\n\
-             [storage]\ndata_dir = {:?}\npartitions = {}\ndurability = \"{}\"\nsegment_bytes = {}\nretention_hours = {}\nretention_bytes = {}\n\n\
-             [dedup]\nwindow_hours = {}\nids_per_partition_max = {}\n\n\
-             [auth]\n{}\ntimestamp_tolerance_secs = {}\nrequest_ids_max = {}\nrequest_id_memory_bytes_max = {}\nquarantine_bytes_max = {}\n\n[admin]\nlisten = \"{}\"\n",
-            self.ingest.listen,
-            self.ingest.shards,
-            self.ingest.body_bytes_max,
-            self.ingest.header_bytes_max,
-            self.ingest.headers_count_max,
-            self.ingest.header_timeout_ms,
-            self.ingest.body_timeout_ms,
-            self.ingest.idle_timeout_ms,
-            self.ingest.connections_max,
-            self.ingest.drain_timeout_ms,
-            self.ingest.connections_per_ip_max,
-            self.ingest.io_uring_lockdown,
-            self.ingest.proxy.to_toml(),
-            self.storage.data_dir.display().to_string(),
-            self.storage.partitions,
-            self.storage.durability,
-            self.storage.segment_bytes,
-            self.storage.retention_ms / 3_600_000,
-            self.storage.retention_bytes,
-            self.dedup.window_ms / 3_600_000,
-            self.dedup.ids_per_partition_max,
-            keys,
-            self.auth.timestamp_tolerance_secs,
-            self.auth.request_ids_max,
-            self.auth.request_id_memory_bytes_max,
-            self.auth.quarantine_bytes_max,
-            self.admin.listen,
-        ) + &tls
-            + &self.jwt_toml()
-    }
-
-    fn jwt_toml(&self) -> String {
-        let Some(jwt) = &self.auth.jwt else { return String::new() };
-        let mut out = format!("\n[auth.jwt]\nleeway_secs = {}\n", jwt.leeway_secs());
-        for issuer in jwt.issuers() {
-            let algorithms: Vec<String> = issuer.algorithms.iter().map(|a| format!("{:?}", a.name())).collect();
-            out.push_str(&format!(
-                "\n[[auth.jwt.issuers]]\nissuer = {:?}\naudience = {:?}\nalgorithms = [{}]\njwks_file = {:?}\n",
-                issuer.issuer,
-                issuer.audience,
-                algorithms.join(", "),
-                issuer.jwks_file.display().to_string()
-            ));
-        }
-        out
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::constants::*;
 
     #[test]
     fn defaults_match_the_spec() {

@@ -28,9 +28,7 @@ impl DataDir {
     /// a fresh random dedup key) on first start. A data dir made with another partition
     /// count is refused: moving keys between partitions would break per-key order.
     pub fn open_or_init(data_dir: &Path, partitions: u32) -> Result<DataDir, StorageError> {
-        if !(1..=PARTITIONS_MAX).contains(&partitions) {
-            return Err(StorageError::InvalidPartitionCount { partitions, max: PARTITIONS_MAX });
-        }
+        Self::check(data_dir, partitions)?;
         let meta = data_dir.join(META_FILE);
         let dir = match read_meta(data_dir, &meta)? {
             Some(dir) if dir.partitions != partitions => {
@@ -54,6 +52,31 @@ impl DataDir {
             fs::create_dir_all(&path).map_err(|e| StorageError::io(path, "create directory", e))?;
         }
         Ok(dir)
+    }
+
+    /// Checks, without changing anything, that [`DataDir::open_or_init`] would accept
+    /// `data_dir` for `partitions`: a directory (or a place one can be made) this process
+    /// can write, whose `sluice.meta`, if any, is readable and names the same partition
+    /// count. `sluice check-config` runs it; `serve` runs it first.
+    pub fn check(data_dir: &Path, partitions: u32) -> Result<(), StorageError> {
+        if !(1..=PARTITIONS_MAX).contains(&partitions) {
+            return Err(StorageError::InvalidPartitionCount { partitions, max: PARTITIONS_MAX });
+        }
+        // The directory itself, or the nearest ancestor that exists (`open_or_init` makes the rest).
+        let anchor = data_dir.ancestors().find(|dir| dir.as_os_str().is_empty() || dir.exists()).unwrap_or(data_dir);
+        let anchor = if anchor.as_os_str().is_empty() { Path::new(".") } else { anchor };
+        if !anchor.is_dir() {
+            return Err(StorageError::NotADirectory { path: anchor.to_owned() });
+        }
+        if !crate::platform::sys::dir_writable(anchor) {
+            return Err(StorageError::NotWritable { path: data_dir.to_owned(), blocking: anchor.to_owned() });
+        }
+        if let Some(dir) = read_meta(data_dir, &data_dir.join(META_FILE))?
+            && dir.partitions != partitions
+        {
+            return Err(StorageError::PartitionCountMismatch { on_disk: dir.partitions, configured: partitions });
+        }
+        Ok(())
     }
 
     /// Opens a data dir that must already exist (for readers such as `sluice tail`).

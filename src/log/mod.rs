@@ -68,6 +68,10 @@ pub enum StorageError {
     PartitionCountMismatch { on_disk: u32, configured: u32 },
     #[error("{path}: {reason}")]
     BadMeta { path: PathBuf, reason: String },
+    #[error("the data dir {path} is not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("the data dir {path} cannot be written by this user (it or {blocking} refuses): fix its owner or mode")]
+    NotWritable { path: PathBuf, blocking: PathBuf },
     #[error("partition count {partitions} is outside 1..={max}")]
     InvalidPartitionCount { partitions: u32, max: u32 },
     #[error("partition {partition} does not exist: the data dir holds {partitions}")]

@@ -463,6 +463,7 @@ mod tests {
     /// Every malformed input, and the error it gets; also checks that every prefix of it
     /// is Incomplete or that same error (errors are found online, left to right).
     #[test]
+    #[expect(clippy::too_many_lines, reason = "one table of malformed inputs reads best whole")]
     fn malformed_headers_name_what_was_expected() {
         use ProxyError::*;
         use V1Field::*;

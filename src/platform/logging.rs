@@ -38,11 +38,57 @@ pub enum LogInitError {
     AlreadyInstalled,
 }
 
-/// Installs the process-wide logger. `level` is a level (`error`..`trace`) or a filter
-/// directive list (`info,sluice::server=debug`).
+/// The level a word names, with the aliases people type (`warning`, `errors`,
+/// `verbose`, ...); `None` for any other word.
+fn level_word(word: &str) -> Option<&'static str> {
+    Some(match word.to_ascii_lowercase().as_str() {
+        "off" | "none" | "quiet" | "silent" => "off",
+        "error" | "errors" | "err" | "fatal" | "critical" => "error",
+        "warn" | "warning" | "warnings" => "warn",
+        "info" | "information" | "informational" | "notice" => "info",
+        "debug" | "verbose" => "debug",
+        "trace" | "all" => "trace",
+        _ => return None,
+    })
+}
+
+/// `--log-level` as the filter understands it: each directive's level word normalised.
+/// A bare word must be a level: the filter would take any other word for a target name
+/// and silence everything else, the fatal error that stops `serve` included.
+fn filter_directives(level: &str) -> Result<String, LogInitError> {
+    let refuse = |message: String| LogInitError::Level { level: level.to_owned(), message };
+    let mut out = Vec::new();
+    for directive in level.split(',').map(str::trim).filter(|directive| !directive.is_empty()) {
+        match directive.rsplit_once('=') {
+            Some((target, word)) => {
+                let level = level_word(word).ok_or_else(|| refuse(format!("{word:?} is not a level")))?;
+                out.push(format!("{target}={level}"));
+            }
+            None => match level_word(directive) {
+                Some(level) => out.push(level.to_owned()),
+                // A module path on its own (all of its levels) is a directive too.
+                None if directive.contains("::") || directive.contains('[') => out.push(directive.to_owned()),
+                None => {
+                    return Err(refuse(format!(
+                        "{directive:?} is not a level: use error, warn, info, debug, trace or off, or TARGET=LEVEL directives"
+                    )));
+                }
+            },
+        }
+    }
+    if out.is_empty() {
+        return Err(refuse("no level given".to_owned()));
+    }
+    Ok(out.join(","))
+}
+
+/// Installs the process-wide logger. `level` is a level (`error`..`trace`, `off`, or an
+/// alias such as `warning`) or a filter directive list (`info,sluice::shard=debug`).
 pub fn init(level: &str, format: LogFormat) -> Result<(), LogInitError> {
-    let filter =
-        EnvFilter::builder().parse(level).map_err(|error| LogInitError::Level { level: level.to_owned(), message: error.to_string() })?;
+    let directives = filter_directives(level)?;
+    let filter = EnvFilter::builder()
+        .parse(&directives)
+        .map_err(|error| LogInitError::Level { level: level.to_owned(), message: error.to_string() })?;
     let json = match format {
         LogFormat::Auto => !std::io::stderr().is_terminal(),
         LogFormat::Json => true,
@@ -285,6 +331,20 @@ pub fn admit_on_this_thread(key: &'static std::thread::LocalKey<RefCell<Sampler>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--log-level warning` parsed as a target named "warning" and silenced every line,
+    /// the fatal configuration error included.
+    #[test]
+    fn level_aliases_are_levels_and_unknown_bare_words_are_refused() {
+        assert_eq!(filter_directives("warning").unwrap(), "warn");
+        assert_eq!(filter_directives("errors").unwrap(), "error");
+        assert_eq!(filter_directives("Verbose").unwrap(), "debug");
+        assert_eq!(filter_directives("warning,sluice::shard=verbose").unwrap(), "warn,sluice::shard=debug");
+        assert_eq!(filter_directives("info,sluice::shard").unwrap(), "info,sluice::shard");
+        for bad in ["loud", "", "sluice::shard=loud", "info,chatty"] {
+            assert!(filter_directives(bad).is_err(), "{bad:?}");
+        }
+    }
     use std::sync::{Arc, Mutex};
 
     /// A layer that formats like [`LineWriter`] into a shared buffer.

@@ -79,6 +79,15 @@ pub fn setrlimit(resource: libc::__rlimit_resource_t, soft: libc::rlim_t, hard: 
     Ok(())
 }
 
+/// Whether this process may create files in `dir` (`access(W_OK | X_OK)`, which counts
+/// the effective user's capabilities as the kernel would).
+pub fn dir_writable(dir: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
 /// `CLOCK_MONOTONIC` in microseconds (what systemd's `MONOTONIC_USEC=` means).
 pub fn monotonic_usec() -> u64 {
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -77,15 +78,87 @@ pub fn load_keyring(config: &Config) -> Result<KeyRing, ServeError> {
     Ok(ring)
 }
 
+/// What every shard shares, opened before any shard starts.
+struct Shared {
+    data_dir: DataDir,
+    keyring: Arc<Swap<KeyRing>>,
+    jwt: Option<Arc<Swap<crate::perimeter::jwt::JwtVerifier>>>,
+    control: Arc<Control>,
+    server_tls: Option<Arc<ServerTls>>,
+    per_ip: Arc<ConnectionsPerIp>,
+}
+
+/// The shards' sockets: listeners (plaintext and TLS) and wake-up eventfds.
+struct Sockets {
+    listeners: Vec<OwnedFd>,
+    tls_listeners: Vec<Option<OwnedFd>>,
+    ingest_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    wakers: Arc<Vec<EventFd>>,
+}
+
 /// Runs the appliance until SIGTERM/SIGINT has drained it. `on_ready` is called once
 /// every shard accepts traffic.
 pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: impl FnOnce(Bound)) -> Result<(), ServeError> {
     let config = Arc::new(config);
-    let shards = config.ingest.shards;
     let notifier = Arc::new(crate::platform::systemd::Notifier::from_env());
     notifier.status("starting: opening the data dir");
-    // Every connection is a descriptor; so are segments, listeners and rings.
-    let wanted = crate::platform::rlimit::open_files_wanted(&config);
+    warn_if_open_files_short(&config);
+    let shared = open_shared(&config)?;
+    let terminate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&terminate))?;
+    }
+    let hangup = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))?;
+    let reloadables = Arc::new(
+        Reloadables::new(Arc::clone(&config), shared.server_tls.clone(), Arc::clone(&shared.keyring), shared.jwt.clone())
+            .with_notifier(Arc::clone(&notifier))
+            .with_config_file(config_file),
+    );
+    let sockets = bind_sockets(&config)?;
+    let (ingest_addr, tls_addr, wakers) = (sockets.ingest_addr, sockets.tls_addr, Arc::clone(&sockets.wakers));
+    let (threads, ready) = spawn_shards(&config, &shared, sockets)?;
+    let control = &shared.control;
+    wait_for_shards(&ready, config.ingest.shards, control, &notifier)?;
+    // Every shard ring is now set up, registered, restricted and enabled, and nothing
+    // after this point (admin, reloads, JWKS polling, journal, quarantine) makes a ring.
+    lock_down_io_uring(&config, control);
+    let admin_addr = crate::admin::spawn(config.admin.listen, Arc::clone(control), Arc::clone(&reloadables))?;
+    control.ready.store(true, Ordering::Release);
+    let tls_word = tls_addr.map(|addr| format!(" ingest_tls={addr}")).unwrap_or_default();
+    let listening = format!("ingest={ingest_addr}{tls_word} admin={admin_addr}");
+    tracing::info!(
+        ingest = %ingest_addr,
+        ingest_tls = tls_addr.map(tracing::field::display),
+        admin = %admin_addr,
+        shards = config.ingest.shards,
+        partitions = config.storage.partitions,
+        durability = %config.storage.durability,
+        data_dir = %config.storage.data_dir.display(),
+        "listening"
+    );
+    notifier.ready(&status_line(&listening, &config, 0));
+    on_ready(Bound { ingest: ingest_addr, ingest_tls: tls_addr, admin: admin_addr });
+    supervise(control, &config, &reloadables, &notifier, &listening, (&terminate, &hangup));
+    tracing::info!(drain_timeout_ms = config.ingest.drain_timeout_ms, "draining");
+    notifier.stopping(std::time::Duration::from_millis(config.ingest.drain_timeout_ms));
+    control.draining.store(true, Ordering::Release);
+    for waker in wakers.iter() {
+        waker.notify();
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+    tracing::info!("drained, exiting");
+    Ok(())
+}
+
+/// Raises the open-files limit; every connection is a descriptor, and so are segments,
+/// listeners and rings.
+fn warn_if_open_files_short(config: &Config) {
+    let shards = config.ingest.shards;
+    let wanted = crate::platform::rlimit::open_files_wanted(config);
     let besides = wanted - (shards * config.ingest.connections_max) as u64;
     match crate::platform::rlimit::raise_open_files_limit() {
         Some(limit) if limit < wanted => tracing::warn!(
@@ -97,8 +170,13 @@ pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: 
         ),
         _ => {}
     }
+}
+
+/// Opens the data dir, the key ring, the JWKS files, the request-id journal and the TLS
+/// material: everything the shards share.
+fn open_shared(config: &Config) -> Result<Shared, ServeError> {
     let data_dir = DataDir::open_or_init(&config.storage.data_dir, config.storage.partitions)?;
-    let keyring = Arc::new(Swap::new(Arc::new(load_keyring(&config)?)));
+    let keyring = Arc::new(Swap::new(Arc::new(load_keyring(config)?)));
     let jwt = match config.auth.jwt.clone() {
         Some(policy) => Some(Arc::new(Swap::new(Arc::new(crate::perimeter::jwt::JwtVerifier::load(policy)?)))),
         None => None,
@@ -117,24 +195,18 @@ pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: 
             "request-id memory restored from the journal"
         );
     }
-    let control = Arc::new(Control::new(shards, config.storage.partitions).with_request_ids(request_ids));
+    let control = Arc::new(Control::new(config.ingest.shards, config.storage.partitions).with_request_ids(request_ids));
     control.quarantine.bytes.store(crate::sidelog::quarantine::directory_bytes(&data_dir.root().join(QUARANTINE_DIR)), Ordering::Relaxed);
-    let terminate = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&terminate))?;
-    }
-    let hangup = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))?;
     let server_tls = match &config.ingest.tls {
         Some(tls) => Some(Arc::new(ServerTls::new(crate::net::tls::material::server_config(tls)?))),
         None => None,
     };
-    let reloadables = Arc::new(
-        Reloadables::new(Arc::clone(&config), server_tls.clone(), Arc::clone(&keyring), jwt.clone())
-            .with_notifier(Arc::clone(&notifier))
-            .with_config_file(config_file),
-    );
     let per_ip = Arc::new(ConnectionsPerIp::new(config.ingest.connections_per_ip_max));
+    Ok(Shared { data_dir, keyring, jwt, control, server_tls, per_ip })
+}
+
+fn bind_sockets(config: &Config) -> Result<Sockets, ServeError> {
+    let shards = config.ingest.shards;
     let (listeners, ingest_addr) = shard_listeners(config.ingest.listen, shards)?;
     let (tls_listeners, tls_addr) = match &config.ingest.tls {
         Some(tls) => {
@@ -144,25 +216,34 @@ pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: 
         None => ((0..shards).map(|_| None).collect::<Vec<_>>(), None),
     };
     let wakers: Arc<Vec<EventFd>> = Arc::new((0..shards).map(|_| EventFd::new()).collect::<io::Result<_>>()?);
+    Ok(Sockets { listeners, tls_listeners, ingest_addr, tls_addr, wakers })
+}
+
+type ShardThreads = (Vec<std::thread::JoinHandle<()>>, mpsc::Receiver<Result<usize, ServeError>>);
+
+/// Starts one pinned thread per shard; each reports on the returned channel once it
+/// accepts traffic (or why it could not start).
+fn spawn_shards(config: &Arc<Config>, shared: &Shared, sockets: Sockets) -> Result<ShardThreads, ServeError> {
+    let shards = config.ingest.shards;
     let channels: Vec<_> = (0..shards).map(|_| crossbeam_channel::bounded(crate::constants::HANDOFF_QUEUE_BATCHES_MAX)).collect();
     let senders: Vec<_> = channels.iter().map(|(sender, _)| sender.clone()).collect();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, ServeError>>();
     let mut threads = Vec::new();
-    let shard_sockets = listeners.into_iter().zip(tls_listeners);
+    let shard_sockets = sockets.listeners.into_iter().zip(sockets.tls_listeners);
     for (index, ((_, inbox), (listener, tls_listener))) in channels.into_iter().zip(shard_sockets).enumerate() {
         let setup = ShardSetup {
             index,
-            config: Arc::clone(&config),
+            config: Arc::clone(config),
             listener,
-            wakers: Arc::clone(&wakers),
+            wakers: Arc::clone(&sockets.wakers),
             inbox,
             peers: senders.clone(),
-            control: Arc::clone(&control),
-            tls: tls_listener.zip(server_tls.clone()),
-            per_ip: Arc::clone(&per_ip),
+            control: Arc::clone(&shared.control),
+            tls: tls_listener.zip(shared.server_tls.clone()),
+            per_ip: Arc::clone(&shared.per_ip),
         };
-        let (keyring, jwt, data_dir, ready) = (Arc::clone(&keyring), jwt.clone(), data_dir.clone(), ready_tx.clone());
+        let (keyring, jwt, data_dir, ready) = (Arc::clone(&shared.keyring), shared.jwt.clone(), shared.data_dir.clone(), ready_tx.clone());
         let core_id = if cores.is_empty() { None } else { Some(cores[index % cores.len()]) };
         let thread = std::thread::Builder::new().name(format!("sluice-shard-{index}")).spawn(move || {
             if let Some(core_id) = core_id
@@ -185,39 +266,7 @@ pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: 
         })?;
         threads.push(thread);
     }
-    drop(ready_tx);
-    wait_for_shards(&ready_rx, shards, &control, &notifier)?;
-    // Every shard ring is now set up, registered, restricted and enabled, and nothing
-    // after this point (admin, reloads, JWKS polling, journal, quarantine) makes a ring.
-    lock_down_io_uring(&config, &control);
-    let admin_addr = crate::admin::spawn(config.admin.listen, Arc::clone(&control), Arc::clone(&reloadables))?;
-    control.ready.store(true, Ordering::Release);
-    let tls_word = tls_addr.map(|addr| format!(" ingest_tls={addr}")).unwrap_or_default();
-    let listening = format!("ingest={ingest_addr}{tls_word} admin={admin_addr}");
-    tracing::info!(
-        ingest = %ingest_addr,
-        ingest_tls = tls_addr.map(tracing::field::display),
-        admin = %admin_addr,
-        shards,
-        partitions = config.storage.partitions,
-        durability = %config.storage.durability,
-        data_dir = %config.storage.data_dir.display(),
-        "listening"
-    );
-    notifier.ready(&status_line(&listening, &config, 0));
-    on_ready(Bound { ingest: ingest_addr, ingest_tls: tls_addr, admin: admin_addr });
-    supervise(&control, &config, &reloadables, &notifier, &listening, (&terminate, &hangup));
-    tracing::info!(drain_timeout_ms = config.ingest.drain_timeout_ms, "draining");
-    notifier.stopping(std::time::Duration::from_millis(config.ingest.drain_timeout_ms));
-    control.draining.store(true, Ordering::Release);
-    for waker in wakers.iter() {
-        waker.notify();
-    }
-    for thread in threads {
-        let _ = thread.join();
-    }
-    tracing::info!("drained, exiting");
-    Ok(())
+    Ok((threads, ready_rx))
 }
 
 /// Waits until every shard has recovered its partitions and accepts traffic. While

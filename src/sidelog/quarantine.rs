@@ -24,13 +24,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::constants::BODY_BYTES_MAX_CEILING;
 use crate::sidelog::frame;
 use crate::sidelog::writer::{self, Bound, Rotation, SideLogWriter};
 
 const PAYLOAD_FIXED_BYTES: usize = 8 + 8 + 2 + 2 + 2 + 2 + 4;
 /// Largest payload written and read back: the fixed part, four parts at their `u16`
-/// limit and a body at the ceiling of `ingest.body_bytes_max` (64 MiB, config.rs).
-pub const QUARANTINE_PAYLOAD_BYTES_MAX: usize = PAYLOAD_FIXED_BYTES + 4 * u16::MAX as usize + (64 << 20);
+/// limit and a body at the ceiling of `ingest.body_bytes_max`.
+pub const QUARANTINE_PAYLOAD_BYTES_MAX: usize = PAYLOAD_FIXED_BYTES + 4 * u16::MAX as usize + BODY_BYTES_MAX_CEILING;
 const _: () = assert!(QUARANTINE_PAYLOAD_BYTES_MAX <= u32::MAX as usize);
 /// Distinct partners counted in the metrics; more share the `other` label.
 const PARTNER_LABELS_MAX: usize = 1024;

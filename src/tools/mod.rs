@@ -1,7 +1,11 @@
-//! The commands besides `serve`: the load harness, the box check, `tail`, and the
-//! quarantine's list and replay.
+//! The commands besides `serve`: the command line itself (`cli.rs`), `check-config`,
+//! `keys`, `tail`, the quarantine's list and replay, the load harness (`bench`) and the
+//! box check (`tune`).
 
 pub mod bench;
+pub mod check_config;
+pub mod cli;
+pub mod keys;
 pub mod quarantine;
 pub mod tail;
 pub mod tune;

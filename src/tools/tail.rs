@@ -20,6 +20,15 @@ pub enum TailError {
     Output(io::Error),
 }
 
+/// `--from`: `earliest`, `latest` or an offset.
+pub fn parse_start(text: &str) -> Result<StartAt, String> {
+    match text {
+        "earliest" => Ok(StartAt::Earliest),
+        "latest" => Ok(StartAt::Latest),
+        offset => offset.parse().map(StartAt::Offset).map_err(|_| format!("--from takes earliest, latest or an offset, not {offset:?}")),
+    }
+}
+
 pub struct TailOptions {
     pub partition: Option<u32>,
     pub start: StartAt,

@@ -194,6 +194,35 @@ fn status_map(codes: &[u64]) -> BTreeMap<String, u64> {
     codes.iter().enumerate().filter(|(_, count)| **count > 0).map(|(code, count)| (format!("{code:03}"), *count)).collect()
 }
 
+impl PlanReport {
+    fn of(plan: &Plan) -> PlanReport {
+        PlanReport {
+            requests: plan.len() as u64,
+            unique: plan.count(RequestKind::Unique),
+            duplicate: plan.count(RequestKind::Duplicate),
+            bad_signature: plan.count(RequestKind::BadSignature),
+            pool_bytes: plan.pool_bytes(),
+            mean_request_bytes: plan.mean_request_bytes(),
+            build_secs: (plan.build_time().as_secs_f64() * 1000.0).round() / 1000.0,
+        }
+    }
+}
+
+impl FsyncReport {
+    fn of(probe: &FsyncProbe) -> FsyncReport {
+        let latency = latency_report(&probe.latency);
+        FsyncReport {
+            dir: probe.dir.display().to_string(),
+            count: latency.count,
+            secs: (probe.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            p50_us: latency.p50,
+            p99_us: latency.p99,
+            p99_9_us: latency.p99_9,
+            max_us: latency.max,
+        }
+    }
+}
+
 impl Report {
     pub fn new(run: RunInfo, plan: &Plan, totals: &ThreadTotals, measured_secs: f64, fsync: Option<&FsyncProbe>) -> Report {
         let measured: &Measured = &totals.measured;
@@ -224,15 +253,7 @@ impl Report {
             measured_secs: (measured_secs * 1000.0).round() / 1000.0,
             pool_exhausted: totals.pool_exhausted,
             interrupted: false,
-            plan: PlanReport {
-                requests: plan.len() as u64,
-                unique: plan.count(RequestKind::Unique),
-                duplicate: plan.count(RequestKind::Duplicate),
-                bad_signature: plan.count(RequestKind::BadSignature),
-                pool_bytes: plan.pool_bytes(),
-                mean_request_bytes: plan.mean_request_bytes(),
-                build_secs: (plan.build_time().as_secs_f64() * 1000.0).round() / 1000.0,
-            },
+            plan: PlanReport::of(plan),
             requests: RequestsReport {
                 sent: measured.sent.iter().sum(),
                 sent_by_kind: RequestKind::ALL.iter().map(|kind| (kind.name(), measured.sent[kind.index()])).collect(),
@@ -260,18 +281,7 @@ impl Report {
             bytes: BytesReport { sent: measured.bytes_sent, received: measured.bytes_received },
             schedule: open_loop.then(|| ScheduleReport { max_lag_us: us(totals.max_lag_ns), late_requests: totals.late_requests }),
             idle,
-            fsync_probe: fsync.map(|probe| {
-                let latency = latency_report(&probe.latency);
-                FsyncReport {
-                    dir: probe.dir.display().to_string(),
-                    count: latency.count,
-                    secs: (probe.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
-                    p50_us: latency.p50,
-                    p99_us: latency.p99,
-                    p99_9_us: latency.p99_9,
-                    max_us: latency.max,
-                }
-            }),
+            fsync_probe: fsync.map(FsyncReport::of),
             run,
         }
     }

@@ -1,0 +1,101 @@
+//! The effective configuration as TOML, as `sluice check-config` prints it; parsing the
+//! output gives the same configuration back.
+
+use std::path::Path;
+
+use super::{Config, ProxyConfig, TlsConfig};
+use crate::net::proxy::Versions;
+
+impl ProxyConfig {
+    /// The two keys as `sluice check-config` prints them.
+    pub(super) fn to_toml(&self) -> String {
+        let versions = self.versions.map_or("off", Versions::as_str);
+        let cidrs: Vec<String> = self.trusted_cidrs.iter().map(|cidr| format!("\"{cidr}\"")).collect();
+        format!("proxy_protocol = \"{versions}\"\nproxy_trusted_cidrs = [{}]\n", cidrs.join(", "))
+    }
+}
+
+impl TlsConfig {
+    /// The `[ingest.tls]` table as `sluice check-config` prints it.
+    pub fn to_toml(&self) -> String {
+        let quoted = |path: &Path| format!("{:?}", path.display().to_string());
+        let mut out = format!(
+            "\n[ingest.tls]\nlisten = \"{}\"\ncert_file = {}\nkey_file = {}\n",
+            self.listen,
+            quoted(&self.cert_file),
+            quoted(&self.key_file)
+        );
+        if let Some(ca) = &self.client_ca_file {
+            out.push_str(&format!("client_ca_file = {}\nclient_auth = \"{}\"\n", quoted(ca), self.client_auth));
+        }
+        if !self.crl_files.is_empty() {
+            let list: Vec<String> = self.crl_files.iter().map(|path| quoted(path)).collect();
+            out.push_str(&format!("crl_files = [{}]\n", list.join(", ")));
+        }
+        out.push_str(&self.proxy.to_toml());
+        out
+    }
+}
+
+impl Config {
+    /// The effective configuration as TOML, as `sluice check-config` prints it.
+    pub fn to_toml(&self) -> String {
+        let tls = self.ingest.tls.as_ref().map(TlsConfig::to_toml).unwrap_or_default();
+        let keys = match &self.auth.keys_file {
+            Some(path) => format!("keys_file = {:?}", path.display().to_string()),
+            None => format!("# keys_file not set: development key ring {:?}", self.keys_path().display().to_string()),
+        };
+        format!(
+            "[ingest]\nlisten = \"{}\"\nshards = {}\nbody_bytes_max = {}\nheader_bytes_max = {}\nheaders_count_max = {}\n\
+             header_timeout_ms = {}\nbody_timeout_ms = {}\nidle_timeout_ms = {}\nconnections_max = {}\ndrain_timeout_ms = {}\n\
+             connections_per_ip_max = {}\nio_uring_lockdown = {}\n{}\n\
+             [storage]\ndata_dir = {:?}\npartitions = {}\ndurability = \"{}\"\nsegment_bytes = {}\nretention_hours = {}\nretention_bytes = {}\n\n\
+             [dedup]\nwindow_hours = {}\nids_per_partition_max = {}\n\n\
+             [auth]\n{}\ntimestamp_tolerance_secs = {}\nrequest_ids_max = {}\nrequest_id_memory_bytes_max = {}\nquarantine_bytes_max = {}\n\n[admin]\nlisten = \"{}\"\n",
+            self.ingest.listen,
+            self.ingest.shards,
+            self.ingest.body_bytes_max,
+            self.ingest.header_bytes_max,
+            self.ingest.headers_count_max,
+            self.ingest.header_timeout_ms,
+            self.ingest.body_timeout_ms,
+            self.ingest.idle_timeout_ms,
+            self.ingest.connections_max,
+            self.ingest.drain_timeout_ms,
+            self.ingest.connections_per_ip_max,
+            self.ingest.io_uring_lockdown,
+            self.ingest.proxy.to_toml(),
+            self.storage.data_dir.display().to_string(),
+            self.storage.partitions,
+            self.storage.durability,
+            self.storage.segment_bytes,
+            self.storage.retention_ms / 3_600_000,
+            self.storage.retention_bytes,
+            self.dedup.window_ms / 3_600_000,
+            self.dedup.ids_per_partition_max,
+            keys,
+            self.auth.timestamp_tolerance_secs,
+            self.auth.request_ids_max,
+            self.auth.request_id_memory_bytes_max,
+            self.auth.quarantine_bytes_max,
+            self.admin.listen,
+        ) + &tls
+            + &self.jwt_toml()
+    }
+
+    fn jwt_toml(&self) -> String {
+        let Some(jwt) = &self.auth.jwt else { return String::new() };
+        let mut out = format!("\n[auth.jwt]\nleeway_secs = {}\n", jwt.leeway_secs());
+        for issuer in jwt.issuers() {
+            let algorithms: Vec<String> = issuer.algorithms.iter().map(|a| format!("{:?}", a.name())).collect();
+            out.push_str(&format!(
+                "\n[[auth.jwt.issuers]]\nissuer = {:?}\naudience = {:?}\nalgorithms = [{}]\njwks_file = {:?}\n",
+                issuer.issuer,
+                issuer.audience,
+                algorithms.join(", "),
+                issuer.jwks_file.display().to_string()
+            ));
+        }
+        out
+    }
+}
