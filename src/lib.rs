@@ -1,4 +1,32 @@
 //! sluice: a thread-per-core, io_uring ingest appliance for signed event feeds.
+//!
+//! The tree follows a request from the wire inwards (docs/ARCHITECTURE.md has the same
+//! map with what each part owns):
+//!
+//! ```text
+//! main.rs        the binary: parse the command line, run the command, map errors to exit codes
+//! constants.rs   every limit, unit last, with its reason; relations checked at compile time
+//! config/        the file as written → validated Config → check-config's TOML; reload
+//! platform/      the OS: syscall wrappers (sys.rs), systemd, seccomp lockdown, logs, clocks
+//! reactor/       io_uring: ring setup and restrictions, the provided buffer ring, one file per op
+//! net/           listeners, the connection slot and its state machine, PROXY protocol, TLS
+//! http/          HTTP/1.1 framing (head, chunked), typed statuses, response writing
+//! perimeter/     who may send: admission, HMAC v1, webhooks, JWT, key ring, partners, limits, request ids
+//! ingest/        endpoints, the ingest paths, the envelope, answers and the one table of refusals
+//! shard/         one pinned thread per core: the loop, accept, I/O, hand-off, group commit, drain; serve
+//! log/           the partition logs: segments, format, recovery, readers, dedup, partitioner
+//! sidelog/       small framed per-shard logs: quarantine, request-id journal (one writer)
+//! admin/         the admin listener: /metrics, /healthz, /readyz, reload
+//! metrics/       lock-free per-shard counters, closed label sets, Prometheus rendering
+//! tools/         the other commands: cli, check-config, keys, tail, quarantine, bench, tune
+//! ```
+//!
+//! `unsafe` is denied in the whole crate and allowed in three places only: `reactor`
+//! (ring memory, provided buffers, descriptors from completions), `log::segment` (the
+//! mappings and their commit word) and `platform::sys` (the syscalls no crate wraps).
+//! Every block there carries a `// SAFETY:` comment (`clippy::undocumented_unsafe_blocks`).
+
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod config;

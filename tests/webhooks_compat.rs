@@ -103,6 +103,6 @@ fn unsigned_webhooks_are_refused_and_the_endpoint_is_post_only() {
 fn the_package_verifies_sluice_signatures() {
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &SECRET);
     let (id, timestamp, body) = ("msg_2b7a", now_secs().to_string(), r#"{"event_id":"e_1"}"#);
-    let signature = sluice::perimeter::hmac::sign_webhook(&key, id.as_bytes(), timestamp.as_bytes(), body.as_bytes());
+    let signature = sluice::perimeter::webhooks::sign_webhook(&key, id.as_bytes(), timestamp.as_bytes(), body.as_bytes());
     assert_eq!(run_python(CONSUMER, &[&whsec(&SECRET), id, &timestamp, &signature, body]).trim(), "verified");
 }

@@ -1,9 +1,9 @@
-//! `hmac::verify_webhook` (Standard Webhooks) with a fixed ring: partner `acme` has two
+//! `webhooks::verify_webhook` (Standard Webhooks) with a fixed ring: partner `acme` has two
 //! accepted keys (`new`, and `old` in its grace period), partner `other` one. The input
 //! after its first byte is split at NULs into `webhook-signature`, `webhook-id`,
 //! `webhook-timestamp` and the body (absent headers are `None`). Checks: no panic;
 //! whenever a key verified (`Ok`, or `TimestampOutOfWindow` with the skewed key), it is
-//! acme's and the header holds `v1,` + the base64 HMAC of that key (`hmac::sign_webhook`);
+//! acme's and the header holds `v1,` + the base64 HMAC of that key (`webhooks::sign_webhook`);
 //! the answer and the key are what a plain reference of the checks says; and the same
 //! again with the signature of the key the first byte picks appended (a key of `other`
 //! must never verify).
@@ -13,7 +13,8 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use sluice::perimeter::hmac::{self, AuthError, WebhookCredentials};
+use sluice::perimeter::hmac::AuthError;
+use sluice::perimeter::webhooks::{self, WebhookCredentials};
 use sluice::constants::{REQUEST_ID_BYTES_MAX, SIGNATURES_PER_HEADER_MAX, TIMESTAMP_DIGITS_MAX};
 use sluice::perimeter::keyring::{Key, KeyRing};
 
@@ -52,7 +53,7 @@ fn reference<'k>(
     if items.len() > SIGNATURES_PER_HEADER_MAX {
         return Err((AuthError::SignatureInvalid, None));
     }
-    let signed_by = |key: &&Key| items.contains(&hmac::sign_webhook(key.hmac_key(), id, timestamp, body).as_bytes());
+    let signed_by = |key: &&Key| items.contains(&webhooks::sign_webhook(key.hmac_key(), id, timestamp, body).as_bytes());
     let key = ring.keys_of_partner(acme).find(signed_by).ok_or((AuthError::SignatureInvalid, None))?;
     let timestamp_secs: i64 = std::str::from_utf8(timestamp).expect("digits").parse().expect("at most 12 digits");
     if (NOW_MS / 1000 - timestamp_secs).unsigned_abs() > TOLERANCE_SECS {
@@ -64,12 +65,12 @@ fn reference<'k>(
 /// Verifies, checks that a key that verified is acme's and its signature is in the
 /// header, and compares the answer with [`reference`].
 fn check(ring: &KeyRing, acme: usize, credentials: &WebhookCredentials<'_>, body: &[u8]) {
-    let result = hmac::verify_webhook(ring, acme, credentials, body, NOW_MS, TOLERANCE_SECS);
+    let result = webhooks::verify_webhook(ring, acme, credentials, body, NOW_MS, TOLERANCE_SECS);
     let result = result.map_err(|refused| (refused.error, refused.skewed_key));
     if let Ok(key) | Err((_, Some(key))) = result {
         assert_eq!(key.partner_index, acme, "another partner's key verified");
         let (id, timestamp, signature) = (credentials.id.unwrap(), credentials.timestamp.unwrap(), credentials.signature.unwrap());
-        let expected = hmac::sign_webhook(key.hmac_key(), id, timestamp, body);
+        let expected = webhooks::sign_webhook(key.hmac_key(), id, timestamp, body);
         assert!(signature.split(|&b| b == b' ').any(|item| item == expected.as_bytes()), "verified without {expected}");
     }
     let kid = |key: &Key| key.kid.clone();
@@ -88,6 +89,6 @@ fuzz_target!(|data: &[u8]| {
 
     let (Some(signature), Some(id), Some(timestamp)) = (signature, id, timestamp) else { return };
     let key = &ring.keys()[usize::from(pick) % ring.keys().len()];
-    let with_valid = [signature, b" ", hmac::sign_webhook(key.hmac_key(), id, timestamp, body).as_bytes()].concat();
+    let with_valid = [signature, b" ", webhooks::sign_webhook(key.hmac_key(), id, timestamp, body).as_bytes()].concat();
     check(ring, acme, &WebhookCredentials { signature: Some(&with_valid), ..offered }, body);
 });

@@ -13,9 +13,9 @@ use crate::ingest::refusal::{Refusal, Reject};
 use crate::log::partitioner;
 use crate::metrics::{Control, PathLabel};
 use crate::perimeter::admit::Principal;
-use crate::perimeter::hmac;
 use crate::perimeter::keyring::KeyRing;
 use crate::perimeter::request_ids::{self, Claim, Claimed};
+use crate::perimeter::webhooks;
 use crate::platform::swap::Local;
 use crate::shard::handoff::{Outcome, StoreBatch, Ticket};
 use crate::shard::partitions::{Partitions, Stored};
@@ -189,7 +189,7 @@ impl Core {
         answer: Answer<'_>,
         out: &mut Vec<u8>,
     ) -> Result<Box<Remember>, Written> {
-        if !hmac::is_webhook_id(id) {
+        if !webhooks::is_webhook_id(id) {
             let message = "the request id must be 1 to 256 visible ASCII characters";
             return Err(answer_rejected(out, Reject::RequestIdInvalid, message, 1, answer));
         }

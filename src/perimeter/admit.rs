@@ -7,9 +7,10 @@
 use crate::http::Request;
 use crate::ingest::handle::{Core, Peer};
 use crate::metrics::{PathLabel, Reject};
-use crate::perimeter::hmac::{self, AuthError, Credentials, Refused, WebhookCredentials};
+use crate::perimeter::hmac::{self, AuthError, Credentials, Refused};
 use crate::perimeter::keyring::{Key, KeyRing};
 use crate::perimeter::partners::ClientCert;
+use crate::perimeter::webhooks::{self, WebhookCredentials};
 use crate::sidelog::quarantine::{QuarantineStats, QuarantineWriter, Quarantined};
 
 /// An authenticated and authorized request: its partner (index into the key ring).
@@ -109,7 +110,7 @@ impl Core {
             }
             let credentials =
                 WebhookCredentials { id: request.webhook_id, timestamp: request.webhook_timestamp, signature: request.webhook_signature };
-            let verified = hmac::verify_webhook(ring, partner, &credentials, request.body, self.now_ms, self.tolerance_secs);
+            let verified = webhooks::verify_webhook(ring, partner, &credentials, request.body, self.now_ms, self.tolerance_secs);
             let quarantine = Quarantine { ring, writer: &mut self.quarantine, stats: &self.control.quarantine, now_ms: self.now_ms };
             return principal_of(verified, quarantine, request, request.webhook_timestamp, peer);
         }

@@ -9,3 +9,4 @@ pub mod keyring;
 pub mod limits;
 pub mod partners;
 pub mod request_ids;
+pub mod webhooks;
