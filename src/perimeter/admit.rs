@@ -1,9 +1,18 @@
 //! Admission of one ingest request before its body is looked at: who sent it
 //! (authentication: Standard Webhooks, bearer token, HMAC v1, or a client certificate
 //! alone) and whether that partner may send from here (authorization: address
-//! allow-list, required client certificate, certificate/key agreement). A genuine
-//! request signed outside the timestamp window is kept in quarantine.
+//! allow-list, required client certificate, certificate/key agreement).
+//!
+//! A genuine request signed outside the timestamp window is answered 401 and kept in
+//! quarantine, but only if every other rule would have let it in: the partner's
+//! transport rules ([`authorize`]) and, for its events, the partner's event types (a
+//! request that would store nothing is not kept). Its record carries the connection's
+//! client-certificate identity and address, so `sluice quarantine replay` holds it to
+//! the same rules (a stolen HMAC key alone cannot get events stored that way).
 
+use std::net::IpAddr;
+
+use crate::constants::BATCH_EVENTS_MAX;
 use crate::http::Request;
 use crate::ingest::handle::{Core, Peer};
 use crate::metrics::{PathLabel, Reject};
@@ -11,7 +20,7 @@ use crate::perimeter::hmac::{self, AuthError, Credentials, Refused};
 use crate::perimeter::keyring::{Key, KeyRing};
 use crate::perimeter::partners::ClientCert;
 use crate::perimeter::webhooks::{self, WebhookCredentials};
-use crate::sidelog::quarantine::{QuarantineStats, QuarantineWriter, Quarantined};
+use crate::sidelog::quarantine::{Quarantined, Transport};
 
 /// An authenticated and authorized request: its partner (index into the key ring).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,43 +88,125 @@ fn unauthenticated(error: AuthError) -> Refusal {
     Refusal::new(Reject::from(error), error.message())
 }
 
+/// The partner's transport rules: its address allow-list, a required client
+/// certificate, and no certificate of another partner. What admission checks after
+/// authentication, the quarantine before it keeps a request, and replay against what
+/// the quarantine recorded.
+pub fn authorize(ring: &KeyRing, partner: usize, ip: Option<IpAddr>, tls_identity: Option<&str>) -> Result<(), Refusal> {
+    if !ring.partner(partner).allows_ip(ip) {
+        return Err(IP_NOT_ALLOWED);
+    }
+    authorize_certificate(ring, partner, tls_identity)
+}
+
+/// The client-certificate half of [`authorize`]: one of the partner's certificates where
+/// it requires one, and no certificate of another partner.
+pub fn authorize_certificate(ring: &KeyRing, partner: usize, tls_identity: Option<&str>) -> Result<(), Refusal> {
+    let rules = ring.partner(partner);
+    if rules.client_cert == ClientCert::Required && !rules.has_tls_identity(tls_identity) {
+        return Err(CERTIFICATE_REQUIRED);
+    }
+    // A certificate that is some partner's must be the same partner's as the credentials.
+    if let Some(owner) = tls_identity.and_then(|identity| ring.partner_by_tls_identity(identity))
+        && owner != partner
+    {
+        return Err(PARTNER_MISMATCH);
+    }
+    Ok(())
+}
+
+/// A genuine request whose only fault is its timestamp: the partner and kid of the key
+/// that verified it.
+struct Skewed {
+    partner: usize,
+    kid: Box<str>,
+}
+
+/// Why authentication failed, with the key of a genuine but skewed request.
+struct Unauthenticated {
+    refusal: Refusal,
+    skewed: Option<Skewed>,
+}
+
+impl From<Refusal> for Unauthenticated {
+    fn from(refusal: Refusal) -> Self {
+        Unauthenticated { refusal, skewed: None }
+    }
+}
+
 impl Core {
-    /// Authenticates and authorizes `request` (any ingest path). Allocates nothing.
+    /// Authenticates and authorizes `request` (any ingest path). Allocates nothing but
+    /// on the rare path of a skewed request.
     pub fn admit(&mut self, request: &Request<'_>, peer: Peer<'_>, path: PathLabel) -> Result<Principal, Refusal> {
-        let principal = self.authenticate(request, peer, path)?;
-        let ring = &self.keyring;
-        let partner = ring.partner(principal.partner);
-        if !partner.allows_ip(peer.ip) {
-            return Err(IP_NOT_ALLOWED);
-        }
-        if partner.client_cert == ClientCert::Required && !partner.has_tls_identity(peer.tls_identity) {
-            return Err(CERTIFICATE_REQUIRED);
-        }
-        // A certificate that is some partner's must be the same partner's as the credentials.
-        if let Some(owner) = peer.tls_identity.and_then(|identity| ring.partner_by_tls_identity(identity))
-            && owner != principal.partner
-        {
-            return Err(PARTNER_MISMATCH);
-        }
+        let principal = match self.authenticate(request, peer, path) {
+            Ok(principal) => principal,
+            Err(Unauthenticated { refusal, skewed }) => {
+                if let Some(skewed) = skewed {
+                    self.quarantine(request, peer, path, &skewed);
+                }
+                return Err(refusal);
+            }
+        };
+        authorize(&self.keyring, principal.partner, peer.ip, peer.tls_identity)?;
         Ok(principal)
     }
 
-    fn authenticate(&mut self, request: &Request<'_>, peer: Peer<'_>, path: PathLabel) -> Result<Principal, Refusal> {
+    /// Keeps a skewed request if every other rule would have let it in (module docs).
+    fn quarantine(&mut self, request: &Request<'_>, peer: Peer<'_>, path: PathLabel, skewed: &Skewed) {
+        if self.quarantine.is_none() || authorize(&self.keyring, skewed.partner, peer.ip, peer.tls_identity).is_err() {
+            return;
+        }
+        if !self.stores_anything(request.body, path == PathLabel::EventsBatch, skewed.partner) {
+            return;
+        }
+        let timestamp = if path == PathLabel::Webhooks { request.webhook_timestamp } else { request.timestamp };
+        let timestamp_secs = timestamp.and_then(|text| std::str::from_utf8(text).ok()?.parse().ok()).unwrap_or(0);
+        let record = Quarantined {
+            received_ms: self.now_ms,
+            timestamp_secs,
+            partner: &self.keyring.partner(skewed.partner).name,
+            kid: &skewed.kid,
+            path: request.path,
+            content_type: request.content_type.unwrap_or_default(),
+            body: request.body,
+            transport: Some(Transport { tls_identity: peer.tls_identity, client_ip: peer.ip }),
+        };
+        if let Some(writer) = self.quarantine.as_mut() {
+            writer.keep(&record, &self.control.quarantine);
+        }
+    }
+
+    /// Whether `body` would store at least one event for `partner`: a valid envelope of
+    /// an event type the partner may send (for a batch, on any of its lines).
+    fn stores_anything(&mut self, body: &[u8], batch: bool, partner: usize) -> bool {
+        let (validator, ring) = (&mut self.validator, &self.keyring);
+        let mut storable =
+            |event: &[u8]| validator.validate(event).is_ok_and(|envelope| ring.partner(partner).allows_event_type(envelope.event_type()));
+        if !batch {
+            return storable(body);
+        }
+        let mut spans = std::mem::take(&mut self.line_spans);
+        let count = crate::ingest::envelope::ndjson_lines(body, &mut spans, BATCH_EVENTS_MAX);
+        let any = count <= BATCH_EVENTS_MAX && spans.iter().any(|span| storable(&body[span.clone()]));
+        self.line_spans = spans;
+        any
+    }
+
+    fn authenticate(&mut self, request: &Request<'_>, peer: Peer<'_>, path: PathLabel) -> Result<Principal, Unauthenticated> {
         let ring = &self.keyring;
         if path == PathLabel::Webhooks {
             let source = request.path.strip_prefix(b"/v1/webhooks/").unwrap_or_default();
             let partner = ring.partner_by_name(source).ok_or(SOURCE_UNKNOWN)?;
             if !ring.policy().hmac_sha256 {
-                return Err(HMAC_NOT_ALLOWED);
+                return Err(HMAC_NOT_ALLOWED.into());
             }
             let credentials =
                 WebhookCredentials { id: request.webhook_id, timestamp: request.webhook_timestamp, signature: request.webhook_signature };
             let verified = webhooks::verify_webhook(ring, partner, &credentials, request.body, self.now_ms, self.tolerance_secs);
-            let quarantine = Quarantine { ring, writer: &mut self.quarantine, stats: &self.control.quarantine, now_ms: self.now_ms };
-            return principal_of(verified, quarantine, request, request.webhook_timestamp, peer);
+            return principal_of(verified);
         }
         if let Some(authorization) = request.authorization {
-            return self.authenticate_token(authorization);
+            return Ok(self.authenticate_token(authorization)?);
         }
         let signed = request.key_id.is_some() || request.timestamp.is_some() || request.signature.is_some();
         if !signed
@@ -125,12 +216,11 @@ impl Core {
             return Ok(Principal { partner, token: false });
         }
         if signed && !ring.policy().hmac_sha256 {
-            return Err(HMAC_NOT_ALLOWED);
+            return Err(HMAC_NOT_ALLOWED.into());
         }
         let credentials = Credentials { kid: request.key_id, timestamp: request.timestamp, signature: request.signature };
         let verified = hmac::verify_v1_keyed(ring, &credentials, request.body, self.now_ms, self.tolerance_secs);
-        let quarantine = Quarantine { ring, writer: &mut self.quarantine, stats: &self.control.quarantine, now_ms: self.now_ms };
-        principal_of(verified, quarantine, request, request.timestamp, peer)
+        principal_of(verified)
     }
 
     /// A bearer token (OAuth2 client credentials): its subject names the partner, its
@@ -153,42 +243,13 @@ fn token_refusal(error: crate::perimeter::jwt::JwtError) -> Refusal {
     Refusal::new(Reject::from(error), error.message())
 }
 
-/// Where a skewed request is kept.
-struct Quarantine<'q> {
-    ring: &'q KeyRing,
-    writer: &'q mut Option<QuarantineWriter>,
-    stats: &'q QuarantineStats,
-    now_ms: i64,
-}
-
-/// The principal of a verified key; a genuine but skewed request goes to quarantine
-/// (unless its partner may not send from this address).
-fn principal_of(
-    verified: Result<&Key, Refused<'_>>,
-    quarantine: Quarantine<'_>,
-    request: &Request<'_>,
-    timestamp: Option<&[u8]>,
-    peer: Peer<'_>,
-) -> Result<Principal, Refusal> {
-    let refused = match verified {
-        Ok(key) => return Ok(Principal { partner: key.partner_index, token: false }),
-        Err(refused) => refused,
-    };
-    if let Some(key) = refused.skewed_key
-        && quarantine.ring.partner(key.partner_index).allows_ip(peer.ip)
-        && let Some(writer) = quarantine.writer.as_mut()
-    {
-        let timestamp_secs = timestamp.and_then(|text| std::str::from_utf8(text).ok()?.parse().ok()).unwrap_or(0);
-        let record = Quarantined {
-            received_ms: quarantine.now_ms,
-            timestamp_secs,
-            partner: &key.partner,
-            kid: &key.kid,
-            path: request.path,
-            content_type: request.content_type.unwrap_or_default(),
-            body: request.body,
-        };
-        writer.keep(&record, quarantine.stats);
+/// The principal of a verified key; for a genuine but skewed request, its key too.
+fn principal_of(verified: Result<&Key, Refused<'_>>) -> Result<Principal, Unauthenticated> {
+    match verified {
+        Ok(key) => Ok(Principal { partner: key.partner_index, token: false }),
+        Err(refused) => Err(Unauthenticated {
+            refusal: unauthenticated(refused.error),
+            skewed: refused.skewed_key.map(|key| Skewed { partner: key.partner_index, kid: Box::from(key.kid.as_str()) }),
+        }),
     }
-    Err(unauthenticated(refused.error))
 }

@@ -11,15 +11,23 @@
 //! (it is evidence). `sluice quarantine replay` records its progress per file in a
 //! `<file>.replayed` sidecar (`quarantine_progress`).
 //!
+//! Only a request every other rule would have let in is kept (`perimeter/admit.rs`), and
+//! its record says how it came: the client-certificate identity and the client address,
+//! so `replay` can hold it to the partner's rules again.
+//!
 //! Record: `len u32 | crc32c u32 | payload`, payload = `received_ms i64 | timestamp i64 |
 //! partner_len u16 | kid_len u16 | path_len u16 | content_type_len u16 | body_len u32 |
-//! partner | kid | path | content_type | body`, little-endian.
+//! partner | kid | path | content_type | body | transport`, little-endian, where
+//! `transport` = `identity_len u16 | ip_len u8 (0, 4 or 16) | identity | ip`. Records
+//! written before the transport was kept end after the body; they read back with
+//! `transport: None`.
 
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,9 +37,11 @@ use crate::sidelog::frame;
 use crate::sidelog::writer::{self, Bound, Rotation, SideLogWriter};
 
 const PAYLOAD_FIXED_BYTES: usize = 8 + 8 + 2 + 2 + 2 + 2 + 4;
+/// The transport block: its two lengths, an identity at its `u16` limit, an IPv6 address.
+const TRANSPORT_BYTES_MAX: usize = 2 + 1 + u16::MAX as usize + 16;
 /// Largest payload written and read back: the fixed part, four parts at their `u16`
-/// limit and a body at the ceiling of `ingest.body_bytes_max`.
-pub const QUARANTINE_PAYLOAD_BYTES_MAX: usize = PAYLOAD_FIXED_BYTES + 4 * u16::MAX as usize + BODY_BYTES_MAX_CEILING;
+/// limit, a body at the ceiling of `ingest.body_bytes_max`, and the transport block.
+pub const QUARANTINE_PAYLOAD_BYTES_MAX: usize = PAYLOAD_FIXED_BYTES + 4 * u16::MAX as usize + BODY_BYTES_MAX_CEILING + TRANSPORT_BYTES_MAX;
 const _: () = assert!(QUARANTINE_PAYLOAD_BYTES_MAX <= u32::MAX as usize);
 /// Distinct partners counted in the metrics; more share the `other` label.
 const PARTNER_LABELS_MAX: usize = 1024;
@@ -49,6 +59,17 @@ pub struct Quarantined<'a> {
     pub path: &'a [u8],
     pub content_type: &'a [u8],
     pub body: &'a [u8],
+    /// How the request came; `None` in records written before it was kept.
+    pub transport: Option<Transport<'a>>,
+}
+
+/// How a quarantined request came to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport<'a> {
+    /// The verified client-certificate identity of its connection, if it had one.
+    pub tls_identity: Option<&'a str>,
+    /// The client address (the TCP peer's, or the one a trusted PROXY header named).
+    pub client_ip: Option<IpAddr>,
 }
 
 /// Why bytes are not a record; reading stops at the first one.
@@ -59,8 +80,16 @@ pub type QuarantineError = crate::sidelog::frame::FrameError;
 /// appends nothing: [`decode`] would refuse the record, and with it the rest of the file.
 pub fn encode(record: &Quarantined<'_>, out: &mut Vec<u8>) -> Result<(), QuarantineError> {
     let variable = [record.partner.as_bytes(), record.kid.as_bytes(), record.path, record.content_type];
-    let payload_len = PAYLOAD_FIXED_BYTES + variable.iter().map(|part| part.len()).sum::<usize>() + record.body.len();
-    if variable.iter().any(|part| part.len() > usize::from(u16::MAX)) || payload_len > QUARANTINE_PAYLOAD_BYTES_MAX {
+    let identity = record.transport.and_then(|transport| transport.tls_identity).unwrap_or_default().as_bytes();
+    let ip = match record.transport.and_then(|transport| transport.client_ip) {
+        Some(IpAddr::V4(v4)) => v4.octets().to_vec(),
+        Some(IpAddr::V6(v6)) => v6.octets().to_vec(),
+        None => Vec::new(),
+    };
+    let transport_len = if record.transport.is_some() { 3 + identity.len() + ip.len() } else { 0 };
+    let payload_len = PAYLOAD_FIXED_BYTES + variable.iter().map(|part| part.len()).sum::<usize>() + record.body.len() + transport_len;
+    let too_long = |part: &[u8]| part.len() > usize::from(u16::MAX);
+    if variable.iter().any(|part| too_long(part)) || too_long(identity) || payload_len > QUARANTINE_PAYLOAD_BYTES_MAX {
         return Err(QuarantineError::TooLarge);
     }
     let start = frame::begin(out);
@@ -74,6 +103,12 @@ pub fn encode(record: &Quarantined<'_>, out: &mut Vec<u8>) -> Result<(), Quarant
         out.extend_from_slice(part);
     }
     out.extend_from_slice(record.body);
+    if record.transport.is_some() {
+        out.extend_from_slice(&(identity.len() as u16).to_le_bytes());
+        out.push(ip.len() as u8);
+        out.extend_from_slice(identity);
+        out.extend_from_slice(&ip);
+    }
     frame::finish(out, start);
     Ok(())
 }
@@ -85,7 +120,8 @@ pub fn decode(bytes: &[u8]) -> Result<(Quarantined<'_>, usize), QuarantineError>
     let u16_at = |at: usize| usize::from(u16::from_le_bytes([payload[at], payload[at + 1]]));
     let lengths = [u16_at(16), u16_at(18), u16_at(20), u16_at(22)];
     let body_len = u32::from_le_bytes([payload[24], payload[25], payload[26], payload[27]]) as usize;
-    if PAYLOAD_FIXED_BYTES + lengths.iter().sum::<usize>() + body_len != payload.len() {
+    let before_transport = PAYLOAD_FIXED_BYTES + lengths.iter().sum::<usize>() + body_len;
+    if before_transport > payload.len() {
         return Err(QuarantineError::BadFields);
     }
     let mut rest = &payload[PAYLOAD_FIXED_BYTES..];
@@ -93,6 +129,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Quarantined<'_>, usize), QuarantineError>
     for (part, len) in parts.iter_mut().zip(lengths) {
         (*part, rest) = rest.split_at(len);
     }
+    let (body, transport) = rest.split_at(body_len);
     let record = Quarantined {
         received_ms: i64_at(0),
         timestamp_secs: i64_at(8),
@@ -100,9 +137,30 @@ pub fn decode(bytes: &[u8]) -> Result<(Quarantined<'_>, usize), QuarantineError>
         kid: utf8(parts[1])?,
         path: parts[2],
         content_type: parts[3],
-        body: rest,
+        body,
+        transport: decode_transport(transport)?,
     };
     Ok((record, used))
+}
+
+/// The transport block after the body: absent in older records, else exactly one block.
+fn decode_transport(bytes: &[u8]) -> Result<Option<Transport<'_>>, QuarantineError> {
+    let [identity_low, identity_high, ip_len, rest @ ..] = bytes else {
+        return if bytes.is_empty() { Ok(None) } else { Err(QuarantineError::BadFields) };
+    };
+    let identity_len = usize::from(u16::from_le_bytes([*identity_low, *identity_high]));
+    if rest.len() != identity_len + usize::from(*ip_len) {
+        return Err(QuarantineError::BadFields);
+    }
+    let (identity, ip) = rest.split_at(identity_len);
+    let client_ip = match *ip_len {
+        0 => None,
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(ip).map_err(|_| QuarantineError::BadFields)?)),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(ip).map_err(|_| QuarantineError::BadFields)?)),
+        _ => return Err(QuarantineError::BadFields),
+    };
+    let tls_identity = if identity.is_empty() { None } else { Some(utf8(identity)?) };
+    Ok(Some(Transport { tls_identity, client_ip }))
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, QuarantineError> {
@@ -193,6 +251,7 @@ mod tests {
             path: b"/v1/events",
             content_type: b"application/json",
             body,
+            transport: Some(Transport { tls_identity: Some("gw.partner.example"), client_ip: Some(IpAddr::from([192, 0, 2, 7])) }),
         }
     }
 
@@ -207,6 +266,22 @@ mod tests {
         let mut flipped = bytes.clone();
         flipped[20] ^= 1;
         assert_eq!(decode(&flipped).unwrap_err(), QuarantineError::BadChecksum);
+    }
+
+    /// A record from before the transport was kept reads back with `transport: None`;
+    /// a record with one keeps identity and address (IPv4 or IPv6) or their absence.
+    #[test]
+    fn the_transport_block_is_optional_and_read_exactly() {
+        for transport in [
+            None,
+            Some(Transport { tls_identity: None, client_ip: None }),
+            Some(Transport { tls_identity: Some("cn"), client_ip: Some(IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1])) }),
+        ] {
+            let record = Quarantined { transport, ..sample(b"{}") };
+            let mut bytes = Vec::new();
+            encode(&record, &mut bytes).unwrap();
+            assert_eq!(decode(&bytes).unwrap(), (record, bytes.len()));
+        }
     }
 
     #[test]

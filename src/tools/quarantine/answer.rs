@@ -97,7 +97,8 @@ impl Cause {
             }
             (_, "client_certificate_required") => {
                 "the partner has client_cert = \"required\" and replay sends without a client certificate: set it to \
-                 \"optional\" for the partner, reload, replay with --partner, then set it back and reload"
+                 \"optional\" for the partner, reload, replay with --partner, then set it back and reload (replay sends \
+                 only the requests that came with one of the partner's certificates; the others are refused before sending)"
             }
             (_, "partner_mismatch") => {
                 "a client certificate of another partner was presented on the way: send straight to an ingest listener (--to)"

@@ -4,7 +4,13 @@
 //! ingest listener, signed afresh (scheme v1, current time) with a currently accepted key
 //! of the same partner from the key ring, so the partner's scopes and allow-lists apply
 //! as for the original. Webhook requests are replayed to `/v1/events` (the body is the
-//! same envelope).
+//! same envelope). Replay cannot present the client's certificate, so before sending it
+//! holds each record to the partner's client-certificate rules with the identity the
+//! record kept (`perimeter::admit::authorize`): a request that came without one of the
+//! partner's certificates where one is required, or with another partner's, is refused
+//! here and never sent, whatever the listener replay talks to accepts from this host.
+//! (The address allow-list was applied to the client when the request was kept; the
+//! server applies it to the replay's own connection.)
 //!
 //! Progress is kept per file and partner (`quarantine_progress`) and stored after every
 //! request that is done, so a run resumes where the last one stopped and a second run
@@ -29,8 +35,10 @@ use std::time::Duration;
 pub use answer::{Cause, Counts};
 
 use crate::constants::PARTNERS_PER_RING_MAX;
+use crate::perimeter::admit::authorize_certificate;
 use crate::perimeter::hmac;
 use crate::perimeter::keyring::KeyRing;
+use crate::perimeter::partners::ClientCert;
 use crate::sidelog::quarantine::{self, Quarantined};
 use crate::tools::quarantine::progress::{Progress, ProgressError};
 use answer::Verdict;
@@ -87,6 +95,10 @@ pub struct ReplaySummary {
     pub duplicates: u64,
     /// Refused for what the event says (for a batch: lines refused); not retried.
     pub rejected: u64,
+    /// Requests not sent because the partner's client-certificate rules refuse how they
+    /// came (none of the partner's certificates where one is required, or another
+    /// partner's); done, never sent.
+    pub refused_by_rules: u64,
     /// Requests of partners other than `--partner`, not replayed yet.
     pub skipped_other_partners: u64,
     /// Requests of blocked partners, not replayed yet.
@@ -100,14 +112,16 @@ impl fmt::Display for ReplaySummary {
         write!(
             f,
             "replayed {} requests: {} events accepted, {} duplicates, {} rejected; {} requests of other partners left; \
-             {} requests of {} blocked partners left",
+             {} requests of {} blocked partners left; {} requests not sent: they came without the client certificate \
+             their partner requires",
             self.replayed,
             self.accepted,
             self.duplicates,
             self.rejected,
             self.skipped_other_partners,
             self.blocked_left,
-            self.blocked.len()
+            self.blocked.len(),
+            self.refused_by_rules
         )
     }
 }
@@ -140,6 +154,8 @@ pub fn list_line(file: &Path, offset: u64, replayed: bool, record: &Quarantined<
         "timestamp": record.timestamp_secs,
         "skew_secs": skew_secs,
         "body_bytes": record.body.len(),
+        "tls_identity": record.transport.and_then(|transport| transport.tls_identity),
+        "client_ip": record.transport.and_then(|transport| transport.client_ip).map(|ip| ip.to_string()),
         "replayed": replayed,
     })
     .to_string()
@@ -210,6 +226,12 @@ impl Run<'_> {
             self.summary.blocked_left += 1;
             return Ok(false);
         }
+        if let Some(partner) = self.ring.partner_by_name(record.partner.as_bytes())
+            && refused_by_rules(self.ring, partner, record)
+        {
+            self.summary.refused_by_rules += 1;
+            return Ok(true);
+        }
         let verdict = match self.signed_request(record) {
             Some(request) => {
                 let (status, body) = exchange(self.addr, &request)?;
@@ -255,6 +277,17 @@ impl Run<'_> {
         request.extend_from_slice(record.body);
         Some(request)
     }
+}
+
+/// Whether `partner`'s client-certificate rules refuse `record` as it came. A record from
+/// before connections were recorded has no identity on file, so a partner that requires
+/// a client certificate refuses it.
+fn refused_by_rules(ring: &KeyRing, partner: usize, record: &Quarantined<'_>) -> bool {
+    let identity = match record.transport {
+        Some(transport) => transport.tls_identity,
+        None => return ring.partner(partner).client_cert == ClientCert::Required,
+    };
+    authorize_certificate(ring, partner, identity).is_err()
 }
 
 /// Sends one request on a fresh connection and reads the status and body.
@@ -322,6 +355,7 @@ mod tests {
                 path: b"/v1/events",
                 content_type: b"application/json",
                 body: body.as_bytes(),
+                transport: Some(crate::sidelog::quarantine::Transport { tls_identity: None, client_ip: Some([127, 0, 0, 1].into()) }),
             };
             writer.keep(&record, &stats);
         }
