@@ -156,6 +156,11 @@ pub const PARTITIONS_MAX: u32 = 4096;
 pub const SEGMENT_BYTES_DEFAULT: u64 = 16 * 1024 * 1024;
 /// Smallest allowed segment: it must hold the largest record (a body at the maximum size).
 pub const SEGMENT_BYTES_MIN: u64 = 1024 * 1024;
+/// A partition asks for its next segment (a spare, preallocated whole) once its active
+/// segment is this full: early enough that the spare is ready before the roll (making
+/// one takes milliseconds; half of a 16 MiB segment is thousands of events), late enough
+/// that a partition with little data holds one segment, not two, and an idle one none.
+pub const SPARE_REQUEST_FILL_PERCENT: u64 = 50;
 /// Bytes at the start of a spare segment faulted in ahead of its roll: the header page
 /// and the first few hundred records, so the roll's first requests take no faults.
 pub const SPARE_PREFAULT_BYTES: usize = 256 * 1024;

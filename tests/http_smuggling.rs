@@ -254,3 +254,40 @@ fn classic_cl_te_and_te_cl_smuggling_stores_nothing() {
     assert_refused(&server, &wire, 400, "chunk_invalid");
     assert_only_control_event_stored(&server, &sandbox, &prefix);
 }
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without Host, or any request with two, is 400;
+/// two Hosts are what a proxy and sluice could each read differently.
+#[test]
+fn a_missing_or_repeated_host_is_refused() {
+    let sandbox = Sandbox::new(Setup::default());
+    let server = sandbox.start();
+    let prefix = unique_prefix();
+    let body = event(&format!("{prefix}-nohost"), "u");
+    let signed = signed_event(body.as_bytes());
+    let without_host = String::from_utf8(signed.clone()).unwrap().replace("Host: sluice.test\r\n", "");
+    assert_refused(&server, without_host.as_bytes(), 400, "host_missing");
+    let two_hosts = String::from_utf8(signed).unwrap().replace("Host: sluice.test\r\n", "Host: a.test\r\nHost: b.test\r\n");
+    assert_refused(&server, two_hosts.as_bytes(), 400, "header_repeated");
+    assert_refused(&server, b"GET /healthz HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400, "header_repeated");
+    let healthz = server.client().request(b"GET /healthz HTTP/1.0\r\n\r\n");
+    assert_eq!(healthz.status, 200, "HTTP/1.0 needs no Host: {}", healthz.describe());
+    assert_only_control_event_stored(&server, &sandbox, &prefix);
+}
+
+/// A request line in the trailer section of a chunked body was accepted and swallowed
+/// with the request before it; it must be refused as a malformed chunked body.
+#[test]
+fn a_request_line_in_the_trailers_is_refused() {
+    let sandbox = Sandbox::new(Setup::default());
+    let server = sandbox.start();
+    let prefix = unique_prefix();
+    let body = event(&format!("{prefix}-trailer"), "u");
+    let head = "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n";
+    let mut wire = head.as_bytes().to_vec();
+    for (name, value) in auth_headers(body.as_bytes()) {
+        wire.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    wire.extend_from_slice(format!("\r\n{:x}\r\n{body}\r\n0\r\nGET /healthz HTTP/1.1\r\n\r\n", body.len()).as_bytes());
+    assert_refused(&server, &wire, 400, "chunk_invalid");
+    assert_only_control_event_stored(&server, &sandbox, &prefix);
+}

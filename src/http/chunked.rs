@@ -95,11 +95,13 @@ pub(super) fn dechunk(
                 let Some(end) = line_end(buf, read, budget, HttpError::TrailersTooLarge)? else {
                     return Ok(Dechunk::More { read, body_len, step });
                 };
-                // Obs-fold: a continuation line some parsers join to the previous one.
-                if matches!(buf[read], b' ' | b'\t') {
+                let empty = end - read == 2;
+                // A trailer line is a header field (RFC 9112 §7.1.2): `token ":" value`.
+                // Anything else (an obs-fold continuation, a request line a proxy would
+                // have taken for the next request) is refused, not swallowed.
+                if !empty && !is_field_line(&buf[read..end - 2]) {
                     return Err(HttpError::ChunkInvalid);
                 }
-                let empty = end - read == 2;
                 read = end;
                 if empty {
                     return Ok(Dechunk::Done { body_len, consumed: read });
@@ -107,6 +109,13 @@ pub(super) fn dechunk(
             }
         }
     }
+}
+
+/// `token ":" ...`: a field name of RFC 9110 token characters, then a colon.
+fn is_field_line(line: &[u8]) -> bool {
+    let is_tchar = |byte: &u8| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(byte);
+    let name_len = line.iter().take_while(|byte| is_tchar(byte)).count();
+    name_len > 0 && line.get(name_len) == Some(&b':')
 }
 
 /// The size on a chunk-size line (CRLF removed): 1..=`CHUNK_SIZE_HEX_DIGITS_MAX` hex

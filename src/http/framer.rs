@@ -173,27 +173,36 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadInfo>, HttpError
         body: BodyKind::Empty,
         expects_continue: false,
     };
-    let (content_length, chunked) = read_headers(&mut info, parsed.headers, buf, http11)?;
-    info.body = match (content_length, chunked) {
+    let framing = read_headers(&mut info, parsed.headers, buf, http11)?;
+    info.body = match (framing.content_length, framing.chunked) {
         (Some(_), true) => return Err(HttpError::ContentLengthAndChunked),
         (Some(length), false) if length > limits.body_bytes_max => return Err(HttpError::BodyTooLarge),
         (Some(0), false) | (None, false) => BodyKind::Empty,
         (Some(length), false) => BodyKind::Length(length),
         (None, true) => BodyKind::Chunked,
     };
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400 (two are refused
+    // as a repeated header above, in any version).
+    if http11 && !framing.host {
+        return Err(HttpError::HostMissing);
+    }
     Ok(Some(info))
 }
 
-/// Fills `info` from the header fields; returns the Content-Length and whether the body
-/// is chunked. Refuses what could frame the request differently behind a proxy.
-fn read_headers(
-    info: &mut HeadInfo,
-    headers: &[httparse::Header<'_>],
-    buf: &[u8],
-    http11: bool,
-) -> Result<(Option<usize>, bool), HttpError> {
+/// What the header fields say about the message itself.
+struct Framing {
+    content_length: Option<usize>,
+    chunked: bool,
+    /// A `Host` field was present (exactly once).
+    host: bool,
+}
+
+/// Fills `info` from the header fields; returns how the message is framed. Refuses what
+/// could frame the request differently behind a proxy.
+fn read_headers(info: &mut HeadInfo, headers: &[httparse::Header<'_>], buf: &[u8], http11: bool) -> Result<Framing, HttpError> {
     let mut content_length: Option<usize> = None;
     let mut chunked = false;
+    let mut host = false;
     for header in headers {
         let name = header.name.as_bytes();
         let value = trim(header.value);
@@ -213,6 +222,11 @@ fn read_headers(
                 return Err(HttpError::TransferEncodingUnsupported);
             }
             chunked = true;
+        } else if eq_ignore_case(name, b"host") {
+            if host {
+                return Err(HttpError::HeaderRepeated);
+            }
+            host = true;
         } else if eq_ignore_case(name, b"content-type") {
             set_once(&mut info.content_type, span)?;
         } else if eq_ignore_case(name, b"x-key-id") {
@@ -243,7 +257,7 @@ fn read_headers(
             info.expects_continue = http11;
         }
     }
-    Ok((content_length, chunked))
+    Ok(Framing { content_length, chunked, host })
 }
 
 enum Progress {
@@ -333,7 +347,7 @@ mod tests {
 
     #[test]
     fn frames_content_length_and_pipelined_requests() {
-        let input = b"POST /v1/events?x=1 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /healthz HTTP/1.1\r\n\r\n";
+        let input = b"POST /v1/events?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET /healthz HTTP/1.1\r\nHost: h\r\n\r\n";
         let (path, consumed, keep_alive, body) = frame(input).unwrap();
         assert_eq!((path.as_slice(), body.as_slice(), keep_alive), (&b"/v1/events"[..], &b"hello"[..], true));
         let (path, rest, _, _) = frame(&input[consumed..]).unwrap();
@@ -342,7 +356,7 @@ mod tests {
 
     #[test]
     fn frames_chunked_bodies_incrementally() {
-        let input = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n3\r\n, w\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        let input = b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n3\r\n, w\r\n0\r\nTrailer: x\r\n\r\nNEXT";
         let mut framer = Framer::default();
         let mut buf = Vec::new();
         for (index, byte) in input.iter().enumerate() {
@@ -366,21 +380,21 @@ mod tests {
     #[test]
     fn refuses_smuggling_and_oversize() {
         let cases: [(&[u8], HttpError); 8] = [
-            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", HttpError::ContentLengthAndChunked),
-            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", HttpError::ContentLengthInvalid),
-            (b"POST / HTTP/1.1\r\nContent-Length: 3x\r\n\r\nabc", HttpError::ContentLengthInvalid),
-            (b"POST / HTTP/1.1\r\nContent-Length: 65\r\n\r\n", HttpError::BodyTooLarge),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", HttpError::TransferEncodingUnsupported),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", HttpError::ChunkInvalid),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n", HttpError::BodyTooLarge),
-            (b"GARBAGE\x01 / HTTP/1.1\r\n\r\n", HttpError::Malformed),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", HttpError::ContentLengthAndChunked),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", HttpError::ContentLengthInvalid),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3x\r\n\r\nabc", HttpError::ContentLengthInvalid),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 65\r\n\r\n", HttpError::BodyTooLarge),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", HttpError::TransferEncodingUnsupported),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", HttpError::ChunkInvalid),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n", HttpError::BodyTooLarge),
+            (b"GARBAGE\x01 / HTTP/1.1\r\nHost: h\r\n\r\n", HttpError::Malformed),
         ];
         for (input, expected) in cases {
             assert_eq!(frame(input).unwrap_err(), expected, "{}", String::from_utf8_lossy(input));
         }
-        let long = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 2000]].concat();
+        let long = [b"GET / HTTP/1.1\r\nHost: h\r\nX: ".as_slice(), &[b'a'; 2000]].concat();
         assert_eq!(frame(&long).unwrap_err(), HttpError::HeadersTooLarge);
-        let many: Vec<u8> = [b"GET / HTTP/1.1\r\n".to_vec(), b"A: b\r\n".repeat(17), b"\r\n".to_vec()].concat();
+        let many: Vec<u8> = [b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec(), b"A: b\r\n".repeat(17), b"\r\n".to_vec()].concat();
         assert_eq!(frame(&many).unwrap_err(), HttpError::TooManyHeaders);
     }
 
@@ -403,40 +417,40 @@ mod tests {
     fn refuses_content_length_that_is_not_one_plain_number() {
         use HttpError::ContentLengthInvalid as Invalid;
         assert_refused(&[
-            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", Invalid),
-            (b"POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc", Invalid),
-            (b"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc", Invalid),
-            (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", Invalid),
-            (b"POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n", Invalid),
-            (b"POST / HTTP/1.1\r\nContent-Length: \r\n\r\n", Invalid),
-            (b"POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n", Invalid),
-            (b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551617\r\n\r\n", Invalid),
-            (b"POST / HTTP/1.1\r\nContent-Length: 9999999999999999\r\n\r\n", Invalid),
-            (b"POST / HTTP/1.1\r\nContent-Length: 999999999999999\r\n\r\n", HttpError::BodyTooLarge),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", Invalid),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\n\r\nabc", Invalid),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +3\r\n\r\nabc", Invalid),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", Invalid),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1 2\r\n\r\n", Invalid),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \r\n\r\n", Invalid),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x10\r\n\r\n", Invalid),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551617\r\n\r\n", Invalid),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9999999999999999\r\n\r\n", Invalid),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 999999999999999\r\n\r\n", HttpError::BodyTooLarge),
         ]);
-        assert_eq!(frame(b"POST / HTTP/1.1\r\nContent-Length:  003 \t\r\n\r\nabc").unwrap().3, b"abc");
+        assert_eq!(frame(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length:  003 \t\r\n\r\nabc").unwrap().3, b"abc");
     }
 
     #[test]
     fn refuses_transfer_encoding_other_than_one_chunked_in_http_1_1() {
         use HttpError::TransferEncodingUnsupported as Unsupported;
         assert_refused(&[
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n", Unsupported),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n", Unsupported),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", Unsupported),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n", Unsupported),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding:\r\n\r\n", Unsupported),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n", Unsupported),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n", Unsupported),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", Unsupported),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n", Unsupported),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n\r\n", Unsupported),
             (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", HttpError::TransferEncodingInHttp10),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", HttpError::ContentLengthAndChunked),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", HttpError::ContentLengthAndChunked),
         ]);
-        let body = frame(b"POST / HTTP/1.1\r\nTransfer-Encoding: \t Chunked \r\n\r\n1\r\nx\r\n0\r\n\r\n").unwrap().3;
+        let body = frame(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \t Chunked \r\n\r\n1\r\nx\r\n0\r\n\r\n").unwrap().3;
         assert_eq!(body, b"x");
     }
 
     #[test]
     fn refuses_malformed_chunk_lines() {
         use HttpError::ChunkInvalid as Invalid;
-        let chunked = |rest: &[u8]| [b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".as_slice(), rest].concat();
+        let chunked = |rest: &[u8]| [b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".as_slice(), rest].concat();
         let long_extension = [b"1;".as_slice(), &[b'a'; CHUNK_LINE_BYTES_MAX], b"\r\nx\r\n0\r\n\r\n"].concat();
         let long_trailers = [b"0\r\n".as_slice(), &b"X-T: aaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(200), b"\r\n"].concat();
         let cases = [
@@ -475,7 +489,7 @@ mod tests {
     fn refuses_a_chunked_request_that_cannot_fit_the_input_buffer() {
         // Each 1-byte chunk carries a long extension: little data, much framing.
         let chunk = [b"1;".as_slice(), &[b'e'; 600], b"\r\nx\r\n"].concat();
-        let input = [b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".as_slice(), &chunk.repeat(2)].concat();
+        let input = [b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".as_slice(), &chunk.repeat(2)].concat();
         let limit = LIMITS.header_bytes_max + LIMITS.body_bytes_max;
         assert!(input.len() >= limit);
         assert_eq!(refused(&input), HttpError::ChunkedTooLarge);
@@ -490,26 +504,26 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: a\n\r\n", HttpError::LineEndingInvalid),
             (b"GET / HTTP/1.1\r\nHost: a\r\n\n", HttpError::LineEndingInvalid),
             (b"GET / HTTP/1.1\n\n", HttpError::LineEndingInvalid),
-            (b"\nGET / HTTP/1.1\r\n\r\n", HttpError::LineEndingInvalid),
+            (b"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", HttpError::LineEndingInvalid),
             (b"GET / HTTP/1.1\rHost: a\r\n\r\n", Malformed),
             (b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", Malformed),
             (b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", Malformed),
             (b"GET / HTTP/1.1\r\nHost: a\r\n\tfolded\r\n\r\n", Malformed),
-            (b"GET / HTTP/1.1\r\n Host: a\r\n\r\n", Malformed),
-            (b"POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello", Malformed),
-            (b"POST / HTTP/1.1\r\nContent-Length\t: 5\r\n\r\nhello", Malformed),
-            (b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", Malformed),
-            (b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n", Malformed),
-            (b"GET / HTTP/1.1\r\nX: a\x7fb\r\n\r\n", Malformed),
-            (b"GET / HTTP/1.1\r\nX: a\x1bb\r\n\r\n", Malformed),
-            (b"GET  / HTTP/1.1\r\n\r\n", Malformed),
-            (b"GET http://sluice.test/v1/events HTTP/1.1\r\n\r\n", HttpError::TargetInvalid),
-            (b"OPTIONS * HTTP/1.1\r\n\r\n", HttpError::TargetInvalid),
-            (b"CONNECT sluice.test:443 HTTP/1.1\r\n\r\n", HttpError::TargetInvalid),
-            (b"GET v1/events HTTP/1.1\r\n\r\n", HttpError::TargetInvalid),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n Host: a\r\n\r\n", Malformed),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length : 5\r\n\r\nhello", Malformed),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length\t: 5\r\n\r\nhello", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x7fb\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x1bb\r\n\r\n", Malformed),
+            (b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n", Malformed),
+            (b"GET http://sluice.test/v1/events HTTP/1.1\r\nHost: h\r\n\r\n", HttpError::TargetInvalid),
+            (b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", HttpError::TargetInvalid),
+            (b"CONNECT sluice.test:443 HTTP/1.1\r\nHost: h\r\n\r\n", HttpError::TargetInvalid),
+            (b"GET v1/events HTTP/1.1\r\nHost: h\r\n\r\n", HttpError::TargetInvalid),
         ]);
         // Stray CRLFs before a request line are allowed (RFC 9112 §2.2); a tab in a value too.
-        assert_eq!(frame(b"\r\nGET /x HTTP/1.1\r\nX: a\tb\r\n\r\n").unwrap().0, b"/x");
+        assert_eq!(frame(b"\r\nGET /x HTTP/1.1\r\nHost: h\r\nX: a\tb\r\n\r\n").unwrap().0, b"/x");
     }
 
     #[test]
@@ -518,9 +532,33 @@ mod tests {
             "Content-Type X-Key-Id X-Timestamp X-Signature Authorization X-Request-Id webhook-id webhook-timestamp webhook-signature";
         for name in names.split(' ') {
             for second in ["same", "other"] {
-                let input = format!("POST / HTTP/1.1\r\n{name}: same\r\nHost: a\r\n{}: {second}\r\n\r\n", name.to_lowercase());
+                let input = format!("POST / HTTP/1.1\r\nHost: h\r\n{name}: same\r\nHost: a\r\n{}: {second}\r\n\r\n", name.to_lowercase());
                 assert_eq!(refused(input.as_bytes()), HttpError::HeaderRepeated, "{input}");
             }
+        }
+    }
+
+    /// RFC 9112 §3.2: a request with no Host (HTTP/1.1) or with two (any version) is 400.
+    #[test]
+    fn host_is_required_once_in_http_1_1() {
+        assert_eq!(frame(b"GET / HTTP/1.1\r\n\r\n").unwrap_err(), HttpError::HostMissing);
+        assert_eq!(frame(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").unwrap_err(), HttpError::HeaderRepeated);
+        assert_eq!(frame(b"GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n").unwrap_err(), HttpError::HeaderRepeated);
+        assert!(frame(b"GET / HTTP/1.0\r\n\r\n").is_ok(), "HTTP/1.0 has no Host requirement");
+        assert!(frame(b"GET / HTTP/1.1\r\nhOsT: sluice.example:8080\r\n\r\n").is_ok());
+        assert_eq!(HttpError::HostMissing.status(), 400);
+    }
+
+    /// A request line inside the trailer section was accepted and swallowed with the
+    /// request it followed; trailer lines are header fields or nothing.
+    #[test]
+    fn trailer_lines_must_be_header_fields() {
+        let chunked = |trailer: &str| format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n{trailer}\r\n");
+        for trailer in ["GET /admin HTTP/1.1\r\n", "no colon here\r\n", ": empty name\r\n", "Bad Name: x\r\n", " folded: x\r\n"] {
+            assert_eq!(frame(chunked(trailer).as_bytes()).unwrap_err(), HttpError::ChunkInvalid, "{trailer:?}");
+        }
+        for trailer in ["", "X-Checksum: abc\r\n", "a:\r\n"] {
+            assert_eq!(frame(chunked(trailer).as_bytes()).unwrap().3, b"x", "{trailer:?}");
         }
     }
 
@@ -528,15 +566,15 @@ mod tests {
     fn keep_alive_follows_version_and_connection_header() {
         assert!(!frame(b"GET / HTTP/1.0\r\n\r\n").unwrap().2);
         assert!(frame(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().2);
-        assert!(!frame(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().2);
+        assert!(!frame(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").unwrap().2);
     }
 
     #[test]
     fn reports_phases_for_timeouts() {
         let mut framer = Framer::default();
-        let mut buf = b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nab".to_vec();
+        let mut buf = b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nab".to_vec();
         assert!(matches!(framer.poll(&mut buf, &LIMITS).unwrap(), Poll::Incomplete(Phase::Body { expects_continue: true })));
-        let mut head = b"POST / HTTP/1.1\r\nContent-".to_vec();
+        let mut head = b"POST / HTTP/1.1\r\nHost: h\r\nContent-".to_vec();
         assert!(matches!(Framer::default().poll(&mut head, &LIMITS).unwrap(), Poll::Incomplete(Phase::Head)));
     }
 }

@@ -79,8 +79,8 @@ pub enum HttpError {
     VersionUnsupported,
     /// A line of the head ends in a bare LF. (A bare CR is `Malformed`: httparse refuses it.)
     LineEndingInvalid,
-    /// A framing or security header (Content-Type, the signing and webhook headers,
-    /// Authorization, X-Request-Id) appears more than once.
+    /// A framing or security header (Host, Content-Type, the signing and webhook
+    /// headers, Authorization, X-Request-Id) appears more than once.
     HeaderRepeated,
     /// The request target is not origin-form (`/path[?query]`): absolute-form,
     /// authority-form and `*` are refused; sluice is no proxy.
@@ -94,6 +94,8 @@ pub enum HttpError {
     /// A chunked request with its framing would not fit the connection's input buffer
     /// (`header_bytes_max + body_bytes_max`), although its data may be under the body limit.
     ChunkedTooLarge,
+    /// An HTTP/1.1 request without a `Host` header (RFC 9112 §3.2).
+    HostMissing,
 }
 
 impl HttpError {
@@ -130,6 +132,7 @@ impl HttpError {
             HttpError::ChunkLineTooLong => "chunk_line_too_long",
             HttpError::TrailersTooLarge => "trailers_too_large",
             HttpError::ChunkedTooLarge => "chunked_request_too_large",
+            HttpError::HostMissing => "host_missing",
         }
     }
 
@@ -151,6 +154,7 @@ impl HttpError {
             HttpError::ChunkLineTooLong => "a chunk-size line is too long",
             HttpError::TrailersTooLarge => "the trailers of the chunked body are too large",
             HttpError::ChunkedTooLarge => "the chunked body with its framing exceeds ingest.header_bytes_max + ingest.body_bytes_max",
+            HttpError::HostMissing => "an HTTP/1.1 request must carry one Host header",
         }
     }
 }
@@ -200,6 +204,7 @@ mod tests {
             HttpError::ChunkLineTooLong,
             HttpError::TrailersTooLarge,
             HttpError::ChunkedTooLarge,
+            HttpError::HostMissing,
         ];
         for error in all {
             assert!(error.code().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{error:?}");

@@ -10,7 +10,7 @@ use super::recovery::{self, SegmentSummary};
 use super::segment::{self, WritableSegment};
 use super::spare::{self, Taken};
 use super::{DataDir, LogOptions, RecordView, RecoveryReport, StorageError};
-use crate::constants::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
+use crate::constants::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SPARE_REQUEST_FILL_PERCENT};
 
 /// The append-only log of one partition. Exactly one may be open per partition
 /// directory (enforced with `flock`); it is `Send` but not shared: one shard owns it.
@@ -50,7 +50,7 @@ impl PartitionLog {
         let dir_file = File::open(&path).map_err(|e| StorageError::io(&path, "open directory", e))?;
         lock_exclusive(&dir_file, &path)?;
         let recovered = recovery::recover(&path, &dir_file, partition, options)?;
-        let log = PartitionLog {
+        let mut log = PartitionLog {
             dir: path.clone(),
             dir_file,
             partition,
@@ -59,9 +59,10 @@ impl PartitionLog {
             active: recovered.active,
             previous_file: None,
             next_offset: recovered.next_offset,
-            spare: spare::request(&path, options.segment_bytes),
+            spare: None,
             stalled_rolls: 0,
         };
+        log.request_spare_when_due();
         Ok((log, recovered.report))
     }
 
@@ -97,7 +98,23 @@ impl PartitionLog {
             summary.last_ingest_ms = summary.last_ingest_ms.max(ingest_ms);
         }
         self.next_offset += 1;
+        self.request_spare_when_due();
         Ok(offset)
+    }
+
+    /// Asks for the next segment once the active one is `SPARE_REQUEST_FILL_PERCENT`
+    /// full, not before: a partition that never receives data reserves no disk, and one
+    /// that receives a little holds one segment, not two (a spare is a whole preallocated
+    /// segment). The first segment is made when the first record arrives.
+    fn request_spare_when_due(&mut self) {
+        if self.spare.is_some() {
+            return;
+        }
+        let Some(active) = &self.active else { return };
+        let used = self.options.segment_bytes - active.room();
+        if used * 100 >= self.options.segment_bytes * SPARE_REQUEST_FILL_PERCENT {
+            self.spare = spare::request(&self.dir, self.options.segment_bytes);
+        }
     }
 
     /// Seals the active segment and starts a new one at `next_offset`, from the spare
@@ -118,6 +135,9 @@ impl PartitionLog {
             created_ms: crate::platform::time::now_unix_ms(),
             segment_bytes: self.options.segment_bytes,
         };
+        // The first segment of an empty partition is made here by design; only a roll
+        // that finds no spare ready is a stall.
+        let first_segment = self.active.is_none() && self.spare.is_none();
         let fresh = match self.spare.take().map(spare::Pending::take) {
             Some(Taken::Ready(ready)) => {
                 let fresh = WritableSegment::from_spare(&self.dir, ready, &header)?;
@@ -133,14 +153,13 @@ impl PartitionLog {
                 if let Some(Taken::NotYet(pending)) = not_ready {
                     self.spare = Some(pending);
                 }
-                spare::ROLL_STALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.stalled_rolls += 1;
+                if !first_segment {
+                    spare::ROLL_STALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.stalled_rolls += 1;
+                }
                 WritableSegment::create(&self.dir, &self.dir_file, &header, self.options.fsync)?
             }
         };
-        if self.spare.is_none() {
-            self.spare = spare::request(&self.dir, self.options.segment_bytes);
-        }
         // An empty active segment (smaller, from older options) is replaced by the
         // rename, which reused its file name: forget its summary.
         if self.segments.back().is_some_and(|last| last.base_offset == header.base_offset) {
@@ -347,15 +366,46 @@ mod tests {
             let records = read_all(&mut reader);
             assert_eq!(records.len(), 40);
             assert_eq!(records[39].3, event(first + 39, 90_000));
-            // Only the next spare is a leftover: recovery deletes it at the next open.
+            // Only the next spare is a leftover (recovery deletes it at the next open), and
+            // only once the active segment is half full: before, none was asked for.
             log.wait_for_spare();
-            assert_eq!(segment::list(&dir.partition_dir(0)).unwrap().1.len(), 1);
+            let half_full = log.active.as_ref().is_some_and(|active| active.room() * 2 <= options().segment_bytes);
+            assert_eq!(segment::list(&dir.partition_dir(0)).unwrap().1.len(), usize::from(half_full));
             drop(log);
         }
         let (_log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
         // The reopened log asked for a new spare; the old one is gone.
         let leftovers = segment::list(&dir.partition_dir(0)).unwrap().1;
         assert!(leftovers.len() <= 1, "{leftovers:?}");
+    }
+
+    /// The embedded default reserved 64 partitions x (active + spare) x 16 MiB at start.
+    /// Now a partition reserves nothing until its first record, one segment after it, and
+    /// a spare only once that segment is half full.
+    #[test]
+    fn segments_are_reserved_when_data_arrives_and_the_spare_near_the_roll() {
+        let (_temp, dir) = data_dir(1);
+        let reserved = |dir: &DataDir| -> u64 {
+            std::fs::read_dir(dir.partition_dir(0)).unwrap().map(|entry| entry.unwrap().metadata().unwrap().len()).sum()
+        };
+        let (mut log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        log.wait_for_spare();
+        assert_eq!(reserved(&dir), 0, "an empty partition reserves nothing");
+        log.append(b"id-0", 0, &[b"{}"]).unwrap();
+        log.wait_for_spare();
+        assert_eq!(reserved(&dir), options().segment_bytes, "one segment once data arrives");
+        let mut i = 1;
+        while log.active.as_ref().is_some_and(|active| active.room() * 2 > options().segment_bytes) {
+            log.append(format!("id-{i}").as_bytes(), 0, &[&event(i, 50_000)]).unwrap();
+            i += 1;
+        }
+        log.wait_for_spare();
+        assert_eq!(reserved(&dir), 2 * options().segment_bytes, "the spare once the segment is half full");
+        drop(log);
+        let (mut log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        log.wait_for_spare();
+        assert_eq!(reserved(&dir), 2 * options().segment_bytes, "a reopened half-full partition asks for its spare again");
+        assert_eq!(log.stalled_rolls(), 0);
     }
 
     #[test]

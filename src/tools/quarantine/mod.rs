@@ -112,17 +112,19 @@ impl fmt::Display for ReplaySummary {
         write!(
             f,
             "replayed {} requests: {} events accepted, {} duplicates, {} rejected; {} requests of other partners left; \
-             {} requests of {} blocked partners left; {} requests not sent: they came without the client certificate \
-             their partner requires",
+             {} requests of {} blocked partners left",
             self.replayed,
             self.accepted,
             self.duplicates,
             self.rejected,
             self.skipped_other_partners,
             self.blocked_left,
-            self.blocked.len(),
-            self.refused_by_rules
-        )
+            self.blocked.len()
+        )?;
+        if self.refused_by_rules > 0 {
+            write!(f, "; {} requests not sent: they came without the client certificate their partner requires", self.refused_by_rules)?;
+        }
+        Ok(())
     }
 }
 
