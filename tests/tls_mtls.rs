@@ -178,6 +178,37 @@ fn tls_1_1_and_plaintext_on_the_tls_port_are_refused() {
     assert!(sandbox.tail().is_empty());
 }
 
+/// A TLS 1.0 or 1.1 ClientHello as real legacy clients send it, without the TLS 1.2
+/// `signature_algorithms` extension: rustls refused it for the missing extension with
+/// `handshake_failure`; RFC 8446 §4.2.1 asks for `protocol_version`.
+#[test]
+fn a_legacy_hello_without_signature_algorithms_gets_protocol_version() {
+    let dir = pki_dir();
+    let server_ca = Authority::new("server CA");
+    write_server(dir.path(), &server_ca.server("server-a", 1));
+    let (_sandbox, server) = start_tls(dir.path(), None, 1);
+    let addr = server.ingest_tls.expect("TLS listener");
+    for version in [[0x03, 0x01], [0x03, 0x02]] {
+        let mut body = version.to_vec();
+        body.extend_from_slice(&[7u8; 32]); // random
+        body.push(0); // session id
+        body.extend_from_slice(&[0x00, 0x02, 0x00, 0x2f]); // TLS_RSA_WITH_AES_128_CBC_SHA
+        body.extend_from_slice(&[0x01, 0x00]); // null compression
+        body.extend_from_slice(&[0x00, 0x06, 0x00, 0x0b, 0x00, 0x02, 0x01, 0x00]); // ec_point_formats only
+        let mut handshake = vec![0x01, 0x00, (body.len() >> 8) as u8, body.len() as u8];
+        handshake.extend_from_slice(&body);
+        let mut record = vec![0x16, 0x03, 0x01, (handshake.len() >> 8) as u8, handshake.len() as u8];
+        record.extend_from_slice(&handshake);
+        let mut tcp = connect_tcp(addr).expect("connect");
+        tcp.write_all(&record).expect("send hello");
+        let mut answer = Vec::new();
+        let _ = tcp.read_to_end(&mut answer);
+        assert!(answer.len() >= 7 && answer[0] == 0x15, "{version:?}: expected an alert record, got {answer:?}");
+        assert_eq!(&answer[5..7], &[2, 70], "{version:?}: fatal protocol_version alert");
+    }
+    assert!(metric(&server, "sluice_tls_handshake_failures_total") >= 2);
+}
+
 #[test]
 fn mtls_admits_only_valid_unrevoked_client_certificates() {
     let dir = pki_dir();

@@ -6,12 +6,15 @@
 //!   pick new material up from.
 //! - [`session`]: one server connection's TLS state, fed from the reactor's receive
 //!   buffers and written into its send buffer (no I/O of its own).
+//! - [`hello`]: the versions a ClientHello offers, so a client offering only TLS 1.0/1.1
+//!   gets the `protocol_version` alert.
 //! - [`identity`]: the identity of a verified client certificate.
 //! - [`client`]: the bench client's `rustls::ClientConfig`.
 
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod hello;
 pub mod identity;
 pub mod material;
 pub mod session;

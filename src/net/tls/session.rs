@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use rustls::{ServerConfig, ServerConnection};
 
+use super::hello::{self, Offered};
+
 /// What one receive did to the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
@@ -21,6 +23,10 @@ pub struct Session {
     conn: ServerConnection,
     /// `close_notify` is queued (or must not be: the session failed).
     close_notify_queued: bool,
+    /// The first record has been looked at (`hello.rs`).
+    hello_read: bool,
+    /// A `protocol_version` alert waits to be sent (a client offering only TLS < 1.2).
+    version_alert: bool,
 }
 
 impl Session {
@@ -30,13 +36,22 @@ impl Session {
         // write and bounds what waits with its own output high-water mark, so rustls's
         // own limit (64 KiB) would only make a large batch answer fail half-written.
         conn.set_buffer_limit(None);
-        Ok(Session { conn, close_notify_queued: false })
+        Ok(Session { conn, close_notify_queued: false, hello_read: false, version_alert: false })
     }
 
     /// Feeds received ciphertext and appends the plaintext it carried to `plaintext`.
     /// On an error the session has queued the alert to send (see [`Session::seal`]) and
     /// the connection must close once it is sent; bytes after a `close_notify` are ignored.
     pub fn receive(&mut self, ciphertext: &[u8], plaintext: &mut Vec<u8>) -> Result<Received, rustls::Error> {
+        if !self.hello_read {
+            self.hello_read = true;
+            if hello::offered(ciphertext) == Offered::LegacyOnly {
+                // rustls would answer `handshake_failure` (hello.rs says why).
+                self.version_alert = true;
+                self.close_notify_queued = true;
+                return Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered));
+            }
+        }
         let was_handshaking = self.conn.is_handshaking();
         match super::feed(&mut self.conn, ciphertext, plaintext) {
             Ok(peer_closed) => Ok(Received { handshake_completed: was_handshaking && !self.conn.is_handshaking(), peer_closed }),
@@ -51,6 +66,10 @@ impl Session {
     /// Encrypts `plaintext` (if any), queues `close_notify` when `closing`, and appends
     /// every TLS record waiting to be sent (handshake, alerts, data) to `wire`.
     pub fn seal(&mut self, plaintext: &[u8], closing: bool, wire: &mut Vec<u8>) -> io::Result<()> {
+        if std::mem::take(&mut self.version_alert) {
+            wire.extend_from_slice(&hello::PROTOCOL_VERSION_ALERT);
+            return Ok(());
+        }
         super::seal(&mut self.conn, plaintext, wire)?;
         if closing {
             self.queue_close_notify();
@@ -69,7 +88,7 @@ impl Session {
 
     /// TLS records (handshake, alerts) wait to be sent.
     pub fn wants_write(&self) -> bool {
-        self.conn.wants_write()
+        self.version_alert || self.conn.wants_write()
     }
 
     pub fn is_handshaking(&self) -> bool {

@@ -184,7 +184,7 @@ impl JwtVerifier {
         }
         let kid = header.kid.map(|kid| &text[kid]);
         let key = self.key_sets[issuer_index].select(kid, header.algorithm)?;
-        token::decode(compact.signature, signature).map_err(|_| JwtError::SignatureInvalid)?;
+        token::decode_signature(compact.signature, signature)?;
         key.verify_sig(compact.signing_input, signature).map_err(|_| JwtError::SignatureInvalid)?;
 
         let expires_at_ms = claims.check_times(now_ms, self.policy.leeway_secs())?;
@@ -472,6 +472,23 @@ mod tests {
         assert_eq!(check(&rotated_verifier.verifier, &rotated.token(&claims())), Ok(()));
         assert!(!rotated_verifier.verifier.jwks_changed());
         assert_eq!(check(&f.verifier, &token), Ok(()), "the original verifier is unchanged");
+    }
+
+    /// A signature segment with base64 padding answered `token_signature_invalid` while
+    /// docs/DECISIONS.md says every non-canonical segment is `token_malformed`.
+    #[test]
+    fn a_padded_signature_segment_is_malformed() {
+        let f = fixture();
+        let token = f.ec.token(&claims());
+        let padded = format!("{token}==");
+        let trailing_bits = {
+            let (rest, last) = token.split_at(token.len() - 1);
+            let flipped = if last == "A" { "B" } else { "A" };
+            format!("{rest}{flipped}")
+        };
+        assert_eq!(check(&f.verifier, &padded), Err(JwtError::Malformed));
+        assert!(matches!(check(&f.verifier, &trailing_bits), Err(JwtError::Malformed | JwtError::SignatureInvalid)));
+        assert_eq!(check(&f.verifier, &token), Ok(()));
     }
 
     #[test]

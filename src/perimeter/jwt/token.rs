@@ -66,6 +66,20 @@ pub(super) fn decode(segment: &[u8], out: &mut Vec<u8>) -> Result<(), JwtError> 
     URL_SAFE_NO_PAD.decode_vec(segment, out).map_err(|_| JwtError::Malformed)
 }
 
+/// Decodes the signature segment: like [`decode`], a non-canonical encoding (base64
+/// padding, stray trailing bits) is `Malformed` (docs/DECISIONS.md § JWT); bytes that are
+/// not base64url at all, or of an impossible length, are a signature that does not
+/// verify (`SignatureInvalid`), as a wrong signature is.
+pub(super) fn decode_signature(segment: &[u8], out: &mut Vec<u8>) -> Result<(), JwtError> {
+    out.clear();
+    match URL_SAFE_NO_PAD.decode_vec(segment, out) {
+        Ok(()) => Ok(()),
+        Err(base64::DecodeError::InvalidPadding | base64::DecodeError::InvalidLastSymbol(..)) => Err(JwtError::Malformed),
+        Err(base64::DecodeError::InvalidByte(_, b'=')) => Err(JwtError::Malformed),
+        Err(_) => Err(JwtError::SignatureInvalid),
+    }
+}
+
 /// What sluice reads from a JOSE header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Header {

@@ -139,12 +139,17 @@ pub fn locked_memory(config: &Config, host: &Host) -> Finding {
     let wanted = config.ingest.shards as u64 * RING_LOCKED_BYTES_PER_SHARD;
     let recommended = format!(">= {} ({} shards x {})", bytes(wanted), config.ingest.shards, bytes(RING_LOCKED_BYTES_PER_SHARD));
     if limit.soft >= wanted {
-        Finding::new(Status::Ok, check, observed, recommended)
-    } else {
-        Finding::new(Status::Fail, check, observed, recommended)
-            .fix("ulimit -l unlimited")
-            .note("kernels before 5.12 charge io_uring rings to it; under systemd: LimitMEMLOCK=infinity")
+        return Finding::new(Status::Ok, check, observed, recommended);
     }
+    // Up to the hard limit anyone may raise the soft one; past it only root can.
+    let (fix, who) = if limit.hard >= wanted {
+        (format!("ulimit -Sl {}", if limit.hard == UNLIMITED { "unlimited".to_owned() } else { (limit.hard / 1024).to_string() }), "")
+    } else {
+        ("ulimit -l unlimited".to_owned(), " (root only: the hard limit is below the need)")
+    };
+    Finding::new(Status::Fail, check, observed, recommended)
+        .fix(fix)
+        .note(format!("kernels before 5.12 charge io_uring rings to it{who}; under systemd: LimitMEMLOCK=infinity"))
 }
 
 #[cfg(test)]
@@ -231,6 +236,10 @@ mod tests {
         let finding = locked_memory(&config(8), &fake.host());
         assert_eq!((finding.status, finding.fix.as_deref()), (Status::Fail, Some("ulimit -l unlimited")));
         assert!(finding.recommended.starts_with(">= 8 MiB"), "{finding:?}");
+        // A hard limit above the need: the fix raises the soft one to it, never past it.
+        fake.live.locked_memory_bytes = Some(Limit { soft: 64 << 10, hard: 16 << 20 });
+        let finding = locked_memory(&config(8), &fake.host());
+        assert_eq!(finding.fix.as_deref(), Some("ulimit -Sl 16384"));
         fake.live.locked_memory_bytes = Some(Limit { soft: UNLIMITED, hard: UNLIMITED });
         let finding = locked_memory(&config(8), &fake.host());
         assert_eq!(finding.status, Status::Ok);

@@ -38,12 +38,17 @@ pub fn open_files(config: &Config, host: &Host) -> Finding {
     let show = |value: u64| if value == UNLIMITED { "unlimited".to_owned() } else { value.to_string() };
     let observed = format!("soft {}, hard {}", show(limit.soft), show(limit.hard));
     if reachable >= wanted {
-        Finding::new(Status::Ok, check, observed, recommended).note("serve raises the soft limit to the hard one")
-    } else {
-        Finding::new(Status::Warn, check, observed, recommended)
-            .fix(format!("ulimit -n {wanted}"))
-            .note("connections past the limit are refused at accept; this is the limit of this shell, the systemd unit sets its own (LimitNOFILE=)")
+        return Finding::new(Status::Ok, check, observed, recommended).note("serve raises the soft limit to the hard one");
     }
+    // The soft limit cannot pass the hard one, and the hard one not fs.nr_open: the fix
+    // raises the hard limit (root only), after fs.nr_open when that is the ceiling.
+    let nr_open = host.sysctl_u64("fs.nr_open").unwrap_or(NR_OPEN_DEFAULT);
+    let raise = format!("ulimit -Hn {wanted} && ulimit -Sn {wanted}");
+    let fix = if nr_open < wanted { format!("sysctl -w fs.nr_open={} && {raise}", nr_open_for(wanted)) } else { raise };
+    Finding::new(Status::Warn, check, observed, recommended).fix(fix).note(
+        "the hard limit is below the need and only root can raise it; connections past it are refused at accept. This is the \
+         limit of this shell: the systemd unit sets its own (LimitNOFILE=)",
+    )
 }
 
 /// `fs.nr_open`: no process, systemd service included, can raise RLIMIT_NOFILE past it.
@@ -79,7 +84,8 @@ mod tests {
         assert!(finding.recommended.starts_with(">= 2088 (2 shards x connections_max 1000 + 3 x 8 partitions + 64)"), "{finding:?}");
         fake.live.open_files = Some(Limit { soft: 1024, hard: 2000 });
         let finding = open_files(&config(), &fake.host());
-        assert_eq!((finding.status, finding.fix.as_deref()), (Status::Warn, Some("ulimit -n 2088")));
+        // `ulimit -n 2088` was suggested, which fails: the soft limit cannot pass the hard one.
+        assert_eq!((finding.status, finding.fix.as_deref()), (Status::Warn, Some("ulimit -Hn 2088 && ulimit -Sn 2088")));
         assert_eq!(finding.observed, "soft 1024, hard 2000");
     }
 
@@ -88,7 +94,9 @@ mod tests {
         let mut fake = FakeBox::new();
         fake.live.open_files = Some(Limit { soft: 1024, hard: UNLIMITED });
         fake.sysctl("fs.nr_open", "2000");
-        assert_eq!(open_files(&config(), &fake.host()).status, Status::Warn);
+        let finding = open_files(&config(), &fake.host());
+        assert_eq!(finding.status, Status::Warn);
+        assert_eq!(finding.fix.as_deref(), Some("sysctl -w fs.nr_open=4194304 && ulimit -Hn 2088 && ulimit -Sn 2088"), "nr_open first");
         fake.sysctl("fs.nr_open", "1048576");
         assert_eq!(open_files(&config(), &fake.host()).status, Status::Ok);
     }
