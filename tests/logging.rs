@@ -97,3 +97,24 @@ fn warn_level_hides_info_and_a_bad_level_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(text.contains("--log-level"), "{text}");
 }
+
+/// `--log-level warning` (also `errors`, `verbose`) was read as a filter for a target
+/// named "warning" and silenced every line, the fatal configuration error included.
+#[test]
+fn level_aliases_keep_the_lines_of_their_level_and_unknown_words_are_refused() {
+    let temp = tempfile::tempdir().unwrap();
+    let bad = temp.path().join("bad.toml");
+    std::fs::write(&bad, "[storage]\ndurability = \"disk\"\n").unwrap();
+    for level in ["warning", "errors", "verbose", "WARN", "error"] {
+        let output = run_sluice(&["serve", "--config", bad.to_str().unwrap(), "--log-level", level, "--log-format", "text"]);
+        let text = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{level}: {text}");
+        assert!(text.contains("storage.durability"), "--log-level {level} silenced the fatal error: {text:?}");
+    }
+    for word in ["loud", "warnings-only", "info,chatty"] {
+        let output = run_sluice(&["check-config", "--config", bad.to_str().unwrap(), "--log-level", word]);
+        let text = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{word}: {text}");
+        assert!(text.contains("is not a level"), "{word}: {text}");
+    }
+}

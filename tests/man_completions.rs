@@ -34,3 +34,31 @@ fn completions_for_each_shell_name_every_command() {
     let output = run_sluice(&["completions", "tcsh"]);
     assert_eq!(output.status.code(), Some(2), "an unknown shell is a usage error");
 }
+
+/// Each page shows its synopsis as it is typed (`sluice tail`, not `sluice-tail`), and no
+/// page refers to a page that is not generated (clap's `help` subcommand and nested
+/// subcommands had none).
+#[test]
+fn pages_refer_only_to_generated_pages_and_show_typed_synopses() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_sluice(&["man", "--out-dir", dir.path().to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let pages: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
+    for name in ["sluice-keys-gen.1", "sluice-quarantine-replay.1"] {
+        assert!(pages.contains(&name.to_owned()), "{name} missing from {pages:?}");
+    }
+    for page in &pages {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        for word in text.split(|c: char| c.is_whitespace()) {
+            if let Some(name) = word.strip_suffix("(1)") {
+                let file = format!("{}.1", name.replace("\\-", "-"));
+                assert!(pages.contains(&file), "{page} refers to {file}, which is not generated");
+            }
+        }
+        if let Some(command) = page.strip_prefix("sluice-").and_then(|rest| rest.strip_suffix(".1")) {
+            let typed = format!("\\fBsluice {}\\fR", command.replace('-', " ").replace("check config", "check-config"));
+            assert!(text.replace("\\-", "-").contains(&typed), "{page}: no synopsis {typed:?}");
+        }
+    }
+}

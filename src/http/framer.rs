@@ -356,7 +356,8 @@ mod tests {
 
     #[test]
     fn frames_chunked_bodies_incrementally() {
-        let input = b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n3\r\n, w\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        let input =
+            b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n3\r\n, w\r\n0\r\nTrailer: x\r\n\r\nNEXT";
         let mut framer = Framer::default();
         let mut buf = Vec::new();
         for (index, byte) in input.iter().enumerate() {
@@ -553,7 +554,8 @@ mod tests {
     /// request it followed; trailer lines are header fields or nothing.
     #[test]
     fn trailer_lines_must_be_header_fields() {
-        let chunked = |trailer: &str| format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n{trailer}\r\n");
+        let chunked =
+            |trailer: &str| format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n{trailer}\r\n");
         for trailer in ["GET /admin HTTP/1.1\r\n", "no colon here\r\n", ": empty name\r\n", "Bad Name: x\r\n", " folded: x\r\n"] {
             assert_eq!(frame(chunked(trailer).as_bytes()).unwrap_err(), HttpError::ChunkInvalid, "{trailer:?}");
         }
