@@ -27,6 +27,7 @@
 //! Every block there carries a `// SAFETY:` comment (`clippy::undocumented_unsafe_blocks`).
 
 #![deny(unsafe_code)]
+#![warn(clippy::unwrap_used)]
 
 pub mod admin;
 pub mod config;

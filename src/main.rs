@@ -2,6 +2,8 @@
 //! runs the command from the library. Exit status (SPEC §3): 0 success, 2 bad usage or
 //! configuration, 1 any other failure; this file is where typed errors become one.
 
+#![warn(clippy::unwrap_used)]
+
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
