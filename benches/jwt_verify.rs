@@ -1,7 +1,7 @@
 //! JWT bearer verification (`sluice::perimeter::jwt::JwtVerifier::verify`) per algorithm.
 //!
 //! One issuer, one JWKS holding an RS256 (2048-bit), an ES256 and an EdDSA key, tokens
-//! minted by `tests/common/jwt.rs` with a typical client-credentials claims set (~330 B
+//! minted by `tests/support/src/jwt.rs` with a typical client-credentials claims set (~330 B
 //! of JSON, two scopes). Each iteration is a whole `verify`: bearer parsing, base64url,
 //! strict JSON of header and claims, key selection, signature and claim checks, with
 //! one warm `JwtScratch`. `now_ms` is read once, before timing. RS256 with a 4096-bit

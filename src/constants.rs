@@ -156,6 +156,10 @@ pub const PARTITIONS_MAX: u32 = 4096;
 pub const SEGMENT_BYTES_DEFAULT: u64 = 16 * 1024 * 1024;
 /// Smallest allowed segment: it must hold the largest record (a body at the maximum size).
 pub const SEGMENT_BYTES_MIN: u64 = 1024 * 1024;
+/// A partition's first segment: later ones double up to `segment_bytes`, so a partition
+/// with little data reserves little disk (64 partitions hold 64 MiB, not 1 GiB, before
+/// they have data to fill more) and a busy one reaches full size after a few rolls.
+pub const FIRST_SEGMENT_BYTES: u64 = SEGMENT_BYTES_MIN;
 /// A partition asks for its next segment (a spare, preallocated whole) once its active
 /// segment is this full: early enough that the spare is ready before the roll (making
 /// one takes milliseconds; half of a 16 MiB segment is thousands of events), late enough
@@ -274,7 +278,7 @@ const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_MAX);
 const _: () =
     assert!(SEGMENT_BYTES_MIN >= (SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES + EVENT_ID_BYTES_MAX + BODY_BYTES_MAX_DEFAULT) as u64);
 
-// Load harness (`sluice bench`, src/loadgen/).
+// Load harness (`sluice bench`, src/tools/bench/).
 
 /// Requests one run may pre-build: request indices are `u32` and every request costs a
 /// 16-byte span besides its bytes.
@@ -329,7 +333,7 @@ const _: () = assert!(BENCH_PLAN_REQUESTS_MAX <= u32::MAX as usize);
 const _: () = assert!(BENCH_RECV_BUFFERS.is_power_of_two());
 const _: () = assert!(BENCH_TICK_MS < BENCH_RECONNECT_DELAY_MS);
 
-// JWT bearer tokens (src/jwt/).
+// JWT bearer tokens (src/perimeter/jwt/).
 
 /// Bytes of one bearer token after `Bearer `: an RS256 token with a 4096-bit signature
 /// (683 base64url characters) and a generous claims set stays under 2 KiB; 8 KiB is

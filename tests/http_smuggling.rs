@@ -2,7 +2,7 @@
 //! front could frame differently from sluice is answered 400 (413 when the body is too
 //! large), the connection is closed after the answer, and nothing is stored, including
 //! a complete signed event hidden where a second request could start.
-//! The framer's unit tests (src/http.rs) cover each rule byte by byte; these prove the
+//! The framer's unit tests (src/http/) cover each rule byte by byte; these prove the
 //! server answers and closes as promised (docs/DECISIONS.md § HTTP).
 
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! on every thread that refuses `io_uring_setup` and `io_uring_register`. Seen from
 //! outside through `/proc/<pid>/task/*/status`; the server still takes events, reloads
 //! on SIGHUP and `POST /admin/reload`, and drains on SIGTERM. That the filter refuses the
-//! two calls (and not `io_uring_enter`) is the unit test in src/lockdown.rs.
+//! two calls (and not `io_uring_enter`) is the unit test in src/platform/lockdown.rs.
 
 use std::collections::BTreeMap;
 

@@ -12,7 +12,7 @@ mod common;
 use libfuzzer_sys::fuzz_target;
 use sluice::sidelog::journal::{self, JOURNAL_PAYLOAD_BYTES_MAX, JournalError, JournalRecord};
 
-/// Expiry, status, digest, two `u16` lengths and a `u32` length (src/request_journal.rs).
+/// Expiry, status, digest, two `u16` lengths and a `u32` length (src/sidelog/journal.rs).
 const PAYLOAD_FIXED_BYTES: usize = 8 + 2 + 16 + 2 * 2 + 4;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,13 +4,13 @@
 //! `% 3 == 0` the raw `Authorization` value; `1` a JOSE header and a claims set split at
 //! the first NUL; `2` a claims set under a fixed EdDSA header. For 1 and 2 the target
 //! base64url-encodes the JSON and signs it with the Ed25519 key, so the strict JSON,
-//! header and claims parsers (private to `src/jwt/`) and every check after the
+//! header and claims parsers (private to `src/perimeter/jwt/`) and every check after the
 //! signature see fuzzed input. Checks: no panic; whatever verifies is a token serde_json
 //! reads the same way: `alg` EdDSA, a signature the Ed25519 key verifies, the issuer,
 //! audience, expiry, subject and scopes the claims hold.
 #![no_main]
 
-#[path = "../../tests/common/jwt.rs"]
+#[path = "../../tests/support/src/jwt.rs"]
 mod mint;
 
 use std::cell::RefCell;

@@ -1,4 +1,4 @@
-//! The log record decoder recovery and readers use (`storage::format`). Arbitrary bytes
+//! The log record decoder recovery and readers use (`log::format`). Arbitrary bytes
 //! as a segment: `decode_segment_header` and `scan_records` never panic, every record
 //! they return lies inside the input, and the scan ends inside it. Then the input's
 //! halves as an event id and an event: writing a record and decoding it gives them back.

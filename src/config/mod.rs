@@ -71,7 +71,7 @@ pub struct IngestConfig {
     /// PROXY protocol on the plaintext listener (issue 5).
     pub proxy: ProxyConfig,
     /// Once every shard ring runs, refuse `io_uring_setup` and `io_uring_register` to the
-    /// whole process with a seccomp filter (`src/lockdown.rs`); a failure is logged, not fatal.
+    /// whole process with a seccomp filter (`src/platform/lockdown.rs`); a failure is logged, not fatal.
     pub io_uring_lockdown: bool,
 }
 

@@ -99,6 +99,27 @@ pub enum HttpError {
 }
 
 impl HttpError {
+    /// Every variant, in declaration order.
+    pub const ALL: [HttpError; 17] = [
+        HttpError::Malformed,
+        HttpError::HeadersTooLarge,
+        HttpError::TooManyHeaders,
+        HttpError::BodyTooLarge,
+        HttpError::ContentLengthInvalid,
+        HttpError::ContentLengthAndChunked,
+        HttpError::TransferEncodingUnsupported,
+        HttpError::ChunkInvalid,
+        HttpError::VersionUnsupported,
+        HttpError::LineEndingInvalid,
+        HttpError::HeaderRepeated,
+        HttpError::TargetInvalid,
+        HttpError::TransferEncodingInHttp10,
+        HttpError::ChunkLineTooLong,
+        HttpError::TrailersTooLarge,
+        HttpError::ChunkedTooLarge,
+        HttpError::HostMissing,
+    ];
+
     /// The answer's status: what the framing failure is, in HTTP's own terms.
     pub fn http_status(self) -> Status {
         match self {

@@ -351,6 +351,26 @@ mod tests {
         }
     }
 
+    /// Every refusal, in the order docs/API.md lists them.
+    fn all_refusals() -> Vec<Refusal> {
+        let mut all: Vec<Refusal> = Reject::ALL.iter().map(|reason| Refusal::Event(*reason)).collect();
+        all.extend(HttpError::ALL.map(Refusal::Framing));
+        all.extend(ProxyReject::ALL.map(Refusal::Proxy));
+        all.extend([Refusal::NotFound, Refusal::MethodNotAllowed, Refusal::NotReady, Refusal::RequestTimeout, Refusal::BatchEmpty]);
+        all
+    }
+
+    /// docs/API.md lists every error code with its status: the table is checked against
+    /// this one, so the contract in the repository cannot drift from the code.
+    #[test]
+    fn docs_api_lists_every_code_with_its_status() {
+        let api = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/API.md")).expect("docs/API.md");
+        for refusal in all_refusals() {
+            let row = format!("| `{}` | {} |", refusal.code(), refusal.status().code());
+            assert!(api.contains(&row), "docs/API.md lacks the row {row}");
+        }
+    }
+
     #[test]
     fn every_refusal_is_an_error_status_and_retry_goes_with_503() {
         let mut all: Vec<Refusal> = Reject::ALL.iter().map(|reason| Refusal::Event(*reason)).collect();

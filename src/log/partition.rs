@@ -10,7 +10,7 @@ use super::recovery::{self, SegmentSummary};
 use super::segment::{self, WritableSegment};
 use super::spare::{self, Taken};
 use super::{DataDir, LogOptions, RecordView, RecoveryReport, StorageError};
-use crate::constants::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SPARE_REQUEST_FILL_PERCENT};
+use crate::constants::{FIRST_SEGMENT_BYTES, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SPARE_REQUEST_FILL_PERCENT};
 
 /// The append-only log of one partition. Exactly one may be open per partition
 /// directory (enforced with `flock`); it is `Send` but not shared: one shard owns it.
@@ -85,7 +85,7 @@ impl PartitionLog {
             return Err(StorageError::RecordTooLarge { bytes: stored, max });
         }
         if self.active.as_ref().is_none_or(|active| active.room() < stored) {
-            self.roll()?;
+            self.roll(stored + SEGMENT_HEADER_BYTES as u64)?;
         }
         let Some(active) = self.active.as_mut() else { unreachable!("roll leaves an active segment") };
         let offset = self.next_offset;
@@ -111,10 +111,25 @@ impl PartitionLog {
             return;
         }
         let Some(active) = &self.active else { return };
-        let used = self.options.segment_bytes - active.room();
-        if used * 100 >= self.options.segment_bytes * SPARE_REQUEST_FILL_PERCENT {
-            self.spare = spare::request(&self.dir, self.options.segment_bytes);
+        let used = active.capacity() - active.room();
+        if used * 100 >= active.capacity() * SPARE_REQUEST_FILL_PERCENT {
+            self.spare = spare::request(&self.dir, self.next_segment_bytes(0));
         }
+    }
+
+    /// The size of the segment after the active one, for a record of `needed` bytes (its
+    /// header included): a partition's segments start at `FIRST_SEGMENT_BYTES` and
+    /// double up to `segment_bytes`, so the disk a partition reserves follows the data
+    /// it holds, and a busy partition reaches full-size segments after a few rolls.
+    fn next_segment_bytes(&self, needed: u64) -> u64 {
+        let largest = self.options.segment_bytes;
+        let smallest = FIRST_SEGMENT_BYTES.min(largest);
+        let mut size = self.segments.back().map_or(smallest, |last| last.bytes.saturating_mul(2)).clamp(smallest, largest);
+        // Bounded: the size doubles until it holds the record or reaches the largest.
+        while size < needed && size < largest {
+            size = size.saturating_mul(2).min(largest);
+        }
+        size
     }
 
     /// Seals the active segment and starts a new one at `next_offset`, from the spare
@@ -123,7 +138,7 @@ impl PartitionLog {
     /// here, synchronously, so a roll never leaves acknowledged records or the new
     /// segment's name only in the page cache; rolls are rare (one per segment). With
     /// durability os the directory is synced on the preparer thread.
-    fn roll(&mut self) -> Result<(), StorageError> {
+    fn roll(&mut self, needed: u64) -> Result<(), StorageError> {
         if let Some(old) = &self.active
             && self.options.fsync
         {
@@ -133,12 +148,19 @@ impl PartitionLog {
             partition: self.partition,
             base_offset: self.next_offset,
             created_ms: crate::platform::time::now_unix_ms(),
-            segment_bytes: self.options.segment_bytes,
+            segment_bytes: self.next_segment_bytes(needed),
         };
         // The first segment of an empty partition is made here by design; only a roll
         // that finds no spare ready is a stall.
         let first_segment = self.active.is_none() && self.spare.is_none();
         let fresh = match self.spare.take().map(spare::Pending::take) {
+            Some(Taken::Ready(ready)) if ready.map.len() as u64 != header.segment_bytes => {
+                // Made for a smaller record than this one: give it back, make the right one.
+                let _ = fs::remove_file(&ready.tmp_path);
+                spare::ROLL_STALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.stalled_rolls += 1;
+                WritableSegment::create(&self.dir, &self.dir_file, &header, self.options.fsync)?
+            }
             Some(Taken::Ready(ready)) => {
                 let fresh = WritableSegment::from_spare(&self.dir, ready, &header)?;
                 if self.options.fsync {
@@ -406,6 +428,39 @@ mod tests {
         log.wait_for_spare();
         assert_eq!(reserved(&dir), 2 * options().segment_bytes, "a reopened half-full partition asks for its spare again");
         assert_eq!(log.stalled_rolls(), 0);
+    }
+
+    /// A partition's segments start small and double up to `segment_bytes`; a record
+    /// larger than the next planned size gets a segment that holds it.
+    #[test]
+    fn segments_double_from_the_first_size_up_to_segment_bytes() {
+        let (_temp, dir) = data_dir(1);
+        let sized = LogOptions { segment_bytes: 8 << 20, ..options() };
+        let sizes = |dir: &DataDir| -> Vec<u64> {
+            segment::list(&dir.partition_dir(0)).unwrap().0.iter().map(|file| std::fs::metadata(&file.path).unwrap().len()).collect()
+        };
+        let (mut log, _) = PartitionLog::open(&dir, 0, &sized).unwrap();
+        for i in 0..160u64 {
+            let record = event(i, 100_000);
+            let stored = format::stored_len((8 + record.len()) as u64);
+            if log.active.as_ref().is_none_or(|active| active.room() < stored) {
+                log.wait_for_spare();
+            }
+            log.append(format!("id-{i:05}").as_bytes(), 0, &[&record]).unwrap();
+        }
+        let mib = 1 << 20;
+        assert_eq!(sizes(&dir)[..4], [mib, 2 * mib, 4 * mib, 8 * mib]);
+        assert!(sizes(&dir)[4..].iter().all(|&size| size == 8 * mib), "{:?}", sizes(&dir));
+        assert_eq!(log.stalled_rolls(), 0);
+        drop(log);
+        // Reopened, the log goes on at full size; a fresh partition with a large record
+        // starts with a segment that holds it.
+        let (_temp, small) = data_dir(1);
+        let (mut log, _) = PartitionLog::open(&small, 0, &sized).unwrap();
+        log.append(b"big", 0, &[&event(1, 3 << 20)]).unwrap();
+        assert_eq!(sizes(&small), [4 * mib]);
+        let mut reader = LogReader::open(&small, 0, StartAt::Earliest).unwrap();
+        assert_eq!(read_all(&mut reader)[0].3, event(1, 3 << 20));
     }
 
     #[test]

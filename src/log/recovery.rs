@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::format::{self, FormatError, SegmentHeader};
 use super::segment::{self, SegmentFile, WritableSegment};
 use super::{LogOptions, RecoveryReport, StorageError};
-use crate::constants::SEGMENT_HEADER_BYTES;
+use crate::constants::{SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
 
 /// What retention needs to know about a segment without mapping it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,11 +165,15 @@ fn read_last_header(
             Err(StorageError::Corrupt { path: file.path.clone(), reason: format!("header claims {bytes} segment bytes") })
         }
         Err(_) => {
+            // Segments are reserved whole before their header is written, so the file's
+            // length is the size it was made with (segments grow from FIRST_SEGMENT_BYTES);
+            // a length no segment could have means the configured size.
+            let made_with = (SEGMENT_BYTES_MIN..=options.segment_bytes).contains(&file_bytes) && file_bytes.is_multiple_of(4096);
             let header = SegmentHeader {
                 partition,
                 base_offset: file.base_offset,
                 created_ms: crate::platform::time::now_unix_ms(),
-                segment_bytes: options.segment_bytes,
+                segment_bytes: if made_with { file_bytes } else { options.segment_bytes },
             };
             Ok((header, true))
         }

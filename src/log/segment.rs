@@ -221,6 +221,11 @@ impl WritableSegment {
         WritableSegment { file, map, position, path }
     }
 
+    /// The segment's size (its preallocated length).
+    pub(crate) fn capacity(&self) -> u64 {
+        self.map.len() as u64
+    }
+
     /// Bytes left for records.
     pub(crate) fn room(&self) -> u64 {
         (self.map.len() - self.position) as u64

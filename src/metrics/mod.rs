@@ -234,7 +234,7 @@ pub struct Control {
     /// A shard's reactor loop has stood still past `SHARD_STALL_MS` (set by the main
     /// thread's watch); `/readyz` answers 503 while it is.
     pub stalled: AtomicBool,
-    /// The io_uring lockdown (`src/lockdown.rs`) is in force on every thread.
+    /// The io_uring lockdown (`src/platform/lockdown.rs`) is in force on every thread.
     pub io_uring_lockdown: AtomicBool,
     /// Shards that have finished their own connections while draining.
     pub shards_quiesced: AtomicUsize,

@@ -209,7 +209,7 @@ impl Visit for TextFields<'_> {
     }
 }
 
-/// `{"ts":"…","level":"info","target":"sluice::server","msg":"…","key":value,…}`.
+/// `{"ts":"…","level":"info","target":"sluice::shard","msg":"…","key":value,…}`.
 fn format_json(line: &mut String, event: &Event<'_>, now_ms: i64) {
     let metadata = event.metadata();
     let ts = crate::platform::time::format_rfc3339_ms(now_ms);

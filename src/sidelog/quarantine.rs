@@ -9,7 +9,7 @@
 //! The directory is bounded by `quarantine_bytes_max` across shards: past it new requests
 //! are counted as dropped, never written, and nothing old is deleted automatically
 //! (it is evidence). `sluice quarantine replay` records its progress per file in a
-//! `<file>.replayed` sidecar (`quarantine_progress`).
+//! `<file>.replayed` sidecar (`tools::quarantine::progress`).
 //!
 //! Only a request every other rule would have let in is kept (`perimeter/admit.rs`), and
 //! its record says how it came: the client-certificate identity and the client address,

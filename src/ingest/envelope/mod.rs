@@ -175,7 +175,7 @@ pub struct Envelope {
     event_id_len: u8,
     event_type: [u8; EVENT_TYPE_BYTES_MAX],
     event_type_len: u8,
-    /// [`murmur2`] of the decoded `key.user_id` bytes: feed to `routing::partition_for`.
+    /// [`murmur2`] of the decoded `key.user_id` bytes: feed to `partitioner::partition_for`.
     pub user_id_hash: u32,
     /// Index in the body of the top-level object's closing `}`.
     pub close_brace: usize,

@@ -12,7 +12,7 @@
 //! (The address allow-list was applied to the client when the request was kept; the
 //! server applies it to the replay's own connection.)
 //!
-//! Progress is kept per file and partner (`quarantine_progress`) and stored after every
+//! Progress is kept per file and partner (`tools::quarantine::progress`) and stored after every
 //! request that is done, so a run resumes where the last one stopped and a second run
 //! sends nothing; dedup by event_id makes a repeat harmless, but is not relied on. A
 //! request is done when its answer is about the event ([`answer`]); an answer that

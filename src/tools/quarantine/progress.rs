@@ -2,7 +2,7 @@
 //!
 //! A quarantine file is per shard, so it interleaves partners, and a replay may be
 //! limited to one partner (`--partner`) or stop for one partner (refused, see
-//! `quarantine_replay`) while the others go on. One offset per file cannot say that, so
+//! `tools::quarantine`) while the others go on. One offset per file cannot say that, so
 //! progress is a floor for every partner plus one offset per partner that got past it:
 //! a record of partner P at offset `o` was sent iff `o < all` or `o < partners[P]`.
 //!
