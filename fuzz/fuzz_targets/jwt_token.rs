@@ -10,6 +10,7 @@
 //! audience, expiry, subject and scopes the claims hold.
 #![no_main]
 
+#[allow(dead_code)]
 #[path = "../../tests/support/src/jwt.rs"]
 mod mint;
 

@@ -208,25 +208,7 @@ mod tests {
 
     #[test]
     fn error_codes_are_snake_case_and_unique() {
-        let all = [
-            HttpError::Malformed,
-            HttpError::HeadersTooLarge,
-            HttpError::TooManyHeaders,
-            HttpError::BodyTooLarge,
-            HttpError::ContentLengthInvalid,
-            HttpError::ContentLengthAndChunked,
-            HttpError::TransferEncodingUnsupported,
-            HttpError::ChunkInvalid,
-            HttpError::VersionUnsupported,
-            HttpError::LineEndingInvalid,
-            HttpError::HeaderRepeated,
-            HttpError::TargetInvalid,
-            HttpError::TransferEncodingInHttp10,
-            HttpError::ChunkLineTooLong,
-            HttpError::TrailersTooLarge,
-            HttpError::ChunkedTooLarge,
-            HttpError::HostMissing,
-        ];
+        let all = HttpError::ALL;
         for error in all {
             assert!(error.code().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{error:?}");
             assert_eq!(all.iter().filter(|other| other.code() == error.code()).count(), 1, "{error:?}");

@@ -153,8 +153,8 @@ impl Reject {
             Reject::EventTypeNotAllowed | Reject::IpNotAllowed | Reject::ClientCertificateRequired | Reject::PartnerMismatch => {
                 Status::Forbidden
             }
-            Reject::BodyTooLarge
-            | Reject::Utf8Invalid
+            Reject::BodyTooLarge => Status::ContentTooLarge,
+            Reject::Utf8Invalid
             | Reject::JsonInvalid
             | Reject::JsonTooDeep
             | Reject::JsonDuplicateKey
