@@ -21,7 +21,8 @@
 #   SOAK_SECS [0]         > 0: also run the open loop this long and sample memory (300 = the 5-minute target)
 #   SERVER_CPU [0], CLIENT_CPU [1]
 #   BENCH_DIR [mktemp under /var/tmp]  where the data directories go (use the disk you care about;
-#                         a data dir reserves 8 GiB here: 64 partitions x active + spare x 64 MiB)
+#                         a loaded data dir reserves up to 8 GiB here: 64 partitions x active + spare
+#                         x 64 MiB once every partition's segments have grown to segment_bytes)
 set -euo pipefail
 
 quick=0 tls_only=0
@@ -144,7 +145,7 @@ stop_server() {
   kill -TERM "$server_pid"
   wait "$server_pid" 2>/dev/null || true
   server_pid=
-  # Each data dir reserves 64 partitions x (active + spare) x 64 MiB = 8 GiB of disk.
+  # A loaded data dir holds up to 64 partitions x (active + spare) x 64 MiB = 8 GiB of disk.
   rm -rf "$work"/data-*
 }
 
