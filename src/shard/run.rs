@@ -41,7 +41,6 @@ impl Shard {
             self.hand_off();
             self.start_syncs();
             self.queue_answers();
-            self.core.partitions.publish_offsets();
             let loop_ended_ns = self.monotonic_ns();
             self.latency.finish(loop_ended_ns, &self.control.shards[self.index].latency);
             ShardStats::add(&self.stats().heartbeat, 1);
