@@ -138,14 +138,15 @@ fn quarantine_command(given: Option<PathBuf>, action: QuarantineAction) -> Resul
             })
             .map_err(failure)
         }
-        QuarantineAction::Replay { partner, to } => {
+        QuarantineAction::Replay { partner, to, allow_no_certificate } => {
             let addr = to.unwrap_or(config.ingest.listen);
             if addr.port() == 0 {
                 return Err(usage(anyhow::anyhow!("the configuration listens on port 0; say where to send with --to")));
             }
             let ring = sluice::perimeter::keyring::KeyRing::load(&config.keys_path()).map_err(usage)?;
             let now_ms = sluice::platform::time::now_unix_ms();
-            let summary = quarantine::replay(&dir, &ring, addr, partner.as_deref(), now_ms).map_err(failure)?;
+            let scope = quarantine::ReplayScope { partner: partner.as_deref(), allow_no_certificate };
+            let summary = quarantine::replay(&dir, &ring, addr, scope, now_ms).map_err(failure)?;
             for blocked in &summary.blocked {
                 eprintln!("sluice: {blocked}");
             }

@@ -142,3 +142,91 @@ fn lower_case_and_odd_spacing_in_headers_are_fine() {
     );
     expect_accepted(&server.client().request(request.as_bytes()));
 }
+
+/// A request parked on another shard, more pipelined answers behind it than a
+/// connection buffers at once (256 KiB), then the client's FIN, read while the request
+/// is still parked: every request behind the parked one must still be answered.
+#[test]
+fn half_close_behind_a_parked_request_and_a_full_output_loses_nothing() {
+    const HEALTH_CHECKS: usize = 20_000;
+    let sandbox = Sandbox::new(Setup { body_bytes_max: 1024 * 1024, segment_bytes: 4 * 1024 * 1024, ..Setup::default() });
+    let server = sandbox.start();
+    let prefix = unique_prefix();
+    let user = user_on_shard_1(&server, &prefix);
+    let stopped = StoppedThread::stop(thread_named(server.pid(), "sluice-shard-1"));
+    let mut client = connection_on_shard_0(&server);
+    let mut wire = signed_event(event(&format!("{prefix}-parked"), &user).as_bytes());
+    for _ in 0..HEALTH_CHECKS {
+        wire.extend(get("/healthz"));
+    }
+    client.send(&wire);
+    client.shutdown_write();
+    // Shard 0 reads the pipeline and the FIN while the event waits for shard 1.
+    std::thread::sleep(Duration::from_millis(300));
+    drop(stopped);
+    expect_every_answer_then_close(&mut client, HEALTH_CHECKS, "unanswered after the half-close");
+}
+
+/// A request parked on another shard with a receive armed behind it, a pipeline whose
+/// answers (9 MB) back up in a client that does not read yet, the last request saying
+/// `Connection: close`, and the client's FIN once the parked request has resolved: the
+/// FIN arrives while whole requests still wait behind a full output, and none of them may
+/// be dropped.
+#[test]
+fn a_fin_while_answers_back_up_drops_no_request() {
+    const HEALTH_CHECKS: usize = 100_000;
+    let sandbox = Sandbox::new(Setup { body_bytes_max: 8 * 1024 * 1024, segment_bytes: 32 * 1024 * 1024, ..Setup::default() });
+    let server = sandbox.start();
+    let prefix = unique_prefix();
+    let user = user_on_shard_1(&server, &prefix);
+    let stopped = StoppedThread::stop(thread_named(server.pid(), "sluice-shard-1"));
+    let mut client = connection_on_shard_0(&server);
+    let mut wire = signed_event(event(&format!("{prefix}-parked"), &user).as_bytes());
+    for _ in 0..HEALTH_CHECKS - 1 {
+        wire.extend(get("/healthz"));
+    }
+    wire.extend(b"GET /healthz HTTP/1.1\r\nHost: sluice.test\r\nConnection: close\r\n\r\n");
+    client.send(&wire);
+    // Shard 0 reads the pipeline while the event waits, with a receive still armed.
+    std::thread::sleep(Duration::from_millis(300));
+    drop(stopped);
+    // Shard 0 answers everything and is sending into a client that does not read.
+    std::thread::sleep(Duration::from_millis(300));
+    client.shutdown_write();
+    std::thread::sleep(Duration::from_millis(300));
+    expect_every_answer_then_close(&mut client, HEALTH_CHECKS, "cut off by the FIN");
+}
+
+/// The parked event's 202, `health_checks` 200s, then the server's close.
+fn expect_every_answer_then_close(client: &mut Client, health_checks: usize, loss: &str) {
+    expect_accepted(&client.read_response());
+    for i in 0..health_checks {
+        match client.try_read_response() {
+            Ok(Some(response)) => assert_eq!(response.status, 200, "health check {i}"),
+            other => panic!("health check {i} of {health_checks} {loss} ({other:?})"),
+        }
+    }
+    assert!(client.is_closed_by_peer(Duration::from_secs(3)));
+}
+
+/// A user whose partition shard 1 owns (partitions go to shards round-robin).
+fn user_on_shard_1(server: &Server, prefix: &str) -> String {
+    (0..64)
+        .map(|i| format!("parked-user-{i}"))
+        .find(|user| {
+            let response = server.client().request(&signed_event(event(&format!("{prefix}-probe-{user}"), user).as_bytes()));
+            expect_accepted(&response).0 % 2 == 1
+        })
+        .expect("a user on an odd partition")
+}
+
+/// A connection shard 0 serves: it answers a health check while shard 1 stands still.
+fn connection_on_shard_0(server: &Server) -> Client {
+    (0..64)
+        .map(|_| server.client())
+        .find_map(|mut client| {
+            client.send(&get("/healthz"));
+            matches!(client.try_read_response_within(Duration::from_millis(300)), Ok(Some(r)) if r.status == 200).then_some(client)
+        })
+        .expect("a connection on shard 0")
+}

@@ -258,7 +258,7 @@ fn classic_cl_te_and_te_cl_smuggling_stores_nothing() {
 /// RFC 9112 §3.2: an HTTP/1.1 request without Host, or any request with two, is 400;
 /// two Hosts are what a proxy and sluice could each read differently.
 #[test]
-fn a_missing_or_repeated_host_is_refused() {
+fn a_missing_repeated_or_invalid_host_is_refused() {
     let sandbox = Sandbox::new(Setup::default());
     let server = sandbox.start();
     let prefix = unique_prefix();
@@ -269,6 +269,7 @@ fn a_missing_or_repeated_host_is_refused() {
     let two_hosts = String::from_utf8(signed).unwrap().replace("Host: sluice.test\r\n", "Host: a.test\r\nHost: b.test\r\n");
     assert_refused(&server, two_hosts.as_bytes(), 400, "header_repeated");
     assert_refused(&server, b"GET /healthz HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400, "header_repeated");
+    assert_refused(&server, b"GET /healthz HTTP/1.1\r\nHost: a.test, b.test\r\n\r\n", 400, "host_invalid");
     let healthz = server.client().request(b"GET /healthz HTTP/1.0\r\n\r\n");
     assert_eq!(healthz.status, 200, "HTTP/1.0 needs no Host: {}", healthz.describe());
     assert_only_control_event_stored(&server, &sandbox, &prefix);

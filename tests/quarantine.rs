@@ -20,7 +20,10 @@ fn skewed_as(kid: &str, secret: &[u8], body: &[u8], skew_secs: i64) -> Vec<u8> {
 /// Quarantines one event per `(partner, event_id)`, in this order, on one connection of
 /// a one-shard server (so all land in one file, interleaved).
 fn quarantine_events(server: &Server, events: &[(&str, &str)]) {
-    let mut client = server.client();
+    quarantine_events_on(server.client(), events);
+}
+
+fn quarantine_events_on(mut client: Client, events: &[(&str, &str)]) {
     for (partner, event_id) in events {
         let (kid, secret): (&str, &[u8]) = if *partner == "tests" { (KID, &SECRET) } else { (KID_OTHER, &SECRET_OTHER) };
         let body = event(event_id, "u_skew");
@@ -145,8 +148,9 @@ fn a_partner_refused_by_its_allow_list_is_blocked_and_replayed_after_the_fix() {
     let config = sandbox.config.to_str().unwrap();
     let p = unique_prefix();
     let (a1, b1, a2, b2) = (format!("{p}-a1"), format!("{p}-b1"), format!("{p}-a2"), format!("{p}-b2"));
-    // Kept while "other" may send from here (a partner refused by its allow-list is not kept).
-    quarantine_events(&server, &[("tests", &a1), ("other", &b1), ("tests", &a2), ("other", &b2)]);
+    // The partners' host is 127.0.0.2; the operator replays from 127.0.0.1.
+    let partners_host = Client::connect_from(server.ingest, [127, 0, 0, 2].into());
+    quarantine_events_on(partners_host, &[("tests", &a1), ("other", &b1), ("tests", &a2), ("other", &b2)]);
 
     let reload = |ring: &str| {
         std::fs::write(&sandbox.keys, ring).unwrap();
@@ -154,7 +158,7 @@ fn a_partner_refused_by_its_allow_list_is_blocked_and_replayed_after_the_fix() {
         assert_eq!(answer.status, 200, "{}", answer.describe());
     };
     let original = std::fs::read_to_string(&sandbox.keys).unwrap();
-    reload(&format!("{original}\n[[partners]]\nname = \"other\"\nallow_cidrs = [\"10.0.0.0/8\"]\n"));
+    reload(&format!("{original}\n[[partners]]\nname = \"other\"\nallow_cidrs = [\"127.0.0.2/32\"]\n"));
 
     let (status, said, errors) = replay(config, &server, &[]);
     assert_eq!(status, Some(1), "{said} {errors}");
@@ -168,7 +172,7 @@ fn a_partner_refused_by_its_allow_list_is_blocked_and_replayed_after_the_fix() {
     let flags: Vec<bool> = listed(config).into_iter().map(|(_, replayed)| replayed).collect();
     assert_eq!(flags, [true, false, true, false]);
 
-    reload(&format!("{original}\n[[partners]]\nname = \"other\"\nallow_cidrs = [\"10.0.0.0/8\", \"127.0.0.1/32\"]\n"));
+    reload(&format!("{original}\n[[partners]]\nname = \"other\"\nallow_cidrs = [\"127.0.0.2/32\", \"127.0.0.1/32\"]\n"));
     let (status, said, errors) = replay(config, &server, &[]);
     assert_eq!(status, Some(0), "{said} {errors}");
     assert!(said.contains("replayed 2 requests: 2 events accepted"), "{said}");

@@ -10,18 +10,6 @@ use sluice_test_support::*;
 
 use sluice_test_support::fake_systemd::{FakeSystemd, has_line};
 
-/// The thread id of the thread named `name` in process `pid`.
-fn thread_named(pid: u32, name: &str) -> libc::pid_t {
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task") {
-        let task = task.expect("a task entry");
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim_end() == name {
-            return task.file_name().to_str().and_then(|name| name.parse().ok()).expect("a numeric thread id");
-        }
-    }
-    panic!("no thread {name} in process {pid}");
-}
-
 fn readyz(server: &Server) -> u16 {
     server.admin_client().request(&get("/readyz")).status
 }

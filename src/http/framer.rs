@@ -226,6 +226,9 @@ fn read_headers(info: &mut HeadInfo, headers: &[httparse::Header<'_>], buf: &[u8
             if host {
                 return Err(HttpError::HeaderRepeated);
             }
+            if !is_host_value(value) {
+                return Err(HttpError::HostInvalid);
+            }
             host = true;
         } else if eq_ignore_case(name, b"content-type") {
             set_once(&mut info.content_type, span)?;
@@ -326,6 +329,37 @@ impl Framer {
             }
         }
     }
+}
+
+/// A `Host` value: `uri-host [":" port]` (RFC 3986 §3.2.2): a reg-name's unreserved,
+/// percent and sub-delim characters, an IP literal's brackets and colons. Empty passes
+/// (a target without an authority). The characters only: sluice routes nothing by Host,
+/// so the check refuses what no host can be (spaces, so a second value after `, `; `/`, `@`).
+fn is_host_value(value: &[u8]) -> bool {
+    value.iter().all(|&byte| {
+        byte.is_ascii_alphanumeric()
+            || matches!(
+                byte,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    })
 }
 
 #[cfg(test)]
@@ -537,6 +571,19 @@ mod tests {
                 assert_eq!(refused(input.as_bytes()), HttpError::HeaderRepeated, "{input}");
             }
         }
+    }
+
+    /// RFC 9112 §3.2: a Host value is `uri-host [":" port]`; anything else is 400. Empty
+    /// is allowed (a target without an authority).
+    #[test]
+    fn host_values_are_a_host_and_an_optional_port() {
+        for good in ["a", "sluice.example:8080", "127.0.0.1", "[::1]:8443", "xn--bcher-kva.example", ""] {
+            assert!(frame(format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n").as_bytes()).is_ok(), "{good:?}");
+        }
+        for bad in ["a b", "a, b", "a/b", "a@b", "a\"b", "a\\b", "a?b", "a#b"] {
+            assert_eq!(frame(format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n").as_bytes()).unwrap_err(), HttpError::HostInvalid, "{bad:?}");
+        }
+        assert_eq!(HttpError::HostInvalid.status(), 400);
     }
 
     /// RFC 9112 §3.2: a request with no Host (HTTP/1.1) or with two (any version) is 400.

@@ -96,11 +96,13 @@ pub enum HttpError {
     ChunkedTooLarge,
     /// An HTTP/1.1 request without a `Host` header (RFC 9112 §3.2).
     HostMissing,
+    /// A `Host` value that is not `host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2.2).
+    HostInvalid,
 }
 
 impl HttpError {
     /// Every variant, in declaration order.
-    pub const ALL: [HttpError; 17] = [
+    pub const ALL: [HttpError; 18] = [
         HttpError::Malformed,
         HttpError::HeadersTooLarge,
         HttpError::TooManyHeaders,
@@ -118,6 +120,7 @@ impl HttpError {
         HttpError::TrailersTooLarge,
         HttpError::ChunkedTooLarge,
         HttpError::HostMissing,
+        HttpError::HostInvalid,
     ];
 
     /// The answer's status: what the framing failure is, in HTTP's own terms.
@@ -154,6 +157,7 @@ impl HttpError {
             HttpError::TrailersTooLarge => "trailers_too_large",
             HttpError::ChunkedTooLarge => "chunked_request_too_large",
             HttpError::HostMissing => "host_missing",
+            HttpError::HostInvalid => "host_invalid",
         }
     }
 
@@ -176,6 +180,7 @@ impl HttpError {
             HttpError::TrailersTooLarge => "the trailers of the chunked body are too large",
             HttpError::ChunkedTooLarge => "the chunked body with its framing exceeds ingest.header_bytes_max + ingest.body_bytes_max",
             HttpError::HostMissing => "an HTTP/1.1 request must carry one Host header",
+            HttpError::HostInvalid => "the Host header is not a host with an optional port",
         }
     }
 }

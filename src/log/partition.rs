@@ -123,13 +123,21 @@ impl PartitionLog {
     /// it holds, and a busy partition reaches full-size segments after a few rolls.
     fn next_segment_bytes(&self, needed: u64) -> u64 {
         let largest = self.options.segment_bytes;
-        let smallest = FIRST_SEGMENT_BYTES.min(largest);
-        let mut size = self.segments.back().map_or(smallest, |last| last.bytes.saturating_mul(2)).clamp(smallest, largest);
+        let mut size = match self.segments.back() {
+            Some(last) => self.segment_bytes_after(last.bytes),
+            None => FIRST_SEGMENT_BYTES.min(largest),
+        };
         // Bounded: the size doubles until it holds the record or reaches the largest.
         while size < needed && size < largest {
             size = size.saturating_mul(2).min(largest);
         }
         size
+    }
+
+    /// The planned size of the segment after one of `bytes`: double, within bounds.
+    fn segment_bytes_after(&self, bytes: u64) -> u64 {
+        let largest = self.options.segment_bytes;
+        bytes.saturating_mul(2).clamp(FIRST_SEGMENT_BYTES.min(largest), largest)
     }
 
     /// Seals the active segment and starts a new one at `next_offset`, from the spare
@@ -171,8 +179,12 @@ impl PartitionLog {
                 fresh
             }
             not_ready => {
-                // A spare still in the making is kept for the next roll.
-                if let Some(Taken::NotYet(pending)) = not_ready {
+                // A spare still in the making is kept for the next roll if it has the size
+                // that roll will want; one made for a smaller segment is dropped (the
+                // preparer deletes it) so that roll asks for the right one.
+                if let Some(Taken::NotYet(pending)) = not_ready
+                    && pending.bytes == self.segment_bytes_after(header.segment_bytes)
+                {
                     self.spare = Some(pending);
                 }
                 if !first_segment {
@@ -461,6 +473,61 @@ mod tests {
         assert_eq!(sizes(&small), [4 * mib]);
         let mut reader = LogReader::open(&small, 0, StartAt::Earliest).unwrap();
         assert_eq!(read_all(&mut reader)[0].3, event(1, 3 << 20));
+    }
+
+    /// After a crash an empty active segment can be too small for the next record; the
+    /// writer replaces it under the same name, and a reader waiting on the old file reads
+    /// the new one instead of skipping its records at the next roll.
+    #[test]
+    fn a_reader_on_an_empty_segment_replaced_under_its_name_reads_the_new_one() {
+        let (_temp, dir) = data_dir(1);
+        let sized = LogOptions { segment_bytes: 8 << 20, ..options() };
+        let (mut log, _) = PartitionLog::open(&dir, 0, &sized).unwrap();
+        log.append(b"small", 0, &[b"{}"]).unwrap();
+        log.append(b"torn", 0, &[&event(1, 1_500_000)]).unwrap();
+        drop(log);
+        // The crash: offset 1's record never became durable (its commit word is zero).
+        let (files, _) = segment::list(&dir.partition_dir(0)).unwrap();
+        let torn = files.iter().find(|file| file.base_offset == 1).expect("segment 1");
+        let mut bytes = std::fs::read(&torn.path).unwrap();
+        bytes[SEGMENT_HEADER_BYTES..SEGMENT_HEADER_BYTES + 64].fill(0);
+        std::fs::write(&torn.path, &bytes).unwrap();
+        let (mut log, report) = PartitionLog::open(&dir, 0, &sized).unwrap();
+        assert_eq!((report.records, log.next_offset()), (1, 1));
+
+        let mut reader = LogReader::open(&dir, 0, StartAt::Offset(1)).unwrap();
+        assert!(reader.next().unwrap().is_none(), "the empty segment is mapped");
+        let big = event(1, 3 << 20);
+        assert_eq!(log.append(b"big", 0, &[&big]).unwrap(), 1);
+        let read = reader.next().unwrap().map(|record| (record.offset, record.event == big.as_slice()));
+        assert_eq!(read, Some((1, true)), "offset 1 read from the replacing file");
+        // Past the next roll it goes on in order.
+        assert_eq!(log.append(b"after", 0, &[&event(2, 5 << 20)]).unwrap(), 2);
+        assert_eq!(reader.next().unwrap().map(|record| record.offset), Some(2));
+    }
+
+    /// A spare still being made at a roll is kept only if it has the size the next roll
+    /// wants: one made for a smaller segment would block the right one and be thrown
+    /// away at that roll, a second stall.
+    #[test]
+    fn a_pending_spare_of_the_wrong_size_is_dropped_at_a_roll() {
+        let (_temp, dir) = data_dir(1);
+        let sized = LogOptions { segment_bytes: 8 << 20, ..options() };
+        let (mut log, _) = PartitionLog::open(&dir, 0, &sized).unwrap();
+        log.append(b"first", 0, &[b"{}"]).unwrap();
+        let mib = 1 << 20;
+        // Planned after the 1 MiB segment: 2 MiB. A 3 MiB record makes the roll take 4 MiB,
+        // after which 8 MiB is planned.
+        let (wrong, _keep_pending) = spare::Pending::never(2 * mib);
+        log.spare = Some(wrong);
+        log.append(b"big", 0, &[&event(1, 3 << 20)]).unwrap();
+        // Dropped; the 4 MiB segment is already more than half full, so the log asked for
+        // the planned 8 MiB one at once.
+        assert!(log.spare.as_ref().is_none_or(|pending| pending.bytes == 8 * mib), "the 2 MiB spare in the making was dropped");
+        let (right, _keep_pending) = spare::Pending::never(8 * mib);
+        log.spare = Some(right);
+        log.append(b"bigger", 0, &[&event(2, 5 << 20)]).unwrap();
+        assert_eq!(log.spare.as_ref().map(|pending| pending.bytes), Some(8 * mib), "a spare of the planned size is kept");
     }
 
     #[test]

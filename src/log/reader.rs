@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::ops::Range;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -44,6 +45,8 @@ struct ReadSegment {
     /// Header length of the file; the map may be shorter if the file was when mapped.
     capacity: u64,
     path: PathBuf,
+    /// Device and inode of the mapped file: a path renamed over means a new file.
+    identity: (u64, u64),
 }
 
 /// A record found by `step`, as ranges into the current map so that the borrow of
@@ -99,6 +102,19 @@ impl LogReader {
         }))
     }
 
+    /// An empty segment the writer replaced under the same name (after a crash it was
+    /// too small for the record that came): read the new file from its start.
+    fn reopen_current(&mut self) -> Result<(), StorageError> {
+        if let Some(current) = &self.current {
+            let file = SegmentFile { base_offset: current.base_offset, path: current.path.clone() };
+            // Deleted meanwhile (retention): stay, the listing finds what comes after.
+            if let Some(opened) = open_unless_deleted(&file)? {
+                self.current = Some(opened);
+            }
+        }
+        Ok(())
+    }
+
     fn locate(&mut self) -> Result<Option<Located>, StorageError> {
         // Bounded by the records and segments on disk: every pass either returns,
         // passes one record, or moves to a later segment.
@@ -119,6 +135,10 @@ impl LogReader {
             };
             let located = match found {
                 Some(located) => located,
+                None if current.next_offset == current.base_offset && current.replaced()? => {
+                    self.reopen_current()?;
+                    continue;
+                }
                 None => {
                     let Some(next) = later_segment(&self.dir, current.base_offset)? else {
                         return Ok(None);
@@ -127,6 +147,11 @@ impl LogReader {
                     // more so a record committed just before the roll is not skipped.
                     match current.step() {
                         Some(located) => located,
+                        // Replaced between the look above and the listing.
+                        None if current.next_offset == current.base_offset && current.replaced()? => {
+                            self.reopen_current()?;
+                            continue;
+                        }
                         None => {
                             if let Some(opened) = open_unless_deleted(&next)? {
                                 self.current = Some(opened);
@@ -169,7 +194,7 @@ fn open_unless_deleted(file: &SegmentFile) -> Result<Option<ReadSegment>, Storag
 
 impl ReadSegment {
     fn open(file: &SegmentFile) -> Result<ReadSegment, StorageError> {
-        let (map, capacity) = map_segment(&file.path)?;
+        let (map, capacity, identity) = map_segment(&file.path)?;
         Ok(ReadSegment {
             map,
             base_offset: file.base_offset,
@@ -177,7 +202,17 @@ impl ReadSegment {
             next_offset: file.base_offset,
             capacity,
             path: file.path.clone(),
+            identity,
         })
+    }
+
+    /// Its path now names another file (a deleted path is not a replacement).
+    fn replaced(&self) -> Result<bool, StorageError> {
+        match std::fs::metadata(&self.path) {
+            Ok(metadata) => Ok((metadata.dev(), metadata.ino()) != self.identity),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(StorageError::io(&self.path, "stat", error)),
+        }
     }
 
     /// Passes the record at `position` if one is published, whole and in sequence.
@@ -213,8 +248,8 @@ impl ReadSegment {
         if self.map.len() as u64 >= self.capacity {
             return Ok(());
         }
-        let (map, capacity) = map_segment(&self.path)?;
-        if map.len() > self.map.len() {
+        let (map, capacity, identity) = map_segment(&self.path)?;
+        if identity == self.identity && map.len() > self.map.len() {
             (self.map, self.capacity) = (map, capacity);
         }
         Ok(())
@@ -223,21 +258,23 @@ impl ReadSegment {
 
 /// Maps a segment read-only up to the smaller of its file length and its header's
 /// `segment_bytes`; a torn header (recovery will rewrite it) leaves the file length.
-fn map_segment(path: &Path) -> Result<(Mmap, u64), StorageError> {
+/// Also returns the file's device and inode.
+fn map_segment(path: &Path) -> Result<(Mmap, u64, (u64, u64)), StorageError> {
     let file = File::open(path).map_err(|e| StorageError::io(path, "open", e))?;
-    let file_bytes = file.metadata().map_err(|e| StorageError::io(path, "stat", e))?.len();
+    let metadata = file.metadata().map_err(|e| StorageError::io(path, "stat", e))?;
+    let (file_bytes, identity) = (metadata.len(), (metadata.dev(), metadata.ino()));
     if file_bytes < SEGMENT_HEADER_BYTES as u64 {
         let map = segment::map_read_only(&file, path, 0)?;
-        return Ok((map, u64::MAX));
+        return Ok((map, u64::MAX, identity));
     }
     let map = segment::map_read_only(&file, path, file_bytes)?;
     match format::decode_segment_header(&map) {
         Ok(SegmentHeader { segment_bytes, .. }) if segment_bytes < file_bytes => {
             let map = segment::map_read_only(&file, path, segment_bytes)?;
-            Ok((map, segment_bytes))
+            Ok((map, segment_bytes, identity))
         }
-        Ok(SegmentHeader { segment_bytes, .. }) => Ok((map, segment_bytes)),
-        Err(_) => Ok((map, u64::MAX)),
+        Ok(SegmentHeader { segment_bytes, .. }) => Ok((map, segment_bytes, identity)),
+        Err(_) => Ok((map, u64::MAX, identity)),
     }
 }
 

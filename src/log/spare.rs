@@ -67,8 +67,13 @@ fn run(jobs: &Receiver<Job>) {
                 if prepared.is_ok() {
                     SPARES_PREPARED.fetch_add(1, Ordering::Relaxed);
                 }
-                // A log closed meanwhile leaves the file to the next recovery.
-                let _ = reply.send(prepared);
+                // Nobody waits for it any more (the log closed, or dropped a spare of the
+                // wrong size): give the disk back now rather than at the next recovery.
+                if let Err(unwanted) = reply.send(prepared)
+                    && let Ok(spare) = unwanted.into_inner()
+                {
+                    let _ = fs::remove_file(&spare.tmp_path);
+                }
             }
             Job::SyncDir { dir } => {
                 if File::open(&dir).and_then(|file| file.sync_all()).is_err() {
@@ -107,6 +112,8 @@ fn prepare(dir: &Path, bytes: u64) -> Result<Spare, StorageError> {
 /// A spare on its way for one partition log.
 pub(crate) struct Pending {
     reply: Receiver<Result<Spare, StorageError>>,
+    /// The size asked for.
+    pub(crate) bytes: u64,
 }
 
 /// Asks the preparer for a spare of `bytes` in `dir`; `None` without a preparer.
@@ -114,7 +121,7 @@ pub(crate) fn request(dir: &Path, bytes: u64) -> Option<Pending> {
     let jobs = jobs()?;
     let (reply, receiver) = crossbeam_channel::bounded(1);
     jobs.send(Job::Prepare { dir: dir.to_owned(), bytes, reply }).ok()?;
-    Some(Pending { reply: receiver })
+    Some(Pending { reply: receiver, bytes })
 }
 
 /// Syncs `dir` on the preparer thread (or here, without one).
@@ -150,12 +157,21 @@ impl Pending {
         self.reply.recv().ok().and_then(Result::ok)
     }
 
+    /// A pending spare of `bytes` that never arrives, and the sender that keeps it
+    /// pending (tests).
+    #[cfg(test)]
+    pub(crate) fn never(bytes: u64) -> (Pending, Sender<Result<Spare, StorageError>>) {
+        let (reply, receiver) = crossbeam_channel::bounded(1);
+        (Pending { reply: receiver, bytes }, reply)
+    }
+
     /// A pending spare that is already there (tests).
     #[cfg(test)]
     pub(crate) fn ready(spare: Spare) -> Pending {
         let (reply, receiver) = crossbeam_channel::bounded(1);
+        let bytes = spare.map.len() as u64;
         let _ = reply.send(Ok(spare));
-        Pending { reply: receiver }
+        Pending { reply: receiver, bytes }
     }
 }
 

@@ -132,6 +132,19 @@ pub enum Event {
     Freed,
 }
 
+/// What the shard does after the peer's EOF, as [`Conn::on_eof`] decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterEof {
+    /// The PROXY header (or the bytes that would settle its absence) was cut short.
+    PreambleCutShort,
+    /// Frame what is buffered: the answers to it are still owed.
+    Drive,
+    /// Go on sending the last answers; the close follows them.
+    Flush,
+    /// Nothing more is owed (lingering, or already dead): close.
+    Kill,
+}
+
 /// The timeouts a connection's phases have, and the time now (monotonic ms).
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -343,6 +356,25 @@ impl Conn {
         Effect::None
     }
 
+    /// The peer's EOF arrived (a receive completed with 0): records it and says what
+    /// is still owed. A receive can be in flight when the connection starts flushing (a
+    /// parked request resolved, or a send completion framed the last request), so an EOF
+    /// while flushing must not cut the answers being sent.
+    pub fn on_eof(&mut self, clock: &Clock) -> AfterEof {
+        match self.state {
+            State::Preamble(_) => AfterEof::PreambleCutShort,
+            State::Reading { .. } => {
+                self.step(Event::PeerClosed, clock);
+                AfterEof::Drive
+            }
+            State::Flushing { .. } => {
+                self.step(Event::PeerClosed, clock);
+                AfterEof::Flush
+            }
+            State::Lingering { .. } | State::Dead | State::Vacant => AfterEof::Kill,
+        }
+    }
+
     /// The descriptor for io_uring operations (-1 once closed, which the kernel refuses).
     pub fn fd(&self) -> RawFd {
         self.socket.as_ref().map_or(-1, AsRawFd::as_raw_fd)
@@ -425,6 +457,122 @@ impl BufferPool {
         if taken.capacity() <= self.pooled_bytes_max && self.free.len() < self.count_max {
             taken.clear();
             self.free.push(taken);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::PathLabel;
+
+    const CLOCK: Clock = Clock { now_ms: 1_000, idle_timeout_ms: 60_000, header_timeout_ms: 10_000, body_timeout_ms: 30_000 };
+
+    fn in_state(state: State) -> Conn {
+        let mut conn = Conn::vacant();
+        conn.state = state;
+        conn
+    }
+
+    fn parked() -> Parked {
+        let pending =
+            Pending { path: PathLabel::Other, batch: false, keep_alive: true, outstanding: 1, results: Vec::new(), remember: None };
+        Parked { pending, framed_ns: 0 }
+    }
+
+    #[test]
+    fn an_eof_while_flushing_keeps_the_answers_and_closes_after_them() {
+        let mut conn = in_state(State::Flushing { peer_closed: false });
+        assert_eq!(conn.on_eof(&CLOCK), AfterEof::Flush);
+        assert_eq!(conn.state, State::Flushing { peer_closed: true });
+        assert!(conn.peer_closed());
+    }
+
+    #[test]
+    fn an_eof_while_reading_frames_what_is_buffered() {
+        let mut conn = in_state(State::reading());
+        assert_eq!(conn.on_eof(&CLOCK), AfterEof::Drive);
+        assert_eq!(conn.state, State::Reading { phase: Phase::Idle, continue_sent: false, peer_closed: true });
+    }
+
+    #[test]
+    fn an_eof_ends_lingering_and_cuts_a_preamble_short() {
+        let mut lingering = in_state(State::Lingering { until_ms: 5_000 });
+        assert_eq!(lingering.on_eof(&CLOCK), AfterEof::Kill);
+        let mut preamble = in_state(State::Preamble(Preamble::Sniff));
+        assert_eq!(preamble.on_eof(&CLOCK), AfterEof::PreambleCutShort);
+        assert_eq!(preamble.state, State::Preamble(Preamble::Sniff));
+    }
+
+    #[test]
+    fn a_closed_peer_is_done_only_once_nothing_is_parked() {
+        let mut conn = in_state(State::Reading { phase: Phase::Idle, continue_sent: false, peer_closed: true });
+        conn.parked = Some(parked());
+        conn.step(Event::InputFramed, &CLOCK);
+        assert!(conn.is_reading(), "a parked request's answer is still owed");
+        conn.parked = None;
+        conn.step(Event::InputFramed, &CLOCK);
+        assert_eq!(conn.state, State::Flushing { peer_closed: true });
+    }
+
+    #[test]
+    fn an_open_peer_keeps_reading_after_its_input_is_framed() {
+        let mut conn = in_state(State::reading());
+        conn.step(Event::InputFramed, &CLOCK);
+        assert!(conn.is_reading());
+    }
+
+    #[test]
+    fn answers_move_the_deadline_and_close_when_keep_alive_is_off() {
+        let mut conn = in_state(State::reading());
+        conn.step(Event::Incomplete(Phase::Head), &CLOCK);
+        assert_eq!(conn.deadline_ms, CLOCK.now_ms + CLOCK.header_timeout_ms);
+        conn.step(Event::Answered { keep_alive: true }, &CLOCK);
+        assert_eq!(conn.deadline_ms, CLOCK.now_ms + CLOCK.idle_timeout_ms);
+        assert!(conn.is_reading());
+        conn.step(Event::Answered { keep_alive: false }, &CLOCK);
+        assert_eq!(conn.state, State::Flushing { peer_closed: false });
+    }
+
+    #[test]
+    fn continue_goes_out_once_per_request() {
+        let mut conn = in_state(State::reading());
+        let body = Phase::Body { expects_continue: true };
+        assert_eq!(conn.step(Event::Incomplete(body), &CLOCK), Effect::SendContinue);
+        assert_eq!(conn.step(Event::Incomplete(body), &CLOCK), Effect::None);
+        conn.step(Event::Answered { keep_alive: true }, &CLOCK);
+        assert_eq!(conn.step(Event::Incomplete(body), &CLOCK), Effect::SendContinue);
+    }
+
+    #[test]
+    fn a_send_keeps_a_slow_request_on_its_own_deadline() {
+        let mut conn = in_state(State::reading());
+        conn.step(Event::Incomplete(Phase::Head), &CLOCK);
+        let later = Clock { now_ms: CLOCK.now_ms + 5_000, ..CLOCK };
+        conn.step(Event::Sent, &later);
+        assert_eq!(conn.deadline_ms, CLOCK.now_ms + CLOCK.header_timeout_ms, "an answer to an earlier request must not extend a slow head");
+    }
+
+    #[test]
+    fn flushing_lingers_then_dies_then_frees() {
+        let mut conn = in_state(State::Flushing { peer_closed: false });
+        conn.step(Event::Flushed, &CLOCK);
+        assert_eq!(conn.state, State::Lingering { until_ms: CLOCK.now_ms + LINGER_MS });
+        conn.step(Event::Killed, &CLOCK);
+        assert_eq!(conn.state, State::Dead);
+        assert!(conn.in_use(), "a dead connection holds its slot until no op is in flight");
+        conn.step(Event::Freed, &CLOCK);
+        assert!(!conn.in_use());
+    }
+
+    #[test]
+    fn events_that_belong_to_reading_do_not_reopen_a_closing_connection() {
+        for state in [State::Flushing { peer_closed: false }, State::Lingering { until_ms: 9 }, State::Dead] {
+            let mut conn = in_state(state);
+            for event in [Event::Incomplete(Phase::Head), Event::Answered { keep_alive: true }, Event::Parked, Event::InputFramed] {
+                conn.step(event, &CLOCK);
+                assert_eq!(conn.state, state, "{event:?} in {state:?}");
+            }
         }
     }
 }

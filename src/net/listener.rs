@@ -84,9 +84,15 @@ fn socket_inode(socket: &OwnedFd) -> Option<u64> {
 /// (the same one, or a wildcard on either side), from `/proc/net/tcp` and `tcp6`.
 fn listening_inodes(addr: SocketAddr) -> Vec<u64> {
     let mut inodes = Vec::new();
+    let mut read = 0;
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        // tcp6 is absent where IPv6 is off; both absent means the check saw nothing.
         let Ok(text) = fs::read_to_string(table) else { continue };
+        read += 1;
         inodes.extend(text.lines().skip(1).filter_map(|line| listener_line(line, addr)));
+    }
+    if read == 0 {
+        tracing::warn!(%addr, "cannot read /proc/net/tcp: a process sharing this address through SO_REUSEPORT would go unnoticed");
     }
     inodes
 }

@@ -16,7 +16,7 @@ use crate::ingest::answer::{Answer, answer_refusal};
 use crate::ingest::handle::{Handled, Origin, Peer};
 use crate::ingest::refusal::Refusal;
 use crate::metrics::{PathLabel, ShardStats};
-use crate::net::conn::{Effect, Event, Parked, Queued, RecvOp, SendOp, State};
+use crate::net::conn::{AfterEof, Effect, Event, Parked, Queued, RecvOp, SendOp, State};
 use crate::net::tls::session::Received;
 use crate::reactor::op;
 
@@ -77,13 +77,13 @@ impl Shard {
         if result == -libc::ENOBUFS {
             return self.queue_rearm(slot);
         }
-        let conn = &mut self.conns[slot as usize];
-        if result == 0 && conn.preamble().is_some() {
-            return self.proxy_cut_short(slot);
-        }
-        if result == 0 && conn.is_reading() {
-            conn.step(Event::PeerClosed, &self.clock);
-            return self.drive(slot);
+        if result == 0 {
+            return match self.conns[slot as usize].on_eof(&self.clock) {
+                AfterEof::PreambleCutShort => self.proxy_cut_short(slot),
+                AfterEof::Drive => self.drive(slot),
+                AfterEof::Flush => self.after_progress(slot),
+                AfterEof::Kill => self.kill(slot),
+            };
         }
         self.kill(slot);
     }
@@ -134,10 +134,14 @@ impl Shard {
         debug_assert!(conn.preamble().is_none(), "framing bytes before the PROXY header was dealt with");
         let draining = control.draining.load(Ordering::Relaxed);
         let mut consumed_total = 0;
+        // Whether the framer has seen everything buffered: false when the loop stopped at a
+        // parked request or a full output with whole requests still waiting behind it.
+        let mut framed_all = false;
         while conn.parked.is_none() && conn.is_reading() && conn.output.len() < OUTPUT_HIGH_WATER_BYTES {
             let origin = Origin { slot, generation: conn.generation };
             match conn.framer.poll(&mut conn.input[consumed_total..], limits) {
                 Ok(Poll::Incomplete(phase)) => {
+                    framed_all = true;
                     if conn.step(Event::Incomplete(phase), clock) == Effect::SendContinue {
                         pool.lend(&mut conn.output);
                         conn.output.extend_from_slice(CONTINUE);
@@ -178,8 +182,11 @@ impl Shard {
         if conn.input.is_empty() {
             pool.give_back(&mut conn.input);
         }
-        // The peer sent its last byte: once nothing is parked, whatever is left is final.
-        conn.step(Event::InputFramed, clock);
+        // The peer sent its last byte: once nothing is parked and no whole request waits
+        // (`on_send` frames the rest when the output drains), whatever is left is final.
+        if framed_all || conn.input.is_empty() {
+            conn.step(Event::InputFramed, clock);
+        }
         self.after_progress(slot);
     }
 

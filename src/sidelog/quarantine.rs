@@ -64,7 +64,7 @@ pub struct Quarantined<'a> {
 }
 
 /// How a quarantined request came to the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Transport<'a> {
     /// The verified client-certificate identity of its connection, if it had one.
     pub tls_identity: Option<&'a str>,

@@ -138,6 +138,11 @@ pub enum QuarantineAction {
         /// Ingest address to send to (default: [ingest] listen of the configuration).
         #[arg(long, value_name = "ADDR")]
         to: Option<std::net::SocketAddr>,
+        /// Also send requests that came without a client certificate from partners that
+        /// list certificate identities (their plain requests are genuine when the partner
+        /// is `client_cert = "optional"`). Without it they stay for a later run.
+        #[arg(long)]
+        allow_no_certificate: bool,
     },
 }
 

@@ -95,10 +95,14 @@ pub struct ReplaySummary {
     pub duplicates: u64,
     /// Refused for what the event says (for a batch: lines refused); not retried.
     pub rejected: u64,
-    /// Requests not sent because the partner's client-certificate rules refuse how they
-    /// came (none of the partner's certificates where one is required, or another
-    /// partner's); done, never sent.
+    /// Requests not sent because the partner's rules in force refuse how they came (none
+    /// of the partner's certificates where one is required, another partner's
+    /// certificate, an address outside its allow-list); done, never sent.
     pub refused_by_rules: u64,
+    /// Requests left unsent because they came without a client certificate while the
+    /// partner lists certificate identities, and the run was not told that is fine
+    /// (`--allow-no-certificate`): not done, a later run may send them.
+    pub left_without_certificate: u64,
     /// Requests of partners other than `--partner`, not replayed yet.
     pub skipped_other_partners: u64,
     /// Requests of blocked partners, not replayed yet.
@@ -122,7 +126,19 @@ impl fmt::Display for ReplaySummary {
             self.blocked.len()
         )?;
         if self.refused_by_rules > 0 {
-            write!(f, "; {} requests not sent: they came without the client certificate their partner requires", self.refused_by_rules)?;
+            write!(
+                f,
+                "; {} requests not sent: their partner's rules refuse how they came (certificate or address)",
+                self.refused_by_rules
+            )?;
+        }
+        if self.left_without_certificate > 0 {
+            write!(
+                f,
+                "; {} requests left: they came without a client certificate and their partner lists certificates \
+                 (--allow-no-certificate sends them)",
+                self.left_without_certificate
+            )?;
         }
         Ok(())
     }
@@ -163,10 +179,22 @@ pub fn list_line(file: &Path, offset: u64, replayed: bool, record: &Quarantined<
     .to_string()
 }
 
-/// Replays every request not replayed yet (of `partner`, if given) to `addr`. Blocked
-/// partners are in the summary, not an error: the caller decides the exit status.
-pub fn replay(dir: &Path, ring: &KeyRing, addr: SocketAddr, partner: Option<&str>, now_ms: i64) -> Result<ReplaySummary, ReplayError> {
-    let mut run = Run { ring, addr, now_ms, wanted: partner, summary: ReplaySummary::default(), blocked: BTreeMap::new() };
+/// Which requests a replay sends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayScope<'a> {
+    /// Only this partner's requests.
+    pub partner: Option<&'a str>,
+    /// Also send requests that came without a client certificate from partners that list
+    /// certificate identities (`client_cert = "optional"` partners whose plain requests
+    /// are genuine). Off by default: a replay runs with `required` relaxed to
+    /// `optional`, and the ring it reads cannot tell that relaxation from the real thing.
+    pub allow_no_certificate: bool,
+}
+
+/// Replays every request not replayed yet (within `scope`) to `addr`. Blocked partners
+/// are in the summary, not an error: the caller decides the exit status.
+pub fn replay(dir: &Path, ring: &KeyRing, addr: SocketAddr, scope: ReplayScope<'_>, now_ms: i64) -> Result<ReplaySummary, ReplayError> {
+    let mut run = Run { ring, addr, now_ms, scope, summary: ReplaySummary::default(), blocked: BTreeMap::new() };
     for file in quarantine::quarantine_files(dir).map_err(|source| ReplayError::Read { path: dir.to_owned(), source })? {
         run.replay_file(&file)?;
     }
@@ -178,7 +206,7 @@ struct Run<'r> {
     ring: &'r KeyRing,
     addr: SocketAddr,
     now_ms: i64,
-    wanted: Option<&'r str>,
+    scope: ReplayScope<'r>,
     summary: ReplaySummary,
     /// At most `BLOCKED_PARTNERS_MAX`.
     blocked: BTreeMap<String, Blocked>,
@@ -219,7 +247,7 @@ impl Run<'_> {
     /// Sends `record` unless it is another partner's or its partner is blocked; true if
     /// it is done.
     fn offer(&mut self, record: &Quarantined<'_>) -> Result<bool, ReplayError> {
-        if self.wanted.is_some_and(|wanted| wanted != record.partner) {
+        if self.scope.partner.is_some_and(|wanted| wanted != record.partner) {
             self.summary.skipped_other_partners += 1;
             return Ok(false);
         }
@@ -228,11 +256,18 @@ impl Run<'_> {
             self.summary.blocked_left += 1;
             return Ok(false);
         }
-        if let Some(partner) = self.ring.partner_by_name(record.partner.as_bytes())
-            && refused_by_rules(self.ring, partner, record)
-        {
-            self.summary.refused_by_rules += 1;
-            return Ok(true);
+        if let Some(partner) = self.ring.partner_by_name(record.partner.as_bytes()) {
+            match rules_check(self.ring, partner, record, self.scope.allow_no_certificate) {
+                RulesCheck::Pass => {}
+                RulesCheck::Refused => {
+                    self.summary.refused_by_rules += 1;
+                    return Ok(true);
+                }
+                RulesCheck::NoCertificate => {
+                    self.summary.left_without_certificate += 1;
+                    return Ok(false);
+                }
+            }
         }
         let verdict = match self.signed_request(record) {
             Some(request) => {
@@ -281,15 +316,37 @@ impl Run<'_> {
     }
 }
 
-/// Whether `partner`'s client-certificate rules refuse `record` as it came. A record from
-/// before connections were recorded has no identity on file, so a partner that requires
-/// a client certificate refuses it.
-fn refused_by_rules(ring: &KeyRing, partner: usize, record: &Quarantined<'_>) -> bool {
-    let identity = match record.transport {
-        Some(transport) => transport.tls_identity,
-        None => return ring.partner(partner).client_cert == ClientCert::Required,
-    };
-    authorize_certificate(ring, partner, identity).is_err()
+/// What `partner`'s rules in force say of `record` as it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RulesCheck {
+    Pass,
+    /// Refused for good: its certificate is not the partner's, or it came from outside the
+    /// partner's allow-list.
+    Refused,
+    /// No certificate identity on file for a partner that lists certificates: left for a
+    /// run that says such requests are genuine.
+    NoCertificate,
+}
+
+/// Judges `record` by the connection it came on, as recorded. The ring replay reads may
+/// have `required` relaxed to `optional` for the replay itself, so a record without a
+/// certificate identity (including one kept before connections were recorded) is sent
+/// for a partner that lists certificates only when the operator says so. A record
+/// without a recorded address (kept before addresses were recorded) had the allow-list
+/// checked when it was kept.
+fn rules_check(ring: &KeyRing, partner: usize, record: &Quarantined<'_>, allow_no_certificate: bool) -> RulesCheck {
+    let rules = ring.partner(partner);
+    let transport = record.transport.unwrap_or_default();
+    if transport.client_ip.is_some() && !rules.allows_ip(transport.client_ip) {
+        return RulesCheck::Refused;
+    }
+    match transport.tls_identity {
+        Some(identity) if authorize_certificate(ring, partner, Some(identity)).is_err() => RulesCheck::Refused,
+        Some(_) => RulesCheck::Pass,
+        None if rules.client_cert == ClientCert::Required => RulesCheck::Refused,
+        None if !rules.tls_identities.is_empty() && !allow_no_certificate => RulesCheck::NoCertificate,
+        None => RulesCheck::Pass,
+    }
 }
 
 /// Sends one request on a fresh connection and reads the status and body.
@@ -417,15 +474,19 @@ mod tests {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let addr = fake_server(answers, sent.clone());
 
-        let summary = replay(dir.path(), &ring(), addr, Some("a"), NOW_MS).unwrap();
+        let summary = replay(dir.path(), &ring(), addr, ReplayScope { partner: Some("a"), ..ReplayScope::default() }, NOW_MS).unwrap();
         assert_eq!((summary.replayed, summary.accepted, summary.skipped_other_partners), (2, 2, 2));
         let flags: Vec<bool> = replayed_flags(dir.path()).into_iter().map(|(_, replayed)| replayed).collect();
         assert_eq!(flags, [true, false, true, false]);
         assert!(fs::read_to_string(progress_path(&file)).unwrap().contains("\"partners\":{\"a\":"));
 
-        let summary = replay(dir.path(), &ring(), addr, Some("b"), NOW_MS).unwrap();
+        let summary = replay(dir.path(), &ring(), addr, ReplayScope { partner: Some("b"), ..ReplayScope::default() }, NOW_MS).unwrap();
         assert_eq!((summary.replayed, summary.skipped_other_partners), (2, 0));
-        assert_eq!(replay(dir.path(), &ring(), addr, None, NOW_MS).unwrap(), ReplaySummary::default(), "a second run sends nothing");
+        assert_eq!(
+            replay(dir.path(), &ring(), addr, ReplayScope::default(), NOW_MS).unwrap(),
+            ReplaySummary::default(),
+            "a second run sends nothing"
+        );
         assert_eq!(*sent.lock().unwrap(), ["ka", "ka", "kb", "kb"]);
         let end = fs::metadata(&file).unwrap().len();
         assert_eq!(fs::read_to_string(progress_path(&file)).unwrap(), format!("{end}\n"), "folded back into the old format");
@@ -444,7 +505,7 @@ mod tests {
         let answers = Arc::new(Mutex::new(vec![("ka", ACCEPTED), ("kb", IP_NOT_ALLOWED)]));
         let sent = Arc::new(Mutex::new(Vec::new()));
         let addr = fake_server(answers.clone(), sent.clone());
-        let summary = replay(dir.path(), &ring(), addr, None, NOW_MS).unwrap();
+        let summary = replay(dir.path(), &ring(), addr, ReplayScope::default(), NOW_MS).unwrap();
         assert_eq!((summary.replayed, summary.accepted, summary.rejected, summary.blocked_left), (1, 1, 0, 2));
         let cause = Cause::Refused { status: 403, code: "ip_not_allowed".to_owned() };
         assert_eq!(summary.blocked, [Blocked { partner: "b".to_owned(), cause, left: 2 }]);
@@ -453,10 +514,10 @@ mod tests {
         assert_eq!(replayed_flags(dir.path()).iter().map(|(_, replayed)| *replayed).collect::<Vec<_>>(), [true, true, true, false, false]);
 
         answers.lock().unwrap()[1].1 = ACCEPTED;
-        let summary = replay(dir.path(), &ring(), addr, None, NOW_MS).unwrap();
+        let summary = replay(dir.path(), &ring(), addr, ReplayScope::default(), NOW_MS).unwrap();
         assert_eq!((summary.replayed, summary.blocked_left), (2, 0));
         assert!(replayed_flags(dir.path()).iter().all(|(_, replayed)| *replayed));
-        assert_eq!(replay(dir.path(), &ring(), addr, None, NOW_MS).unwrap().replayed, 0);
+        assert_eq!(replay(dir.path(), &ring(), addr, ReplayScope::default(), NOW_MS).unwrap().replayed, 0);
         assert_eq!(sent.lock().unwrap().len(), 4);
     }
 
@@ -466,7 +527,7 @@ mod tests {
         quarantine(dir.path(), &["gone", "a"]);
         let sent = Arc::new(Mutex::new(Vec::new()));
         let addr = fake_server(Arc::new(Mutex::new(vec![("ka", ACCEPTED)])), sent);
-        let summary = replay(dir.path(), &ring(), addr, None, NOW_MS).unwrap();
+        let summary = replay(dir.path(), &ring(), addr, ReplayScope::default(), NOW_MS).unwrap();
         assert_eq!((summary.replayed, summary.blocked_left), (1, 1));
         assert_eq!(summary.blocked[0].cause, Cause::NoKey);
         assert!(summary.blocked[0].to_string().starts_with("partner \"gone\" blocked: no key"), "{}", summary.blocked[0]);

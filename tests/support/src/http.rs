@@ -124,11 +124,23 @@ impl Client {
     pub fn try_connect(addr: SocketAddr) -> io::Result<Client> {
         Ok(Client::over(connect_tcp(addr)?))
     }
+
+    /// A client whose connection comes from `source` (another loopback address, say
+    /// 127.0.0.2, to stand for a partner's host apart from the operator's).
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).expect("socket");
+        socket.bind(&SocketAddr::new(source, 0).into()).unwrap_or_else(|e| panic!("bind {source}: {e}"));
+        socket.connect_timeout(&addr.into(), Duration::from_secs(5)).unwrap_or_else(|e| panic!("connect {addr} from {source}: {e}"));
+        Client::over(with_client_options(TcpStream::from(socket)).expect("socket options"))
+    }
 }
 
 /// A TCP connection with the test client's timeouts and no Nagle delay.
 pub fn connect_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    with_client_options(TcpStream::connect_timeout(&addr, Duration::from_secs(5))?)
+}
+
+fn with_client_options(stream: TcpStream) -> io::Result<TcpStream> {
     stream.set_read_timeout(Some(Duration::from_millis(CLIENT_READ_TIMEOUT_MS)))?;
     stream.set_write_timeout(Some(Duration::from_millis(CLIENT_READ_TIMEOUT_MS)))?;
     stream.set_nodelay(true)?;
@@ -247,6 +259,14 @@ impl<S: Read + Write> Client<S> {
 }
 
 impl Client {
+    /// `try_read_response` with a read timeout of `within` instead of the default.
+    pub fn try_read_response_within(&mut self, within: Duration) -> io::Result<Option<Response>> {
+        self.stream.set_read_timeout(Some(within))?;
+        let response = self.try_read_response();
+        self.stream.set_read_timeout(Some(Duration::from_millis(CLIENT_READ_TIMEOUT_MS)))?;
+        response
+    }
+
     /// True when the server closes the connection (EOF or reset) within `within`,
     /// with no further response bytes.
     pub fn is_closed_by_peer(&mut self, within: Duration) -> bool {

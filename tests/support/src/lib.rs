@@ -23,7 +23,7 @@ pub mod tail;
 
 pub use http::*;
 pub use json::{Json, ParseJson};
-pub use process::{EXIT_TIMEOUT_MS, READY_TIMEOUT_MS, Server, StoppedThread, bin, kill, run_sluice};
+pub use process::{EXIT_TIMEOUT_MS, READY_TIMEOUT_MS, Server, StoppedThread, bin, kill, run_sluice, thread_named};
 pub use sandbox::*;
 pub use sign::*;
 pub use tail::*;

@@ -44,6 +44,18 @@ fn signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
     if kill(pid, signal) == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
+/// The thread id of the thread named `name` in process `pid`.
+pub fn thread_named(pid: u32, name: &str) -> libc::pid_t {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task") {
+        let task = task.expect("a task entry");
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            return task.file_name().to_str().and_then(|name| name.parse().ok()).expect("a numeric thread id");
+        }
+    }
+    panic!("no thread {name} in process {pid}");
+}
+
 /// One thread of a child process, stopped with ptrace (`PTRACE_SEIZE` +
 /// `PTRACE_INTERRUPT` on that thread only; the rest of the process runs on) until this is
 /// dropped, when it is detached and runs again.
