@@ -152,11 +152,11 @@ impl Shard {
             self.core.remember_answer(&remember, &written, &scratch[written.body.clone()]);
         }
         self.core.recycle_results(pending.results);
-        let conn = &mut self.conns[slot as usize];
-        if conn.is_reading() && !conn.input.is_empty() {
+        // Framing goes on behind the resolved request; `drive` alone decides when the
+        // input of a peer that closed is worked off.
+        if self.conns[slot as usize].is_reading() {
             return self.drive(slot);
         }
-        conn.step(Event::InputFramed, &self.clock);
         self.after_progress(slot);
     }
 
