@@ -13,7 +13,7 @@ use clap::Parser;
 use sluice::config::{self, Config};
 use sluice::log::{DataDir, StorageError};
 use sluice::shard::ServeError;
-use sluice::tools::cli::{Cli, Command, QuarantineAction};
+use sluice::tools::cli::{Cli, Command, LogsArgs, QuarantineAction};
 use sluice::tools::{check_config, cli, keys, quarantine, tail, tune};
 
 /// A failure with its exit status.
@@ -48,7 +48,8 @@ fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check(config),
-        Command::Tail { config, data_dir, partition, from, follow } => tail(config, data_dir, partition, &from, follow),
+        Command::Tail { logs, from, follow } => tail(logs, &from, follow),
+        Command::CheckLog { logs } => check_log(logs),
         Command::Keys { keys_file, config, action } => {
             let path = match keys_file {
                 Some(path) => path,
@@ -111,16 +112,31 @@ fn check(given: Option<PathBuf>) -> Result<(), Failure> {
     Ok(())
 }
 
-fn tail(config: Option<PathBuf>, data_dir: Option<PathBuf>, partition: Option<u32>, from: &str, follow: bool) -> Result<(), Failure> {
-    let data_dir = match data_dir {
+/// The data dir a reading command names: `--data-dir`, else the configuration's.
+fn logs_dir(logs: LogsArgs) -> Result<DataDir, Failure> {
+    let data_dir = match logs.data_dir {
         Some(dir) => dir,
-        None => load_config(config)?.0.storage.data_dir,
+        None => load_config(logs.config)?.0.storage.data_dir,
     };
+    DataDir::open_existing(&data_dir).map_err(usage)
+}
+
+fn tail(logs: LogsArgs, from: &str, follow: bool) -> Result<(), Failure> {
     let start = tail::parse_start(from).map_err(|message| usage(anyhow::anyhow!(message)))?;
-    let dir = DataDir::open_existing(&data_dir).map_err(usage)?;
+    let partition = logs.partition;
+    let dir = logs_dir(logs)?;
     let options = tail::TailOptions { partition, start, follow };
-    tail::run(&dir, &options, &mut io::stdout().lock()).map_err(|error| match error {
+    tail::run(&dir, &options, &mut io::stdout().lock(), &mut io::stderr()).map_err(|error| match error {
         tail::TailError::NoSuchPartition { .. } => usage(error),
+        other => failure(other),
+    })
+}
+
+fn check_log(logs: LogsArgs) -> Result<(), Failure> {
+    let partition = logs.partition;
+    let dir = logs_dir(logs)?;
+    sluice::tools::check_log::run(&dir, partition, &mut io::stdout().lock()).map_err(|error| match error {
+        sluice::tools::check_log::CheckLogError::Storage(StorageError::NoSuchPartition { .. }) => usage(error),
         other => failure(other),
     })
 }

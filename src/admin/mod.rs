@@ -64,14 +64,49 @@ fn serve_one(mut stream: TcpStream, control: &Control, reloadables: &Reloadables
     match path.as_str() {
         "/metrics" => respond(&mut stream, 200, "text/plain; version=0.0.4", &control.render_metrics()),
         "/healthz" => respond(&mut stream, 200, "application/json", "{\"status\":\"ok\"}"),
-        "/readyz" if control.is_ready() => respond(&mut stream, 200, "application/json", "{\"status\":\"ready\"}"),
-        "/readyz" => respond(
-            &mut stream,
-            503,
-            "application/json",
-            "{\"error\":{\"code\":\"not_ready\",\"message\":\"starting, draining, a shard stalled, or storage refusing writes\"}}",
-        ),
+        "/readyz" if control.is_ready() => respond(&mut stream, 200, "application/json", &readiness(control, None)),
+        "/readyz" => respond(&mut stream, 503, "application/json", &readiness(control, Some(not_ready_reason(control)))),
         _ => respond(&mut stream, 404, "application/json", "{\"error\":{\"code\":\"not_found\",\"message\":\"no such endpoint\"}}"),
+    }
+}
+
+/// What is keeping the node from being ready, for the `/readyz` message.
+fn not_ready_reason(control: &Control) -> &'static str {
+    use std::sync::atomic::Ordering::Acquire;
+    if control.draining.load(Acquire) {
+        "draining"
+    } else if control.storage_failed.load(Acquire) {
+        "storage is fail-stop after a failed fdatasync: restart to recover"
+    } else if control.storage_refusing.load(Acquire) {
+        "storage is refusing writes (disk full or failing)"
+    } else if control.stalled.load(Acquire) {
+        "a shard stalled"
+    } else {
+        "starting"
+    }
+}
+
+/// The `/readyz` body: `{"status":"ready"}` or the `not_ready` error, plus, when
+/// recovery found damaged records, a `storage` detail naming them (a node with damage
+/// still takes writes; the damage is for the operator, also in
+/// `sluice_log_damaged_offsets` and the start-up log).
+fn readiness(control: &Control, not_ready: Option<&str>) -> String {
+    const RANGES_SHOWN_MAX: usize = 16;
+    let damage = control.damage.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let detail = if damage.is_empty() {
+        String::new()
+    } else {
+        let total: u64 = damage.iter().map(|(_, range)| range.count()).sum();
+        let ranges: Vec<String> = damage
+            .iter()
+            .take(RANGES_SHOWN_MAX)
+            .map(|(partition, range)| format!("{{\"partition\":{partition},\"from\":{},\"to\":{}}}", range.from, range.to))
+            .collect();
+        format!(",\"storage\":{{\"damaged_offsets\":{total},\"damaged_ranges\":{},\"damaged\":[{}]}}", damage.len(), ranges.join(","))
+    };
+    match not_ready {
+        None => format!("{{\"status\":\"ready\"{detail}}}"),
+        Some(reason) => format!("{{\"error\":{{\"code\":\"not_ready\",\"message\":\"{reason}\"}}{detail}}}"),
     }
 }
 

@@ -70,16 +70,37 @@ pub struct DecodedRecord<'a> {
     pub stored_bytes: usize,
 }
 
-/// Where a scan of a segment's records stopped and what it saw on the way.
+/// Offsets a scan expected but could not read: records damaged in place, or missing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Damage {
+    /// Bytes of the segment the damaged records occupied (empty when records are
+    /// missing without a trace: an offset jump between two valid records).
+    pub from_position: usize,
+    pub to_position: usize,
+    /// The missing offsets, `from_offset..to_offset`.
+    pub from_offset: u64,
+    pub to_offset: u64,
+    /// What the first unreadable record looked like.
+    pub reason: FormatError,
+}
+
+/// Where a scan of a segment's records stopped and what it saw on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanOutcome {
     /// Position just after the last valid record: where the next record goes.
     pub end_position: usize,
+    /// Valid records seen.
     pub records: u64,
+    /// Offset after the last valid record (the base offset when there is none).
+    pub end_offset: u64,
     /// Largest `ingest_ms` among the valid records; `i64::MIN` when there are none.
     pub last_ingest_ms: i64,
-    /// `Some` when the scan stopped at a damaged record rather than at unwritten space.
-    pub invalid: Option<FormatError>,
+    /// Damage with valid records after it, oldest first: every intact record around it
+    /// was kept and visited.
+    pub damage: Vec<Damage>,
+    /// `Some` when non-zero bytes after the last valid record do not form one: a torn
+    /// tail (nothing valid follows it), with what the first of them looked like.
+    pub torn_tail: Option<FormatError>,
 }
 
 fn u16_at(bytes: &[u8; RECORD_HEADER_BYTES], at: usize) -> u16 {
@@ -220,33 +241,95 @@ pub fn write_record_uncommitted(out: &mut [u8], offset: u64, ingest_ms: i64, eve
     Ok(body_len)
 }
 
-/// Walks the records of a whole segment (`segment` starts at the segment header) from
-/// the first record position, checking that offsets run densely from `base_offset`,
-/// and calls `visit` for each valid one. Stops at unwritten space, at the end of the
-/// segment, or at the first damaged record.
-pub fn scan_records<'a>(segment: &'a [u8], base_offset: u64, mut visit: impl FnMut(&DecodedRecord<'a>)) -> ScanOutcome {
-    let mut outcome = ScanOutcome { end_position: SEGMENT_HEADER_BYTES, records: 0, last_ingest_ms: i64::MIN, invalid: None };
-    // Bounded by the segment length: every record advances the position by >= 40 bytes.
-    while outcome.end_position + RECORD_HEADER_BYTES <= segment.len() {
-        let record = match decode_record(&segment[outcome.end_position..]) {
-            Ok(record) => record,
-            Err(FormatError::Uncommitted) => break,
-            Err(error) => {
-                outcome.invalid = Some(error);
+/// Walks the records of `segment` (a whole segment file, header included) whose first
+/// record carries `base_offset`, and calls `visit` for each valid one in order.
+///
+/// Damage is told from a torn tail by what follows it: after an unreadable record the
+/// scan looks, at every record alignment, for the next valid record with an offset at
+/// least the one expected. Found: the stretch is [`Damage`] and the scan goes on from
+/// there, so an intact record is never lost behind a damaged one. Not found: the bytes
+/// are a torn tail (`torn_tail`), or the normal unwritten end when they are all zero.
+/// A false resynchronisation needs a 32-byte header with the record magic and a
+/// matching CRC-32C; event bytes cannot carry one by accident, because stored events
+/// are JSON text and a record header always holds zero bytes, which JSON text cannot.
+pub fn scan_segment<'a>(segment: &'a [u8], base_offset: u64, mut visit: impl FnMut(&DecodedRecord<'a>)) -> ScanOutcome {
+    let mut outcome = ScanOutcome {
+        end_position: SEGMENT_HEADER_BYTES,
+        records: 0,
+        end_offset: base_offset,
+        last_ingest_ms: i64::MIN,
+        damage: Vec::new(),
+        torn_tail: None,
+    };
+    let mut position = SEGMENT_HEADER_BYTES;
+    // Bounded: every pass either consumes a record or jumps to a later position.
+    while position + RECORD_HEADER_BYTES <= segment.len() {
+        let expected = outcome.end_offset;
+        let problem = match decode_record(&segment[position..]) {
+            Ok(record) if record.offset == expected => {
+                visit(&record);
+                position += record.stored_bytes;
+                outcome.end_position = position;
+                outcome.end_offset = expected + 1;
+                outcome.records += 1;
+                outcome.last_ingest_ms = outcome.last_ingest_ms.max(record.ingest_ms);
+                continue;
+            }
+            Ok(record) if record.offset > expected => {
+                // Whole records, but offsets missing between them.
+                let reason = FormatError::OffsetOutOfSequence { expected, found: record.offset };
+                outcome.damage.push(Damage {
+                    from_position: position,
+                    to_position: position,
+                    from_offset: expected,
+                    to_offset: record.offset,
+                    reason,
+                });
+                outcome.end_offset = record.offset;
+                continue;
+            }
+            Ok(record) => FormatError::OffsetOutOfSequence { expected, found: record.offset },
+            Err(FormatError::Uncommitted) if segment[position..].iter().all(|&b| b == 0) => break,
+            Err(error) => error,
+        };
+        match resynchronise(segment, position + RECORD_ALIGN_BYTES, expected) {
+            Some((next, offset)) => {
+                outcome.damage.push(Damage {
+                    from_position: position,
+                    to_position: next,
+                    from_offset: expected,
+                    to_offset: offset,
+                    reason: problem,
+                });
+                outcome.end_offset = offset;
+                position = next;
+            }
+            None => {
+                outcome.torn_tail = Some(problem);
                 break;
             }
-        };
-        let expected = base_offset.wrapping_add(outcome.records);
-        if record.offset != expected {
-            outcome.invalid = Some(FormatError::OffsetOutOfSequence { expected, found: record.offset });
-            break;
         }
-        visit(&record);
-        outcome.end_position += record.stored_bytes;
-        outcome.records += 1;
-        outcome.last_ingest_ms = outcome.last_ingest_ms.max(record.ingest_ms);
     }
     outcome
+}
+
+/// The first position at or after `from` (rounded up to the record alignment) holding a
+/// valid record whose offset is at least `expected`, with that offset.
+pub fn resynchronise(segment: &[u8], from: usize, expected: u64) -> Option<(usize, u64)> {
+    let mut position = from.next_multiple_of(RECORD_ALIGN_BYTES);
+    // Bounded by the segment length, one alignment step per pass; the magic is compared
+    // first, so a pass over zeros or noise costs a 4-byte load.
+    while position + RECORD_HEADER_BYTES <= segment.len() {
+        let magic_at = position + 28;
+        if segment[magic_at..magic_at + 4] == RECORD_MAGIC.to_le_bytes()
+            && let Ok(record) = decode_record(&segment[position..])
+            && record.offset >= expected
+        {
+            return Some((position, record.offset));
+        }
+        position += RECORD_ALIGN_BYTES;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -298,9 +381,9 @@ mod tests {
     fn records_round_trip_with_padding() {
         let segment = segment_with(&[(b"id-1", b"{\"a\":1}"), (b"", b"x"), (b"only-id", b"")], 40);
         let mut seen = Vec::new();
-        let outcome = scan_records(&segment, 40, |r| seen.push((r.offset, r.ingest_ms, r.event_id, r.event)));
-        assert_eq!(outcome.records, 3);
-        assert_eq!(outcome.invalid, None);
+        let outcome = scan_segment(&segment, 40, |r| seen.push((r.offset, r.ingest_ms, r.event_id, r.event)));
+        assert_eq!((outcome.records, outcome.end_offset), (3, 43));
+        assert_eq!((outcome.torn_tail, outcome.damage.len()), (None, 0));
         assert_eq!(outcome.last_ingest_ms, 1002);
         assert_eq!(outcome.end_position, 64 + 48 + 40 + 40);
         assert_eq!(seen[0], (40, 1000, &b"id-1"[..], &b"{\"a\":1}"[..]));
@@ -314,17 +397,55 @@ mod tests {
         for bit in 0..(RECORD_HEADER_BYTES + 20) * 8 {
             let mut damaged = segment.clone();
             damaged[SEGMENT_HEADER_BYTES + bit / 8] ^= 1 << (bit % 8);
-            let outcome = scan_records(&damaged, 0, |_| {});
+            let outcome = scan_segment(&damaged, 0, |_| {});
             assert_eq!(outcome.records, 0, "bit {bit} went unnoticed");
             assert_eq!(outcome.end_position, SEGMENT_HEADER_BYTES);
+            assert!(outcome.torn_tail.is_some(), "bit {bit}: damage with nothing after it is a torn tail");
         }
     }
 
     #[test]
-    fn offsets_must_be_dense() {
+    fn damage_before_intact_records_is_passed_over_not_cut() {
+        let records: Vec<(&[u8], &[u8])> = vec![(b"a", b"{\"n\":1}"), (b"b", b"{\"n\":2}"), (b"c", b"{\"n\":3}"), (b"d", b"{\"n\":4}")];
+        let segment = segment_with(&records, 100);
+        let record_bytes = stored_len(1 + 7) as usize;
+        // Flip a byte of the second record, then zero the whole third one (a lost block).
+        let mut damaged = segment.clone();
+        damaged[SEGMENT_HEADER_BYTES + record_bytes + 20] ^= 0x40;
+        damaged[SEGMENT_HEADER_BYTES + 2 * record_bytes..SEGMENT_HEADER_BYTES + 3 * record_bytes].fill(0);
+        let mut seen = Vec::new();
+        let outcome = scan_segment(&damaged, 100, |r| seen.push(r.offset));
+        assert_eq!(seen, [100, 103]);
+        assert_eq!((outcome.records, outcome.end_offset, outcome.torn_tail), (2, 104, None));
+        assert_eq!(outcome.end_position, SEGMENT_HEADER_BYTES + 4 * record_bytes);
+        let [damage] = outcome.damage[..] else { panic!("{:?}", outcome.damage) };
+        assert_eq!((damage.from_offset, damage.to_offset), (101, 103));
+        assert_eq!(
+            (damage.from_position, damage.to_position),
+            (SEGMENT_HEADER_BYTES + record_bytes, SEGMENT_HEADER_BYTES + 3 * record_bytes)
+        );
+        assert!(matches!(damage.reason, FormatError::BadChecksum { .. }));
+    }
+
+    #[test]
+    fn offset_jumps_are_damage_and_stale_offsets_are_not_records() {
         let segment = segment_with(&[(b"a", b"1"), (b"b", b"2")], 10);
-        let outcome = scan_records(&segment, 9, |_| {});
-        assert_eq!(outcome.invalid, Some(FormatError::OffsetOutOfSequence { expected: 9, found: 10 }));
+        let outcome = scan_segment(&segment, 9, |_| {});
+        assert_eq!((outcome.records, outcome.end_offset), (2, 12));
+        assert_eq!((outcome.damage[0].from_offset, outcome.damage[0].to_offset), (9, 10));
+        let outcome = scan_segment(&segment, 11, |_| {});
+        assert_eq!((outcome.records, outcome.end_offset), (1, 12), "offset 10 is below the expected 11");
+        assert_eq!(outcome.damage.len(), 1);
+    }
+
+    #[test]
+    fn garbage_after_the_end_is_a_torn_tail() {
+        let mut segment = segment_with(&[(b"a", b"1")], 0);
+        let end = SEGMENT_HEADER_BYTES + stored_len(2) as usize;
+        segment[end + 100] = 7;
+        let outcome = scan_segment(&segment, 0, |_| {});
+        assert_eq!((outcome.records, outcome.end_position), (1, end));
+        assert_eq!(outcome.torn_tail, Some(FormatError::Uncommitted));
     }
 
     #[test]
@@ -352,9 +473,9 @@ mod tests {
             }
             let _ = decode_record(&buf);
             let _ = decode_segment_header(&buf);
-            let _ = scan_records(&buf, noise.next(), |_| {});
+            let _ = scan_segment(&buf, noise.next(), |_| {});
             let cut = (noise.next() as usize) % valid.len();
-            let _ = scan_records(&valid[..cut], 0, |_| {});
+            let _ = scan_segment(&valid[..cut], 0, |_| {});
             let _ = decode_record(&valid[SEGMENT_HEADER_BYTES.min(cut)..cut]);
         }
     }

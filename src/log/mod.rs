@@ -16,6 +16,7 @@ mod recovery;
 #[allow(unsafe_code, reason = "memory-mapped segments and their atomic commit word")]
 mod segment;
 mod spare;
+mod verify;
 
 use std::io;
 use std::path::PathBuf;
@@ -23,7 +24,8 @@ use std::path::PathBuf;
 pub use datadir::DataDir;
 pub use format::{DecodedRecord, FormatError, decode_record};
 pub use partition::PartitionLog;
-pub use reader::{LogReader, StartAt};
+pub use reader::{Gap, GapCause, LogReader, StartAt};
+pub use verify::{PartitionCheck, verify_partition};
 
 /// Process-wide counters of the segment preparer (see `spare.rs`), for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,9 +84,24 @@ pub enum StorageError {
     PartitionLocked { path: PathBuf },
     #[error("{path}: {reason}; move the file away to start without it")]
     Corrupt { path: PathBuf, reason: String },
+    /// An fdatasync or directory fsync failed. The kernel may have dropped the dirty
+    /// pages it covered and clears the error once reported, so a retry that succeeds
+    /// proves nothing: whoever sees this stops acknowledging writes (fail-stop).
+    #[error("{operation} {path} failed: {source}; data written before it may not be on disk")]
+    SyncFailed { path: PathBuf, operation: &'static str, source: io::Error },
 }
 
 impl StorageError {
+    /// Wraps a failed fdatasync/fsync (whatever its errno, ENOSPC included).
+    pub(crate) fn sync(path: impl Into<PathBuf>, operation: &'static str, source: io::Error) -> StorageError {
+        StorageError::SyncFailed { path: path.into(), operation, source }
+    }
+
+    /// True for [`StorageError::SyncFailed`]: the caller must go fail-stop.
+    pub fn is_sync_failure(&self) -> bool {
+        matches!(self, StorageError::SyncFailed { .. })
+    }
+
     /// Wraps an I/O error; ENOSPC and EDQUOT become [`StorageError::DiskFull`].
     pub(crate) fn io(path: impl Into<PathBuf>, operation: &'static str, source: io::Error) -> StorageError {
         match source.raw_os_error() {
@@ -107,8 +124,26 @@ pub struct LogOptions {
     pub fsync: bool,
 }
 
+/// Offsets recovery or a reader expected but could not read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedOffsets {
+    /// The missing offsets, `from..to`.
+    pub from: u64,
+    pub to: u64,
+    /// The segment that should hold them.
+    pub path: PathBuf,
+    /// What was found instead, for the operator.
+    pub reason: String,
+}
+
+impl DamagedOffsets {
+    pub fn count(&self) -> u64 {
+        self.to - self.from
+    }
+}
+
 /// What recovery found when a [`PartitionLog`] was opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
     /// Valid records retained across all segments.
     pub records: u64,
@@ -116,9 +151,20 @@ pub struct RecoveryReport {
     pub segments: usize,
     /// Non-zero bytes after the last whole record of the last segment, now zeroed.
     pub truncated_bytes: u64,
-    /// Sealed segments that end in a damaged record or short of the next segment's base
-    /// offset; their valid prefix is kept and the rest is skipped.
+    /// Sealed segments with damage in them or that end short of the next segment's
+    /// base offset.
     pub corrupt_sealed_segments: usize,
+    /// Every range of offsets that was handed out but cannot be read back, oldest first.
+    /// Intact records around them are kept, the files are left as they are for the
+    /// operator, and the offsets are never handed out again.
+    pub damage: Vec<DamagedOffsets>,
+}
+
+impl RecoveryReport {
+    /// Offsets lost to damage.
+    pub fn damaged_offsets(&self) -> u64 {
+        self.damage.iter().map(DamagedOffsets::count).sum()
+    }
 }
 
 /// One record as stored. The slices borrow the segment mapping.

@@ -95,6 +95,7 @@ impl PartitionLog {
         })?;
         if let Some(summary) = self.segments.back_mut() {
             summary.records += 1;
+            summary.end_offset = offset + 1;
             summary.last_ingest_ms = summary.last_ingest_ms.max(ingest_ms);
         }
         self.next_offset += 1;
@@ -172,7 +173,7 @@ impl PartitionLog {
             Some(Taken::Ready(ready)) => {
                 let fresh = WritableSegment::from_spare(&self.dir, ready, &header)?;
                 if self.options.fsync {
-                    self.dir_file.sync_all().map_err(|e| StorageError::io(&self.dir, "fsync directory", e))?;
+                    self.dir_file.sync_all().map_err(|e| StorageError::sync(&self.dir, "fsync directory", e))?;
                 } else {
                     spare::sync_dir_later(&self.dir);
                 }
@@ -202,6 +203,7 @@ impl PartitionLog {
         self.segments.push_back(SegmentSummary {
             base_offset: header.base_offset,
             records: 0,
+            end_offset: header.base_offset,
             last_ingest_ms: i64::MIN,
             bytes: header.segment_bytes,
             path: fresh.path().to_owned(),
@@ -223,6 +225,11 @@ impl PartitionLog {
         if let Some(pending) = self.spare.take() {
             self.spare = pending.wait().map(spare::Pending::ready);
         }
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// Offset the next appended record will get.
@@ -297,17 +304,16 @@ impl PartitionLog {
             let file = File::open(&summary.path).map_err(|e| StorageError::io(&summary.path, "open", e))?;
             let bytes = file.metadata().map_err(|e| StorageError::io(&summary.path, "stat", e))?.len();
             let map = segment::map_read_only(&file, &summary.path, bytes)?;
-            // Recovery validated these bytes; stop at the same record count regardless.
-            let mut remaining = summary.records;
-            format::scan_records(&map, summary.base_offset, |record| {
-                if remaining > 0 {
-                    remaining -= 1;
+            // Recovery validated these bytes; stop where it stopped regardless.
+            let end_offset = summary.end_offset;
+            format::scan_segment(&map, summary.base_offset, |record| {
+                if record.offset < end_offset {
                     on_record(record);
                 }
             });
         }
         if let Some(active) = &self.active {
-            format::scan_records(active.bytes(), self.segments.back().map_or(0, |s| s.base_offset), on_record);
+            format::scan_segment(active.written(), self.segments.back().map_or(0, |s| s.base_offset), on_record);
         }
         Ok(())
     }

@@ -1,6 +1,10 @@
 //! A read-only follower of one partition's log, for `sluice tail` and other processes.
 //! It maps segments read-only and trusts a record only after an acquire load of its
 //! commit word and a CRC check, so it never takes a lock or talks to the writer.
+//!
+//! Offsets it cannot read back are never passed over silently: every gap (a damaged
+//! record, a segment cut short or missing, records retention deleted before they were
+//! read) is kept as a [`Gap`] for the caller to report (`take_gaps`).
 
 use std::fs::File;
 use std::ops::Range;
@@ -9,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use super::format::{self, SegmentHeader};
+use super::format::{self, FormatError, SegmentHeader};
 use super::segment::{self, SegmentFile};
 use super::{DataDir, RecordView, StorageError};
 use crate::constants::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
@@ -33,6 +37,53 @@ pub struct LogReader {
     current: Option<ReadSegment>,
     /// Records below this offset are passed over (`StartAt::Offset`, `Latest`).
     skip_below: u64,
+    /// Gaps found since the last `take_gaps`; bounded by the damage on disk, and the
+    /// caller drains it after each batch of reads.
+    gaps: Vec<Gap>,
+}
+
+/// Offsets a reader expected next but could not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// The offsets passed over, `from..to`.
+    pub from: u64,
+    pub to: u64,
+    pub cause: GapCause,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GapCause {
+    /// Bytes that do not decode as the expected record (bit flip, lost write).
+    Damaged { path: PathBuf, position: usize, reason: FormatError },
+    /// The segment ends before the next one begins (cut short, or a segment in between
+    /// is missing), while it is still on disk.
+    Missing { path: PathBuf },
+    /// Retention deleted the segment before the reader got to these records.
+    Retention,
+}
+
+impl std::fmt::Display for Gap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "offsets {}..{} ({} records) ", self.from, self.to, self.to - self.from)?;
+        match &self.cause {
+            GapCause::Damaged { path, position, reason } => {
+                write!(f, "are damaged at byte {position} of {}: {reason}", path.display())
+            }
+            GapCause::Missing { path } => {
+                write!(f, "are missing after the end of {} (segment cut short, or the next one deleted)", path.display())
+            }
+            GapCause::Retention => write!(f, "were deleted by retention before they were read"),
+        }
+    }
+}
+
+/// What the record at the current position of a segment is.
+enum Step {
+    Record(Located),
+    /// Unwritten (commit word 0) or past the end of the map.
+    End,
+    /// Bytes that are not the expected record.
+    Invalid(FormatError),
 }
 
 struct ReadSegment {
@@ -65,7 +116,7 @@ impl LogReader {
         if partition >= dir.partitions() {
             return Err(StorageError::NoSuchPartition { partition, partitions: dir.partitions() });
         }
-        let mut reader = LogReader { dir: dir.partition_dir(partition), current: None, skip_below: 0 };
+        let mut reader = LogReader { dir: dir.partition_dir(partition), current: None, skip_below: 0, gaps: Vec::new() };
         let (files, _) = segment::list(&reader.dir)?;
         match start {
             StartAt::Earliest => {}
@@ -74,7 +125,7 @@ impl LogReader {
                 if let Some(last) = files.last() {
                     let mut current = ReadSegment::open(last)?;
                     // Bounded by the segment length: each step passes one record.
-                    while current.step().is_some() {}
+                    while matches!(current.step(), Step::Record(_)) {}
                     reader.skip_below = current.next_offset;
                     reader.current = Some(current);
                 }
@@ -115,9 +166,57 @@ impl LogReader {
         Ok(())
     }
 
+    /// Gaps found since the last call, oldest first.
+    pub fn take_gaps(&mut self) -> Vec<Gap> {
+        std::mem::take(&mut self.gaps)
+    }
+
+    /// At the current end of the log, looks through the rest of the current segment for
+    /// a valid record beyond unwritten space (a zeroed block with records after it);
+    /// found, the skipped offsets become a gap and `next` goes on from there. A full
+    /// pass over the segment: for a reader about to stop (`tail` without `--follow`),
+    /// not for each poll of a follower. Returns whether it found one.
+    pub fn look_past_end(&mut self) -> bool {
+        let Some(current) = self.current.as_mut() else { return false };
+        match format::resynchronise(&current.map, current.position + RECORD_HEADER_BYTES, current.next_offset) {
+            Some((position, offset)) => {
+                let cause = GapCause::Damaged { path: current.path.clone(), position: current.position, reason: FormatError::Uncommitted };
+                let from = current.next_offset;
+                (current.position, current.next_offset) = (position, offset);
+                self.gap(from, offset, cause);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn gap(&mut self, from: u64, to: u64, cause: GapCause) {
+        let from = from.max(self.skip_below);
+        if from < to {
+            self.gaps.push(Gap { from, to, cause });
+        }
+    }
+
+    /// Moves from the finished current segment to `next`, recording the offsets between
+    /// them as a gap: missing while the current segment is still on disk, retention's
+    /// when it was deleted (retention deletes the oldest first).
+    fn move_to(&mut self, next: &SegmentFile) -> Result<(), StorageError> {
+        if let Some(current) = &self.current
+            && current.next_offset < next.base_offset
+        {
+            let cause = if current.path.exists() { GapCause::Missing { path: current.path.clone() } } else { GapCause::Retention };
+            let from = current.next_offset;
+            self.gap(from, next.base_offset, cause);
+        }
+        if let Some(opened) = open_unless_deleted(next)? {
+            self.current = Some(opened);
+        }
+        Ok(())
+    }
+
     fn locate(&mut self) -> Result<Option<Located>, StorageError> {
         // Bounded by the records and segments on disk: every pass either returns,
-        // passes one record, or moves to a later segment.
+        // passes one record, or moves to a later position or segment.
         loop {
             let Some(current) = self.current.as_mut() else {
                 let Some(first) = first_segment(&self.dir, self.skip_below)? else {
@@ -126,36 +225,67 @@ impl LogReader {
                 self.current = open_unless_deleted(&first)?;
                 continue;
             };
-            let found = match current.step() {
-                Some(located) => Some(located),
-                None => {
+            let step = match current.step() {
+                Step::End => {
                     current.remap_if_grown()?;
                     current.step()
                 }
+                other => other,
             };
-            let located = match found {
-                Some(located) => located,
-                None if current.next_offset == current.base_offset && current.replaced()? => {
+            let located = match step {
+                Step::Record(located) => located,
+                Step::End if current.next_offset == current.base_offset && current.replaced()? => {
                     self.reopen_current()?;
                     continue;
                 }
-                None => {
+                Step::Invalid(reason) => {
+                    // Damage with a valid record after it is passed over and reported;
+                    // without one it may be a torn tail the writer's recovery will cut
+                    // and rewrite, so it reads as the end until a later segment exists.
+                    let (position, expected) = (current.position, current.next_offset);
+                    if let Some((next_position, offset)) =
+                        format::resynchronise(&current.map, position + crate::constants::RECORD_ALIGN_BYTES, expected)
+                    {
+                        let cause = GapCause::Damaged { path: current.path.clone(), position, reason };
+                        (current.position, current.next_offset) = (next_position, offset);
+                        self.gap(expected, offset, cause);
+                        continue;
+                    }
+                    let Some(next) = later_segment(&self.dir, current.base_offset)? else {
+                        return Ok(None);
+                    };
+                    let cause = GapCause::Damaged { path: current.path.clone(), position, reason };
+                    let to = next.base_offset;
+                    if expected < to {
+                        self.gap(expected, to, cause);
+                    }
+                    if let Some(current) = self.current.as_mut() {
+                        current.next_offset = current.next_offset.max(to);
+                    }
+                    self.move_to(&next)?;
+                    continue;
+                }
+                Step::End => {
                     let Some(next) = later_segment(&self.dir, current.base_offset)? else {
                         return Ok(None);
                     };
                     // The writer finished this segment before creating `next`: look once
                     // more so a record committed just before the roll is not skipped.
                     match current.step() {
-                        Some(located) => located,
+                        Step::Record(located) => located,
                         // Replaced between the look above and the listing.
-                        None if current.next_offset == current.base_offset && current.replaced()? => {
+                        Step::End if current.next_offset == current.base_offset && current.replaced()? => {
                             self.reopen_current()?;
                             continue;
                         }
-                        None => {
-                            if let Some(opened) = open_unless_deleted(&next)? {
-                                self.current = Some(opened);
+                        Step::Invalid(_) => continue,
+                        Step::End => {
+                            // Sealed and short of the next segment: records after a zeroed
+                            // stretch are still read, then the rest is a gap.
+                            if current.next_offset < next.base_offset && self.look_past_end() {
+                                continue;
                             }
+                            self.move_to(&next)?;
                             continue;
                         }
                     }
@@ -216,18 +346,19 @@ impl ReadSegment {
     }
 
     /// Passes the record at `position` if one is published, whole and in sequence.
-    /// Anything else reads as "not yet": a torn tail is cut and rewritten by the
-    /// writer's recovery, after which the same position becomes readable.
-    fn step(&mut self) -> Option<Located> {
+    fn step(&mut self) -> Step {
         if self.position + RECORD_HEADER_BYTES > self.map.len() {
-            return None;
+            return Step::End;
         }
         if segment::load_commit_word(&self.map, self.position) == 0 {
-            return None;
+            return Step::End;
         }
-        let record = format::decode_record(&self.map[self.position..]).ok()?;
+        let record = match format::decode_record(&self.map[self.position..]) {
+            Ok(record) => record,
+            Err(reason) => return Step::Invalid(reason),
+        };
         if record.offset != self.next_offset {
-            return None;
+            return Step::Invalid(FormatError::OffsetOutOfSequence { expected: self.next_offset, found: record.offset });
         }
         let id_start = self.position + RECORD_HEADER_BYTES;
         let event_start = id_start + record.event_id.len();
@@ -239,7 +370,7 @@ impl ReadSegment {
         };
         self.position += record.stored_bytes;
         self.next_offset += 1;
-        Some(located)
+        Step::Record(located)
     }
 
     /// A segment mapped while the writer's recovery was still restoring its length

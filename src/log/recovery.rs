@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{self, FormatError, SegmentHeader};
 use super::segment::{self, SegmentFile, WritableSegment};
-use super::{LogOptions, RecoveryReport, StorageError};
+use super::{DamagedOffsets, LogOptions, RecoveryReport, StorageError};
 use crate::constants::{SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
 
 /// What retention needs to know about a segment without mapping it.
@@ -16,6 +16,8 @@ use crate::constants::{SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
 pub(crate) struct SegmentSummary {
     pub base_offset: u64,
     pub records: u64,
+    /// Offset after its last valid record (`base_offset` when it has none).
+    pub end_offset: u64,
     /// Largest `ingest_ms` of its records; `i64::MIN` when it has none.
     pub last_ingest_ms: i64,
     /// Size of the file: what deleting it frees.
@@ -45,29 +47,35 @@ pub(crate) fn recover(dir: &Path, dir_file: &File, partition: u32, options: &Log
         return Ok(Recovered { segments, active: None, next_offset: 0, report });
     };
     for (index, file) in sealed.iter().enumerate() {
-        let (summary, damaged) = recover_sealed(file, partition)?;
+        let (summary, mut damage) = recover_sealed(file, partition)?;
         let next_base = files[index + 1].base_offset;
-        let end = summary.base_offset + summary.records;
+        let end = summary.end_offset;
         if end > next_base {
             let reason = format!("records run to offset {end} but the next segment starts at {next_base}");
             return Err(StorageError::Corrupt { path: file.path.clone(), reason });
         }
-        if damaged || end < next_base {
+        if end < next_base {
+            let reason = "missing at the end of the segment (cut short or torn)".to_owned();
+            damage.push(DamagedOffsets { from: end, to: next_base, path: file.path.clone(), reason });
+        }
+        if !damage.is_empty() {
             report.corrupt_sealed_segments += 1;
         }
+        report.damage.append(&mut damage);
         report.records += summary.records;
         segments.push_back(summary);
     }
-    let (summary, active, truncated_bytes) = recover_last(last, partition, options)?;
+    let (summary, active, truncated_bytes, mut damage) = recover_last(last, partition, options)?;
+    report.damage.append(&mut damage);
     // Repairs (header, length, zeroed tail, removed leftovers) reach the disk before the
     // first new record; with nothing dirty these syncs cost next to nothing.
     if options.fsync {
         active.sync()?;
-        dir_file.sync_all().map_err(|e| StorageError::io(dir, "fsync directory", e))?;
+        dir_file.sync_all().map_err(|e| StorageError::sync(dir, "fsync directory", e))?;
     }
     report.records += summary.records;
     report.truncated_bytes = truncated_bytes;
-    let next_offset = summary.base_offset + summary.records;
+    let next_offset = summary.end_offset;
     segments.push_back(summary);
     Ok(Recovered { segments, active: Some(active), next_offset, report })
 }
@@ -85,27 +93,48 @@ fn check_identity(file: &SegmentFile, partition: u32, header: &SegmentHeader) ->
     Err(StorageError::Corrupt { path: file.path.clone(), reason })
 }
 
-/// Summarises a sealed segment read-only; `true` when it ends in damage.
-fn recover_sealed(file: &SegmentFile, partition: u32) -> Result<(SegmentSummary, bool), StorageError> {
+/// The scan's damage as offset ranges of the segment at `path`.
+pub(crate) fn damage_of(outcome: &format::ScanOutcome, path: &Path) -> Vec<DamagedOffsets> {
+    let describe = |damage: &format::Damage| {
+        let reason = if damage.from_position == damage.to_position {
+            format!("offsets skipped before byte {} ({})", damage.from_position, damage.reason)
+        } else {
+            format!("bytes {}..{} unreadable ({})", damage.from_position, damage.to_position, damage.reason)
+        };
+        DamagedOffsets { from: damage.from_offset, to: damage.to_offset, path: path.to_owned(), reason }
+    };
+    outcome.damage.iter().map(describe).collect()
+}
+
+/// Summarises a sealed segment read-only, with its damage. A segment whose header is
+/// unreadable keeps no records; the caller reports its offsets as missing.
+fn recover_sealed(file: &SegmentFile, partition: u32) -> Result<(SegmentSummary, Vec<DamagedOffsets>), StorageError> {
     let handle = File::open(&file.path).map_err(|e| StorageError::io(&file.path, "open", e))?;
     let bytes = handle.metadata().map_err(|e| StorageError::io(&file.path, "stat", e))?.len();
-    let mut summary =
-        SegmentSummary { base_offset: file.base_offset, records: 0, last_ingest_ms: i64::MIN, bytes, path: file.path.clone() };
+    let mut summary = SegmentSummary {
+        base_offset: file.base_offset,
+        records: 0,
+        end_offset: file.base_offset,
+        last_ingest_ms: i64::MIN,
+        bytes,
+        path: file.path.clone(),
+    };
     if bytes < SEGMENT_HEADER_BYTES as u64 {
-        return Ok((summary, true));
+        return Ok((summary, Vec::new()));
     }
     let map = segment::map_read_only(&handle, &file.path, bytes)?;
     let header = match format::decode_segment_header(&map) {
         Ok(header) => header,
         Err(FormatError::UnsupportedVersion(version)) => return Err(unsupported(file, version)),
-        Err(_) => return Ok((summary, true)),
+        Err(_) => return Ok((summary, Vec::new())),
     };
     check_identity(file, partition, &header)?;
     let view = &map[..header.segment_bytes.min(bytes) as usize];
-    let outcome = format::scan_records(view, file.base_offset, |_| {});
+    let outcome = format::scan_segment(view, file.base_offset, |_| {});
     summary.records = outcome.records;
+    summary.end_offset = outcome.end_offset;
     summary.last_ingest_ms = outcome.last_ingest_ms;
-    Ok((summary, outcome.invalid.is_some()))
+    Ok((summary, damage_of(&outcome, &file.path)))
 }
 
 fn unsupported(file: &SegmentFile, version: u32) -> StorageError {
@@ -114,9 +143,15 @@ fn unsupported(file: &SegmentFile, version: u32) -> StorageError {
 }
 
 /// Reopens the last segment for writing: re-initialises a torn header, restores the
-/// preallocated length, and zeroes everything after the last whole record so nothing
-/// there can later pass for a record. Returns the non-zero bytes it cut.
-fn recover_last(file: &SegmentFile, partition: u32, options: &LogOptions) -> Result<(SegmentSummary, WritableSegment, u64), StorageError> {
+/// preallocated length, and zeroes the torn tail after the last valid record so nothing
+/// there can later pass for a record. Damage with valid records after it is not a torn
+/// tail: it is left in place and reported, and the writer carries on after the last
+/// valid record, so no offset is handed out twice. Returns the non-zero bytes it cut.
+fn recover_last(
+    file: &SegmentFile,
+    partition: u32,
+    options: &LogOptions,
+) -> Result<(SegmentSummary, WritableSegment, u64, Vec<DamagedOffsets>), StorageError> {
     let path = &file.path;
     let handle = OpenOptions::new().read(true).write(true).open(path).map_err(|e| StorageError::io(path, "open", e))?;
     let file_bytes = handle.metadata().map_err(|e| StorageError::io(path, "stat", e))?.len();
@@ -130,20 +165,22 @@ fn recover_last(file: &SegmentFile, partition: u32, options: &LogOptions) -> Res
         handle.write_all_at(&format::encode_segment_header(&header), 0).map_err(|e| StorageError::io(path, "write header", e))?;
     }
     let map = segment::map_writable(&handle, path, capacity)?;
-    let outcome = format::scan_records(&map, file.base_offset, |_| {});
+    let outcome = format::scan_segment(&map, file.base_offset, |_| {});
     let cut = outcome.end_position;
-    let truncated_bytes = nonzero_extent(&map[cut..]);
+    let truncated_bytes = if outcome.torn_tail.is_some() { nonzero_extent(&map[cut..]) } else { 0 };
     if truncated_bytes > 0 || file_bytes > capacity {
         segment::zero_range(&handle, path, cut as u64, file_bytes.max(capacity))?;
     }
     let summary = SegmentSummary {
         base_offset: file.base_offset,
         records: outcome.records,
+        end_offset: outcome.end_offset,
         last_ingest_ms: outcome.last_ingest_ms,
         bytes: file_bytes.max(capacity),
         path: path.clone(),
     };
-    Ok((summary, WritableSegment::from_recovered(handle, map, cut, path.clone()), truncated_bytes))
+    let damage = damage_of(&outcome, path);
+    Ok((summary, WritableSegment::from_recovered(handle, map, cut, path.clone()), truncated_bytes, damage))
 }
 
 /// The last segment's header, or a fresh one built from its file name when the header
@@ -283,25 +320,48 @@ mod tests {
     }
 
     #[test]
-    fn damaged_sealed_segment_keeps_its_prefix_and_is_counted() {
+    fn damaged_sealed_segment_keeps_every_intact_record_and_is_counted() {
         let (_temp, dir) = data_dir(1);
         let (mut log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
         fill(&mut log, 40, 100_000);
-        let first_end = log.start_offset();
         drop(log);
         let (files, _) = segment::list(&dir.partition_dir(0)).unwrap();
-        assert!(files.len() >= 3 && first_end == 0);
+        assert!(files.len() >= 3);
         // Flip a byte in the 3rd record's event of the first segment.
         let at = 64 + 2 * format::stored_len(4 + 100_000) + 100;
         File::options().write(true).open(&files[0].path).unwrap().write_all_at(&[0xFF], at).unwrap();
         let (log, report) = PartitionLog::open(&dir, 0, &options()).unwrap();
         assert_eq!(report.corrupt_sealed_segments, 1);
         assert_eq!(log.next_offset(), 40);
+        assert_eq!(report.records, 39);
+        assert_eq!(report.damage.len(), 1);
+        assert_eq!((report.damage[0].from, report.damage[0].to, &report.damage[0].path), (2, 3, &files[0].path));
         let mut offsets = Vec::new();
         log.scan(i64::MIN, |record| offsets.push(record.offset)).unwrap();
-        assert_eq!(offsets[..2], [0, 1]);
-        assert_eq!(offsets[2], files[1].base_offset);
-        assert_eq!(report.records, 40 - (files[1].base_offset - 2));
+        assert_eq!(offsets, (0..40).filter(|&offset| offset != 2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn damage_in_the_active_segment_is_kept_not_cut() {
+        let (_temp, dir) = data_dir(1);
+        let (mut log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        fill(&mut log, 20, 100);
+        drop(log);
+        let path = last_segment(&dir.partition_dir(0));
+        // Zero records 5 and 6 whole (a lost block), flip a bit in record 9.
+        let file = File::options().write(true).open(&path).unwrap();
+        file.write_all_at(&[0; 2 * 136], 64 + 5 * 136).unwrap();
+        file.write_all_at(&[0x80], 64 + 9 * 136 + 40).unwrap();
+        let before = fs::read(&path).unwrap();
+        let (mut log, report) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        assert_eq!((report.records, report.truncated_bytes, log.next_offset()), (17, 0, 20));
+        let ranges: Vec<(u64, u64)> = report.damage.iter().map(|range| (range.from, range.to)).collect();
+        assert_eq!(ranges, [(5, 7), (9, 10)]);
+        assert_eq!(fs::read(&path).unwrap(), before, "recovery must leave a damaged segment as it is");
+        assert_eq!(log.append(b"next", 1, &[b"x"]).unwrap(), 20, "offsets are never reused");
+        drop(log);
+        let (log, report) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        assert_eq!((report.records, report.damaged_offsets(), log.next_offset()), (18, 3, 21));
     }
 
     #[test]

@@ -194,7 +194,7 @@ impl WritableSegment {
             return Err(error);
         }
         fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, "rename", e))?;
-        dir_file.sync_all().map_err(|e| StorageError::io(dir, "fsync directory", e))?;
+        dir_file.sync_all().map_err(|e| StorageError::sync(dir, "fsync directory", e))?;
         let map = map_writable(&file, &path, header.segment_bytes)?;
         Ok(WritableSegment { file, map, position: SEGMENT_HEADER_BYTES, path })
     }
@@ -241,8 +241,9 @@ impl WritableSegment {
         Ok(())
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.map
+    /// The header and the records written so far (no unwritten space).
+    pub(crate) fn written(&self) -> &[u8] {
+        &self.map[..self.position]
     }
 
     pub(crate) fn fd(&self) -> RawFd {
@@ -255,7 +256,7 @@ impl WritableSegment {
 
     /// fdatasync: the data written through the mapping reaches the disk.
     pub(crate) fn sync(&self) -> Result<(), StorageError> {
-        self.file.sync_data().map_err(|e| StorageError::io(&self.path, "fdatasync", e))
+        self.file.sync_data().map_err(|e| StorageError::sync(&self.path, "fdatasync", e))
     }
 
     /// Unmaps the segment but keeps its descriptor open.
@@ -268,7 +269,7 @@ fn prepare(file: &File, tmp: &Path, header: &SegmentHeader, fsync: bool) -> Resu
     reserve(file, tmp, header.segment_bytes)?;
     file.write_all_at(&format::encode_segment_header(header), 0).map_err(|e| StorageError::io(tmp, "write header", e))?;
     if fsync {
-        file.sync_data().map_err(|e| StorageError::io(tmp, "fdatasync", e))?;
+        file.sync_data().map_err(|e| StorageError::sync(tmp, "fdatasync", e))?;
     }
     Ok(())
 }
@@ -296,7 +297,7 @@ mod tests {
         let mut segment = WritableSegment::create(temp.path(), &dir_file, &header, true).unwrap();
         segment.append(7, 9, b"id", &[b"{}"]).unwrap();
         assert_eq!(segment.room(), (1 << 20) - 64 - 40);
-        assert_eq!(load_commit_word(segment.bytes(), 64), 4);
+        assert_eq!(load_commit_word(segment.written(), 64), 4);
         assert_eq!(fs::metadata(segment.path()).unwrap().len(), 1 << 20);
         fs::write(temp.path().join("00000000000000000009.seg.tmp"), b"").unwrap();
         let (segments, leftovers) = list(temp.path()).unwrap();

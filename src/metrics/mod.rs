@@ -225,9 +225,17 @@ pub struct Control {
     /// Storage is fail-stop (an fdatasync failed under `durability = "fsync"`): no more
     /// acknowledgements until a restart, so the node is not ready.
     pub storage_failed: AtomicBool,
-    /// Wall-clock ms of the last append that failed (a full disk), 0 after one succeeds.
-    /// The node reports not ready for `STORAGE_UNREADY_HOLD_MS` after such a failure.
+    /// Wall-clock ms of the latest append that failed (a full disk); 0 if none has.
     pub storage_refused_ms: AtomicU64,
+    /// Storage is refusing writes, with hysteresis: set by the first failed append,
+    /// cleared only by [`Control::settle_storage`] once no append has failed for
+    /// `STORAGE_UNREADY_HOLD_MS` and the data dir has room again, never by an append
+    /// that happens to succeed in a partition with room left.
+    pub storage_refusing: AtomicBool,
+    /// Offsets recovery found damaged, per partition (`sluice_log_damaged_offsets`).
+    pub damaged_offsets: Vec<AtomicU64>,
+    /// The damaged ranges recovery found, for `/readyz` and the operator.
+    pub damage: std::sync::Mutex<Vec<(u32, crate::log::DamagedOffsets)>>,
     /// Start-up recovery progress: partitions opened and records scanned, all shards.
     pub partitions_recovered: AtomicU64,
     pub records_recovered: AtomicU64,
@@ -253,6 +261,9 @@ impl Control {
             stalled: AtomicBool::new(false),
             storage_failed: AtomicBool::new(false),
             storage_refused_ms: AtomicU64::new(0),
+            storage_refusing: AtomicBool::new(false),
+            damaged_offsets: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+            damage: std::sync::Mutex::new(Vec::new()),
             io_uring_lockdown: AtomicBool::new(false),
             partitions_recovered: AtomicU64::new(0),
             records_recovered: AtomicU64::new(0),
@@ -276,16 +287,48 @@ impl Control {
         self.ready.load(Ordering::Acquire)
             && !self.draining.load(Ordering::Acquire)
             && !self.stalled.load(Ordering::Acquire)
-            && self.storage_takes_writes(crate::platform::time::now_unix_ms().max(0) as u64)
+            && self.storage_takes_writes()
     }
 
-    /// False while storage refuses writes: after a fail-stop, and for
-    /// `STORAGE_UNREADY_HOLD_MS` after a failed append (then the balancer's next probe
-    /// lets traffic try again; a success clears it at once).
-    pub fn storage_takes_writes(&self, now_ms: u64) -> bool {
-        let refused_ms = self.storage_refused_ms.load(Ordering::Acquire);
-        !self.storage_failed.load(Ordering::Acquire)
-            && (refused_ms == 0 || now_ms >= refused_ms + crate::constants::STORAGE_UNREADY_HOLD_MS)
+    /// False while storage refuses writes: after a fail-stop (until a restart), and
+    /// from a failed append until [`Control::settle_storage`] sees the disk recovered.
+    pub fn storage_takes_writes(&self) -> bool {
+        !self.storage_failed.load(Ordering::Acquire) && !self.storage_refusing.load(Ordering::Acquire)
+    }
+
+    /// A shard's append failed at wall-clock `now_ms` (not a sync failure: that is
+    /// fail-stop). The node turns not ready at once.
+    pub fn storage_refused(&self, now_ms: i64) {
+        self.storage_refused_ms.store(now_ms.max(1) as u64, Ordering::Release);
+        if !self.storage_refusing.swap(true, Ordering::AcqRel) {
+            tracing::error!("storage refuses writes (disk full or failing): /readyz is 503 until it has recovered");
+        }
+    }
+
+    /// Called by the supervisor about every second: leaves the refusing state once no
+    /// append has failed for `STORAGE_UNREADY_HOLD_MS` and `free_bytes` (what the data
+    /// dir's file system has left; `None` when unknown) is at least `resume_bytes`.
+    /// Entering is immediate and leaving needs both, so a balancer sees one transition
+    /// each way however many partitions still have room. Returns true when it left.
+    pub fn settle_storage(&self, now_ms: u64, free_bytes: Option<u64>, resume_bytes: u64) -> bool {
+        if !self.storage_refusing.load(Ordering::Acquire) {
+            return false;
+        }
+        let quiet = now_ms >= self.storage_refused_ms.load(Ordering::Acquire) + crate::constants::STORAGE_UNREADY_HOLD_MS;
+        if quiet && free_bytes.is_none_or(|free| free >= resume_bytes) {
+            self.storage_refusing.store(false, Ordering::Release);
+            tracing::warn!(free_bytes, "storage has room again: /readyz is 200");
+            return true;
+        }
+        false
+    }
+
+    /// Records what recovery found damaged in `partition` (start-up only).
+    pub fn record_damage(&self, partition: u32, damage: &[crate::log::DamagedOffsets]) {
+        let count: u64 = damage.iter().map(crate::log::DamagedOffsets::count).sum();
+        self.damaged_offsets[partition as usize].store(count, Ordering::Relaxed);
+        let mut all = self.damage.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.extend(damage.iter().map(|range| (partition, range.clone())));
     }
 
     /// `(partitions opened, records scanned)` so far during start-up recovery.
@@ -304,21 +347,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn storage_that_refuses_writes_makes_the_node_not_ready_for_a_while() {
+    fn storage_readiness_has_hysteresis() {
         let control = Control::new(1, 1);
         let hold = crate::constants::STORAGE_UNREADY_HOLD_MS;
-        assert!(control.storage_takes_writes(5_000));
-        // A failed append at t = 5 s: not ready until the hold has passed.
-        control.storage_refused_ms.store(5_000, Ordering::Release);
-        assert!(!control.storage_takes_writes(5_001));
-        assert!(!control.storage_takes_writes(5_000 + hold - 1));
-        assert!(control.storage_takes_writes(5_000 + hold));
-        // A successful append clears it at once.
-        control.storage_refused_ms.store(0, Ordering::Release);
-        assert!(control.storage_takes_writes(5_001));
+        let room = Some(1 << 30);
+        assert!(control.storage_takes_writes());
+        // A failed append at t = 5 s: not ready at once.
+        control.storage_refused(5_000);
+        assert!(!control.storage_takes_writes());
+        // Neither time alone nor room alone brings it back.
+        assert!(!control.settle_storage(5_000 + hold - 1, room, 100));
+        assert!(!control.settle_storage(5_000 + hold, Some(99), 100));
+        assert!(!control.storage_takes_writes());
+        // Another failure restarts the quiet period.
+        control.storage_refused(6_000);
+        assert!(!control.settle_storage(5_000 + hold, room, 100));
+        assert!(control.settle_storage(6_000 + hold, room, 100));
+        assert!(control.storage_takes_writes());
+        assert!(!control.settle_storage(6_000 + hold, room, 100), "already settled");
         // Fail-stop stays until a restart.
         control.storage_failed.store(true, Ordering::Release);
-        assert!(!control.storage_takes_writes(u64::MAX / 2));
+        assert!(!control.storage_takes_writes());
     }
 
     #[test]

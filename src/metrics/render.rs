@@ -168,6 +168,7 @@ impl Control {
         for (partition, offset) in self.end_offsets.iter().enumerate() {
             e.sample("sluice_partition_end_offset", "", &[("partition", &partition.to_string())], offset.load(Ordering::Relaxed));
         }
+        render_storage(e, self);
         e.family("sluice_ready", Kind::Gauge, "1 when accepting traffic");
         e.sample("sluice_ready", "", &[], u8::from(self.is_ready()));
         e.family(
@@ -178,6 +179,22 @@ impl Control {
         e.sample("sluice_io_uring_lockdown_active", "", &[], u8::from(self.io_uring_lockdown.load(Ordering::Acquire)));
         exposition.out
     }
+}
+
+/// The storage state: damage found by recovery, refusing writes, fail-stop.
+fn render_storage(e: &mut Exposition, control: &Control) {
+    e.family(
+        "sluice_log_damaged_offsets",
+        Kind::Gauge,
+        "offsets recovery found damaged or missing (intact records around them kept, never reused; see sluice check-log)",
+    );
+    for (partition, count) in control.damaged_offsets.iter().enumerate() {
+        e.sample("sluice_log_damaged_offsets", "", &[("partition", &partition.to_string())], count.load(Ordering::Relaxed));
+    }
+    e.family("sluice_storage_refusing", Kind::Gauge, "1 while storage refuses writes (disk full or failing; hysteresis)");
+    e.sample("sluice_storage_refusing", "", &[], u8::from(control.storage_refusing.load(Ordering::Acquire)));
+    e.family("sluice_storage_failed", Kind::Gauge, "1 after a failed fdatasync: fail-stop until a restart");
+    e.sample("sluice_storage_failed", "", &[], u8::from(control.storage_failed.load(Ordering::Acquire)));
 }
 
 /// PROXY protocol headers on the ingest listeners (every series, zeros included).

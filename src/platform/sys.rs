@@ -61,6 +61,20 @@ pub fn fallocate(file: &File, mode: libc::c_int, offset: u64, length: u64) -> io
 }
 
 /// A resource limit: `(soft, hard)`, `RLIM_INFINITY` as the kernel gives it.
+/// Bytes an unprivileged user may still write on the file system holding `path`.
+pub fn available_bytes(path: &std::path::Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `stats` is a writable statvfs-sized buffer.
+    if unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled `stats`.
+    let stats = unsafe { stats.assume_init() };
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
 pub fn getrlimit(resource: libc::__rlimit_resource_t) -> io::Result<(libc::rlim_t, libc::rlim_t)> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit into memory we own for the call.

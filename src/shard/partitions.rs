@@ -121,18 +121,22 @@ impl Partitions {
                     // Published before the answer exists, so a scrape after a 2xx counts it
                     // (a once-per-loop publish raced a hand-off answered by another shard).
                     control.end_offsets[partition as usize].store(offset + 1, Ordering::Relaxed);
-                    if control.storage_refused_ms.load(Ordering::Relaxed) != 0 {
-                        control.storage_refused_ms.store(0, Ordering::Release);
-                    }
                     owned.dedup.insert(event_id, offset);
                     if owned.window.back().is_none_or(|(ms, _)| ingest_ms >= ms + WINDOW_CHECKPOINT_MS) {
                         owned.window.push_back((ingest_ms, offset));
                     }
                     Outcome::Accepted { partition, offset }
                 }
+                Err(error) if error.is_sync_failure() => {
+                    // A failed fdatasync at a roll covers records already acknowledged
+                    // under `os` and waiting under `fsync`: the same fail-stop as a
+                    // failed group commit.
+                    self.fail_stop(partition, &error);
+                    return Stored::Now(Outcome::StorageUnavailable);
+                }
                 Err(error) => {
                     log_storage_error(partition, &error);
-                    control.storage_refused_ms.store(ingest_ms.max(1) as u64, Ordering::Release);
+                    control.storage_refused(crate::platform::time::now_unix_ms());
                     Outcome::StorageUnavailable
                 }
             },
@@ -175,17 +179,9 @@ impl Partitions {
         let Some(owned) = self.owned.get_mut(index as usize) else { return };
         let Some(target) = owned.sync_inflight.take() else { return };
         if result < 0 {
-            let error = std::io::Error::from_raw_os_error(-result);
-            tracing::error!(
-                partition = owned.partition,
-                %error,
-                "fdatasync failed; storage is now fail-stop, no further acknowledgements"
-            );
-            self.failed = true;
-            self.control.storage_failed.store(true, Ordering::Release);
-            for owned in &mut self.owned {
-                self.released.extend(owned.waiting.drain(..).map(|(ticket, _)| (ticket, Outcome::StorageUnavailable)));
-            }
+            let partition = owned.partition;
+            let error = StorageError::sync(owned.log.dir(), "fdatasync", std::io::Error::from_raw_os_error(-result));
+            self.fail_stop(partition, &error);
             return;
         }
         owned.synced = owned.synced.max(target);
@@ -195,6 +191,23 @@ impl Partitions {
             }
             let (ticket, outcome) = owned.waiting.pop_front().expect("front exists");
             self.released.push((ticket, outcome));
+        }
+    }
+
+    /// An fdatasync failed: the kernel may have dropped the pages it covered and will
+    /// not report that again, so nothing written before it can be promised any more.
+    /// Every waiting outcome is answered 503, no further write is acknowledged, and
+    /// `/readyz` reports not ready until a restart (whose recovery reads back what is
+    /// really on disk).
+    fn fail_stop(&mut self, partition: u32, error: &StorageError) {
+        if !self.failed {
+            tracing::error!(partition, %error, "storage is now fail-stop: no further acknowledgements until a restart");
+        }
+        self.failed = true;
+        self.control.storage_failed.store(true, Ordering::Release);
+        for owned in &mut self.owned {
+            owned.sync_inflight = None;
+            self.released.extend(owned.waiting.drain(..).map(|(ticket, _)| (ticket, Outcome::StorageUnavailable)));
         }
     }
 
@@ -228,10 +241,12 @@ impl Partitions {
     }
 
     /// Flushes every owned log to disk (used when draining under `fsync`).
-    pub fn sync_all(&self) {
-        for owned in &self.owned {
+    pub fn sync_all(&mut self) {
+        for index in 0..self.owned.len() {
+            let owned = &self.owned[index];
             if let Err(error) = owned.log.sync() {
-                log_storage_error(owned.partition, &error);
+                let partition = owned.partition;
+                self.fail_stop(partition, &error);
             }
         }
     }

@@ -347,7 +347,7 @@ fn supervise(
     let elapsed_ms = || started.elapsed().as_millis() as u64;
     let watchdog_ms = crate::platform::systemd::watchdog_period().map(|period| period.as_millis() as u64);
     let mut watch = crate::platform::systemd::ReactorWatch::new(control.shards.len(), 0, SHARD_STALL_MS);
-    let (mut last_ping_ms, mut last_status_ms, mut last_jwks_ms) = (0, 0, 0);
+    let (mut last_ping_ms, mut last_status_ms, mut last_jwks_ms, mut last_storage_ms) = (0, 0, 0, 0);
     let mut answers_then = control.answers_total();
     let mut reported_stall = None;
     while !terminate.load(Ordering::Acquire) {
@@ -372,6 +372,10 @@ fn supervise(
             }
             reported_stall = stalled.map(|(shard, _)| shard);
         }
+        if now_ms >= last_storage_ms + STORAGE_SETTLE_MS {
+            last_storage_ms = now_ms;
+            settle_storage(control, config);
+        }
         if let Some(period_ms) = watchdog_ms
             && stalled.is_none()
             && now_ms >= last_ping_ms + period_ms
@@ -387,6 +391,21 @@ fn supervise(
         }
         std::thread::sleep(std::time::Duration::from_millis(SUPERVISE_POLL_MS));
     }
+}
+
+/// How often the supervisor checks whether refusing storage has recovered.
+const STORAGE_SETTLE_MS: u64 = 1_000;
+
+/// Lets storage that refused writes take them again once the disk has room for two
+/// full-size segments (every partition's next roll needs one) and no append has failed
+/// for a while (`Control::settle_storage`).
+fn settle_storage(control: &Control, config: &Config) {
+    if !control.storage_refusing.load(Ordering::Acquire) {
+        return;
+    }
+    let free = crate::platform::sys::available_bytes(&config.storage.data_dir).ok();
+    let now_ms = crate::platform::time::now_unix_ms().max(0) as u64;
+    control.settle_storage(now_ms, free, 2 * config.storage.segment_bytes);
 }
 
 fn start_shard(
@@ -405,15 +424,26 @@ fn start_shard(
     let (partitions, reports) =
         Partitions::open(config, data_dir, index, Arc::clone(&setup.control), crate::platform::time::now_unix_ms())?;
     for (partition, report) in reports {
-        if report.truncated_bytes > 0 || report.corrupt_sealed_segments > 0 {
+        if report.truncated_bytes > 0 {
             tracing::warn!(
                 partition,
                 records = report.records,
                 torn_tail_bytes_cut = report.truncated_bytes,
-                damaged_sealed_segments = report.corrupt_sealed_segments,
-                "partition recovered: torn tail cut or damaged segments found"
+                "partition recovered: torn tail cut"
             );
         }
+        for range in &report.damage {
+            tracing::error!(
+                partition,
+                from_offset = range.from,
+                to_offset = range.to,
+                path = %range.path.display(),
+                reason = %range.reason,
+                "damaged records: these offsets cannot be read back; intact records around them are kept, the file is left \
+                 as it is and the offsets are never reused (`sluice check-log` lists every damaged range)"
+            );
+        }
+        setup.control.record_damage(partition, &report.damage);
     }
     let shards = config.ingest.shards;
     let core = Core {

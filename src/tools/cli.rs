@@ -5,7 +5,7 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::platform::logging::LogFormat;
 
@@ -30,6 +30,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Which partition logs a reading command (`tail`, `check-log`) reads.
+#[derive(Args, Debug, Clone)]
+pub struct LogsArgs {
+    /// Configuration whose [storage] data_dir to read (unless --data-dir is given).
+    #[arg(long, value_name = "FILE", env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory to read (default: the configuration's, else ./sluice-data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Only this partition (default: all).
+    #[arg(long, value_name = "N")]
+    pub partition: Option<u32>,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the appliance (embedded defaults without a configuration file).
@@ -45,21 +59,20 @@ pub enum Command {
     },
     /// Print stored events, one JSON object per line.
     Tail {
-        /// Configuration whose [storage] data_dir to read (unless --data-dir is given).
-        #[arg(long, value_name = "FILE", env = "SLUICE_CONFIG")]
-        config: Option<PathBuf>,
-        /// Data directory to read (default: the configuration's, else ./sluice-data).
-        #[arg(long, value_name = "DIR")]
-        data_dir: Option<PathBuf>,
-        /// Only this partition (default: all).
-        #[arg(long, value_name = "N")]
-        partition: Option<u32>,
+        #[command(flatten)]
+        logs: LogsArgs,
         /// earliest, latest, or an offset.
         #[arg(long, value_name = "WHERE", default_value = "earliest")]
         from: String,
         /// Keep printing new events as they are stored.
         #[arg(long)]
         follow: bool,
+    },
+    /// Verify every stored record's CRC and the offset sequence; list damaged ranges.
+    /// Read-only, safe while `serve` runs. Exit 0 when whole, 1 when damage is found.
+    CheckLog {
+        #[command(flatten)]
+        logs: LogsArgs,
     },
     /// Manage the key ring file.
     #[command(disable_help_subcommand = true)]

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod check_config;
+pub mod check_log;
 pub mod cli;
 pub mod keys;
 pub mod quarantine;

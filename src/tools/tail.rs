@@ -1,6 +1,8 @@
 //! `sluice tail`: prints stored events as `{"partition":P,"offset":O,"event":{...}}`
 //! lines. It only reads: segments are mapped read-only and records are taken only up to
-//! the last whole one, so it is safe to run while `sluice serve` writes.
+//! the last whole one, so it is safe to run while `sluice serve` writes. Offsets it
+//! cannot read (damage, a segment cut short or missing, retention overtaking it) are
+//! reported on stderr, one line per gap, and without `--follow` make it exit 1.
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -18,6 +20,8 @@ pub enum TailError {
     NoSuchPartition { partition: u32, partitions: u32 },
     #[error("cannot write output: {0}")]
     Output(io::Error),
+    #[error("{records} records in {gaps} gaps could not be read (listed above); `sluice check-log` verifies the whole data dir")]
+    Gaps { gaps: usize, records: u64 },
 }
 
 /// `--from`: `earliest`, `latest` or an offset.
@@ -50,8 +54,8 @@ fn write_line(out: &mut impl Write, partition: u32, offset: u64, event: &[u8]) -
 }
 
 /// Runs tail until the logs are exhausted (or forever with `follow`). A closed stdout
-/// (`sluice tail | head`) ends it quietly.
-pub fn run(dir: &DataDir, options: &TailOptions, out: &mut impl Write) -> Result<(), TailError> {
+/// (`sluice tail | head`) ends it quietly. Gaps go to `errors` as they are found.
+pub fn run(dir: &DataDir, options: &TailOptions, out: &mut impl Write, errors: &mut impl Write) -> Result<(), TailError> {
     let partitions: Vec<u32> = match options.partition {
         Some(partition) if partition >= dir.partitions() => {
             return Err(TailError::NoSuchPartition { partition, partitions: dir.partitions() });
@@ -63,16 +67,28 @@ pub fn run(dir: &DataDir, options: &TailOptions, out: &mut impl Write) -> Result
     for partition in partitions {
         readers.push((partition, LogReader::open(dir, partition, options.start)?));
     }
+    let (mut gaps, mut lost) = (0usize, 0u64);
     loop {
         let mut printed = false;
         for (partition, reader) in &mut readers {
-            while let Some(record) = reader.next()? {
-                printed = true;
-                match write_line(out, *partition, record.offset, record.event) {
-                    Ok(()) => {}
-                    Err(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-                    Err(error) => return Err(TailError::Output(error)),
+            // Bounded: each pass prints records or passes a gap later in the log.
+            loop {
+                while let Some(record) = reader.next()? {
+                    printed = true;
+                    match write_line(out, *partition, record.offset, record.event) {
+                        Ok(()) => {}
+                        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+                        Err(error) => return Err(TailError::Output(error)),
+                    }
                 }
+                if options.follow || !reader.look_past_end() {
+                    break;
+                }
+            }
+            for gap in reader.take_gaps() {
+                gaps += 1;
+                lost += gap.to - gap.from;
+                let _ = writeln!(errors, "sluice tail: partition {partition}: {gap}");
             }
         }
         match out.flush() {
@@ -81,7 +97,7 @@ pub fn run(dir: &DataDir, options: &TailOptions, out: &mut impl Write) -> Result
             Err(error) => return Err(TailError::Output(error)),
         }
         if !options.follow {
-            return Ok(());
+            return if gaps == 0 { Ok(()) } else { Err(TailError::Gaps { gaps, records: lost }) };
         }
         if !printed {
             std::thread::sleep(Duration::from_millis(FOLLOW_POLL_MS));

@@ -2,7 +2,7 @@
 //! sandbox with a known key ring and a real `sluice serve` process ([`Sandbox`],
 //! [`Server`]), a raw HTTP/1.1 client ([`Client`]), an independent v1 signer
 //! ([`sign_v1`]), `sluice tail` and segment readers, and, in modules of their own,
-//! certificates ([`pki`]), token minting ([`jwt`]), a fake systemd ([`fake_systemd`]),
+//! certificates ([`pki`]), token minting ([`jwt`]), a fake systemd ([`fake_systemd`]), an fdatasync fault injector ([`faults`]),
 //! a counting allocator ([`counting_alloc`]), bench inputs ([`bench_inputs`]) and the
 //! Python venv of the interoperability tests ([`python`]).
 //!
@@ -11,6 +11,7 @@
 pub mod bench_inputs;
 pub mod counting_alloc;
 pub mod fake_systemd;
+pub mod faults;
 pub mod http;
 pub mod json;
 pub mod jwt;

@@ -130,8 +130,9 @@ pub fn segment_records(data_dir: &Path, partition: u32) -> Vec<RawRecord> {
     for path in segment_files(data_dir, partition) {
         let bytes = std::fs::read(&path).expect("read segment");
         let header = sluice::log::format::decode_segment_header(&bytes).expect("segment header");
-        let mut position = 64;
-        sluice::log::format::scan_records(&bytes, header.base_offset, |record| {
+        sluice::log::format::scan_segment(&bytes, header.base_offset, |record| {
+            // The id follows the 32-byte record header.
+            let position = record.event_id.as_ptr() as usize - bytes.as_ptr() as usize - 32;
             records.push(RawRecord {
                 offset: record.offset,
                 event_id: record.event_id.to_vec(),
@@ -140,7 +141,6 @@ pub fn segment_records(data_dir: &Path, partition: u32) -> Vec<RawRecord> {
                 position,
                 stored_bytes: record.stored_bytes,
             });
-            position += record.stored_bytes;
         });
     }
     records
