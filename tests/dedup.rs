@@ -76,6 +76,8 @@ fn still_a_duplicate_after_kill9() {
     let original = expect_accepted(&first.client().request(&signed_event(body.as_bytes())));
     first.kill9();
     let second = sandbox.start();
+    // Same boot: the mapped index is intact in the page cache and used as it is.
+    assert!(!second.stderr_text().contains("rebuilt"), "{}", second.stderr_text());
     assert_eq!(expect_duplicate(&second.client().request(&signed_event(body.as_bytes()))), original);
     assert_eq!(ids_in_tail(&sandbox), vec![id]);
 }
@@ -106,4 +108,49 @@ fn duplicate_inside_one_batch() {
     assert_eq!(stored.len(), 2);
     let first = stored.iter().find(|l| l.event_id() == format!("{prefix}-a")).expect("a stored");
     assert_stored_as_sent(&a, &first.event);
+}
+
+/// The index lives on disk (`dedup-*.idx` in each partition directory) and is used as
+/// it is after a clean stop or a kill -9 on the same boot. When it cannot be trusted (a
+/// power loss: its state names another boot and no clean close) it is discarded and
+/// rebuilt from the log, and duplicates are still caught.
+#[test]
+fn dedup_index_is_on_disk_and_rebuilt_when_untrusted() {
+    use std::os::unix::fs::FileExt;
+    let sandbox = Sandbox::new(Setup { shards: 1, partitions: 1, ..Setup::default() });
+    let prefix = unique_prefix();
+    let bodies: Vec<String> = (0..20).map(|i| event(&format!("{prefix}-{i}"), "u")).collect();
+    let mut first = sandbox.start();
+    let mut client = first.client();
+    for body in &bodies {
+        expect_accepted(&client.request(&signed_event(body.as_bytes())));
+    }
+    drop(client);
+    first.kill9();
+    let partition_dir = sandbox.data_dir.join("partitions").join("0000");
+    let tables: Vec<_> = std::fs::read_dir(&partition_dir)
+        .expect("partition dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| {
+            path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.starts_with("dedup-") && name.ends_with(".idx"))
+        })
+        .collect();
+    assert_eq!(tables.len(), 1, "{tables:?}");
+    // A power loss: another boot's id in the state block, the clean flag off.
+    let file = std::fs::OpenOptions::new().write(true).open(&tables[0]).expect("open table");
+    file.write_all_at(&[0x5A; 17], 64 + 24).expect("write state");
+    drop(file);
+    let mut second = sandbox.start();
+    assert!(second.stderr_text().contains("dedup index rebuilt from the log"), "{}", second.stderr_text());
+    let mut client = second.client();
+    for (i, body) in bodies.iter().enumerate() {
+        assert_eq!(expect_duplicate(&client.request(&signed_event(body.as_bytes()))), (0, i as u64));
+    }
+    let new = event(&format!("{prefix}-new"), "u");
+    assert_eq!(expect_accepted(&client.request(&signed_event(new.as_bytes()))), (0, 20));
+    drop(client);
+    assert!(second.stop().success());
+    let third = sandbox.start();
+    assert!(!third.stderr_text().contains("rebuilt"), "a clean stop must not need a rebuild: {}", third.stderr_text());
+    assert_eq!(expect_duplicate(&third.client().request(&signed_event(new.as_bytes()))), (0, 20));
 }

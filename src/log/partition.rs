@@ -227,6 +227,11 @@ impl PartitionLog {
         }
     }
 
+    /// The partition's number.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
     /// The partition's directory.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
@@ -290,15 +295,25 @@ impl PartitionLog {
 
     /// Calls `visit` for every retained record with `ingest_ms >= since_ms`, in offset
     /// order. Sealed segments whose newest record is older are not even opened.
-    pub fn scan(&self, since_ms: i64, mut visit: impl FnMut(RecordView<'_>)) -> Result<(), StorageError> {
+    pub fn scan(&self, since_ms: i64, visit: impl FnMut(RecordView<'_>)) -> Result<(), StorageError> {
+        self.scan_where(since_ms, 0, visit)
+    }
+
+    /// Calls `visit` for every retained record at or after `from_offset`, in order;
+    /// only the segments that hold such records are opened.
+    pub fn scan_from(&self, from_offset: u64, visit: impl FnMut(RecordView<'_>)) -> Result<(), StorageError> {
+        self.scan_where(i64::MIN, from_offset, visit)
+    }
+
+    fn scan_where(&self, since_ms: i64, from_offset: u64, mut visit: impl FnMut(RecordView<'_>)) -> Result<(), StorageError> {
         let mut on_record = |record: &format::DecodedRecord<'_>| {
-            if record.ingest_ms >= since_ms {
+            if record.ingest_ms >= since_ms && record.offset >= from_offset {
                 visit(RecordView::from(record));
             }
         };
         let sealed = self.segments.len() - usize::from(self.active.is_some());
         for summary in self.segments.iter().take(sealed) {
-            if summary.records == 0 || summary.last_ingest_ms < since_ms {
+            if summary.records == 0 || summary.last_ingest_ms < since_ms || summary.end_offset <= from_offset {
                 continue;
             }
             let file = File::open(&summary.path).map_err(|e| StorageError::io(&summary.path, "open", e))?;

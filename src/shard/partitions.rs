@@ -6,13 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::config::{Config, Durability};
-use crate::log::dedup::DedupIndex;
+use crate::log::dedup::{DedupIndex, Opened};
 use crate::log::{DataDir, LogOptions, PartitionLog, RecoveryReport, StorageError};
 use crate::metrics::Control;
 use crate::shard::handoff::{Outcome, Ticket};
 
-/// Window checkpoints are taken at most this often (per partition).
-const WINDOW_CHECKPOINT_MS: i64 = 1000;
 /// Records scanned between two updates of the shared recovery progress counter.
 const RECOVERY_PROGRESS_RECORDS: u64 = 1 << 16;
 
@@ -26,9 +24,6 @@ struct Owned {
     sync_inflight: Option<u64>,
     /// Outcomes waiting for `synced` to pass their offset.
     waiting: VecDeque<(Ticket, Outcome)>,
-    /// (ingest_ms, first offset at or after that time), oldest first: maps the dedup
-    /// window's start time to an offset.
-    window: VecDeque<(i64, u64)>,
 }
 
 /// What [`Partitions::store`] did with an event.
@@ -72,24 +67,11 @@ impl Partitions {
         let mut reports = Vec::new();
         for partition in (shard as u32..config.storage.partitions).step_by(shards) {
             let (log, report) = PartitionLog::open(dir, partition, &options)?;
-            let mut dedup = DedupIndex::new(dir.dedup_key(), config.dedup.ids_per_partition_max);
-            let mut window = VecDeque::new();
-            let mut scanned = 0u64;
-            log.scan(now_ms.saturating_sub(window_ms), |record| {
-                scanned += 1;
-                if scanned.is_multiple_of(RECOVERY_PROGRESS_RECORDS) {
-                    control.records_recovered.fetch_add(RECOVERY_PROGRESS_RECORDS, Ordering::Relaxed);
-                }
-                dedup.insert(record.event_id, record.offset);
-                if window.back().is_none_or(|(ms, _)| record.ingest_ms >= ms + WINDOW_CHECKPOINT_MS) {
-                    window.push_back((record.ingest_ms, record.offset));
-                }
-            })?;
+            let dedup = open_dedup(&log, dir, config, &control, now_ms.saturating_sub(window_ms))?;
             control.end_offsets[partition as usize].store(log.next_offset(), Ordering::Relaxed);
-            control.records_recovered.fetch_add(scanned % RECOVERY_PROGRESS_RECORDS, Ordering::Relaxed);
             control.partitions_recovered.fetch_add(1, Ordering::Relaxed);
             let synced = log.next_offset();
-            owned.push(Owned { partition, log, dedup, synced, sync_inflight: None, waiting: VecDeque::new(), window });
+            owned.push(Owned { partition, log, dedup, synced, sync_inflight: None, waiting: VecDeque::new() });
             reports.push((partition, report));
         }
         let partitions = Partitions {
@@ -116,15 +98,13 @@ impl Partitions {
         let (owned, control) = (&mut self.owned[partition as usize / self.shards], &self.control);
         let outcome = match owned.dedup.get(event_id) {
             Some(offset) => Outcome::Duplicate { partition, offset },
-            None => match owned.log.append(event_id, ingest_ms, parts) {
+            // The index has room before the record is stored: never stored unindexed.
+            None => match owned.dedup.prepare(owned.log.next_offset()).and_then(|()| owned.log.append(event_id, ingest_ms, parts)) {
                 Ok(offset) => {
                     // Published before the answer exists, so a scrape after a 2xx counts it
                     // (a once-per-loop publish raced a hand-off answered by another shard).
                     control.end_offsets[partition as usize].store(offset + 1, Ordering::Relaxed);
-                    owned.dedup.insert(event_id, offset);
-                    if owned.window.back().is_none_or(|(ms, _)| ingest_ms >= ms + WINDOW_CHECKPOINT_MS) {
-                        owned.window.push_back((ingest_ms, offset));
-                    }
+                    owned.dedup.insert(event_id, offset, ingest_ms);
                     Outcome::Accepted { partition, offset }
                 }
                 Err(error) if error.is_sync_failure() => {
@@ -224,32 +204,88 @@ impl Partitions {
     pub fn housekeeping(&mut self, now_ms: i64) {
         let window_start = now_ms.saturating_sub(self.window_ms);
         for owned in &mut self.owned {
-            match owned.log.enforce_retention(now_ms) {
-                Ok(Some(start)) => owned.dedup.evict_below(start),
-                Ok(None) => {}
-                Err(error) => log_storage_error(owned.partition, &error),
+            if let Err(error) = owned.log.enforce_retention(now_ms) {
+                log_storage_error(owned.partition, &error);
             }
-            let mut evict_below = None;
-            while owned.window.len() > 1 && owned.window[1].0 <= window_start {
-                owned.window.pop_front();
-                evict_below = owned.window.front().map(|(_, offset)| *offset);
-            }
-            if let Some(offset) = evict_below {
-                owned.dedup.evict_below(offset);
-            }
+            owned.dedup.expire(window_start, owned.log.start_offset());
         }
     }
 
-    /// Flushes every owned log to disk (used when draining under `fsync`).
-    pub fn sync_all(&mut self) {
+    /// Flushes every owned log to disk, then the dedup index, and marks the index clean
+    /// so the next start trusts it on any boot (the end of a drain). After a fail-stop
+    /// nothing is marked clean.
+    pub fn close(&mut self) {
         for index in 0..self.owned.len() {
-            let owned = &self.owned[index];
-            if let Err(error) = owned.log.sync() {
-                let partition = owned.partition;
+            if self.failed {
+                return;
+            }
+            let owned = &mut self.owned[index];
+            let partition = owned.partition;
+            let closed = owned.log.sync().and_then(|()| owned.dedup.close_clean());
+            if let Err(error) = closed {
                 self.fail_stop(partition, &error);
             }
         }
     }
+}
+
+/// Opens the dedup index of `log`'s partition and brings it up to the log's end: the
+/// records after the last indexed one when the index is trusted, else every record of
+/// the window (`window_start_ms` on).
+fn open_dedup(
+    log: &PartitionLog,
+    dir: &DataDir,
+    config: &Config,
+    control: &Control,
+    window_start_ms: i64,
+) -> Result<DedupIndex, StorageError> {
+    let partition_dir = log.dir();
+    let key = dir.dedup_key();
+    let ids_max = config.dedup.ids_per_partition_max;
+    let (mut dedup, opened) = DedupIndex::open(partition_dir, log.partition(), key, ids_max)?;
+    let from = match opened {
+        Opened::IndexedUpTo(indexed) if indexed <= log.next_offset() => Some(indexed),
+        // Indexed past the log's end: the log lost records the index saw (a power loss
+        // under `os`); start over so no id points at an offset that holds another event.
+        Opened::IndexedUpTo(_) => {
+            drop(dedup);
+            let (fresh, _) = DedupIndex::open_discarding(partition_dir, log.partition(), key, ids_max)?;
+            dedup = fresh;
+            None
+        }
+        Opened::Rebuild => None,
+    };
+    let mut scanned = 0u64;
+    let mut failed = None;
+    let mut index = |record: crate::log::RecordView<'_>| {
+        scanned += 1;
+        if scanned.is_multiple_of(RECOVERY_PROGRESS_RECORDS) {
+            control.records_recovered.fetch_add(RECOVERY_PROGRESS_RECORDS, Ordering::Relaxed);
+        }
+        if failed.is_some() || dedup.get(record.event_id).is_some() {
+            return;
+        }
+        match dedup.prepare(record.offset) {
+            Ok(()) => dedup.insert(record.event_id, record.offset, record.ingest_ms),
+            Err(error) => failed = Some(error),
+        }
+    };
+    match from {
+        Some(offset) => log.scan_from(offset, &mut index)?,
+        None => log.scan(window_start_ms, &mut index)?,
+    }
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    if from.is_none() && log.next_offset() > log.start_offset() {
+        tracing::warn!(
+            partition = log.partition(),
+            records = scanned,
+            "dedup index rebuilt from the log: it was not closed cleanly on this boot (a power loss or reboot after a crash)"
+        );
+    }
+    control.records_recovered.fetch_add(scanned % RECOVERY_PROGRESS_RECORDS, Ordering::Relaxed);
+    Ok(dedup)
 }
 
 /// Logs a storage failure, at most one line per second per shard (a full disk fails

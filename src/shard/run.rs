@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::Shard;
 use super::token::Token;
-use crate::config::Durability;
 use crate::constants::{HOUSEKEEPING_MS, RECEIVES_PER_EARLY_FLUSH, TICK_MS};
 use crate::http::Phase;
 use crate::ingest::answer::{Answer, answer_refusal};
@@ -52,9 +51,7 @@ impl Shard {
                 }
             }
         }
-        if self.config.storage.durability == Durability::Fsync {
-            self.core.partitions.sync_all();
-        }
+        self.core.partitions.close();
         Ok(())
     }
 
