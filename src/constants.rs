@@ -217,6 +217,9 @@ pub const LINGER_MS: u64 = 2000;
 pub const INBOX_MESSAGES_PER_LOOP_MAX: usize = 256;
 /// Retention and dedup-window housekeeping period.
 pub const HOUSEKEEPING_MS: u64 = 10_000;
+/// How often each partition's active segment checkpoint is rewritten (when it moved):
+/// a restart after a kill -9 reads at most this much of the log's newest records.
+pub const CHECKPOINT_MS: u64 = 1_000;
 /// Pooled connection buffers per shard, the largest one kept, and a fresh one's size.
 pub const POOL_BUFFERS_MAX: usize = 4096;
 pub const POOL_BUFFER_BYTES_MAX: usize = 64 * 1024;

@@ -252,16 +252,22 @@ pub fn write_record_uncommitted(out: &mut [u8], offset: u64, ingest_ms: i64, eve
 /// A false resynchronisation needs a 32-byte header with the record magic and a
 /// matching CRC-32C; event bytes cannot carry one by accident, because stored events
 /// are JSON text and a record header always holds zero bytes, which JSON text cannot.
-pub fn scan_segment<'a>(segment: &'a [u8], base_offset: u64, mut visit: impl FnMut(&DecodedRecord<'a>)) -> ScanOutcome {
+pub fn scan_segment<'a>(segment: &'a [u8], base_offset: u64, visit: impl FnMut(&DecodedRecord<'a>)) -> ScanOutcome {
+    scan_segment_from(segment, SEGMENT_HEADER_BYTES, base_offset, visit)
+}
+
+/// [`scan_segment`] from `position` (a record boundary, such as a checkpoint's), where
+/// the record with offset `expected` is; the outcome counts only what it saw from there.
+pub fn scan_segment_from<'a>(segment: &'a [u8], position: usize, expected: u64, mut visit: impl FnMut(&DecodedRecord<'a>)) -> ScanOutcome {
     let mut outcome = ScanOutcome {
-        end_position: SEGMENT_HEADER_BYTES,
+        end_position: position,
         records: 0,
-        end_offset: base_offset,
+        end_offset: expected,
         last_ingest_ms: i64::MIN,
         damage: Vec::new(),
         torn_tail: None,
     };
-    let mut position = SEGMENT_HEADER_BYTES;
+    let mut position = position;
     // Bounded: every pass either consumes a record or jumps to a later position.
     while position + RECORD_HEADER_BYTES <= segment.len() {
         let expected = outcome.end_offset;

@@ -9,6 +9,7 @@ use super::format::{self, SegmentHeader};
 use super::recovery::{self, SegmentSummary};
 use super::segment::{self, WritableSegment};
 use super::spare::{self, Taken};
+use super::summary::{self, Checkpoint};
 use super::{DataDir, LogOptions, RecordView, RecoveryReport, StorageError};
 use crate::constants::{FIRST_SEGMENT_BYTES, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SPARE_REQUEST_FILL_PERCENT};
 
@@ -33,6 +34,10 @@ pub struct PartitionLog {
     spare: Option<spare::Pending>,
     /// Rolls that found no spare ready and created the segment on this thread.
     stalled_rolls: u64,
+    /// The active segment's summary file, rewritten by `checkpoint`.
+    checkpoint: Option<Checkpoint>,
+    /// `next_offset` at the last checkpoint.
+    checkpointed: u64,
 }
 
 impl PartitionLog {
@@ -61,7 +66,10 @@ impl PartitionLog {
             next_offset: recovered.next_offset,
             spare: None,
             stalled_rolls: 0,
+            checkpoint: None,
+            checkpointed: u64::MAX,
         };
+        log.checkpoint(false);
         log.request_spare_when_due();
         Ok((log, recovered.report))
     }
@@ -197,20 +205,71 @@ impl PartitionLog {
         };
         // An empty active segment (smaller, from older options) is replaced by the
         // rename, which reused its file name: forget its summary.
-        if self.segments.back().is_some_and(|last| last.base_offset == header.base_offset) {
+        let replaced = self.segments.back().is_some_and(|last| last.base_offset == header.base_offset);
+        if replaced {
             self.segments.pop_back();
         }
-        self.segments.push_back(SegmentSummary {
-            base_offset: header.base_offset,
-            records: 0,
-            end_offset: header.base_offset,
-            last_ingest_ms: i64::MIN,
-            bytes: header.segment_bytes,
-            path: fresh.path().to_owned(),
-        });
+        // The sealed segment's summary: its facts are on disk when it was synced above.
+        if let Some(old) = &self.active
+            && !replaced
+            && let Some(sealed) = self.segments.back_mut()
+        {
+            sealed.durable = self.options.fsync;
+            let written = sealed.to_summary(self.partition, old.position() as u64, true, sealed.durable);
+            if let Err(error) = summary::write(&sealed.path, &written) {
+                tracing::warn!(%error, "cannot write a segment summary; the next start reads the segment instead");
+            }
+        }
+        let fresh_summary = SegmentSummary::fresh(header.base_offset, header.segment_bytes, fresh.path().to_owned());
+        self.checkpoint =
+            Checkpoint::create(fresh.path(), &fresh_summary.to_summary(self.partition, fresh.position() as u64, false, false))
+                .map_err(|error| tracing::warn!(%error, "cannot write the active segment's checkpoint"))
+                .ok();
+        self.segments.push_back(fresh_summary);
         if let Some(old) = self.active.replace(fresh) {
             self.previous_file = Some(old.into_file());
         }
+        Ok(())
+    }
+
+    /// Writes the active segment's checkpoint when records were appended since the last
+    /// one (about once a second, from the shard's tick), so a restart reads only the
+    /// records after it. `durable` when the log was just synced (a clean close).
+    pub fn checkpoint(&mut self, durable: bool) {
+        let (Some(active), Some(current)) = (&self.active, self.segments.back()) else { return };
+        if self.checkpointed == self.next_offset && !durable {
+            return;
+        }
+        let written = current.to_summary(self.partition, active.position() as u64, false, durable);
+        let result = match &self.checkpoint {
+            Some(checkpoint) => checkpoint.update(&written),
+            None => Checkpoint::create(active.path(), &written).map(|created| self.checkpoint = Some(created)),
+        };
+        match result {
+            Ok(()) => self.checkpointed = self.next_offset,
+            Err(error) => tracing::warn!(%error, "cannot write the active segment's checkpoint; the next start reads the segment"),
+        }
+    }
+
+    /// The end of a drain: syncs the active segment and every sealed one not yet known
+    /// to be on disk, then writes their summaries as durable, so the next start on any
+    /// boot reads summaries instead of segments.
+    pub fn close_clean(&mut self) -> Result<(), StorageError> {
+        self.sync()?;
+        let sealed = self.segments.len() - usize::from(self.active.is_some());
+        for segment in self.segments.iter_mut().take(sealed).filter(|segment| !segment.durable) {
+            let file = File::open(&segment.path).map_err(|e| StorageError::io(&segment.path, "open", e))?;
+            file.sync_data().map_err(|e| StorageError::sync(&segment.path, "fdatasync", e))?;
+            segment.durable = true;
+            let mut written = segment.to_summary(self.partition, 0, true, true);
+            // The end position of a sealed segment is not needed to trust it; keep the
+            // one on disk when there is one.
+            if let Some(found) = summary::read(&segment.path) {
+                written.end_position = found.end_position;
+            }
+            summary::write(&segment.path, &written)?;
+        }
+        self.checkpoint(true);
         Ok(())
     }
 
@@ -286,6 +345,8 @@ impl PartitionLog {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => return Err(StorageError::io(&oldest.path, "delete segment", error)),
             }
+            // Its summary goes with it (a leftover is removed at the next start).
+            let _ = fs::remove_file(summary::path_for(&oldest.path));
             total_bytes -= oldest.bytes;
             self.segments.pop_front();
         }
@@ -441,7 +502,9 @@ mod tests {
     fn segments_are_reserved_when_data_arrives_and_the_spare_near_the_roll() {
         let (_temp, dir) = data_dir(1);
         let reserved = |dir: &DataDir| -> u64 {
-            std::fs::read_dir(dir.partition_dir(0)).unwrap().map(|entry| entry.unwrap().metadata().unwrap().len()).sum()
+            let entries = std::fs::read_dir(dir.partition_dir(0)).unwrap().map(|entry| entry.unwrap());
+            // Segments and spares; the summaries beside them are a few dozen bytes each.
+            entries.filter(|entry| !entry.path().to_string_lossy().contains(".sum")).map(|entry| entry.metadata().unwrap().len()).sum()
         };
         let (mut log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
         log.wait_for_spare();

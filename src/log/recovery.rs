@@ -1,5 +1,6 @@
-//! Recovery when a partition's log is opened: validate every segment, keep each valid
-//! prefix, cut the torn tail of the last segment and hand back the writer's state.
+//! Recovery when a partition's log is opened: validate every segment (or trust its
+//! summary, `summary.rs`), keep every intact record, report damage, cut the torn tail of
+//! the last segment and hand back the writer's state.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{self, FormatError, SegmentHeader};
 use super::segment::{self, SegmentFile, WritableSegment};
+use super::summary::{self, Summary};
 use super::{DamagedOffsets, LogOptions, RecoveryReport, StorageError};
 use crate::constants::{SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
 
@@ -23,6 +25,50 @@ pub(crate) struct SegmentSummary {
     /// Size of the file: what deleting it frees.
     pub bytes: u64,
     pub path: PathBuf,
+    /// Damaged offset ranges inside the segment.
+    pub damage: Vec<(u64, u64)>,
+    /// Its records up to `end_offset` are known to be on disk (synced, or read back
+    /// after a boot); a clean close syncs the others.
+    pub durable: bool,
+}
+
+impl SegmentSummary {
+    /// An empty segment just made.
+    pub(crate) fn fresh(base_offset: u64, bytes: u64, path: PathBuf) -> SegmentSummary {
+        SegmentSummary {
+            base_offset,
+            records: 0,
+            end_offset: base_offset,
+            last_ingest_ms: i64::MIN,
+            bytes,
+            path,
+            damage: Vec::new(),
+            durable: false,
+        }
+    }
+
+    /// The summary file's form of it.
+    pub(crate) fn to_summary(&self, partition: u32, end_position: u64, sealed: bool, durable: bool) -> Summary {
+        Summary {
+            partition,
+            base_offset: self.base_offset,
+            end_offset: self.end_offset,
+            records: self.records,
+            last_ingest_ms: self.last_ingest_ms,
+            end_position,
+            segment_bytes: self.bytes,
+            boot_id: crate::platform::boot_id(),
+            sealed,
+            durable,
+            damage: self.damage.clone(),
+        }
+    }
+}
+
+/// Damage a summary remembers, as reported ranges.
+fn remembered(damage: &[(u64, u64)], path: &Path) -> Vec<DamagedOffsets> {
+    let reason = "found by an earlier recovery (the summary beside the segment remembers it)".to_owned();
+    damage.iter().map(|&(from, to)| DamagedOffsets { from, to, path: path.to_owned(), reason: reason.clone() }).collect()
 }
 
 /// The writer's state after recovery.
@@ -41,13 +87,21 @@ pub(crate) fn recover(dir: &Path, dir_file: &File, partition: u32, options: &Log
     for leftover in &leftovers {
         fs::remove_file(leftover).map_err(|e| StorageError::io(leftover, "remove unfinished segment", e))?;
     }
+    summary::remove_orphans(dir)?;
+    let boot_id = crate::platform::boot_id();
     let mut report = RecoveryReport { segments: files.len(), ..RecoveryReport::default() };
     let mut segments = VecDeque::with_capacity(files.len());
     let Some((last, sealed)) = files.split_last() else {
         return Ok(Recovered { segments, active: None, next_offset: 0, report });
     };
     for (index, file) in sealed.iter().enumerate() {
-        let (summary, mut damage) = recover_sealed(file, partition)?;
+        let (summary, mut damage) = match trusted_sealed(file, partition, &boot_id) {
+            Some(summary) => {
+                let damage = remembered(&summary.damage, &file.path);
+                (summary, damage)
+            }
+            None => recover_sealed(file, partition)?,
+        };
         let next_base = files[index + 1].base_offset;
         let end = summary.end_offset;
         if end > next_base {
@@ -65,7 +119,7 @@ pub(crate) fn recover(dir: &Path, dir_file: &File, partition: u32, options: &Log
         report.records += summary.records;
         segments.push_back(summary);
     }
-    let (summary, active, truncated_bytes, mut damage) = recover_last(last, partition, options)?;
+    let (summary, active, truncated_bytes, mut damage) = recover_last(last, partition, options, &boot_id)?;
     report.damage.append(&mut damage);
     // Repairs (header, length, zeroed tail, removed leftovers) reach the disk before the
     // first new record; with nothing dirty these syncs cost next to nothing.
@@ -111,14 +165,7 @@ pub(crate) fn damage_of(outcome: &format::ScanOutcome, path: &Path) -> Vec<Damag
 fn recover_sealed(file: &SegmentFile, partition: u32) -> Result<(SegmentSummary, Vec<DamagedOffsets>), StorageError> {
     let handle = File::open(&file.path).map_err(|e| StorageError::io(&file.path, "open", e))?;
     let bytes = handle.metadata().map_err(|e| StorageError::io(&file.path, "stat", e))?.len();
-    let mut summary = SegmentSummary {
-        base_offset: file.base_offset,
-        records: 0,
-        end_offset: file.base_offset,
-        last_ingest_ms: i64::MIN,
-        bytes,
-        path: file.path.clone(),
-    };
+    let mut summary = SegmentSummary::fresh(file.base_offset, bytes, file.path.clone());
     if bytes < SEGMENT_HEADER_BYTES as u64 {
         return Ok((summary, Vec::new()));
     }
@@ -134,7 +181,38 @@ fn recover_sealed(file: &SegmentFile, partition: u32) -> Result<(SegmentSummary,
     summary.records = outcome.records;
     summary.end_offset = outcome.end_offset;
     summary.last_ingest_ms = outcome.last_ingest_ms;
+    summary.damage = outcome.damage.iter().map(|damage| (damage.from_offset, damage.to_offset)).collect();
+    // Remember what was read, once it is on disk (a no-op for a file with nothing
+    // dirty), so the next start need not read it again. The segment may be cut short
+    // (then the summary would not match its length): only whole ones are remembered.
+    if bytes == header.segment_bytes {
+        handle.sync_data().map_err(|e| StorageError::sync(&file.path, "fdatasync", e))?;
+        summary.durable = true;
+        let remembered = summary.to_summary(partition, outcome.end_position as u64, true, true);
+        if let Err(error) = summary::write(&file.path, &remembered) {
+            tracing::warn!(%error, "cannot write a segment summary; the next start reads the segment again");
+        }
+    }
     Ok((summary, damage_of(&outcome, &file.path)))
+}
+
+/// The summary of a sealed segment, when it can stand in for reading the segment: it
+/// decodes, describes this file (partition, base offset, the file's length), is sealed,
+/// and its facts were on disk when written or were written during this boot.
+fn trusted_sealed(file: &SegmentFile, partition: u32, boot_id: &[u8; 16]) -> Option<SegmentSummary> {
+    let found = summary::read(&file.path)?;
+    let bytes = fs::metadata(&file.path).ok()?.len();
+    let fits = found.partition == partition && found.base_offset == file.base_offset && found.segment_bytes == bytes;
+    (fits && found.sealed && found.trusted(boot_id)).then(|| SegmentSummary {
+        base_offset: found.base_offset,
+        records: found.records,
+        end_offset: found.end_offset,
+        last_ingest_ms: found.last_ingest_ms,
+        bytes,
+        path: file.path.clone(),
+        damage: found.damage,
+        durable: found.durable,
+    })
 }
 
 fn unsupported(file: &SegmentFile, version: u32) -> StorageError {
@@ -151,6 +229,7 @@ fn recover_last(
     file: &SegmentFile,
     partition: u32,
     options: &LogOptions,
+    boot_id: &[u8; 16],
 ) -> Result<(SegmentSummary, WritableSegment, u64, Vec<DamagedOffsets>), StorageError> {
     let path = &file.path;
     let handle = OpenOptions::new().read(true).write(true).open(path).map_err(|e| StorageError::io(path, "open", e))?;
@@ -164,23 +243,54 @@ fn recover_last(
     if torn_header {
         handle.write_all_at(&format::encode_segment_header(&header), 0).map_err(|e| StorageError::io(path, "write header", e))?;
     }
+    // A trusted checkpoint says where the records it saw end: only what follows is read.
+    let checkpoint = summary::read(path).filter(|found| {
+        !found.sealed
+            && found.trusted(boot_id)
+            && found.partition == partition
+            && found.base_offset == file.base_offset
+            && found.segment_bytes == capacity
+            && found.end_position >= SEGMENT_HEADER_BYTES as u64
+            && found.end_position <= capacity
+            && !torn_header
+            && file_bytes >= capacity
+    });
+    let (start_position, start_offset) = match &checkpoint {
+        Some(found) => (found.end_position as usize, found.end_offset),
+        None => (SEGMENT_HEADER_BYTES, file.base_offset),
+    };
     let map = segment::map_writable(&handle, path, capacity)?;
-    let outcome = format::scan_segment(&map, file.base_offset, |_| {});
+    // Bytes past the file system's last data stretch read as zero: the scan (and the
+    // check that nothing follows the last record) stops there instead of reading, and
+    // faulting in, the whole unwritten rest of the segment.
+    let data_end = crate::platform::sys::data_end(&handle, start_position as u64, capacity)
+        .next_multiple_of(crate::constants::RECORD_ALIGN_BYTES as u64)
+        .min(capacity) as usize;
+    let view = &map[..data_end.max(start_position)];
+    let outcome = format::scan_segment_from(view, start_position, start_offset, |_| {});
     let cut = outcome.end_position;
-    let truncated_bytes = if outcome.torn_tail.is_some() { nonzero_extent(&map[cut..]) } else { 0 };
+    let truncated_bytes = if outcome.torn_tail.is_some() { nonzero_extent(&view[cut..]) } else { 0 };
     if truncated_bytes > 0 || file_bytes > capacity {
         segment::zero_range(&handle, path, cut as u64, file_bytes.max(capacity))?;
     }
+    let (mut damage, earlier_records, earlier_ms) = match &checkpoint {
+        Some(found) => (found.damage.clone(), found.records, found.last_ingest_ms),
+        None => (Vec::new(), 0, i64::MIN),
+    };
+    let mut reported = remembered(&damage, path);
+    damage.extend(outcome.damage.iter().map(|range| (range.from_offset, range.to_offset)));
+    reported.extend(damage_of(&outcome, path));
     let summary = SegmentSummary {
         base_offset: file.base_offset,
-        records: outcome.records,
+        records: earlier_records + outcome.records,
         end_offset: outcome.end_offset,
-        last_ingest_ms: outcome.last_ingest_ms,
+        last_ingest_ms: earlier_ms.max(outcome.last_ingest_ms),
         bytes: file_bytes.max(capacity),
         path: path.clone(),
+        damage,
+        durable: false,
     };
-    let damage = damage_of(&outcome, path);
-    Ok((summary, WritableSegment::from_recovered(handle, map, cut, path.clone()), truncated_bytes, damage))
+    Ok((summary, WritableSegment::from_recovered(handle, map, cut, path.clone()), truncated_bytes, reported))
 }
 
 /// The last segment's header, or a fresh one built from its file name when the header
@@ -330,6 +440,13 @@ mod tests {
         // Flip a byte in the 3rd record's event of the first segment.
         let at = 64 + 2 * format::stored_len(4 + 100_000) + 100;
         File::options().write(true).open(&files[0].path).unwrap().write_all_at(&[0xFF], at).unwrap();
+        // The summary written at the roll stands in for reading the segment at a start,
+        // so damage that came later is not seen there (readers and check-log see it).
+        let (_, report) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        assert_eq!((report.records, report.damage.len()), (40, 0));
+        assert_eq!(crate::log::verify_partition(&dir, 0).unwrap().damage.len(), 1);
+        // Without the summary the segment is read, and the damage found and remembered.
+        fs::remove_file(summary::path_for(&files[0].path)).unwrap();
         let (log, report) = PartitionLog::open(&dir, 0, &options()).unwrap();
         assert_eq!(report.corrupt_sealed_segments, 1);
         assert_eq!(log.next_offset(), 40);
@@ -339,6 +456,9 @@ mod tests {
         let mut offsets = Vec::new();
         log.scan(i64::MIN, |record| offsets.push(record.offset)).unwrap();
         assert_eq!(offsets, (0..40).filter(|&offset| offset != 2).collect::<Vec<_>>());
+        drop(log);
+        let (_, report) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        assert_eq!((report.records, report.damaged_offsets()), (39, 1), "the new summary remembers the damage");
     }
 
     #[test]
@@ -362,6 +482,48 @@ mod tests {
         drop(log);
         let (log, report) = PartitionLog::open(&dir, 0, &options()).unwrap();
         assert_eq!((report.records, report.damaged_offsets(), log.next_offset()), (18, 3, 21));
+    }
+
+    #[test]
+    fn a_start_reads_only_what_follows_the_checkpoint() {
+        let (_temp, dir) = data_dir(1);
+        let (mut log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        fill(&mut log, 10, 100);
+        log.close_clean().unwrap();
+        // Records after the checkpoint (a kill -9 before the next one).
+        for i in 10..15u64 {
+            log.append(format!("id-{i}").as_bytes(), 2000, &[&event(i, 100)]).unwrap();
+        }
+        drop(log);
+        let path = last_segment(&dir.partition_dir(0));
+        // Damage before the checkpoint is not read again at a start: proof it is skipped.
+        File::options().write(true).open(&path).unwrap().write_all_at(&[0x80], 64 + 3 * 136 + 40).unwrap();
+        let (mut log, report) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        assert_eq!((report.records, report.damage.len(), log.next_offset()), (15, 0, 15));
+        assert_eq!(log.append(b"next", 1, &[b"x"]).unwrap(), 15);
+        drop(log);
+        // Without a trusted checkpoint the whole segment is read and the damage found.
+        fs::remove_file(summary::path_for(&path)).unwrap();
+        let (log, report) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        assert_eq!((report.records, report.damaged_offsets(), log.next_offset()), (15, 1, 16));
+    }
+
+    #[test]
+    fn a_checkpoint_from_another_boot_is_trusted_only_after_a_clean_close() {
+        let (_temp, dir) = data_dir(1);
+        let (mut log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        fill(&mut log, 10, 100);
+        log.checkpoint(false);
+        drop(log);
+        let path = last_segment(&dir.partition_dir(0));
+        let mut found = summary::read(&path).unwrap();
+        assert!(!found.durable && !found.sealed && found.end_offset == 10);
+        // As if written before a power loss: another boot, not durable.
+        found.boot_id = [1; 16];
+        summary::write(&path, &found).unwrap();
+        File::options().write(true).open(&path).unwrap().write_all_at(&[0x80], 64 + 3 * 136 + 40).unwrap();
+        let (_, report) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        assert_eq!(report.damaged_offsets(), 1, "an untrusted checkpoint means reading the segment");
     }
 
     #[test]

@@ -241,6 +241,11 @@ impl WritableSegment {
         Ok(())
     }
 
+    /// Where the next record goes.
+    pub(crate) fn position(&self) -> usize {
+        self.position
+    }
+
     /// The header and the records written so far (no unwritten space).
     pub(crate) fn written(&self) -> &[u8] {
         &self.map[..self.position]

@@ -60,7 +60,6 @@ pub fn fallocate(file: &File, mode: libc::c_int, offset: u64, length: u64) -> io
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
-/// A resource limit: `(soft, hard)`, `RLIM_INFINITY` as the kernel gives it.
 /// Bytes an unprivileged user may still write on the file system holding `path`.
 pub fn available_bytes(path: &std::path::Path) -> io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
@@ -75,6 +74,38 @@ pub fn available_bytes(path: &std::path::Path) -> io::Result<u64> {
     Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
+/// The end of the last stretch of `file` below `to` that may hold data, searching from
+/// `from` with `SEEK_DATA`/`SEEK_HOLE`: every byte from there to `to` reads as zero (a
+/// hole or an unwritten extent). `to` when the file system cannot say.
+pub fn data_end(file: &File, from: u64, to: u64) -> u64 {
+    let seek = |offset: u64, whence: libc::c_int| -> Option<u64> {
+        let offset = libc::off_t::try_from(offset).ok()?;
+        // SAFETY: plain syscall on a descriptor `file` keeps open; no memory is passed.
+        let found = unsafe { libc::lseek(file.as_raw_fd(), offset, whence) };
+        u64::try_from(found).ok()
+    };
+    let mut end = from;
+    let mut at = from;
+    // Bounded: every pass moves `at` forward to the end of a data stretch, below `to`.
+    while at < to {
+        let Some(data) = seek(at, libc::SEEK_DATA) else {
+            // ENXIO: no data after `at`. Anything else: unknown, assume data to the end.
+            return if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) { end } else { to };
+        };
+        if data >= to {
+            break;
+        }
+        let Some(hole) = seek(data, libc::SEEK_HOLE) else { return to };
+        end = hole.min(to);
+        if hole <= at {
+            return to;
+        }
+        at = hole;
+    }
+    end
+}
+
+/// A resource limit: `(soft, hard)`, `RLIM_INFINITY` as the kernel gives it.
 pub fn getrlimit(resource: libc::__rlimit_resource_t) -> io::Result<(libc::rlim_t, libc::rlim_t)> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit into memory we own for the call.

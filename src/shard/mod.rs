@@ -104,6 +104,7 @@ pub struct Shard {
     latency: LoopLatency,
     last_tick_ms: u64,
     last_housekeeping_ms: u64,
+    last_checkpoint_ms: u64,
     accepting: bool,
     /// Bounds the log lines of errors that can repeat per connection.
     log_sampler: Sampler,
@@ -164,6 +165,7 @@ impl Shard {
             latency: LoopLatency::default(),
             last_tick_ms: 0,
             last_housekeeping_ms: 0,
+            last_checkpoint_ms: 0,
             accepting: true,
             log_sampler: Sampler::new(LOG_SAMPLE_PERIOD_MS),
             drain_deadline_ms: None,

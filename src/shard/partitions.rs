@@ -211,6 +211,13 @@ impl Partitions {
         }
     }
 
+    /// Rewrites the checkpoint of every partition that took records since the last one.
+    pub fn checkpoint(&mut self) {
+        for owned in &mut self.owned {
+            owned.log.checkpoint(false);
+        }
+    }
+
     /// Flushes every owned log to disk, then the dedup index, and marks the index clean
     /// so the next start trusts it on any boot (the end of a drain). After a fail-stop
     /// nothing is marked clean.
@@ -221,7 +228,7 @@ impl Partitions {
             }
             let owned = &mut self.owned[index];
             let partition = owned.partition;
-            let closed = owned.log.sync().and_then(|()| owned.dedup.close_clean());
+            let closed = owned.log.close_clean().and_then(|()| owned.dedup.close_clean());
             if let Err(error) = closed {
                 self.fail_stop(partition, &error);
             }

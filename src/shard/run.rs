@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::Shard;
 use super::token::Token;
-use crate::constants::{HOUSEKEEPING_MS, RECEIVES_PER_EARLY_FLUSH, TICK_MS};
+use crate::constants::{CHECKPOINT_MS, HOUSEKEEPING_MS, RECEIVES_PER_EARLY_FLUSH, TICK_MS};
 use crate::http::Phase;
 use crate::ingest::answer::{Answer, answer_refusal};
 use crate::ingest::refusal::Refusal;
@@ -107,6 +107,10 @@ impl Shard {
         if now_ms >= self.last_housekeeping_ms + HOUSEKEEPING_MS {
             self.last_housekeeping_ms = now_ms;
             self.core.housekeeping();
+        }
+        if now_ms >= self.last_checkpoint_ms + CHECKPOINT_MS {
+            self.last_checkpoint_ms = now_ms;
+            self.core.partitions.checkpoint();
         }
         let draining = self.control.draining.load(Ordering::Acquire);
         if draining && self.accepting {
