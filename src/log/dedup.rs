@@ -14,7 +14,9 @@
 //! hash and the offset as a 32-bit delta from the table's first offset), a CRC'd header
 //! and a small state block. Inserts go to the newest table; when it is 3/4 full the next
 //! one is made, twice as large up to the size that holds `ids_max` ids, so the disk a
-//! partition uses follows the ids it has seen. A lookup probes the tables newest first.
+//! partition uses follows the ids it has seen. The next table is prepared on the
+//! segment preparer's thread once the newest one is half way there, so a shard does
+//! not create files on the request path. A lookup probes the tables newest first.
 //! Nothing is ever deleted from a table: a table is dropped whole once the newer ones
 //! hold `ids_max` ids (counted as early evictions if it still had ids inside the window)
 //! or once its newest id is older than the window. So an id is remembered for at least
@@ -37,7 +39,7 @@ use memmap2::MmapMut;
 use siphasher::sip128::SipHasher13;
 
 use super::StorageError;
-use super::segment;
+use super::{segment, spare};
 
 /// First bytes of every table file.
 const MAGIC: [u8; 8] = *b"SLUICDDX";
@@ -96,6 +98,11 @@ pub struct DedupIndex {
     tables: VecDeque<Table>,
     boot_id: [u8; 16],
     evicted_early: u64,
+    /// The next table, being prepared on the segment preparer's thread (`spare.rs`)
+    /// once the newest one is half way to its load limit.
+    next: Option<spare::Pending>,
+    /// Tables made on the shard thread because the prepared one was not ready.
+    stalls: u64,
 }
 
 impl DedupIndex {
@@ -121,6 +128,8 @@ impl DedupIndex {
             tables: VecDeque::new(),
             boot_id: crate::platform::boot_id(),
             evicted_early: 0,
+            next: None,
+            stalls: 0,
         };
         let opened = index.load()?;
         if opened == Opened::Rebuild {
@@ -206,13 +215,39 @@ impl DedupIndex {
         }
         let slots = match self.tables.back() {
             None => FIRST_TABLE_SLOTS.min(self.max_slots),
-            Some(newest) if newest.has_room_for(offset) => return Ok(()),
+            Some(newest) if newest.has_room_for(offset) => {
+                // Half way to the load limit: have the next table made off this thread.
+                if self.next.is_none() && newest.count * LOAD_DENOMINATOR * 2 >= newest.slots * LOAD_NUMERATOR {
+                    let slots = (newest.slots * 2).min(self.max_slots);
+                    self.next = spare::request(&self.dir, SLOTS_AT + slots * SLOT_BYTES);
+                }
+                return Ok(());
+            }
             Some(newest) => (newest.slots * 2).min(self.max_slots),
         };
-        let table = Table::create(&self.dir, self.partition, self.key_check, slots, offset, self.boot_id)?;
+        let (key_check, boot_id, partition) = (self.key_check, self.boot_id, self.partition);
+        let table = match self.next.take().map(spare::Pending::take) {
+            Some(spare::Taken::Ready(ready)) if ready.map.len() as u64 == SLOTS_AT + slots * SLOT_BYTES => {
+                Table::from_spare(&self.dir, ready, partition, key_check, slots, offset, boot_id)?
+            }
+            other => {
+                if let Some(spare::Taken::Ready(unused)) = other {
+                    let _ = fs::remove_file(&unused.tmp_path);
+                }
+                if !self.tables.is_empty() {
+                    self.stalls += 1;
+                }
+                Table::create(&self.dir, partition, key_check, slots, offset, boot_id)?
+            }
+        };
         self.tables.push_back(table);
         self.drop_beyond_ids_max();
         Ok(())
+    }
+
+    /// Tables made on the shard thread because the prepared one was not ready in time.
+    pub fn stalls(&self) -> u64 {
+        self.stalls
     }
 
     /// Remembers `event_id` (not present: the caller looked it up) as stored at
@@ -312,6 +347,21 @@ fn table_files(dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
     Ok(paths)
 }
 
+/// The immutable, CRC'd first 64 bytes of a table.
+fn encode_header(partition: u32, key_check: u64, slots: u64, first_offset: u64) -> [u8; 64] {
+    let mut header = [0u8; 64];
+    header[0..8].copy_from_slice(&MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&partition.to_le_bytes());
+    header[16..24].copy_from_slice(&slots.to_le_bytes());
+    header[24..32].copy_from_slice(&first_offset.to_le_bytes());
+    header[32..40].copy_from_slice(&crate::platform::time::now_unix_ms().to_le_bytes());
+    header[40..48].copy_from_slice(&key_check.to_le_bytes());
+    let crc = crc32c::crc32c(&header[..HEADER_CRC_AT]);
+    header[HEADER_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
@@ -340,16 +390,7 @@ impl Table {
             .map_err(|e| StorageError::io(&tmp, "create", e))?;
         let bytes = SLOTS_AT + slots * SLOT_BYTES;
         let made = segment::reserve(&file, &tmp, bytes).and_then(|()| {
-            let mut header = [0u8; 64];
-            header[0..8].copy_from_slice(&MAGIC);
-            header[8..12].copy_from_slice(&VERSION.to_le_bytes());
-            header[12..16].copy_from_slice(&partition.to_le_bytes());
-            header[16..24].copy_from_slice(&slots.to_le_bytes());
-            header[24..32].copy_from_slice(&first_offset.to_le_bytes());
-            header[32..40].copy_from_slice(&crate::platform::time::now_unix_ms().to_le_bytes());
-            header[40..48].copy_from_slice(&key_check.to_le_bytes());
-            let crc = crc32c::crc32c(&header[..HEADER_CRC_AT]);
-            header[HEADER_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+            let header = encode_header(partition, key_check, slots, first_offset);
             file.write_all_at(&header, 0).map_err(|e| StorageError::io(&tmp, "write dedup header", e))
         });
         if let Err(error) = made {
@@ -358,6 +399,27 @@ impl Table {
         }
         fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, "rename", e))?;
         let map = segment::map_writable(&file, &path, bytes)?;
+        let mut table = Table { map, file, path, slots, first_offset, count: 0, newest_ms: i64::MIN };
+        table.write_counters(first_offset);
+        table.set_state(boot_id, false);
+        Ok(table)
+    }
+
+    /// Turns a prepared spare (reserved, mapped, all zero) into the table for
+    /// `first_offset`: the header goes in through the mapping, then the rename.
+    fn from_spare(
+        dir: &Path,
+        spare: spare::Spare,
+        partition: u32,
+        key_check: u64,
+        slots: u64,
+        first_offset: u64,
+        boot_id: [u8; 16],
+    ) -> Result<Table, StorageError> {
+        let spare::Spare { file, mut map, tmp_path } = spare;
+        map[..64].copy_from_slice(&encode_header(partition, key_check, slots, first_offset));
+        let path = Table::path_for(dir, first_offset);
+        fs::rename(&tmp_path, &path).map_err(|e| StorageError::io(&path, "rename", e))?;
         let mut table = Table { map, file, path, slots, first_offset, count: 0, newest_ms: i64::MIN };
         table.write_counters(first_offset);
         table.set_state(boot_id, false);

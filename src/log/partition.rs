@@ -9,7 +9,7 @@ use super::format::{self, SegmentHeader};
 use super::recovery::{self, SegmentSummary};
 use super::segment::{self, WritableSegment};
 use super::spare::{self, Taken};
-use super::summary::{self, Checkpoint};
+use super::summary;
 use super::{DataDir, LogOptions, RecordView, RecoveryReport, StorageError};
 use crate::constants::{FIRST_SEGMENT_BYTES, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SPARE_REQUEST_FILL_PERCENT};
 
@@ -34,8 +34,6 @@ pub struct PartitionLog {
     spare: Option<spare::Pending>,
     /// Rolls that found no spare ready and created the segment on this thread.
     stalled_rolls: u64,
-    /// The active segment's summary file, rewritten by `checkpoint`.
-    checkpoint: Option<Checkpoint>,
     /// `next_offset` at the last checkpoint.
     checkpointed: u64,
 }
@@ -66,7 +64,6 @@ impl PartitionLog {
             next_offset: recovered.next_offset,
             spare: None,
             stalled_rolls: 0,
-            checkpoint: None,
             checkpointed: u64::MAX,
         };
         log.checkpoint(false);
@@ -215,16 +212,11 @@ impl PartitionLog {
             && let Some(sealed) = self.segments.back_mut()
         {
             sealed.durable = self.options.fsync;
-            let written = sealed.to_summary(self.partition, old.position() as u64, true, sealed.durable);
-            if let Err(error) = summary::write(&sealed.path, &written) {
-                tracing::warn!(%error, "cannot write a segment summary; the next start reads the segment instead");
-            }
+            summary::write_later(&sealed.path, &sealed.to_summary(self.partition, old.position() as u64, true, sealed.durable));
         }
         let fresh_summary = SegmentSummary::fresh(header.base_offset, header.segment_bytes, fresh.path().to_owned());
-        self.checkpoint =
-            Checkpoint::create(fresh.path(), &fresh_summary.to_summary(self.partition, fresh.position() as u64, false, false))
-                .map_err(|error| tracing::warn!(%error, "cannot write the active segment's checkpoint"))
-                .ok();
+        summary::write_later(fresh.path(), &fresh_summary.to_summary(self.partition, fresh.position() as u64, false, false));
+        self.checkpointed = self.next_offset;
         self.segments.push_back(fresh_summary);
         if let Some(old) = self.active.replace(fresh) {
             self.previous_file = Some(old.into_file());
@@ -241,14 +233,15 @@ impl PartitionLog {
             return;
         }
         let written = current.to_summary(self.partition, active.position() as u64, false, durable);
-        let result = match &self.checkpoint {
-            Some(checkpoint) => checkpoint.update(&written),
-            None => Checkpoint::create(active.path(), &written).map(|created| self.checkpoint = Some(created)),
-        };
-        match result {
-            Ok(()) => self.checkpointed = self.next_offset,
-            Err(error) => tracing::warn!(%error, "cannot write the active segment's checkpoint; the next start reads the segment"),
+        if durable {
+            // A clean close: written here, after every earlier background write.
+            if let Err(error) = summary::write(active.path(), &written) {
+                tracing::warn!(%error, "cannot write the active segment's checkpoint; the next start reads the segment");
+            }
+        } else {
+            summary::write_later(active.path(), &written);
         }
+        self.checkpointed = self.next_offset;
     }
 
     /// The end of a drain: syncs the active segment and every sealed one not yet known
@@ -256,6 +249,8 @@ impl PartitionLog {
     /// boot reads summaries instead of segments.
     pub fn close_clean(&mut self) -> Result<(), StorageError> {
         self.sync()?;
+        // Earlier summaries still queued must not land after the final ones.
+        super::spare::flush();
         let sealed = self.segments.len() - usize::from(self.active.is_some());
         for segment in self.segments.iter_mut().take(sealed).filter(|segment| !segment.durable) {
             let file = File::open(&segment.path).map_err(|e| StorageError::io(&segment.path, "open", e))?;

@@ -446,6 +446,7 @@ mod tests {
         assert_eq!((report.records, report.damage.len()), (40, 0));
         assert_eq!(crate::log::verify_partition(&dir, 0).unwrap().damage.len(), 1);
         // Without the summary the segment is read, and the damage found and remembered.
+        crate::log::spare::flush();
         fs::remove_file(summary::path_for(&files[0].path)).unwrap();
         let (log, report) = PartitionLog::open(&dir, 0, &options()).unwrap();
         assert_eq!(report.corrupt_sealed_segments, 1);
@@ -503,6 +504,7 @@ mod tests {
         assert_eq!(log.append(b"next", 1, &[b"x"]).unwrap(), 15);
         drop(log);
         // Without a trusted checkpoint the whole segment is read and the damage found.
+        crate::log::spare::flush();
         fs::remove_file(summary::path_for(&path)).unwrap();
         let (log, report) = PartitionLog::open(&dir, 0, &options()).unwrap();
         assert_eq!((report.records, report.damaged_offsets(), log.next_offset()), (15, 1, 16));
@@ -515,6 +517,7 @@ mod tests {
         fill(&mut log, 10, 100);
         log.checkpoint(false);
         drop(log);
+        crate::log::spare::flush();
         let path = last_segment(&dir.partition_dir(0));
         let mut found = summary::read(&path).unwrap();
         assert!(!found.durable && !found.sealed && found.end_offset == 10);

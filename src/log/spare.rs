@@ -12,7 +12,13 @@
 //!
 //! A spare that is not ready when its log rolls is not waited for: the log creates the
 //! segment itself, as before, and counts the stall. A spare nobody took (a crash, or a
-//! log closed at shutdown) is a `*.seg.tmp` leftover, which recovery deletes.
+//! log closed at shutdown) is a `*.seg.tmp` leftover, which recovery deletes. The dedup
+//! index takes its next table from the same preparer.
+//!
+//! The thread also writes the small files a shard must not block on (segment summaries
+//! and checkpoints): creating or renaming a file needs an ext4 journal handle, and
+//! while the journal commits, that waits for milliseconds. `flush` waits until every
+//! write queued before it is done (a clean close, before its own final writes).
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -34,9 +40,26 @@ pub(crate) struct Spare {
 }
 
 enum Job {
-    Prepare { dir: PathBuf, bytes: u64, reply: Sender<Result<Spare, StorageError>> },
-    SyncDir { dir: PathBuf },
+    Prepare {
+        dir: PathBuf,
+        bytes: u64,
+        reply: Sender<Result<Spare, StorageError>>,
+    },
+    SyncDir {
+        dir: PathBuf,
+    },
+    /// Replace `path` with `bytes` through `<path>.tmp` and a rename (not synced).
+    Write {
+        path: PathBuf,
+        bytes: Vec<u8>,
+    },
+    Barrier {
+        reply: Sender<()>,
+    },
 }
+
+/// Small files that could not be written in the background (logged by the thread).
+pub(crate) static WRITE_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// Counters the metrics endpoint reports.
 pub(crate) static SPARES_PREPARED: AtomicU64 = AtomicU64::new(0);
@@ -80,6 +103,15 @@ fn run(jobs: &Receiver<Job>) {
                     DIR_SYNC_FAILURES.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            Job::Write { path, bytes } => {
+                if let Err(error) = replace_file(&path, &bytes) {
+                    WRITE_FAILURES.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(path = %path.display(), %error, "cannot write a summary; the next start reads the segment instead");
+                }
+            }
+            Job::Barrier { reply } => {
+                let _ = reply.send(());
+            }
         }
     }
 }
@@ -106,6 +138,33 @@ fn prepare(dir: &Path, bytes: u64) -> Result<Spare, StorageError> {
             let _ = fs::remove_file(&tmp_path);
             Err(error)
         }
+    }
+}
+
+/// Replaces `path` with `bytes` through `<path>.tmp` and a rename, so a reader sees the
+/// old content or the new, never a mix. Not synced.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path)
+}
+
+/// Writes `bytes` to `path` (through a temporary name) on the preparer thread, in the
+/// order asked; here, synchronously, without one.
+pub(crate) fn write_later(path: &Path, bytes: Vec<u8>) {
+    let sent = jobs().is_some_and(|jobs| jobs.send(Job::Write { path: path.to_owned(), bytes: bytes.clone() }).is_ok());
+    if !sent && replace_file(path, &bytes).is_err() {
+        WRITE_FAILURES.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Waits until every write queued before this call is done.
+pub(crate) fn flush() {
+    let Some(jobs) = jobs() else { return };
+    let (reply, done) = crossbeam_channel::bounded(1);
+    if jobs.send(Job::Barrier { reply }).is_ok() {
+        let _ = done.recv();
     }
 }
 

@@ -3,16 +3,16 @@
 //! of every record.
 //!
 //! A sealed segment's summary is written at its roll and never changes; the active
-//! segment's is a checkpoint the writer rewrites in place about once a second and at a
-//! clean close. A summary is trusted when its CRC holds and its facts were on disk when
+//! segment's is a checkpoint the writer rewrites about once a second and at a clean
+//! close. Both are written on the segment preparer's thread (`spare::write_later`), so
+//! a shard never waits for the file system's journal. A summary is trusted when its CRC holds and its facts were on disk when
 //! it was written (`durable`: written after an fdatasync of the segment, or at a clean
 //! close), or when it was written during this boot (a killed process leaves its writes
 //! in the page cache). Anything else (a power loss, a torn write, a missing file) sends
 //! recovery back to reading the segment, which is always correct: the log is the truth.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::StorageError;
@@ -123,32 +123,12 @@ pub(crate) fn read(segment: &Path) -> Option<Summary> {
 /// loss only costs a read of the segment at the next start.
 pub(crate) fn write(segment: &Path, summary: &Summary) -> Result<(), StorageError> {
     let path = path_for(segment);
-    let tmp = path.with_extension("sum.tmp");
-    fs::write(&tmp, summary.encode()).map_err(|e| StorageError::io(&tmp, "write summary", e))?;
-    fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, "rename", e))
+    super::spare::replace_file(&path, &summary.encode()).map_err(|e| StorageError::io(&path, "write summary", e))
 }
 
-/// The active segment's checkpoint, rewritten in place: one `pwrite` of a fixed-size
-/// record (its damage list does not grow while the segment is active). A torn write
-/// fails the CRC and costs a read of the segment at the next start.
-pub(crate) struct Checkpoint {
-    file: File,
-    path: PathBuf,
-}
-
-impl Checkpoint {
-    pub(crate) fn create(segment: &Path, summary: &Summary) -> Result<Checkpoint, StorageError> {
-        write(segment, summary)?;
-        let path = path_for(segment);
-        let file = OpenOptions::new().write(true).open(&path).map_err(|e| StorageError::io(&path, "open summary", e))?;
-        Ok(Checkpoint { file, path })
-    }
-
-    pub(crate) fn update(&self, summary: &Summary) -> Result<(), StorageError> {
-        let bytes = summary.encode();
-        self.file.write_all_at(&bytes, 0).map_err(|e| StorageError::io(&self.path, "write summary", e))?;
-        self.file.set_len(bytes.len() as u64).map_err(|e| StorageError::io(&self.path, "write summary", e))
-    }
+/// [`write`] on the segment preparer's thread, off the shard (`spare::write_later`).
+pub(crate) fn write_later(segment: &Path, summary: &Summary) {
+    super::spare::write_later(&path_for(segment), summary.encode());
 }
 
 /// Deletes `.sum` and `.sum.tmp` files in `dir` whose segment is gone.
@@ -208,14 +188,15 @@ mod tests {
     }
 
     #[test]
-    fn checkpoint_rewrites_in_place_and_orphans_go() {
+    fn written_later_in_order_and_orphans_go() {
         let temp = tempfile::tempdir().unwrap();
         let segment = temp.path().join("00000000000000000100.seg");
         fs::write(&segment, b"").unwrap();
         let mut summary = Summary { sealed: false, damage: Vec::new(), ..sample() };
-        let checkpoint = Checkpoint::create(&segment, &summary).unwrap();
+        write_later(&segment, &summary);
         summary.end_offset = 190;
-        checkpoint.update(&summary).unwrap();
+        write_later(&segment, &summary);
+        crate::log::spare::flush();
         assert_eq!(read(&segment), Some(summary));
         fs::write(temp.path().join("00000000000000000007.sum"), b"x").unwrap();
         fs::write(temp.path().join("00000000000000000100.sum.tmp"), b"x").unwrap();
