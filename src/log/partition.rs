@@ -34,6 +34,8 @@ pub struct PartitionLog {
     spare: Option<spare::Pending>,
     /// Rolls that found no spare ready and created the segment on this thread.
     stalled_rolls: u64,
+    /// A record boundary in the active segment from its checkpoint (offset, position).
+    resume: Option<(u64, usize)>,
     /// `next_offset` at the last checkpoint.
     checkpointed: u64,
 }
@@ -65,6 +67,7 @@ impl PartitionLog {
             spare: None,
             stalled_rolls: 0,
             checkpointed: u64::MAX,
+            resume: recovered.resume,
         };
         log.checkpoint(false);
         log.request_spare_when_due();
@@ -217,6 +220,7 @@ impl PartitionLog {
         let fresh_summary = SegmentSummary::fresh(header.base_offset, header.segment_bytes, fresh.path().to_owned());
         summary::write_later(fresh.path(), &fresh_summary.to_summary(self.partition, fresh.position() as u64, false, false));
         self.checkpointed = self.next_offset;
+        self.resume = None;
         self.segments.push_back(fresh_summary);
         if let Some(old) = self.active.replace(fresh) {
             self.previous_file = Some(old.into_file());
@@ -384,7 +388,17 @@ impl PartitionLog {
             });
         }
         if let Some(active) = &self.active {
-            format::scan_segment(active.written(), self.segments.back().map_or(0, |s| s.base_offset), on_record);
+            let base = self.segments.back().map_or(0, |s| s.base_offset);
+            match self.resume {
+                // Only the records after the checkpoint are wanted: start there rather
+                // than read the whole active segment.
+                Some((offset, position)) if from_offset >= offset && since_ms == i64::MIN => {
+                    format::scan_segment_from(active.written(), position, offset, on_record);
+                }
+                _ => {
+                    format::scan_segment(active.written(), base, on_record);
+                }
+            }
         }
         Ok(())
     }

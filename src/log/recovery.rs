@@ -78,6 +78,18 @@ pub(crate) struct Recovered {
     pub active: Option<WritableSegment>,
     pub next_offset: u64,
     pub report: RecoveryReport,
+    /// A record boundary in the active segment known from its checkpoint: (offset of the
+    /// record there, its byte position), so a scan of the newest records starts there.
+    pub resume: Option<(u64, usize)>,
+}
+
+/// What recovering the last segment gives back.
+struct Last {
+    summary: SegmentSummary,
+    active: WritableSegment,
+    truncated_bytes: u64,
+    damage: Vec<DamagedOffsets>,
+    resume: Option<(u64, usize)>,
 }
 
 /// Scans the partition directory `dir` (whose descriptor `dir_file` is locked by the
@@ -92,7 +104,7 @@ pub(crate) fn recover(dir: &Path, dir_file: &File, partition: u32, options: &Log
     let mut report = RecoveryReport { segments: files.len(), ..RecoveryReport::default() };
     let mut segments = VecDeque::with_capacity(files.len());
     let Some((last, sealed)) = files.split_last() else {
-        return Ok(Recovered { segments, active: None, next_offset: 0, report });
+        return Ok(Recovered { segments, active: None, next_offset: 0, report, resume: None });
     };
     for (index, file) in sealed.iter().enumerate() {
         let (summary, mut damage) = match trusted_sealed(file, partition, &boot_id) {
@@ -119,7 +131,7 @@ pub(crate) fn recover(dir: &Path, dir_file: &File, partition: u32, options: &Log
         report.records += summary.records;
         segments.push_back(summary);
     }
-    let (summary, active, truncated_bytes, mut damage) = recover_last(last, partition, options, &boot_id)?;
+    let Last { summary, active, truncated_bytes, mut damage, resume } = recover_last(last, partition, options, &boot_id)?;
     report.damage.append(&mut damage);
     // Repairs (header, length, zeroed tail, removed leftovers) reach the disk before the
     // first new record; with nothing dirty these syncs cost next to nothing.
@@ -131,7 +143,7 @@ pub(crate) fn recover(dir: &Path, dir_file: &File, partition: u32, options: &Log
     report.truncated_bytes = truncated_bytes;
     let next_offset = summary.end_offset;
     segments.push_back(summary);
-    Ok(Recovered { segments, active: Some(active), next_offset, report })
+    Ok(Recovered { segments, active: Some(active), next_offset, report, resume })
 }
 
 /// A header that names another partition or offset means the file was moved by hand:
@@ -225,12 +237,7 @@ fn unsupported(file: &SegmentFile, version: u32) -> StorageError {
 /// there can later pass for a record. Damage with valid records after it is not a torn
 /// tail: it is left in place and reported, and the writer carries on after the last
 /// valid record, so no offset is handed out twice. Returns the non-zero bytes it cut.
-fn recover_last(
-    file: &SegmentFile,
-    partition: u32,
-    options: &LogOptions,
-    boot_id: &[u8; 16],
-) -> Result<(SegmentSummary, WritableSegment, u64, Vec<DamagedOffsets>), StorageError> {
+fn recover_last(file: &SegmentFile, partition: u32, options: &LogOptions, boot_id: &[u8; 16]) -> Result<Last, StorageError> {
     let path = &file.path;
     let handle = OpenOptions::new().read(true).write(true).open(path).map_err(|e| StorageError::io(path, "open", e))?;
     let file_bytes = handle.metadata().map_err(|e| StorageError::io(path, "stat", e))?.len();
@@ -290,7 +297,9 @@ fn recover_last(
         damage,
         durable: false,
     };
-    Ok((summary, WritableSegment::from_recovered(handle, map, cut, path.clone()), truncated_bytes, reported))
+    let resume = checkpoint.map(|found| (found.end_offset, found.end_position as usize));
+    let active = WritableSegment::from_recovered(handle, map, cut, path.clone());
+    Ok(Last { summary, active, truncated_bytes, damage: reported, resume })
 }
 
 /// The last segment's header, or a fresh one built from its file name when the header
