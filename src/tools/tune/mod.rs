@@ -164,6 +164,7 @@ pub fn check(config: &Config, host: &Host) -> Vec<Finding> {
         memory::max_map_count(config, host),
         memory::swap(host),
         cpu::irqbalance(host),
+        cpu::writeback_workers(config, host),
     ]
 }
 
@@ -204,7 +205,7 @@ mod tests {
     fn every_check_runs_on_an_empty_tree_and_every_warning_has_a_fix() {
         let fake = FakeBox::new();
         let findings = check(&Config::defaults(), &fake.host());
-        assert_eq!(findings.len(), 18);
+        assert_eq!(findings.len(), 19);
         for finding in &findings {
             if finding.status >= Status::Warn {
                 assert!(finding.fix.is_some(), "{finding:?}");
