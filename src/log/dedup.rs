@@ -260,7 +260,12 @@ impl DedupIndex {
         let hash = self.hash(event_id);
         let Some(table) = self.tables.back_mut() else { unreachable!("prepare made a table") };
         debug_assert!(table.has_room_for(offset), "prepare({offset}) was not called");
-        table.insert(hash, offset, ingest_ms);
+        if !table.insert(hash, offset, ingest_ms) {
+            // Only a table whose stored count disagrees with its slots (damage that kept
+            // its header's CRC) gets here: take no more ids into it.
+            tracing::error!(path = %table.path.display(), "dedup table full although its count says otherwise; starting the next one");
+            table.count = table.slots;
+        }
     }
 
     /// Drops tables whose newest id is older than `window_start_ms`, and tables that
@@ -345,6 +350,59 @@ fn table_files(dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
         }
     }
     Ok(paths)
+}
+
+/// Bytes of a table's header and state block, the part `decode_table_head` reads.
+pub const TABLE_HEAD_BYTES: usize = 128;
+
+/// What a table's first `TABLE_HEAD_BYTES` say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableHead {
+    pub slots: u64,
+    pub first_offset: u64,
+    pub count: u64,
+    pub newest_ms: i64,
+    pub boot_id: [u8; 16],
+    pub clean: bool,
+}
+
+/// Reads a table's header and state block: `None` unless the magic, version, CRC,
+/// partition and key check hold, the slot count is a power of two that fills a file of
+/// `file_bytes` exactly, and the stored id count is below the slot count.
+pub fn decode_table_head(bytes: &[u8], file_bytes: u64, partition: u32, key_check: u64) -> Option<TableHead> {
+    let bytes = bytes.get(..TABLE_HEAD_BYTES)?;
+    let crc_ok = u32_at(bytes, HEADER_CRC_AT) == crc32c::crc32c(&bytes[..HEADER_CRC_AT]);
+    let slots = u64_at(bytes, 16);
+    let fits = slots.is_power_of_two() && slots.checked_mul(SLOT_BYTES).is_some_and(|used| SLOTS_AT.checked_add(used) == Some(file_bytes));
+    let count = u64_at(bytes, STATE_AT);
+    let valid = bytes[0..8] == MAGIC
+        && crc_ok
+        && u32_at(bytes, 8) == VERSION
+        && u32_at(bytes, 12) == partition
+        && u64_at(bytes, 40) == key_check
+        && fits
+        && count < slots;
+    valid.then(|| TableHead {
+        slots,
+        first_offset: u64_at(bytes, 24),
+        count,
+        newest_ms: u64_at(bytes, STATE_AT + 16) as i64,
+        boot_id: bytes[STATE_AT + 24..STATE_AT + 40].try_into().expect("16 bytes"),
+        clean: bytes[STATE_AT + 40] == 1,
+    })
+}
+
+/// A table's first `TABLE_HEAD_BYTES` as `Table::create` and an insert leave them
+/// (for the fuzz target and tests).
+pub fn encode_table_head(partition: u32, key_check: u64, head: &TableHead, indexed_next: u64) -> [u8; TABLE_HEAD_BYTES] {
+    let mut out = [0u8; TABLE_HEAD_BYTES];
+    out[..64].copy_from_slice(&encode_header(partition, key_check, head.slots, head.first_offset));
+    out[STATE_AT..STATE_AT + 8].copy_from_slice(&head.count.to_le_bytes());
+    out[STATE_AT + 8..STATE_AT + 16].copy_from_slice(&indexed_next.to_le_bytes());
+    out[STATE_AT + 16..STATE_AT + 24].copy_from_slice(&head.newest_ms.to_le_bytes());
+    out[STATE_AT + 24..STATE_AT + 40].copy_from_slice(&head.boot_id);
+    out[STATE_AT + 40] = u8::from(head.clean);
+    out
 }
 
 /// The immutable, CRC'd first 64 bytes of a table.
@@ -435,35 +493,17 @@ impl Table {
         }
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| StorageError::io(path, "open", e))?;
         let file_bytes = file.metadata().map_err(|e| StorageError::io(path, "stat", e))?.len();
-        let mut header = [0u8; 128];
+        let mut header = [0u8; TABLE_HEAD_BYTES];
         if file_bytes < SLOTS_AT || file.read_exact_at(&mut header, 0).is_err() {
             return Ok(None);
         }
-        let crc_ok = u32_at(&header, HEADER_CRC_AT) == crc32c::crc32c(&header[..HEADER_CRC_AT]);
-        let slots = u64_at(&header, 16);
-        let fits = slots.is_power_of_two() && slots.checked_mul(SLOT_BYTES).is_some_and(|bytes| SLOTS_AT + bytes == file_bytes);
-        if header[0..8] != MAGIC
-            || !crc_ok
-            || u32_at(&header, 8) != VERSION
-            || u32_at(&header, 12) != partition
-            || u64_at(&header, 40) != key_check
-            || !fits
-        {
+        let Some(head) = decode_table_head(&header, file_bytes, partition, key_check) else {
             return Ok(None);
-        }
-        let map = segment::map_writable(&file, path, file_bytes)?;
-        let table = Table {
-            map,
-            file,
-            path: path.to_owned(),
-            slots,
-            first_offset: u64_at(&header, 24),
-            count: u64_at(&header, STATE_AT),
-            newest_ms: u64_at(&header, STATE_AT + 16) as i64,
         };
-        let boot_id = header[STATE_AT + 24..STATE_AT + 40].try_into().expect("16 bytes");
-        let clean = header[STATE_AT + 40] == 1;
-        Ok(Some((table, clean, boot_id)))
+        let map = segment::map_writable(&file, path, file_bytes)?;
+        let (slots, first_offset, count, newest_ms) = (head.slots, head.first_offset, head.count, head.newest_ms);
+        let table = Table { map, file, path: path.to_owned(), slots, first_offset, count, newest_ms };
+        Ok(Some((table, head.clean, head.boot_id)))
     }
 
     /// Offset after the last record indexed in this table.
@@ -514,7 +554,8 @@ impl Table {
         None
     }
 
-    fn insert(&mut self, (h1, h2): (u64, u32), offset: u64, ingest_ms: i64) {
+    /// Stores the id; false when no slot is free (the count was wrong).
+    fn insert(&mut self, (h1, h2): (u64, u32), offset: u64, ingest_ms: i64) -> bool {
         let mask = self.slots - 1;
         let mut index = h1 & mask;
         let delta = u32::try_from(offset - self.first_offset + 1).expect("has_room_for bounds the delta");
@@ -528,11 +569,11 @@ impl Table {
                 self.count += 1;
                 self.newest_ms = self.newest_ms.max(ingest_ms);
                 self.write_counters(offset + 1);
-                return;
+                return true;
             }
             index = (index + 1) & mask;
         }
-        unreachable!("a table below its load limit has an empty slot");
+        false
     }
 }
 

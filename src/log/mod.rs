@@ -16,7 +16,7 @@ mod recovery;
 #[allow(unsafe_code, reason = "memory-mapped segments and their atomic commit word")]
 mod segment;
 mod spare;
-mod summary;
+pub mod summary;
 mod verify;
 
 use std::io;

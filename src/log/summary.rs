@@ -21,7 +21,7 @@ const MAGIC: [u8; 8] = *b"SLUICSUM";
 const VERSION: u32 = 1;
 /// Damaged ranges a summary keeps (more are still reported by the recovery that found
 /// them, and by `sluice check-log`).
-pub(crate) const DAMAGE_KEPT_MAX: usize = 64;
+pub const DAMAGE_KEPT_MAX: usize = 64;
 const FIXED_BYTES: usize = 88;
 const DAMAGE_BYTES: usize = 16;
 const BYTES_MAX: usize = FIXED_BYTES + DAMAGE_KEPT_MAX * DAMAGE_BYTES + 4;
@@ -31,7 +31,7 @@ const FLAG_DURABLE: u8 = 2;
 
 /// What recovery needs to know about one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Summary {
+pub struct Summary {
     pub partition: u32,
     pub base_offset: u64,
     /// Offset after the last valid record.
@@ -56,11 +56,12 @@ pub(crate) fn path_for(segment: &Path) -> PathBuf {
 
 impl Summary {
     /// True when recovery may use it instead of reading the segment.
-    pub(crate) fn trusted(&self, boot_id: &[u8; 16]) -> bool {
+    pub fn trusted(&self, boot_id: &[u8; 16]) -> bool {
         self.durable || (self.boot_id == *boot_id && *boot_id != [0; 16])
     }
 
-    fn encode(&self) -> Vec<u8> {
+    /// The file's bytes.
+    pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(BYTES_MAX);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -83,7 +84,7 @@ impl Summary {
     }
 
     /// Decodes a summary; `None` for anything torn, damaged or from another version.
-    fn decode(bytes: &[u8]) -> Option<Summary> {
+    pub fn decode(bytes: &[u8]) -> Option<Summary> {
         let word = |at: usize| bytes.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
         let half = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
         if bytes.get(..8) != Some(&MAGIC[..]) || half(8)? != VERSION {

@@ -47,7 +47,10 @@ pub fn writeback_workers(config: &Config, host: &Host) -> Finding {
     let recommended = format_cpu_list(&free);
     if mask.iter().any(|cpu| shard_cores.contains(cpu)) {
         Finding::new(Status::Warn, check, observed, recommended)
-            .fix(format!("echo {} > {path}   (not kept across reboots: add it to the unit that runs tuning/irq-affinity.sh)", hex_mask(&free)))
+            .fix(format!(
+                "echo {} > {path}   (not kept across reboots: add it to the unit that runs tuning/irq-affinity.sh)",
+                hex_mask(&free)
+            ))
             .note("the flusher writing back mapped segments and dedup tables preempts the shard on its core")
     } else {
         Finding::new(Status::Ok, check, observed, recommended)
