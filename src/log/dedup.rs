@@ -312,6 +312,18 @@ impl DedupIndex {
         Ok(())
     }
 
+    /// After a failed fdatasync: the kernel may drop pages it could not write, so what
+    /// this run wrote to the tables may not be what a later read finds. Clears the
+    /// clean flag and this boot's id in every table (best effort), so the next start
+    /// rebuilds the index from the log instead of trusting it.
+    pub fn distrust(&mut self) {
+        for table in &mut self.tables {
+            table.set_state([0; 16], false);
+            let _ = table.sync();
+        }
+        self.boot_id = [0; 16];
+    }
+
     /// Ids remembered (across tables; an id is in one table only).
     pub fn len(&self) -> u64 {
         self.tables.iter().map(|table| table.count).sum()

@@ -300,13 +300,16 @@ pub fn scan_segment_from<'a>(segment: &'a [u8], position: usize, expected: u64, 
         };
         match resynchronise(segment, position + RECORD_ALIGN_BYTES, expected) {
             Some((next, offset)) => {
-                outcome.damage.push(Damage {
-                    from_position: position,
-                    to_position: next,
-                    from_offset: expected,
-                    to_offset: offset,
-                    reason: problem,
-                });
+                // Stray bytes before the expected record lose no offset: nothing to report.
+                if offset > expected {
+                    outcome.damage.push(Damage {
+                        from_position: position,
+                        to_position: next,
+                        from_offset: expected,
+                        to_offset: offset,
+                        reason: problem,
+                    });
+                }
                 outcome.end_offset = offset;
                 position = next;
             }
@@ -441,7 +444,7 @@ mod tests {
         assert_eq!((outcome.damage[0].from_offset, outcome.damage[0].to_offset), (9, 10));
         let outcome = scan_segment(&segment, 11, |_| {});
         assert_eq!((outcome.records, outcome.end_offset), (1, 12), "offset 10 is below the expected 11");
-        assert_eq!(outcome.damage.len(), 1);
+        assert_eq!(outcome.damage.len(), 0, "stray bytes before the expected record lose no offset");
     }
 
     #[test]

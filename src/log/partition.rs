@@ -36,6 +36,8 @@ pub struct PartitionLog {
     stalled_rolls: u64,
     /// A record boundary in the active segment from its checkpoint (offset, position).
     resume: Option<(u64, usize)>,
+    /// Set by `distrust`: this run writes no more summaries.
+    distrusted: bool,
     /// `next_offset` at the last checkpoint.
     checkpointed: u64,
 }
@@ -67,6 +69,7 @@ impl PartitionLog {
             spare: None,
             stalled_rolls: 0,
             checkpointed: u64::MAX,
+            distrusted: false,
             resume: recovered.resume,
         };
         log.checkpoint(false);
@@ -233,7 +236,7 @@ impl PartitionLog {
     /// records after it. `durable` when the log was just synced (a clean close).
     pub fn checkpoint(&mut self, durable: bool) {
         let (Some(active), Some(current)) = (&self.active, self.segments.back()) else { return };
-        if self.checkpointed == self.next_offset && !durable {
+        if self.distrusted || (self.checkpointed == self.next_offset && !durable) {
             return;
         }
         let written = current.to_summary(self.partition, active.position() as u64, false, durable);
@@ -246,6 +249,21 @@ impl PartitionLog {
             summary::write_later(active.path(), &written);
         }
         self.checkpointed = self.next_offset;
+    }
+
+    /// After a failed fdatasync: removes the summaries whose facts rest on writes not
+    /// known to be on disk (the active checkpoint, sealed summaries not durable), so the
+    /// next start reads those segments back instead of trusting this run's view.
+    pub fn distrust(&mut self) {
+        super::spare::flush();
+        let sealed = self.segments.len() - usize::from(self.active.is_some());
+        for (index, segment) in self.segments.iter().enumerate() {
+            if index >= sealed || !segment.durable {
+                let _ = fs::remove_file(summary::path_for(&segment.path));
+            }
+        }
+        // No summary is written again by this run (`checkpoint` sees this).
+        self.distrusted = true;
     }
 
     /// The end of a drain: syncs the active segment and every sealed one not yet known

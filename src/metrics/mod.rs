@@ -314,9 +314,16 @@ impl Control {
         if !self.storage_refusing.load(Ordering::Acquire) {
             return false;
         }
-        let quiet = now_ms >= self.storage_refused_ms.load(Ordering::Acquire) + crate::constants::STORAGE_UNREADY_HOLD_MS;
+        let refused_ms = self.storage_refused_ms.load(Ordering::Acquire);
+        let quiet = now_ms >= refused_ms + crate::constants::STORAGE_UNREADY_HOLD_MS;
         if quiet && free_bytes.is_none_or(|free| free >= resume_bytes) {
-            self.storage_refusing.store(false, Ordering::Release);
+            self.storage_refusing.store(false, Ordering::SeqCst);
+            // An append that failed between the load above and the store saw the flag
+            // still set and left it alone: put it back.
+            if self.storage_refused_ms.load(Ordering::SeqCst) != refused_ms {
+                self.storage_refusing.store(true, Ordering::SeqCst);
+                return false;
+            }
             tracing::warn!(free_bytes, "storage has room again: /readyz is 200");
             return true;
         }

@@ -183,9 +183,15 @@ impl Partitions {
         if !self.failed {
             tracing::error!(partition, %error, "storage is now fail-stop: no further acknowledgements until a restart");
         }
+        let first = !self.failed;
         self.failed = true;
         self.control.storage_failed.store(true, Ordering::Release);
         for owned in &mut self.owned {
+            if first {
+                // Nothing this run wrote may be trusted by a restart on the same boot.
+                owned.log.distrust();
+                owned.dedup.distrust();
+            }
             owned.sync_inflight = None;
             self.released.extend(owned.waiting.drain(..).map(|(ticket, _)| (ticket, Outcome::StorageUnavailable)));
         }
@@ -213,6 +219,9 @@ impl Partitions {
 
     /// Rewrites the checkpoint of every partition that took records since the last one.
     pub fn checkpoint(&mut self) {
+        if self.failed {
+            return;
+        }
         for owned in &mut self.owned {
             owned.log.checkpoint(false);
         }

@@ -11,6 +11,9 @@ use crate::log::{DataDir, LogReader, StartAt, StorageError};
 
 /// How long `--follow` sleeps when every partition is at its end.
 const FOLLOW_POLL_MS: u64 = 50;
+/// Idle polls between two looks past the end of each partition's active segment under
+/// `--follow` (about every 5 s; each look reads the rest of the segment).
+const FOLLOW_LOOK_PAST_END_POLLS: u64 = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TailError {
@@ -67,7 +70,7 @@ pub fn run(dir: &DataDir, options: &TailOptions, out: &mut impl Write, errors: &
     for partition in partitions {
         readers.push((partition, LogReader::open(dir, partition, options.start)?));
     }
-    let (mut gaps, mut lost) = (0usize, 0u64);
+    let (mut gaps, mut lost, mut idle_polls) = (0usize, 0u64, 0u64);
     loop {
         let mut printed = false;
         for (partition, reader) in &mut readers {
@@ -81,7 +84,10 @@ pub fn run(dir: &DataDir, options: &TailOptions, out: &mut impl Write, errors: &
                         Err(error) => return Err(TailError::Output(error)),
                     }
                 }
-                if options.follow || !reader.look_past_end() {
+                // A follower looks past unwritten space now and then (a zeroed block
+                // inside the active segment would otherwise stop it until the next roll).
+                let look = !options.follow || idle_polls % FOLLOW_LOOK_PAST_END_POLLS == FOLLOW_LOOK_PAST_END_POLLS - 1;
+                if !look || !reader.look_past_end() {
                     break;
                 }
             }
@@ -99,7 +105,10 @@ pub fn run(dir: &DataDir, options: &TailOptions, out: &mut impl Write, errors: &
         if !options.follow {
             return if gaps == 0 { Ok(()) } else { Err(TailError::Gaps { gaps, records: lost }) };
         }
-        if !printed {
+        if printed {
+            idle_polls = 0;
+        } else {
+            idle_polls += 1;
             std::thread::sleep(Duration::from_millis(FOLLOW_POLL_MS));
         }
     }
