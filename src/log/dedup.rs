@@ -60,6 +60,10 @@ const LOAD_DENOMINATOR: u64 = 4;
 const FILE_PREFIX: &str = "dedup-";
 const FILE_SUFFIX: &str = ".idx";
 
+/// An event id's keyed hash, as the tables store it.
+#[derive(Debug, Clone, Copy)]
+pub struct IdHash((u64, u32));
+
 /// How [`DedupIndex::open`] found the tables on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Opened {
@@ -199,11 +203,17 @@ impl DedupIndex {
 
     /// The offset of the stored event with this `event_id`, if it is remembered.
     pub fn get(&self, event_id: &[u8]) -> Option<u64> {
-        if self.tables.is_empty() {
-            return None;
-        }
+        self.lookup(event_id).ok()
+    }
+
+    /// [`DedupIndex::get`], and when the id is new, its hash for
+    /// [`DedupIndex::insert_hashed`]: the request path hashes each id once.
+    pub fn lookup(&self, event_id: &[u8]) -> Result<u64, IdHash> {
         let hash = self.hash(event_id);
-        self.tables.iter().rev().find_map(|table| table.find(hash))
+        match self.tables.iter().rev().find_map(|table| table.find(hash)) {
+            Some(offset) => Ok(offset),
+            None => Err(IdHash(hash)),
+        }
     }
 
     /// Makes sure the next insert, at `offset`, has a table with room, making one when
@@ -254,10 +264,14 @@ impl DedupIndex {
     /// `offset` at `ingest_ms`. Offsets increase from one insert to the next, and
     /// `prepare(offset)` came first.
     pub fn insert(&mut self, event_id: &[u8], offset: u64, ingest_ms: i64) {
+        self.insert_hashed(IdHash(self.hash(event_id)), offset, ingest_ms);
+    }
+
+    /// [`DedupIndex::insert`] with the hash [`DedupIndex::lookup`] gave.
+    pub fn insert_hashed(&mut self, IdHash(hash): IdHash, offset: u64, ingest_ms: i64) {
         if self.ids_max == 0 {
             return;
         }
-        let hash = self.hash(event_id);
         let Some(table) = self.tables.back_mut() else { unreachable!("prepare made a table") };
         debug_assert!(table.has_room_for(offset), "prepare({offset}) was not called");
         if !table.insert(hash, offset, ingest_ms) {
@@ -451,23 +465,12 @@ impl Table {
         fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, "create directory", e))?;
         let path = Table::path_for(dir, first_offset);
         let tmp = path.with_extension("idx.tmp");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| StorageError::io(&tmp, "create", e))?;
         let bytes = SLOTS_AT + slots * SLOT_BYTES;
-        let made = segment::reserve(&file, &tmp, bytes).and_then(|()| {
+        let file = segment::create_then_rename(&tmp, &path, |file| {
+            segment::reserve(file, &tmp, bytes)?;
             let header = encode_header(partition, key_check, slots, first_offset);
             file.write_all_at(&header, 0).map_err(|e| StorageError::io(&tmp, "write dedup header", e))
-        });
-        if let Err(error) = made {
-            let _ = fs::remove_file(&tmp);
-            return Err(error);
-        }
-        fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, "rename", e))?;
+        })?;
         let map = segment::map_writable(&file, &path, bytes)?;
         let mut table = Table { map, file, path, slots, first_offset, count: 0, newest_ms: i64::MIN };
         table.write_counters(first_offset);

@@ -107,6 +107,24 @@ fn invalid_length(path: &Path, bytes: u64) -> StorageError {
     StorageError::Io { path: path.to_owned(), operation: "size", source }
 }
 
+/// Creates `tmp`, lets `prepare` fill it (reserve, header), then renames it to `path`:
+/// a crash never leaves a half-made file under its name. On failure the temporary file
+/// is removed, giving any reserved space back.
+pub(crate) fn create_then_rename(
+    tmp: &Path,
+    path: &Path,
+    prepare: impl FnOnce(&File) -> Result<(), StorageError>,
+) -> Result<File, StorageError> {
+    let file =
+        OpenOptions::new().read(true).write(true).create(true).truncate(true).open(tmp).map_err(|e| StorageError::io(tmp, "create", e))?;
+    if let Err(error) = prepare(&file) {
+        let _ = fs::remove_file(tmp);
+        return Err(error);
+    }
+    fs::rename(tmp, path).map_err(|e| StorageError::io(path, "rename", e))?;
+    Ok(file)
+}
+
 /// Maps the first `bytes` bytes of `file` read-only.
 pub(crate) fn map_read_only(file: &File, path: &Path, bytes: u64) -> Result<Mmap, StorageError> {
     let len = usize::try_from(bytes).map_err(|_| invalid_length(path, bytes))?;
@@ -180,20 +198,7 @@ impl WritableSegment {
     pub(crate) fn create(dir: &Path, dir_file: &File, header: &SegmentHeader, fsync: bool) -> Result<WritableSegment, StorageError> {
         let path = path_for(dir, header.base_offset);
         let tmp = dir.join(format!("{:0NAME_DIGITS$}{TMP_SUFFIX}", header.base_offset));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| StorageError::io(&tmp, "create", e))?;
-        let prepared = prepare(&file, &tmp, header, fsync);
-        if let Err(error) = prepared {
-            // Give the reserved space back; recovery would delete the file anyway.
-            let _ = fs::remove_file(&tmp);
-            return Err(error);
-        }
-        fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, "rename", e))?;
+        let file = create_then_rename(&tmp, &path, |file| prepare(file, &tmp, header, fsync))?;
         dir_file.sync_all().map_err(|e| StorageError::sync(dir, "fsync directory", e))?;
         let map = map_writable(&file, &path, header.segment_bytes)?;
         Ok(WritableSegment { file, map, position: SEGMENT_HEADER_BYTES, path })

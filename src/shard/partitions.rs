@@ -96,15 +96,15 @@ impl Partitions {
         debug_assert_eq!(partition as usize % self.shards, self.shard);
         // Split borrows: the partition mutably, the shared control for the storage state.
         let (owned, control) = (&mut self.owned[partition as usize / self.shards], &self.control);
-        let outcome = match owned.dedup.get(event_id) {
-            Some(offset) => Outcome::Duplicate { partition, offset },
+        let outcome = match owned.dedup.lookup(event_id) {
+            Ok(offset) => Outcome::Duplicate { partition, offset },
             // The index has room before the record is stored: never stored unindexed.
-            None => match owned.dedup.prepare(owned.log.next_offset()).and_then(|()| owned.log.append(event_id, ingest_ms, parts)) {
+            Err(hash) => match owned.dedup.prepare(owned.log.next_offset()).and_then(|()| owned.log.append(event_id, ingest_ms, parts)) {
                 Ok(offset) => {
                     // Published before the answer exists, so a scrape after a 2xx counts it
                     // (a once-per-loop publish raced a hand-off answered by another shard).
                     control.end_offsets[partition as usize].store(offset + 1, Ordering::Relaxed);
-                    owned.dedup.insert(event_id, offset, ingest_ms);
+                    owned.dedup.insert_hashed(hash, offset, ingest_ms);
                     Outcome::Accepted { partition, offset }
                 }
                 Err(error) if error.is_sync_failure() => {
