@@ -128,6 +128,11 @@ pub const KID_BYTES_MAX: usize = 64;
 pub const TIMESTAMP_DIGITS_MAX: usize = 12;
 /// Keys in one key ring: a few per partner during rotations; more is a mistake.
 pub const KEYS_PER_RING_MAX: usize = 1024;
+/// Consumer tokens in one key ring (`[[tokens]]`); each request compares against all of
+/// them in constant time, so the list stays short.
+pub const TOKENS_PER_RING_MAX: usize = 256;
+/// Topics a partner's `consume_topics` may list.
+pub const TOPICS_MAX: usize = 256;
 /// Partner name length in bytes: a display name, not a document.
 pub const PARTNER_BYTES_MAX: usize = 128;
 /// Partners per key ring file: a table scanned at load, indexed by name.
@@ -374,3 +379,56 @@ const _: () = assert!(JWT_LEEWAY_SECS_MAX <= TIMESTAMP_TOLERANCE_SECS_DEFAULT);
 const _: () = assert!(JWT_ISSUERS_MAX <= u64::BITS as usize);
 const _: () = assert!(JWT_JSON_DEPTH_MAX >= 3 && JWT_JSON_DEPTH_MAX <= JSON_DEPTH_MAX);
 const _: () = assert!(JWT_RSA_BITS_MIN.is_multiple_of(8) && JWT_RSA_BITS_MIN <= JWT_RSA_BITS_MAX);
+
+// ---- Consumers (issue 13, SPEC §6) ----
+
+/// Events one partition read returns without `max` (SPEC §6).
+pub const READ_EVENTS_DEFAULT: u32 = 1000;
+/// Ceiling on `max` (SPEC §6).
+pub const READ_EVENTS_MAX: u32 = 10_000;
+/// Ceiling on `wait_ms` (SPEC §6): a long-poll longer than this is a stream.
+pub const READ_WAIT_MS_MAX: u64 = 30_000;
+/// Bytes of one partition read's answer body: the answer is built whole (it carries a
+/// Content-Length), so fewer than `max` events are returned past this and
+/// `X-Next-Offset` says where to go on. 10,000 events of 400 bytes fit.
+pub const READ_RESPONSE_BYTES_MAX: usize = 4 << 20;
+/// Bytes of a consumer request's query string.
+pub const CONSUMER_QUERY_BYTES_MAX: usize = 1024;
+/// Subscription name length (`[A-Za-z0-9_.-]`).
+pub const SUBSCRIPTION_NAME_BYTES_MAX: usize = 64;
+/// Subscriptions one node keeps: each costs a cursor per partition of its topics.
+pub const SUBSCRIPTIONS_MAX: usize = 1024;
+/// Body of `PUT /v1/subscriptions/{s}` and of a cursor commit.
+pub const CONSUMER_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Cursors in one commit.
+pub const COMMIT_CURSORS_MAX: usize = 1024;
+/// Ceiling on `batch_limit` (events per stream line).
+pub const STREAM_BATCH_LIMIT_MAX: u32 = 10_000;
+/// Ceiling on `batch_flush_timeout_ms`; an idle stream sends an empty batch at least
+/// this often (SPEC §6: at least every 30 s; the default is 30 s).
+pub const BATCH_FLUSH_TIMEOUT_MS_MAX: u64 = 30_000;
+/// Ceiling on `max_uncommitted`.
+pub const STREAM_UNCOMMITTED_MAX: u32 = 100_000;
+/// Ceiling on `stream_timeout_ms` (a day); 0 means no limit.
+pub const STREAM_TIMEOUT_MS_MAX: u64 = 86_400_000;
+/// The commit timeout (SPEC §6: 60 s); a stream may ask for less (`commit_timeout_ms`),
+/// never more.
+pub const COMMIT_TIMEOUT_MS_MAX: u64 = 60_000;
+/// Ceiling on `reorder_window_ms` (the article §5 asks for 60–120 s).
+pub const REORDER_WINDOW_MS_MAX: u64 = 600_000;
+/// Events a stream holds back for its reorder window; past it the oldest held event is
+/// released early (counted), so a flood cannot grow the hold without bound.
+pub const REORDER_HELD_EVENTS_MAX: usize = 100_000;
+/// Output bytes above which a stream stops producing until the peer has read them:
+/// the backpressure of a slow reader is on its own connection only.
+pub const STREAM_OUTPUT_HIGH_WATER_BYTES: usize = 256 * 1024;
+/// SSE keep-alive comment period, and the `retry:` hint sent first.
+pub const SSE_KEEPALIVE_MS: u64 = 15_000;
+pub const SSE_RETRY_MS: u64 = 3_000;
+/// Bytes of the read log (every shard's files together) before its oldest period is
+/// deleted; and the period of one file.
+pub const READ_LOG_BYTES_MAX_DEFAULT: u64 = 1 << 30;
+pub const READ_LOG_PERIOD_MS: i64 = 3_600_000;
+
+const _: () = assert!(READ_EVENTS_DEFAULT <= READ_EVENTS_MAX);
+const _: () = assert!(BATCH_FLUSH_TIMEOUT_MS_MAX <= 30_000);

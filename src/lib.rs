@@ -14,6 +14,8 @@
 //! perimeter/     who may send: admission, HMAC v1, webhooks, JWT, key ring, partners, limits, request ids
 //! ingest/        endpoints, the ingest paths, the envelope, answers and the one table of refusals
 //! shard/         one pinned thread per core: the loop, accept, I/O, hand-off, group commit, drain; serve
+//! topics.rs      topics: routing by event_type, the slot of each topic partition, the data dir layout
+//! consume/       consumers: who may read, partition reads and long-polls, subscriptions, streams, SSE, the read log
 //! log/           the partition logs: segments, format, recovery, readers, dedup, partitioner
 //! sidelog/       small framed per-shard logs: quarantine, request-id journal (one writer)
 //! admin/         the admin listener: /metrics, /healthz, /readyz, reload
@@ -32,6 +34,7 @@
 pub mod admin;
 pub mod config;
 pub mod constants;
+pub mod consume;
 pub mod http;
 pub mod ingest;
 pub mod log;
@@ -44,3 +47,4 @@ pub mod reactor;
 pub mod shard;
 pub mod sidelog;
 pub mod tools;
+pub mod topics;

@@ -15,6 +15,7 @@ use sluice::log::{DataDir, StorageError};
 use sluice::shard::ServeError;
 use sluice::tools::cli::{Cli, Command, LogsArgs, QuarantineAction};
 use sluice::tools::{check_config, cli, keys, quarantine, tail, tune};
+use sluice::topics::Topology;
 
 /// A failure with its exit status.
 struct Failure {
@@ -50,6 +51,20 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::CheckConfig { config } => check(config),
         Command::Tail { logs, from, follow } => tail(logs, &from, follow),
         Command::CheckLog { logs } => check_log(logs),
+        Command::Consume { url, token, subscription, topics, read_from, batch_limit, topic, partition, from, follow, max_events } => {
+            use sluice::tools::consume::{self, ConsumeError, ConsumeOptions, Target};
+            let target = match (subscription, topic, partition) {
+                (Some(name), None, None) => Target::Subscription { name, create_topics: topics, read_from, batch_limit },
+                (None, Some(topic), Some(partition)) => Target::Partition { topic, partition, from, follow },
+                _ => return Err(usage(anyhow::anyhow!("say --subscription S, or --topic T --partition P"))),
+            };
+            let address = consume::address_of(&url).map_err(usage)?;
+            let options = ConsumeOptions { address, token, target, max_events };
+            consume::run(&options, &mut io::stdout().lock()).map_err(|error| match error {
+                ConsumeError::Usage(_) => usage(error),
+                other => failure(other),
+            })
+        }
         Command::Keys { keys_file, config, action } => {
             let path = match keys_file {
                 Some(path) => path,
@@ -112,21 +127,49 @@ fn check(given: Option<PathBuf>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The data dir a reading command names: `--data-dir`, else the configuration's.
-fn logs_dir(logs: LogsArgs) -> Result<DataDir, Failure> {
-    let data_dir = match logs.data_dir {
-        Some(dir) => dir,
-        None => load_config(logs.config)?.0.storage.data_dir,
+/// The topics a reading command reads, each with its data dir: those of `--data-dir`
+/// (found on disk), else the configuration's that exist; only `--topic` when given.
+fn logs_dirs(logs: &LogsArgs) -> Result<Vec<(String, DataDir)>, Failure> {
+    let (data_dir, names) = match &logs.data_dir {
+        Some(dir) => (dir.clone(), Topology::names_on_disk(dir)),
+        None => {
+            let config = load_config(logs.config.clone())?.0;
+            let names = config.topics.topics().iter().map(|topic| topic.name.to_string()).collect();
+            (config.storage.data_dir, names)
+        }
     };
-    DataDir::open_existing(&data_dir).map_err(usage)
+    let names: Vec<String> = match &logs.topic {
+        Some(topic) if names.contains(topic) => vec![topic.clone()],
+        Some(topic) => {
+            return Err(usage(anyhow::anyhow!("topic {topic:?} is not in {} (topics: {})", data_dir.display(), names.join(", "))));
+        }
+        None => names,
+    };
+    let mut dirs = Vec::with_capacity(names.len());
+    for name in names {
+        let root = Topology::topic_root(&data_dir, &name);
+        match DataDir::open_existing(&root) {
+            Ok(dir) => dirs.push((name, dir)),
+            // A configured topic that never took an event has no data yet.
+            Err(_) if logs.data_dir.is_none() && logs.topic.is_none() => {}
+            Err(error) => return Err(usage(error)),
+        }
+    }
+    if dirs.is_empty() {
+        return Err(usage(anyhow::anyhow!(
+            "{} holds no sluice data (no sluice.meta): not a data dir, or never started",
+            data_dir.display()
+        )));
+    }
+    Ok(dirs)
 }
 
 fn tail(logs: LogsArgs, from: &str, follow: bool) -> Result<(), Failure> {
     let start = tail::parse_start(from).map_err(|message| usage(anyhow::anyhow!(message)))?;
     let partition = logs.partition;
-    let dir = logs_dir(logs)?;
+    let dirs = logs_dirs(&logs)?;
     let options = tail::TailOptions { partition, start, follow };
-    tail::run(&dir, &options, &mut io::stdout().lock(), &mut io::stderr()).map_err(|error| match error {
+    tail::run(&dirs, &options, &mut io::stdout().lock(), &mut io::stderr()).map_err(|error| match error {
         tail::TailError::NoSuchPartition { .. } => usage(error),
         other => failure(other),
     })
@@ -134,8 +177,8 @@ fn tail(logs: LogsArgs, from: &str, follow: bool) -> Result<(), Failure> {
 
 fn check_log(logs: LogsArgs) -> Result<(), Failure> {
     let partition = logs.partition;
-    let dir = logs_dir(logs)?;
-    sluice::tools::check_log::run(&dir, partition, &mut io::stdout().lock()).map_err(|error| match error {
+    let dirs = logs_dirs(&logs)?;
+    sluice::tools::check_log::run(&dirs, partition, &mut io::stdout().lock()).map_err(|error| match error {
         sluice::tools::check_log::CheckLogError::Storage(StorageError::NoSuchPartition { .. }) => usage(error),
         other => failure(other),
     })

@@ -111,7 +111,7 @@ fn damage_inside_the_active_segment_is_kept_and_its_offsets_never_reused() {
     let ready_body = String::from_utf8_lossy(&ready.body).into_owned();
     assert!(ready_body.contains("\"damaged_offsets\":1") && ready_body.contains("\"from\":10,\"to\":11"), "{ready_body}");
     let metrics = String::from_utf8_lossy(&server.admin_client().request(&get("/metrics")).body).into_owned();
-    assert!(metrics.contains("sluice_log_damaged_offsets{partition=\"0\"} 1"), "{metrics}");
+    assert!(metrics.contains("sluice_log_damaged_offsets{topic=\"events\",partition=\"0\"} 1"), "{metrics}");
 
     let (status, lines, tail_errors) = tail_raw(&sandbox, &[]);
     assert_eq!(status, Some(1), "tail must fail on damage: {tail_errors}");
@@ -121,7 +121,7 @@ fn damage_inside_the_active_segment_is_kept_and_its_offsets_never_reused() {
     for line in &lines[..10] {
         assert_stored_as_sent(&bodies[line.offset as usize], &line.event);
     }
-    assert!(tail_errors.contains("partition 0: offsets 10..11 (1 records) are damaged"), "{tail_errors}");
+    assert!(tail_errors.contains("topic events partition 0: offsets 10..11 (1 records) are damaged"), "{tail_errors}");
     let (status, report) = check_log(&sandbox);
     assert_eq!(status, Some(1), "{report}");
     assert!(report.contains("offsets 10..11 damaged"), "{report}");
@@ -171,7 +171,7 @@ fn readers_report_every_gap_in_sealed_segments() {
         .collect();
     let expected: Vec<u64> = records.iter().map(|record| record.offset).filter(|offset| !missing.contains(offset)).collect();
     assert_eq!(lines.iter().map(|line| line.offset).collect::<Vec<_>>(), expected);
-    let gap_lines: Vec<&str> = errors.lines().filter(|line| line.starts_with("sluice tail: partition 0: offsets")).collect();
+    let gap_lines: Vec<&str> = errors.lines().filter(|line| line.starts_with("sluice tail: topic events partition 0: offsets")).collect();
     // The cut-short second segment and the deleted third one make one contiguous gap.
     assert_eq!(gap_lines.len(), 2, "{errors}");
     assert!(gap_lines[0].contains(&format!("offsets {}..{} (1 records) are damaged", victim.offset, victim.offset + 1)), "{errors}");

@@ -24,11 +24,11 @@ pub enum ConfigError {
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key {key}: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid { key: std::borrow::Cow<'static, str>, message: String },
 }
 
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, message: message.into() }
+fn invalid(key: impl Into<std::borrow::Cow<'static, str>>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
 }
 
 /// When an append counts as stored (SPEC §2).
@@ -170,6 +170,16 @@ pub struct Config {
     pub dedup: DedupConfig,
     pub auth: AuthConfig,
     pub admin: AdminConfig,
+    /// The topics and their routing (`[[topics]]`, or the one topic `events`).
+    pub topics: std::sync::Arc<crate::topics::Topology>,
+    pub consume: ConsumeConfig,
+}
+
+/// `[consume]`: the consumer side.
+#[derive(Debug, Clone)]
+pub struct ConsumeConfig {
+    /// Bytes the read log keeps over every shard before its oldest hour goes.
+    pub read_log_bytes_max: u64,
 }
 
 /// The configuration file of a node set up by `systemd/install.sh`.

@@ -18,6 +18,29 @@ pub(super) struct RawConfig {
     pub(super) auth: RawAuth,
     #[serde(default)]
     pub(super) admin: RawAdmin,
+    // --- topics and consumers (issue 13) ---
+    #[serde(default)]
+    pub(super) topics: Vec<RawTopic>,
+    #[serde(default)]
+    pub(super) consume: RawConsume,
+}
+
+/// `[consume]` (SPEC §6).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConsume {
+    pub(super) read_log_bytes_max: Option<u64>,
+}
+
+/// One `[[topics]]` table (SPEC §5).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTopic {
+    pub(super) name: Option<String>,
+    pub(super) event_types: Option<Vec<String>>,
+    pub(super) partitions: Option<u32>,
+    pub(super) retention_hours: Option<u64>,
+    pub(super) retention_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

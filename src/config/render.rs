@@ -81,6 +81,28 @@ impl Config {
             self.admin.listen,
         ) + &tls
             + &self.jwt_toml()
+            + &format!("\n[consume]\nread_log_bytes_max = {}\n", self.consume.read_log_bytes_max)
+            + &self.topics_toml()
+    }
+
+    /// `[[topics]]` as in force (a node without any shows its one topic `events`).
+    fn topics_toml(&self) -> String {
+        let mut out = String::new();
+        for topic in self.topics.topics() {
+            let mut types: Vec<String> = topic.event_types.iter().map(|t| format!("{t:?}")).collect();
+            if topic.wildcard {
+                types.push("\"*\"".to_owned());
+            }
+            out += &format!(
+                "\n[[topics]]\nname = \"{}\"\nevent_types = [{}]\npartitions = {}\nretention_hours = {}\nretention_bytes = {}\n",
+                topic.name,
+                types.join(", "),
+                topic.partitions,
+                topic.retention_ms / 3_600_000,
+                topic.retention_bytes
+            );
+        }
+        out
     }
 
     fn jwt_toml(&self) -> String {

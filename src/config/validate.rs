@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::raw::{RawAdmin, RawAuth, RawConfig, RawDedup, RawIngest, RawJwt, RawStorage, RawTls};
+use super::raw::{RawAdmin, RawAuth, RawConfig, RawDedup, RawIngest, RawJwt, RawStorage, RawTls, RawTopic};
 use super::{
     AdminConfig, AuthConfig, ClientAuth, Config, ConfigError, DedupConfig, Durability, IngestConfig, ProxyConfig, StorageConfig, TlsConfig,
     invalid,
@@ -44,7 +44,13 @@ pub(super) fn from_raw(raw: RawConfig, base: Option<&Path>) -> Result<Config, Co
     let dedup = dedup_config(raw.dedup, &storage)?;
     let auth = auth_config(raw.auth, &relative)?;
     let admin = admin_config(raw.admin, &ingest)?;
-    Ok(Config { ingest, storage, dedup, auth, admin })
+    let topics = std::sync::Arc::new(topics_config(raw.topics, &storage)?);
+    let read_log_bytes_max = raw.consume.read_log_bytes_max.unwrap_or(READ_LOG_BYTES_MAX_DEFAULT);
+    if read_log_bytes_max < 1 << 20 {
+        return Err(invalid("consume.read_log_bytes_max", "must be at least 1 MiB"));
+    }
+    let consume = super::ConsumeConfig { read_log_bytes_max };
+    Ok(Config { ingest, storage, dedup, auth, admin, topics, consume })
 }
 
 fn ingest_config(raw: RawIngest, relative: &dyn Fn(PathBuf) -> PathBuf) -> Result<IngestConfig, ConfigError> {
@@ -115,6 +121,53 @@ fn storage_config(raw: RawStorage, body_bytes_max: usize, relative: &dyn Fn(Path
         return Err(invalid("storage.retention_bytes", "must be 0 (unlimited) or at least two segments"));
     }
     Ok(storage)
+}
+
+/// `[[topics]]`; none means the one topic `events` with `[storage]`'s partitions and
+/// retention. A topic's partitions and retention default to `[storage]`'s.
+fn topics_config(raw: Vec<RawTopic>, storage: &StorageConfig) -> Result<crate::topics::Topology, ConfigError> {
+    use crate::topics::{Topic, Topology, valid_name};
+    if raw.is_empty() {
+        return Ok(Topology::single(storage.partitions, storage.retention_ms, storage.retention_bytes));
+    }
+    let mut topics = Vec::with_capacity(raw.len());
+    for (index, raw) in raw.into_iter().enumerate() {
+        let key = |field: &str| format!("topics[{index}].{field}");
+        let name = raw.name.ok_or_else(|| invalid(key("name"), "is required"))?;
+        valid_name(&name).map_err(|reason| invalid(key("name"), format!("{name:?} {reason}")))?;
+        let listed = raw.event_types.ok_or_else(|| invalid(key("event_types"), "is required: the event types routed here, or [\"*\"]"))?;
+        if listed.is_empty() {
+            return Err(invalid(key("event_types"), "is empty: list the event types routed here, or \"*\""));
+        }
+        let mut event_types: Vec<Box<str>> = Vec::new();
+        let mut wildcard = false;
+        for event_type in listed {
+            if event_type == "*" {
+                wildcard = true;
+            } else if event_type.is_empty() || event_type.len() > EVENT_TYPE_BYTES_MAX {
+                return Err(invalid(key("event_types"), format!("{event_type:?} must be 1..={EVENT_TYPE_BYTES_MAX} bytes")));
+            } else if event_types.iter().any(|known| **known == *event_type) {
+                return Err(invalid(key("event_types"), format!("{event_type:?} is listed twice")));
+            } else {
+                event_types.push(event_type.into_boxed_str());
+            }
+        }
+        let partitions = raw.partitions.unwrap_or(storage.partitions);
+        if !(1..=PARTITIONS_MAX).contains(&partitions) {
+            return Err(invalid(key("partitions"), format!("must be 1..={PARTITIONS_MAX}")));
+        }
+        let retention_ms = match raw.retention_hours {
+            Some(0) => return Err(invalid(key("retention_hours"), "must be positive")),
+            Some(hours) => hours.saturating_mul(MS_PER_HOUR),
+            None => storage.retention_ms,
+        };
+        let retention_bytes = raw.retention_bytes.unwrap_or(storage.retention_bytes);
+        if retention_bytes != 0 && retention_bytes < 2 * storage.segment_bytes {
+            return Err(invalid(key("retention_bytes"), "must be 0 (unlimited) or at least two segments"));
+        }
+        topics.push(Topic { name: name.into_boxed_str(), event_types, wildcard, partitions, retention_ms, retention_bytes, base: 0 });
+    }
+    Topology::new(topics, PARTITIONS_MAX).map_err(|error| invalid(error.key, error.reason))
 }
 
 fn dedup_config(raw: RawDedup, storage: &StorageConfig) -> Result<DedupConfig, ConfigError> {

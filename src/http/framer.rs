@@ -42,6 +42,8 @@ type Span = (u32, u32);
 struct HeadInfo {
     method: Method,
     path: Span,
+    /// The query string after `?` (empty span when there is none).
+    query: Span,
     content_type: Option<Span>,
     key_id: Option<Span>,
     timestamp: Option<Span>,
@@ -51,6 +53,8 @@ struct HeadInfo {
     webhook_id: Option<Span>,
     webhook_timestamp: Option<Span>,
     webhook_signature: Option<Span>,
+    stream_id: Option<Span>,
+    last_event_id: Option<Span>,
     keep_alive: bool,
     head_len: usize,
     body: BodyKind,
@@ -63,6 +67,7 @@ impl HeadInfo {
         Request {
             method: self.method,
             path: slice(self.path),
+            query: slice(self.query),
             content_type: self.content_type.map(slice),
             key_id: self.key_id.map(slice),
             timestamp: self.timestamp.map(slice),
@@ -72,6 +77,8 @@ impl HeadInfo {
             webhook_id: self.webhook_id.map(slice),
             webhook_timestamp: self.webhook_timestamp.map(slice),
             webhook_signature: self.webhook_signature.map(slice),
+            stream_id: self.stream_id.map(slice),
+            last_event_id: self.last_event_id.map(slice),
             body: &buf[self.head_len..self.head_len + body_len],
             keep_alive: self.keep_alive,
         }
@@ -148,6 +155,7 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadInfo>, HttpError
         "GET" => Method::Get,
         "HEAD" => Method::Head,
         "POST" => Method::Post,
+        "PUT" => Method::Put,
         _ => Method::Other,
     };
     let target = parsed.path.unwrap_or("").as_bytes();
@@ -155,10 +163,12 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadInfo>, HttpError
         return Err(HttpError::TargetInvalid);
     }
     let path = target.split(|b| *b == b'?').next().unwrap_or(target);
+    let query = target.get(path.len() + 1..).unwrap_or(&target[target.len()..]);
     let http11 = parsed.version == Some(1);
     let mut info = HeadInfo {
         method,
         path: span_of(buf, path),
+        query: span_of(buf, query),
         content_type: None,
         key_id: None,
         timestamp: None,
@@ -168,6 +178,8 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadInfo>, HttpError
         webhook_id: None,
         webhook_timestamp: None,
         webhook_signature: None,
+        stream_id: None,
+        last_event_id: None,
         keep_alive: http11,
         head_len,
         body: BodyKind::Empty,
@@ -248,6 +260,10 @@ fn read_headers(info: &mut HeadInfo, headers: &[httparse::Header<'_>], buf: &[u8
             set_once(&mut info.webhook_timestamp, span)?;
         } else if eq_ignore_case(name, b"webhook-signature") {
             set_once(&mut info.webhook_signature, span)?;
+        } else if eq_ignore_case(name, b"x-stream-id") {
+            set_once(&mut info.stream_id, span)?;
+        } else if eq_ignore_case(name, b"last-event-id") {
+            set_once(&mut info.last_event_id, span)?;
         } else if eq_ignore_case(name, b"connection") {
             for token in value.split(|b| *b == b',').map(trim) {
                 if eq_ignore_case(token, b"close") {

@@ -21,7 +21,8 @@ mod status;
 
 pub use framer::Framer;
 pub use response::{
-    begin_response, finish_response, itoa_buf, strip_body, write_error_body, write_error_object, write_json_string_content, write_response,
+    begin_chunk, begin_response, begin_response_as, begin_stream, end_stream, finish_chunk, finish_response, itoa_buf, strip_body,
+    write_error_body, write_error_object, write_json_string_content, write_no_content, write_response,
 };
 pub use status::{Status, reason};
 
@@ -38,6 +39,7 @@ pub enum Method {
     Get,
     Head,
     Post,
+    Put,
     Other,
 }
 
@@ -47,6 +49,8 @@ pub struct Request<'a> {
     pub method: Method,
     /// Path without the query string.
     pub path: &'a [u8],
+    /// The query string, without its `?` (empty when there is none); raw bytes.
+    pub query: &'a [u8],
     pub content_type: Option<&'a [u8]>,
     pub key_id: Option<&'a [u8]>,
     pub timestamp: Option<&'a [u8]>,
@@ -59,6 +63,10 @@ pub struct Request<'a> {
     pub webhook_id: Option<&'a [u8]>,
     pub webhook_timestamp: Option<&'a [u8]>,
     pub webhook_signature: Option<&'a [u8]>,
+    /// `X-Stream-Id` (a subscription stream committing its cursors).
+    pub stream_id: Option<&'a [u8]>,
+    /// `Last-Event-ID` (an SSE client resuming).
+    pub last_event_id: Option<&'a [u8]>,
     pub body: &'a [u8],
     /// The client wants the connection kept open after the answer.
     pub keep_alive: bool,
@@ -198,6 +206,7 @@ pub enum Phase {
 }
 
 #[derive(Debug)]
+#[expect(clippy::large_enum_variant, reason = "returned by value once per framed request; boxing would allocate per request")]
 pub enum Poll<'a> {
     Incomplete(Phase),
     /// A whole request; `consumed` bytes of the buffer belong to it.

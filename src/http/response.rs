@@ -10,12 +10,15 @@ const LENGTH_SLOT_BYTES: usize = 10;
 /// is right-aligned in a fixed slot after optional whitespace (RFC 9110 §5.5), so the body
 /// is written once, in place: no staging buffer, no allocation once `out` is warm.
 pub fn begin_response(out: &mut Vec<u8>, status: Status, keep_alive: bool, extra: &[u8]) -> usize {
-    let mut number = itoa_buf::Buffer::new();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(number.format(u64::from(status.code())));
-    out.push(b' ');
-    out.extend_from_slice(status.reason().as_bytes());
-    out.extend_from_slice(b"\r\ncontent-type: application/json\r\n");
+    begin_response_as(out, status, keep_alive, b"application/json", extra)
+}
+
+/// [`begin_response`] with another content type (`application/x-ndjson` for reads).
+pub fn begin_response_as(out: &mut Vec<u8>, status: Status, keep_alive: bool, content_type: &[u8], extra: &[u8]) -> usize {
+    status_line(out, status);
+    out.extend_from_slice(b"content-type: ");
+    out.extend_from_slice(content_type);
+    out.extend_from_slice(b"\r\n");
     if !keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
     }
@@ -25,6 +28,67 @@ pub fn begin_response(out: &mut Vec<u8>, status: Status, keep_alive: bool, extra
     out.extend_from_slice(&[b' '; LENGTH_SLOT_BYTES]);
     out.extend_from_slice(b"\r\n\r\n");
     slot
+}
+
+fn status_line(out: &mut Vec<u8>, status: Status) {
+    let mut number = itoa_buf::Buffer::new();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(number.format(u64::from(status.code())));
+    out.push(b' ');
+    out.extend_from_slice(status.reason().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `204 No Content`: no body and no Content-Length (RFC 9110 §8.6).
+pub fn write_no_content(out: &mut Vec<u8>, keep_alive: bool) {
+    status_line(out, Status::NoContent);
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The head of an endless answer (a subscription stream, SSE): chunked, then
+/// [`begin_chunk`]/[`finish_chunk`] around each part. The connection closes when the
+/// stream ends.
+pub fn begin_stream(out: &mut Vec<u8>, status: Status, content_type: &[u8], extra: &[u8]) {
+    status_line(out, status);
+    out.extend_from_slice(b"content-type: ");
+    out.extend_from_slice(content_type);
+    out.extend_from_slice(b"\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\n");
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+}
+
+const CHUNK_SIZE_DIGITS: usize = 8;
+
+/// Starts a chunk whose size is filled in by [`finish_chunk`] (fixed-width hex with
+/// leading zeros, which the chunk-size grammar allows).
+pub fn begin_chunk(out: &mut Vec<u8>) -> usize {
+    let at = out.len();
+    out.extend_from_slice(&[b'0'; CHUNK_SIZE_DIGITS]);
+    out.extend_from_slice(b"\r\n");
+    at
+}
+
+/// Fills in the chunk begun at `at`; an empty chunk is taken back out (a zero-size
+/// chunk would end the stream).
+pub fn finish_chunk(out: &mut Vec<u8>, at: usize) {
+    let size = out.len() - at - CHUNK_SIZE_DIGITS - 2;
+    if size == 0 {
+        out.truncate(at);
+        return;
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for digit in 0..CHUNK_SIZE_DIGITS {
+        out[at + CHUNK_SIZE_DIGITS - 1 - digit] = HEX[(size >> (4 * digit)) & 0xf];
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The last chunk: the stream ends.
+pub fn end_stream(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"0\r\n\r\n");
 }
 
 /// Writes the body length into the slot reserved by [`begin_response`].

@@ -6,7 +6,9 @@
 pub enum Status {
     Continue,
     Ok,
+    Created,
     Accepted,
+    NoContent,
     BadRequest,
     Unauthorized,
     Forbidden,
@@ -16,6 +18,7 @@ pub enum Status {
     Conflict,
     ContentTooLarge,
     UnsupportedMediaType,
+    RangeNotSatisfiable,
     UnprocessableContent,
     TooManyRequests,
     HeaderFieldsTooLarge,
@@ -26,9 +29,11 @@ pub enum Status {
 
 impl Status {
     /// Every final status, in code order (the metrics' label order).
-    pub const FINAL: [Status; 17] = [
+    pub const FINAL: [Status; 20] = [
         Status::Ok,
+        Status::Created,
         Status::Accepted,
+        Status::NoContent,
         Status::BadRequest,
         Status::Unauthorized,
         Status::Forbidden,
@@ -38,6 +43,7 @@ impl Status {
         Status::Conflict,
         Status::ContentTooLarge,
         Status::UnsupportedMediaType,
+        Status::RangeNotSatisfiable,
         Status::UnprocessableContent,
         Status::TooManyRequests,
         Status::HeaderFieldsTooLarge,
@@ -51,7 +57,9 @@ impl Status {
         match self {
             Status::Continue => (100, "Continue"),
             Status::Ok => (200, "OK"),
+            Status::Created => (201, "Created"),
             Status::Accepted => (202, "Accepted"),
+            Status::NoContent => (204, "No Content"),
             Status::BadRequest => (400, "Bad Request"),
             Status::Unauthorized => (401, "Unauthorized"),
             Status::Forbidden => (403, "Forbidden"),
@@ -61,6 +69,7 @@ impl Status {
             Status::Conflict => (409, "Conflict"),
             Status::ContentTooLarge => (413, "Content Too Large"),
             Status::UnsupportedMediaType => (415, "Unsupported Media Type"),
+            Status::RangeNotSatisfiable => (416, "Range Not Satisfiable"),
             Status::UnprocessableContent => (422, "Unprocessable Content"),
             Status::TooManyRequests => (429, "Too Many Requests"),
             Status::HeaderFieldsTooLarge => (431, "Request Header Fields Too Large"),

@@ -22,6 +22,8 @@ pub struct Answer<'s> {
     pub path: PathLabel,
     pub keep_alive: bool,
     pub stats: &'s ShardStats,
+    /// Names the topic of a stored event's slot.
+    pub topology: &'s crate::topics::Topology,
 }
 
 /// An answer as written: its status, where its body lies in the output buffer, and
@@ -93,15 +95,19 @@ fn log_rejection_sampled(status: Status, code: &str, path: PathLabel) {
     }
 }
 
-fn write_outcome_json(out: &mut Vec<u8>, outcome: &Outcome) {
+fn write_outcome_json(out: &mut Vec<u8>, outcome: &Outcome, topology: &crate::topics::Topology) {
     let mut number = itoa_buf::Buffer::new();
     match outcome {
-        Outcome::Accepted { partition, offset } | Outcome::Duplicate { partition, offset } => {
+        Outcome::Accepted { partition: slot, offset } | Outcome::Duplicate { partition: slot, offset } => {
             let status: &[u8] = if matches!(outcome, Outcome::Accepted { .. }) { b"accepted" } else { b"duplicate" };
+            let (topic, partition) = topology.locate(*slot);
             out.extend_from_slice(b"{\"status\":\"");
             out.extend_from_slice(status);
+            // Topic names are [a-z0-9_.-]: nothing to escape.
+            out.extend_from_slice(b"\",\"topic\":\"");
+            out.extend_from_slice(topology.topic(topic).name.as_bytes());
             out.extend_from_slice(b"\",\"partition\":");
-            out.extend_from_slice(number.format(u64::from(*partition)));
+            out.extend_from_slice(number.format(u64::from(partition)));
             out.extend_from_slice(b",\"offset\":");
             out.extend_from_slice(number.format(*offset));
             out.push(b'}');
@@ -127,12 +133,12 @@ pub fn answer_outcome(out: &mut Vec<u8>, outcome: &Outcome, answer: Answer<'_>) 
         Outcome::Overloaded => return answer_rejected(out, Reject::Overloaded, OVERLOADED, 1, answer),
     };
     ShardStats::add(counter, 1);
-    write(out, status, |out| write_outcome_json(out, outcome), b"", answer)
+    write(out, status, |out| write_outcome_json(out, outcome, answer.topology), b"", answer)
 }
 
 /// Appends the answer to a finished request (single or batch).
-pub fn answer_pending(out: &mut Vec<u8>, pending: &Pending, stats: &ShardStats) -> Written {
-    let answer = Answer { path: pending.path, keep_alive: pending.keep_alive, stats };
+pub fn answer_pending(out: &mut Vec<u8>, pending: &Pending, stats: &ShardStats, topology: &crate::topics::Topology) -> Written {
+    let answer = Answer { path: pending.path, keep_alive: pending.keep_alive, stats, topology };
     if !pending.batch {
         let outcome = match pending.results.first() {
             Some(LineResult::Done(outcome)) => *outcome,
@@ -157,7 +163,7 @@ pub fn answer_pending(out: &mut Vec<u8>, pending: &Pending, stats: &ShardStats) 
         }
     }
     let rejected = pending.results.len() as u64 - accepted - duplicates;
-    let mut written = write(out, Status::Ok, |out| write_batch_body(out, pending, [accepted, duplicates, rejected]), b"", answer);
+    let mut written = write(out, Status::Ok, |out| write_batch_body(out, pending, [accepted, duplicates, rejected], topology), b"", answer);
     ShardStats::add(&stats.events_accepted, accepted);
     ShardStats::add(&stats.events_duplicate, duplicates);
     written.asks_retry = retry;
@@ -165,7 +171,7 @@ pub fn answer_pending(out: &mut Vec<u8>, pending: &Pending, stats: &ShardStats) 
 }
 
 /// `{"accepted":A,"duplicates":D,"rejected":R,"results":[...]}`, one result per line.
-fn write_batch_body(out: &mut Vec<u8>, pending: &Pending, [accepted, duplicates, rejected]: [u64; 3]) {
+fn write_batch_body(out: &mut Vec<u8>, pending: &Pending, [accepted, duplicates, rejected]: [u64; 3], topology: &crate::topics::Topology) {
     let mut number = itoa_buf::Buffer::new();
     out.extend_from_slice(b"{\"accepted\":");
     out.extend_from_slice(number.format(accepted));
@@ -179,7 +185,7 @@ fn write_batch_body(out: &mut Vec<u8>, pending: &Pending, [accepted, duplicates,
             out.push(b',');
         }
         match result {
-            LineResult::Done(outcome) => write_outcome_json(out, outcome),
+            LineResult::Done(outcome) => write_outcome_json(out, outcome, topology),
             LineResult::Waiting => write_rejected(out, Reject::StorageUnavailable.code(), STORAGE_UNAVAILABLE),
             LineResult::Rejected { reason, message } => write_rejected(out, reason.code(), message),
         }

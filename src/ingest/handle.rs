@@ -56,7 +56,8 @@ pub struct Remember {
 pub struct Core {
     pub shard: usize,
     pub shards: usize,
-    pub partitions_count: u32,
+    /// The topics and their routing.
+    pub topology: Arc<crate::topics::Topology>,
     /// The key ring in force (partners, policy, keys); replaced by a reload.
     pub keyring: Local<KeyRing>,
     pub tolerance_secs: u64,
@@ -91,6 +92,8 @@ pub struct Core {
     pub jwt: Option<Local<crate::perimeter::jwt::JwtVerifier>>,
     pub jwt_scratch: Box<crate::perimeter::jwt::JwtScratch>,
     pub token_scopes: crate::perimeter::admit::TokenScopes,
+    /// Consumers: data dirs, subscriptions, cursor journal, read log.
+    pub consume: crate::consume::ConsumeCore,
 }
 
 /// The connection a request came in on.
@@ -116,9 +119,12 @@ pub enum Handled {
     Answered(Written),
     /// It waits for outcomes from other shards or the group commit.
     Parked(Pending),
+    /// A consumer read that waits for events, or a stream whose head is written.
+    Consumer(crate::consume::Started),
 }
 
 const EVENT_TYPE_NOT_ALLOWED: &str = "the partner may not send events of this event_type";
+const EVENT_TYPE_NOT_ROUTED: &str = "no topic takes this event_type (and no topic lists \"*\")";
 const BATCH_TOO_LARGE: &str = "a batch holds at most 1000 events";
 // The message names the limit; SPEC §1 fixes it, and this keeps the text honest.
 const _: () = assert!(BATCH_EVENTS_MAX == 1000);
@@ -176,6 +182,7 @@ impl Core {
                 pending.remember = remember;
                 Handled::Parked(pending)
             }
+            Handled::Consumer(started) => Handled::Consumer(started),
         }
     }
 
@@ -241,6 +248,7 @@ impl Core {
         if let Some(journal) = self.journal.as_mut() {
             journal.prune(self.now_ms);
         }
+        self.consume.read_log.prune();
     }
 
     /// Takes the key ring and JWT verifier a reload put in force (one atomic load each).
@@ -260,6 +268,7 @@ impl Core {
         if let Some(writer) = self.quarantine.as_mut() {
             writer.flush(self.now_ms, &self.control.quarantine);
         }
+        self.consume.read_log.flush(self.now_ms);
     }
 
     fn ingest_single(&mut self, body: &[u8], principal: Principal, origin: Origin, answer: Answer<'_>, out: &mut Vec<u8>) -> Handled {
@@ -300,7 +309,7 @@ impl Core {
         if outstanding > 0 {
             return Handled::Parked(pending);
         }
-        let written = answer_pending(out, &pending, answer.stats);
+        let written = answer_pending(out, &pending, answer.stats, answer.topology);
         self.recycle_results(pending.results);
         Handled::Answered(written)
     }
@@ -318,7 +327,12 @@ impl Core {
         {
             return LineResult::Rejected { reason: Reject::EventTypeNotAllowed, message: EVENT_TYPE_NOT_ALLOWED };
         }
-        let partition = partitioner::partition_for(envelope.user_id_hash, self.partitions_count);
+        let Some(topic) = self.topology.route(event_type) else {
+            return LineResult::Rejected { reason: Reject::EventTypeNotRouted, message: EVENT_TYPE_NOT_ROUTED };
+        };
+        let partition = partitioner::partition_for(envelope.user_id_hash, self.topology.topic(topic).partitions);
+        // From here on `partition` is the slot: unique across topics, owned by one shard.
+        let partition = self.topology.slot(topic, partition);
         let owner = partitioner::owner_shard(partition, self.shards);
         if self.stamp_ms != self.now_ms {
             self.stamp_ms = self.now_ms;

@@ -121,6 +121,19 @@ pub enum Reject {
     TokenNotYetValid,
     TokenIssuedInFuture,
     TokenAudienceMismatch,
+    EventTypeNotRouted,
+    TopicNotFound,
+    SubscriptionNotFound,
+    TopicNotAllowed,
+    ParameterInvalid,
+    OffsetOutOfRange,
+    SubscriptionConflict,
+    NoFreePartitions,
+    StreamNotOwner,
+    CursorInvalid,
+    BodyInvalid,
+    TooManySubscriptions,
+    PartitionNotFound,
 }
 
 impl Reject {
@@ -168,12 +181,25 @@ impl Reject {
             | Reject::FieldReserved
             | Reject::RequestIdInvalid => Status::BadRequest,
             Reject::RequestIdConflict | Reject::RequestInProgress => Status::Conflict,
+            Reject::EventTypeNotRouted => Status::UnprocessableContent,
+            Reject::TopicNotFound => Status::NotFound,
+            Reject::SubscriptionNotFound => Status::NotFound,
+            Reject::TopicNotAllowed => Status::Forbidden,
+            Reject::ParameterInvalid => Status::BadRequest,
+            Reject::OffsetOutOfRange => Status::RangeNotSatisfiable,
+            Reject::SubscriptionConflict => Status::Conflict,
+            Reject::NoFreePartitions => Status::Conflict,
+            Reject::StreamNotOwner => Status::Conflict,
+            Reject::CursorInvalid => Status::BadRequest,
+            Reject::BodyInvalid => Status::BadRequest,
+            Reject::TooManySubscriptions => Status::Conflict,
+            Reject::PartitionNotFound => Status::NotFound,
             Reject::StorageUnavailable | Reject::Overloaded => Status::ServiceUnavailable,
         }
     }
 
     /// Every reason, in index order.
-    pub const ALL: [Reject; 44] = [
+    pub const ALL: [Reject; 57] = [
         Reject::UnsupportedMediaType,
         Reject::BatchTooLarge,
         Reject::SignatureMissing,
@@ -218,6 +244,19 @@ impl Reject {
         Reject::TokenNotYetValid,
         Reject::TokenIssuedInFuture,
         Reject::TokenAudienceMismatch,
+        Reject::EventTypeNotRouted,
+        Reject::TopicNotFound,
+        Reject::SubscriptionNotFound,
+        Reject::TopicNotAllowed,
+        Reject::ParameterInvalid,
+        Reject::OffsetOutOfRange,
+        Reject::SubscriptionConflict,
+        Reject::NoFreePartitions,
+        Reject::StreamNotOwner,
+        Reject::CursorInvalid,
+        Reject::BodyInvalid,
+        Reject::TooManySubscriptions,
+        Reject::PartitionNotFound,
     ];
     pub const COUNT: usize = Reject::ALL.len();
 
@@ -274,6 +313,19 @@ impl Reject {
             Reject::TokenNotYetValid => JwtError::NotYetValid.code(),
             Reject::TokenIssuedInFuture => JwtError::IssuedInFuture.code(),
             Reject::TokenAudienceMismatch => JwtError::AudienceMismatch.code(),
+            Reject::EventTypeNotRouted => "event_type_not_routed",
+            Reject::TopicNotFound => "topic_not_found",
+            Reject::SubscriptionNotFound => "subscription_not_found",
+            Reject::TopicNotAllowed => "topic_not_allowed",
+            Reject::ParameterInvalid => "parameter_invalid",
+            Reject::OffsetOutOfRange => "offset_out_of_range",
+            Reject::SubscriptionConflict => "subscription_conflict",
+            Reject::NoFreePartitions => "no_free_partitions",
+            Reject::StreamNotOwner => "stream_not_owner",
+            Reject::CursorInvalid => "cursor_invalid",
+            Reject::BodyInvalid => "body_invalid",
+            Reject::TooManySubscriptions => "too_many_subscriptions",
+            Reject::PartitionNotFound => "partition_not_found",
         }
     }
 }

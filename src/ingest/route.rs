@@ -9,6 +9,7 @@ use crate::metrics::{Control, PathLabel};
 
 impl Core {
     /// Handles one framed request: answers into `out` now, or parks it.
+    #[expect(clippy::too_many_arguments, reason = "the request and where its answer goes")]
     pub fn handle(
         &mut self,
         control: &Control,
@@ -17,15 +18,18 @@ impl Core {
         origin: Origin,
         keep_alive: bool,
         out: &mut Vec<u8>,
+        consumer: &mut Option<Box<crate::consume::ConnConsumer>>,
+        monotonic_ms: u64,
     ) -> Handled {
         let start = out.len();
-        let handled = self.route(control, request, peer, origin, keep_alive, out);
+        let handled = self.route(control, request, peer, origin, keep_alive, out, consumer, monotonic_ms);
         if request.method == Method::Head {
             http::strip_body(out, start);
         }
         handled
     }
 
+    #[expect(clippy::too_many_arguments, reason = "the request and where its answer goes")]
     fn route(
         &mut self,
         control: &Control,
@@ -34,9 +38,11 @@ impl Core {
         origin: Origin,
         keep_alive: bool,
         out: &mut Vec<u8>,
+        consumer: &mut Option<Box<crate::consume::ConnConsumer>>,
+        monotonic_ms: u64,
     ) -> Handled {
         let path = PathLabel::of(request.path);
-        let answer = Answer { path, keep_alive, stats: &control.shards[self.shard] };
+        let answer = Answer { path, keep_alive, stats: &control.shards[self.shard], topology: &control.topology };
         let written = match (request.method, path) {
             (Method::Get | Method::Head, PathLabel::Healthz) => answer_ok(out, b"{\"status\":\"ok\"}", answer),
             (Method::Get | Method::Head, PathLabel::Readyz) if control.is_ready() => answer_ok(out, b"{\"status\":\"ready\"}", answer),
@@ -46,6 +52,9 @@ impl Core {
             }
             (_, PathLabel::Healthz | PathLabel::Readyz) => answer_method(out, b"allow: GET, HEAD\r\n", answer),
             (_, PathLabel::Events | PathLabel::EventsBatch | PathLabel::Webhooks) => answer_method(out, b"allow: POST\r\n", answer),
+            (_, PathLabel::Topics | PathLabel::Subscriptions) => {
+                return self.consume_request(request, peer, answer, out, consumer, monotonic_ms);
+            }
             (_, PathLabel::Other) => answer_refusal(out, Refusal::NotFound, Refusal::NotFound.message(), answer),
         };
         Handled::Answered(written)

@@ -105,6 +105,38 @@ impl DataDir {
     }
 }
 
+/// Every topic's data dir (in `topology`'s order) under `data_dir`, each made on the
+/// topic's first start; topic `events` is `data_dir` itself (the layout from before
+/// topics). A data dir holding partitions of `events` that no topic is named for any
+/// more is kept as it is and named in a warning.
+pub fn open_topics(data_dir: &Path, topology: &crate::topics::Topology) -> Result<Vec<DataDir>, StorageError> {
+    check_topics(data_dir, topology)?;
+    fs::create_dir_all(data_dir).map_err(|e| StorageError::io(data_dir, "create directory", e))?;
+    let mut dirs = Vec::with_capacity(topology.topics().len());
+    for topic in topology.topics() {
+        let root = crate::topics::Topology::topic_root(data_dir, &topic.name);
+        let dir = DataDir::open_or_init(&root, topic.partitions).map_err(|error| error.in_topic(&topic.name))?;
+        dirs.push(dir);
+    }
+    if topology.by_name(crate::topics::DEFAULT_TOPIC.as_bytes()).is_none() && data_dir.join(META_FILE).exists() {
+        tracing::warn!(
+            data_dir = %data_dir.display(),
+            "the data dir holds topic \"events\" (written before [[topics]] or by an earlier configuration) but no [[topics]] \
+             table names it: its events are kept, not served; add a topic named \"events\" to serve them"
+        );
+    }
+    Ok(dirs)
+}
+
+/// [`DataDir::check`] for every topic of `topology` under `data_dir`.
+pub fn check_topics(data_dir: &Path, topology: &crate::topics::Topology) -> Result<(), StorageError> {
+    for topic in topology.topics() {
+        let root = crate::topics::Topology::topic_root(data_dir, &topic.name);
+        DataDir::check(&root, topic.partitions).map_err(|error| error.in_topic(&topic.name))?;
+    }
+    Ok(())
+}
+
 fn random_key() -> Result<[u8; DEDUP_KEY_BYTES], StorageError> {
     let path = Path::new("/dev/urandom");
     let mut key = [0u8; DEDUP_KEY_BYTES];

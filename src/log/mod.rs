@@ -22,7 +22,7 @@ mod verify;
 use std::io;
 use std::path::PathBuf;
 
-pub use datadir::DataDir;
+pub use datadir::{DataDir, check_topics, open_topics};
 pub use format::{DecodedRecord, FormatError, decode_record};
 pub use partition::PartitionLog;
 pub use reader::{Gap, GapCause, LogReader, StartAt};
@@ -69,6 +69,11 @@ pub enum StorageError {
          partitions and lose their order: keep {on_disk} or use a new data dir"
     )]
     PartitionCountMismatch { on_disk: u32, configured: u32 },
+    #[error(
+        "topic {topic:?}: its data holds {on_disk} partitions but its configuration says {configured}; keys would move to \
+         other partitions and lose their order: keep {on_disk}"
+    )]
+    TopicPartitionCountMismatch { topic: String, on_disk: u32, configured: u32 },
     #[error("{path}: {reason}")]
     BadMeta { path: PathBuf, reason: String },
     #[error("the data dir {path} is not a directory")]
@@ -96,6 +101,16 @@ impl StorageError {
     /// Wraps a failed fdatasync/fsync (whatever its errno, ENOSPC included).
     pub(crate) fn sync(path: impl Into<PathBuf>, operation: &'static str, source: io::Error) -> StorageError {
         StorageError::SyncFailed { path: path.into(), operation, source }
+    }
+
+    /// Names `topic` in a partition-count mismatch (the only error whose key differs per topic).
+    pub(crate) fn in_topic(self, topic: &str) -> StorageError {
+        match self {
+            StorageError::PartitionCountMismatch { on_disk, configured } if topic != crate::topics::DEFAULT_TOPIC => {
+                StorageError::TopicPartitionCountMismatch { topic: topic.to_owned(), on_disk, configured }
+            }
+            other => other,
+        }
     }
 
     /// True for [`StorageError::SyncFailed`]: the caller must go fail-stop.

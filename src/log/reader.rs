@@ -40,6 +40,9 @@ pub struct LogReader {
     /// Gaps found since the last `take_gaps`; bounded by the damage on disk, and the
     /// caller drains it after each batch of reads.
     gaps: Vec<Gap>,
+    /// Records at or past this offset are not read (yet): the consumer API stops at the
+    /// partition's readable end. `u64::MAX`: no limit.
+    limit: u64,
 }
 
 /// Offsets a reader expected next but could not read.
@@ -116,7 +119,7 @@ impl LogReader {
         if partition >= dir.partitions() {
             return Err(StorageError::NoSuchPartition { partition, partitions: dir.partitions() });
         }
-        let mut reader = LogReader { dir: dir.partition_dir(partition), current: None, skip_below: 0, gaps: Vec::new() };
+        let mut reader = LogReader { dir: dir.partition_dir(partition), current: None, skip_below: 0, gaps: Vec::new(), limit: u64::MAX };
         let (files, _) = segment::list(&reader.dir)?;
         match start {
             StartAt::Earliest => {}
@@ -164,6 +167,16 @@ impl LogReader {
             }
         }
         Ok(())
+    }
+
+    /// Reads no record at or past `limit` until it is raised again.
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
+    }
+
+    /// The offset the next record returned will have at the least.
+    pub fn position(&self) -> u64 {
+        self.current.as_ref().map_or(self.skip_below, |current| current.next_offset.max(self.skip_below))
     }
 
     /// Gaps found since the last call, oldest first.
@@ -214,6 +227,35 @@ impl LogReader {
         Ok(())
     }
 
+    /// The current record is not valid. Damage with a valid record after it is passed
+    /// over and reported; without one it may be a torn tail the writer's recovery will
+    /// cut and rewrite, so it reads as the end (false) until a later segment exists.
+    fn pass_invalid(&mut self, reason: FormatError) -> Result<bool, StorageError> {
+        let Some(current) = self.current.as_mut() else { return Ok(false) };
+        let (position, expected) = (current.position, current.next_offset);
+        if let Some((next_position, offset)) =
+            format::resynchronise(&current.map, position + crate::constants::RECORD_ALIGN_BYTES, expected)
+        {
+            let cause = GapCause::Damaged { path: current.path.clone(), position, reason };
+            (current.position, current.next_offset) = (next_position, offset);
+            self.gap(expected, offset, cause);
+            return Ok(true);
+        }
+        let Some(next) = later_segment(&self.dir, current.base_offset)? else {
+            return Ok(false);
+        };
+        let cause = GapCause::Damaged { path: current.path.clone(), position, reason };
+        let to = next.base_offset;
+        if expected < to {
+            self.gap(expected, to, cause);
+        }
+        if let Some(current) = self.current.as_mut() {
+            current.next_offset = current.next_offset.max(to);
+        }
+        self.move_to(&next)?;
+        Ok(true)
+    }
+
     fn locate(&mut self) -> Result<Option<Located>, StorageError> {
         // Bounded by the records and segments on disk: every pass either returns,
         // passes one record, or moves to a later position or segment.
@@ -225,6 +267,9 @@ impl LogReader {
                 self.current = open_unless_deleted(&first)?;
                 continue;
             };
+            if current.next_offset >= self.limit {
+                return Ok(None);
+            }
             let step = match current.step() {
                 Step::End => {
                     current.remap_if_grown()?;
@@ -239,31 +284,10 @@ impl LogReader {
                     continue;
                 }
                 Step::Invalid(reason) => {
-                    // Damage with a valid record after it is passed over and reported;
-                    // without one it may be a torn tail the writer's recovery will cut
-                    // and rewrite, so it reads as the end until a later segment exists.
-                    let (position, expected) = (current.position, current.next_offset);
-                    if let Some((next_position, offset)) =
-                        format::resynchronise(&current.map, position + crate::constants::RECORD_ALIGN_BYTES, expected)
-                    {
-                        let cause = GapCause::Damaged { path: current.path.clone(), position, reason };
-                        (current.position, current.next_offset) = (next_position, offset);
-                        self.gap(expected, offset, cause);
+                    if self.pass_invalid(reason)? {
                         continue;
                     }
-                    let Some(next) = later_segment(&self.dir, current.base_offset)? else {
-                        return Ok(None);
-                    };
-                    let cause = GapCause::Damaged { path: current.path.clone(), position, reason };
-                    let to = next.base_offset;
-                    if expected < to {
-                        self.gap(expected, to, cause);
-                    }
-                    if let Some(current) = self.current.as_mut() {
-                        current.next_offset = current.next_offset.max(to);
-                    }
-                    self.move_to(&next)?;
-                    continue;
+                    return Ok(None);
                 }
                 Step::End => {
                     let Some(next) = later_segment(&self.dir, current.base_offset)? else {

@@ -13,14 +13,26 @@ pub enum PathLabel {
     Webhooks,
     Healthz,
     Readyz,
+    /// `/v1/topics` and everything below it (the consumer reads, SSE).
+    Topics,
+    /// `/v1/subscriptions` and everything below it.
+    Subscriptions,
     /// Any other path, and requests that could not be framed (no path to trust).
     Other,
 }
 
 impl PathLabel {
     /// Every label, in index order.
-    pub const ALL: [PathLabel; 6] =
-        [PathLabel::Events, PathLabel::EventsBatch, PathLabel::Webhooks, PathLabel::Healthz, PathLabel::Readyz, PathLabel::Other];
+    pub const ALL: [PathLabel; 8] = [
+        PathLabel::Events,
+        PathLabel::EventsBatch,
+        PathLabel::Webhooks,
+        PathLabel::Healthz,
+        PathLabel::Readyz,
+        PathLabel::Topics,
+        PathLabel::Subscriptions,
+        PathLabel::Other,
+    ];
     pub const COUNT: usize = PathLabel::ALL.len();
 
     /// Classifies a request path (query string already removed).
@@ -32,6 +44,9 @@ impl PathLabel {
             b"/readyz" => PathLabel::Readyz,
             b"/v1/webhooks" => PathLabel::Webhooks,
             _ if path.starts_with(b"/v1/webhooks/") => PathLabel::Webhooks,
+            b"/v1/topics" => PathLabel::Topics,
+            _ if path.starts_with(b"/v1/topics/") => PathLabel::Topics,
+            _ if path.starts_with(b"/v1/subscriptions/") => PathLabel::Subscriptions,
             _ => PathLabel::Other,
         }
     }
@@ -48,6 +63,8 @@ impl PathLabel {
             PathLabel::Webhooks => "/v1/webhooks",
             PathLabel::Healthz => "/healthz",
             PathLabel::Readyz => "/readyz",
+            PathLabel::Topics => "/v1/topics",
+            PathLabel::Subscriptions => "/v1/subscriptions",
             PathLabel::Other => "other",
         }
     }
@@ -132,7 +149,7 @@ impl ProxyReject {
 
 /// Every final status sluice sends (the ones `http::reason` names, without the interim
 /// 100), in label order. Anything else lands in the slot after them, labelled `other`.
-pub const STATUSES: [u16; 17] = [200, 202, 400, 401, 403, 404, 405, 408, 409, 413, 415, 422, 429, 431, 500, 503, 505];
+pub const STATUSES: [u16; 20] = [200, 201, 202, 204, 400, 401, 403, 404, 405, 408, 409, 413, 415, 416, 422, 429, 431, 500, 503, 505];
 /// Counter slots per path: one per known status and one for `other`.
 pub const STATUS_SLOTS: usize = STATUSES.len() + 1;
 /// The `other` slot.
@@ -142,22 +159,25 @@ pub const STATUS_SLOT_OTHER: usize = STATUSES.len();
 pub fn status_slot(status: u16) -> usize {
     match status {
         200 => 0,
-        202 => 1,
-        400 => 2,
-        401 => 3,
-        403 => 4,
-        404 => 5,
-        405 => 6,
-        408 => 7,
-        409 => 8,
-        413 => 9,
-        415 => 10,
-        422 => 11,
-        429 => 12,
-        431 => 13,
-        500 => 14,
-        503 => 15,
-        505 => 16,
+        201 => 1,
+        202 => 2,
+        204 => 3,
+        400 => 4,
+        401 => 5,
+        403 => 6,
+        404 => 7,
+        405 => 8,
+        408 => 9,
+        409 => 10,
+        413 => 11,
+        415 => 12,
+        416 => 13,
+        422 => 14,
+        429 => 15,
+        431 => 16,
+        500 => 17,
+        503 => 18,
+        505 => 19,
         _ => STATUS_SLOT_OTHER,
     }
 }

@@ -6,6 +6,7 @@
 pub mod labels;
 mod render;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 pub use labels::{PathLabel, ProxyHeaderLabel, ProxyReject, Reject, STATUS_SLOTS, STATUSES};
@@ -103,6 +104,23 @@ pub struct ShardStats {
     pub heartbeat: AtomicU64,
     /// Time from the loop that framed a request to the loop that queued its answer.
     pub latency: LatencyHistogram,
+    /// Consumer requests (every path under /v1/topics and /v1/subscriptions).
+    pub consumer_requests: AtomicU64,
+    /// Events and bytes (NDJSON lines, stream lines, SSE messages) sent to consumers.
+    pub consumer_events_out: AtomicU64,
+    pub consumer_bytes_out: AtomicU64,
+    /// Open subscription streams, SSE streams and parked long-polls on this shard.
+    pub consumer_streams: AtomicU64,
+    pub consumer_sse: AtomicU64,
+    pub consumer_waiting: AtomicU64,
+    /// Events a subscription stream sent again (after a rebalance or a commit timeout).
+    pub consumer_redelivered: AtomicU64,
+    /// Streams ended because no commit came within their commit timeout.
+    pub consumer_commit_timeouts: AtomicU64,
+    /// Events released late by a reorder window, and released before their watermark
+    /// because the hold was full.
+    pub consumer_late: AtomicU64,
+    pub consumer_reorder_forced: AtomicU64,
 }
 
 impl Default for ShardStats {
@@ -119,6 +137,16 @@ impl Default for ShardStats {
             connections_refused_per_ip: AtomicU64::new(0),
             tls_handshakes: AtomicU64::new(0),
             tls_handshake_failures: AtomicU64::new(0),
+            consumer_requests: AtomicU64::new(0),
+            consumer_events_out: AtomicU64::new(0),
+            consumer_bytes_out: AtomicU64::new(0),
+            consumer_streams: AtomicU64::new(0),
+            consumer_sse: AtomicU64::new(0),
+            consumer_waiting: AtomicU64::new(0),
+            consumer_redelivered: AtomicU64::new(0),
+            consumer_commit_timeouts: AtomicU64::new(0),
+            consumer_late: AtomicU64::new(0),
+            consumer_reorder_forced: AtomicU64::new(0),
             proxy_headers: [const { AtomicU64::new(0) }; ProxyHeaderLabel::COUNT],
             proxy_rejected: [const { AtomicU64::new(0) }; ProxyReject::COUNT],
             heartbeat: AtomicU64::new(0),
@@ -130,6 +158,11 @@ impl Default for ShardStats {
 impl ShardStats {
     pub fn add(counter: &AtomicU64, value: u64) {
         counter.fetch_add(value, Ordering::Relaxed);
+    }
+
+    /// Lowers a gauge kept with [`ShardStats::add`].
+    pub fn sub(counter: &AtomicU64, value: u64) {
+        counter.fetch_sub(value, Ordering::Relaxed);
     }
 
     /// Counts one answer with `status` to a request for `path`.
@@ -218,8 +251,19 @@ impl LoopLatency {
 /// Process-wide state shared by shards, the admin listener and the main thread.
 pub struct Control {
     pub shards: Vec<ShardStats>,
+    /// The topics; every per-partition vector below is indexed by slot (`topics.rs`).
+    pub topology: std::sync::Arc<crate::topics::Topology>,
     /// Next offset per partition, published by the owning shard after appends.
     pub end_offsets: Vec<AtomicU64>,
+    /// Per partition, the offset below which consumers may read: the end offset under
+    /// `os`, the synced offset under `fsync` (a consumer never sees an event a power loss
+    /// could take back). Published by the owning shard with `Release`.
+    pub readable_ends: Vec<AtomicU64>,
+    /// Per partition, the oldest offset retention has kept.
+    pub start_offsets: Vec<AtomicU64>,
+    /// Per partition, the shards (bit `1 << shard`) with a reader parked for it; the
+    /// owner wakes them when `readable_ends` moves (`shard/reads.rs`).
+    pub read_waiters: Vec<AtomicU64>,
     pub ready: AtomicBool,
     pub draining: AtomicBool,
     /// Storage is fail-stop (an fdatasync failed under `durability = "fsync"`): no more
@@ -249,13 +293,27 @@ pub struct Control {
     /// The request-id memory every shard shares.
     pub request_ids: crate::perimeter::request_ids::RequestIds,
     pub quarantine: crate::sidelog::quarantine::QuarantineStats,
+    /// The subscription registry (set once at start; `/metrics` reads lag from it).
+    pub subscriptions: std::sync::OnceLock<Arc<crate::consume::subscriptions::Subscriptions>>,
+    pub read_log: Arc<crate::consume::readlog::ReadLogStats>,
+    /// Every topic's data dir (set once at start), for lag in seconds.
+    pub topic_dirs: std::sync::OnceLock<Arc<Vec<crate::log::DataDir>>>,
+    /// `(slot, offset)` → ingest ms of that record: lag in seconds without reading the
+    /// log at every scrape while a cursor stands still.
+    lag_cache: std::sync::Mutex<std::collections::HashMap<(u32, u64), i64>>,
 }
 
 impl Control {
-    pub fn new(shards: usize, partitions: u32) -> Control {
+    pub fn new(shards: usize, topology: std::sync::Arc<crate::topics::Topology>) -> Control {
+        let partitions = topology.slots();
+        let zeros = || (0..partitions).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
         Control {
             shards: (0..shards).map(|_| ShardStats::default()).collect(),
-            end_offsets: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+            topology,
+            end_offsets: zeros(),
+            readable_ends: zeros(),
+            start_offsets: zeros(),
+            read_waiters: zeros(),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
@@ -274,7 +332,45 @@ impl Control {
                 crate::constants::REQUEST_ID_MEMORY_BYTES_MAX_DEFAULT,
             ),
             quarantine: crate::sidelog::quarantine::QuarantineStats::default(),
+            subscriptions: std::sync::OnceLock::new(),
+            read_log: Arc::default(),
+            topic_dirs: std::sync::OnceLock::new(),
+            lag_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// How long ago the record at `committed` (the oldest not consumed) of `slot` was
+    /// ingested; 0 when there is none yet.
+    pub fn oldest_unconsumed_age_ms(&self, slot: u32, committed: u64, now_ms: i64) -> i64 {
+        let end = self.readable_ends[slot as usize].load(Ordering::Acquire);
+        if committed >= end {
+            return 0;
+        }
+        let mut cache = self.lag_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ingest = match cache.get(&(slot, committed)) {
+            Some(ingest) => Some(*ingest),
+            None => {
+                let (topic, partition) = self.topology.locate(slot);
+                let found = self
+                    .topic_dirs
+                    .get()
+                    .and_then(|dirs| crate::consume::oldest_ingest_ms(&dirs[usize::from(topic)], partition, committed, end));
+                if let Some(ingest) = found {
+                    if cache.len() > 4096 {
+                        cache.clear();
+                    }
+                    cache.insert((slot, committed), ingest);
+                }
+                found
+            }
+        };
+        ingest.map_or(0, |ingest| (now_ms - ingest).max(0))
+    }
+
+    /// The `topic` and `partition` label values of `slot`.
+    pub fn slot_labels(&self, slot: usize) -> (&str, String) {
+        let (topic, partition) = self.topology.locate(slot as u32);
+        (&self.topology.topic(topic).name, partition.to_string())
     }
 
     /// Replaces the request-id memory (its window and bounds come from the configuration).
@@ -355,7 +451,7 @@ mod tests {
 
     #[test]
     fn storage_readiness_has_hysteresis() {
-        let control = Control::new(1, 1);
+        let control = Control::new(1, std::sync::Arc::new(crate::topics::Topology::single(1, 1, 0)));
         let hold = crate::constants::STORAGE_UNREADY_HOLD_MS;
         let room = Some(1 << 30);
         assert!(control.storage_takes_writes());

@@ -165,10 +165,17 @@ impl Control {
         }
         render_perimeter(e, self);
         e.family("sluice_partition_end_offset", Kind::Gauge, "next offset to be written");
-        for (partition, offset) in self.end_offsets.iter().enumerate() {
-            e.sample("sluice_partition_end_offset", "", &[("partition", &partition.to_string())], offset.load(Ordering::Relaxed));
+        for (slot, offset) in self.end_offsets.iter().enumerate() {
+            let (topic, partition) = self.slot_labels(slot);
+            e.sample("sluice_partition_end_offset", "", &[("topic", topic), ("partition", &partition)], offset.load(Ordering::Relaxed));
+        }
+        e.family("sluice_partition_start_offset", Kind::Gauge, "oldest offset retention has kept");
+        for (slot, offset) in self.start_offsets.iter().enumerate() {
+            let (topic, partition) = self.slot_labels(slot);
+            e.sample("sluice_partition_start_offset", "", &[("topic", topic), ("partition", &partition)], offset.load(Ordering::Relaxed));
         }
         render_storage(e, self);
+        render_consumers(e, self, &shards);
         e.family("sluice_ready", Kind::Gauge, "1 when accepting traffic");
         e.sample("sluice_ready", "", &[], u8::from(self.is_ready()));
         e.family(
@@ -181,6 +188,74 @@ impl Control {
     }
 }
 
+/// Consumers: requests, what went out, open streams and waits, subscription lag.
+fn render_consumers(e: &mut Exposition, control: &Control, shards: &[(String, &ShardStats)]) {
+    let counters: [(&str, Kind, &str, CounterOf); 10] = [
+        ("sluice_consumer_requests_total", Kind::Counter, "consumer requests (reads, streams, commits, SSE, listings)", |s| {
+            &s.consumer_requests
+        }),
+        ("sluice_consumer_events_out_total", Kind::Counter, "events sent to consumers", |s| &s.consumer_events_out),
+        ("sluice_consumer_bytes_out_total", Kind::Counter, "bytes of events (with their framing) sent to consumers", |s| {
+            &s.consumer_bytes_out
+        }),
+        ("sluice_consumer_streams", Kind::Gauge, "open subscription streams", |s| &s.consumer_streams),
+        ("sluice_consumer_sse_streams", Kind::Gauge, "open Server-Sent Events streams", |s| &s.consumer_sse),
+        ("sluice_consumer_long_polls", Kind::Gauge, "partition reads parked until events arrive", |s| &s.consumer_waiting),
+        ("sluice_consumer_redeliveries_total", Kind::Counter, "events a subscription stream sent again (rebalance, commit timeout)", |s| {
+            &s.consumer_redelivered
+        }),
+        ("sluice_consumer_commit_timeouts_total", Kind::Counter, "subscription streams ended for want of a commit", |s| {
+            &s.consumer_commit_timeouts
+        }),
+        ("sluice_consumer_late_events_total", Kind::Counter, "events a reorder window delivered late (\"late\":true)", |s| {
+            &s.consumer_late
+        }),
+        ("sluice_consumer_reorder_forced_total", Kind::Counter, "events a full reorder hold released before their watermark", |s| {
+            &s.consumer_reorder_forced
+        }),
+    ];
+    for (name, kind, help, counter) in counters {
+        e.per_shard(shards, name, kind, help, |s| counter(s).load(Ordering::Relaxed));
+    }
+    let log = &control.read_log;
+    for (name, kind, help, value) in [
+        ("sluice_read_log_bytes", Kind::Gauge, "bytes the read log holds on disk", log.bytes.load(Ordering::Relaxed)),
+        ("sluice_read_log_records_total", Kind::Counter, "consumer requests recorded in the read log", log.records.load(Ordering::Relaxed)),
+        (
+            "sluice_read_log_dropped_total",
+            Kind::Counter,
+            "consumer requests not recorded (read log full)",
+            log.dropped.load(Ordering::Relaxed),
+        ),
+    ] {
+        e.family(name, kind, help);
+        e.sample(name, "", &[], value);
+    }
+    let Some(subscriptions) = control.subscriptions.get() else { return };
+    e.family("sluice_subscription_rebalances_total", Kind::Counter, "times a subscription's partitions were shared out again");
+    e.sample("sluice_subscription_rebalances_total", "", &[], subscriptions.rebalances.load(Ordering::Relaxed));
+    let all = subscriptions.all_committed_cursors();
+    e.family("sluice_subscription_lag_events", Kind::Gauge, "events of a subscription partition not committed yet");
+    for (name, cursors) in &all {
+        for (slot, committed) in cursors {
+            let (topic, partition) = control.slot_labels(*slot as usize);
+            let end = control.readable_ends[*slot as usize].load(Ordering::Acquire);
+            let labels = [("subscription", name.as_str()), ("topic", topic), ("partition", partition.as_str())];
+            e.sample("sluice_subscription_lag_events", "", &labels, end.saturating_sub(*committed));
+        }
+    }
+    e.family("sluice_subscription_lag_seconds", Kind::Gauge, "age of the oldest event of a subscription partition not committed yet");
+    let now_ms = crate::platform::time::now_unix_ms();
+    for (name, cursors) in &all {
+        for (slot, committed) in cursors {
+            let (topic, partition) = control.slot_labels(*slot as usize);
+            let age = control.oldest_unconsumed_age_ms(*slot, *committed, now_ms);
+            let labels = [("subscription", name.as_str()), ("topic", topic), ("partition", partition.as_str())];
+            e.sample("sluice_subscription_lag_seconds", "", &labels, format!("{:.3}", age as f64 / 1000.0));
+        }
+    }
+}
+
 /// The storage state: damage found by recovery, refusing writes, fail-stop.
 fn render_storage(e: &mut Exposition, control: &Control) {
     e.family(
@@ -188,8 +263,9 @@ fn render_storage(e: &mut Exposition, control: &Control) {
         Kind::Gauge,
         "offsets recovery found damaged or missing (intact records around them kept, never reused; see sluice check-log)",
     );
-    for (partition, count) in control.damaged_offsets.iter().enumerate() {
-        e.sample("sluice_log_damaged_offsets", "", &[("partition", &partition.to_string())], count.load(Ordering::Relaxed));
+    for (slot, count) in control.damaged_offsets.iter().enumerate() {
+        let (topic, partition) = control.slot_labels(slot);
+        e.sample("sluice_log_damaged_offsets", "", &[("topic", topic), ("partition", &partition)], count.load(Ordering::Relaxed));
     }
     e.family("sluice_storage_refusing", Kind::Gauge, "1 while storage refuses writes (disk full or failing; hysteresis)");
     e.sample("sluice_storage_refusing", "", &[], u8::from(control.storage_refusing.load(Ordering::Acquire)));
@@ -418,7 +494,7 @@ mod tests {
     }
 
     fn busy_control() -> Control {
-        let control = Control::new(2, 3);
+        let control = Control::new(2, std::sync::Arc::new(crate::topics::Topology::single(3, 1, 0)));
         let shard = &control.shards[1];
         shard.count_answer(PathLabel::Events, 202);
         shard.count_answer(PathLabel::Events, 202);
@@ -457,7 +533,7 @@ mod tests {
         assert_eq!(value(&samples, "sluice_responses_2xx_total", &[("shard", "1")]), Some(2.0));
         assert_eq!(value(&samples, "sluice_responses_4xx_total", &[("shard", "1")]), Some(2.0));
         assert_eq!(value(&samples, "sluice_responses_5xx_total", &[("shard", "1")]), Some(1.0));
-        assert_eq!(value(&samples, "sluice_partition_end_offset", &[("partition", "2")]), Some(7.0));
+        assert_eq!(value(&samples, "sluice_partition_end_offset", &[("topic", "events"), ("partition", "2")]), Some(7.0));
         assert_eq!(value(&samples, "sluice_ready", &[]), Some(0.0));
         assert_eq!(value(&samples, "sluice_io_uring_lockdown_active", &[]), Some(0.0));
         assert_eq!(value(&samples, "sluice_bytes_out_total", &[("shard", "0")]), Some(0.0));

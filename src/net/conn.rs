@@ -230,6 +230,9 @@ pub struct Conn {
     pub output: Vec<u8>,
     /// The buffer of the send in flight (must not move until its completion).
     pub sending: Vec<u8>,
+    /// A consumer's wait, stream or reader kept between its requests (`None` for a
+    /// producer's connection).
+    pub consumer: Option<Box<crate::consume::ConnConsumer>>,
 }
 
 impl Conn {
@@ -251,6 +254,7 @@ impl Conn {
             framer: Framer::default(),
             output: Vec::new(),
             sending: Vec::new(),
+            consumer: None,
         }
     }
 
@@ -324,7 +328,9 @@ impl Conn {
                 }
             }
             (Event::PeerClosed, State::Reading { peer_closed, .. } | State::Flushing { peer_closed }) => *peer_closed = true,
-            (Event::InputFramed, State::Reading { peer_closed: true, .. }) if self.parked.is_none() => {
+            (Event::InputFramed, State::Reading { peer_closed: true, .. })
+                if self.parked.is_none() && !crate::consume::ConnConsumer::busy(&self.consumer) =>
+            {
                 self.state = State::Flushing { peer_closed: true };
             }
             (Event::FramingFailed, _) => {

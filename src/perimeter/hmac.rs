@@ -266,7 +266,7 @@ fn hex_value(digit: u8) -> Option<u8> {
 
 /// Constant-time equality of two tags: reads all 32 byte pairs whatever they hold;
 /// `black_box` keeps the compiler from turning the fold into an early-exit compare.
-pub(super) fn equal_ct(a: &[u8; TAG_BYTES], b: &[u8; TAG_BYTES]) -> bool {
+pub(crate) fn equal_ct(a: &[u8; TAG_BYTES], b: &[u8; TAG_BYTES]) -> bool {
     let mut difference = 0u8;
     for (x, y) in std::hint::black_box(a).iter().zip(std::hint::black_box(b)) {
         difference |= x ^ y;

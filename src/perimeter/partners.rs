@@ -110,6 +110,8 @@ pub struct Partner {
     pub client_cert: ClientCert,
     pub tls_identities: Vec<String>,
     pub jwt_subjects: Vec<String>,
+    /// Topics its consumers may read; `None`: every topic (`"*"`).
+    consume_topics: Option<Vec<Box<str>>>,
     /// Declared by a `[[partners]]` table (false: implied by a key's `partner`).
     pub declared: bool,
 }
@@ -124,6 +126,7 @@ impl Partner {
             client_cert: ClientCert::Optional,
             tls_identities: Vec::new(),
             jwt_subjects: Vec::new(),
+            consume_topics: Some(Vec::new()),
             declared: false,
         }
     }
@@ -133,6 +136,14 @@ impl Partner {
         match &self.event_types {
             None => true,
             Some(types) => types.iter().any(|allowed| allowed.as_ref() == event_type),
+        }
+    }
+
+    /// True when the partner's consumers may read `topic` (`consume_topics`).
+    pub fn may_consume(&self, topic: &str) -> bool {
+        match &self.consume_topics {
+            None => true,
+            Some(topics) => topics.iter().any(|allowed| &**allowed == topic),
         }
     }
 
@@ -198,6 +209,10 @@ pub struct RawPartner {
     pub tls_identities: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jwt_subjects: Vec<String>,
+    /// Topics the partner's consumers may read (SPEC §6); `["*"]` every topic; absent:
+    /// none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consume_topics: Vec<String>,
 }
 
 fn is_optional(value: &ClientCert) -> bool {
@@ -262,6 +277,17 @@ pub fn validate_partner(raw: &RawPartner, name_problem: impl Fn(&str) -> Option<
             return Err((field, "names must be non-empty and free of control characters".to_owned()));
         }
     }
+    if raw.consume_topics.len() > crate::constants::TOPICS_MAX {
+        return Err(("consume_topics", format!("lists more than {} topics", crate::constants::TOPICS_MAX)));
+    }
+    if let Some(bad) = raw.consume_topics.iter().find(|topic| *topic != "*" && crate::topics::valid_name(topic).is_err()) {
+        return Err(("consume_topics", format!("{bad:?} is not a topic name (1..=64 of [a-z0-9_.-]) or \"*\"")));
+    }
+    let consume_topics = if raw.consume_topics.iter().any(|topic| topic == "*") {
+        None
+    } else {
+        Some(raw.consume_topics.iter().map(|topic| Box::from(topic.as_str())).collect())
+    };
     if raw.client_cert != ClientCert::Optional && raw.tls_identities.is_empty() {
         return Err(("client_cert", "needs tls_identities to say which certificates are the partner's".to_owned()));
     }
@@ -272,6 +298,7 @@ pub fn validate_partner(raw: &RawPartner, name_problem: impl Fn(&str) -> Option<
         client_cert: raw.client_cert,
         tls_identities: raw.tls_identities.clone(),
         jwt_subjects: raw.jwt_subjects.clone(),
+        consume_topics,
         declared: true,
     })
 }
@@ -315,8 +342,13 @@ mod tests {
             client_cert: ClientCert::Required,
             tls_identities: vec!["wallet.prod".into()],
             jwt_subjects: vec![],
+            consume_topics: vec!["wallet".into()],
         };
         let partner = validate_partner(&raw, |_| None).unwrap();
+        assert!(partner.may_consume("wallet") && !partner.may_consume("events"));
+        assert!(!Partner::implied("x").may_consume("events"), "a partner reads nothing unless consume_topics says so");
+        let bad = RawPartner { consume_topics: vec!["Bad/Topic".into()], ..raw.clone() };
+        assert_eq!(validate_partner(&bad, |_| None).unwrap_err().0, "consume_topics");
         assert!(partner.allows_event_type(b"deposit") && !partner.allows_event_type(b"bet"));
         assert!(partner.allows_ip(Some(ip("127.0.0.1"))) && !partner.allows_ip(Some(ip("10.0.0.1"))) && !partner.allows_ip(None));
         assert!(

@@ -25,6 +25,8 @@ impl Shard {
 
     pub(super) fn on_wake(&mut self, flags: u32) {
         self.wakers[self.index].reset();
+        // Another shard's owner may have moved a partition a consumer here waits on.
+        self.consumers.woken = true;
         if !cqueue::more(flags) {
             self.arm_wake();
         }

@@ -139,7 +139,7 @@ impl Shard {
         let stats = &self.control.shards[self.index];
         if conn.is_reading() {
             self.pool.lend(&mut conn.output);
-            let written = answer_pending(&mut conn.output, &pending, stats);
+            let written = answer_pending(&mut conn.output, &pending, stats, &self.control.topology);
             if let Some(remember) = pending.remember.take() {
                 self.core.remember_answer(&remember, &written, &conn.output[written.body.clone()]);
             }
@@ -148,7 +148,7 @@ impl Shard {
         } else if let Some(remember) = pending.remember.take() {
             // The client is gone, but its repeat must still get this answer.
             let mut scratch = Vec::new();
-            let written = answer_pending(&mut scratch, &pending, stats);
+            let written = answer_pending(&mut scratch, &pending, stats, &self.control.topology);
             self.core.remember_answer(&remember, &written, &scratch[written.body.clone()]);
         }
         self.core.recycle_results(pending.results);

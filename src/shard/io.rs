@@ -134,10 +134,15 @@ impl Shard {
         debug_assert!(conn.preamble().is_none(), "framing bytes before the PROXY header was dealt with");
         let draining = control.draining.load(Ordering::Relaxed);
         let mut consumed_total = 0;
+        let mut started_consumer = None;
         // Whether the framer has seen everything buffered: false when the loop stopped at a
         // parked request or a full output with whole requests still waiting behind it.
         let mut framed_all = false;
-        while conn.parked.is_none() && conn.is_reading() && conn.output.len() < OUTPUT_HIGH_WATER_BYTES {
+        while conn.parked.is_none()
+            && !crate::consume::ConnConsumer::busy(&conn.consumer)
+            && conn.is_reading()
+            && conn.output.len() < OUTPUT_HIGH_WATER_BYTES
+        {
             let origin = Origin { slot, generation: conn.generation };
             match conn.framer.poll(&mut conn.input[consumed_total..], limits) {
                 Ok(Poll::Incomplete(phase)) => {
@@ -153,7 +158,7 @@ impl Shard {
                     let keep_alive = request.keep_alive && !draining;
                     pool.lend(&mut conn.output);
                     let peer = Peer { ip: conn.peer_ip, tls_identity: conn.tls_identity.as_deref() };
-                    match core.handle(control, &request, peer, origin, keep_alive, &mut conn.output) {
+                    match core.handle(control, &request, peer, origin, keep_alive, &mut conn.output, &mut conn.consumer, clock.now_ms) {
                         Handled::Answered(_) => {
                             latency.answered();
                             conn.step(Event::Answered { keep_alive }, clock);
@@ -162,13 +167,22 @@ impl Shard {
                             conn.parked = Some(Parked { pending, framed_ns: latency.started_ns() });
                             conn.step(Event::Parked, clock);
                         }
+                        Handled::Consumer(started) => {
+                            conn.step(Event::Parked, clock);
+                            started_consumer = Some(started);
+                        }
                     }
                     consumed_total += consumed;
                 }
                 Err(error) => {
                     pool.lend(&mut conn.output);
                     // Framing failed, so the path (if any was read) is not trusted.
-                    let answer = Answer { path: PathLabel::Other, keep_alive: false, stats: &control.shards[core.shard] };
+                    let answer = Answer {
+                        path: PathLabel::Other,
+                        keep_alive: false,
+                        stats: &control.shards[core.shard],
+                        topology: &control.topology,
+                    };
                     answer_refusal(&mut conn.output, Refusal::Framing(error), error.message(), answer);
                     latency.answered();
                     conn.step(Event::FramingFailed, clock);
@@ -187,6 +201,7 @@ impl Shard {
         if framed_all || conn.input.is_empty() {
             conn.step(Event::InputFramed, clock);
         }
+        self.after_drive_consumer(slot, started_consumer);
         self.after_progress(slot);
     }
 
@@ -308,7 +323,12 @@ impl Shard {
             self.pool.give_back(&mut conn.sending);
             self.pool.give_back(&mut conn.output);
         }
-        if conn.is_reading() && !conn.input.is_empty() && conn.parked.is_none() {
+        if crate::consume::ConnConsumer::busy(&conn.consumer) {
+            // A stream's output drained: give it more.
+            if matches!(conn.consumer.as_deref().map(|c| &c.mode), Some(crate::consume::Mode::Stream(_))) && conn.output.is_empty() {
+                return self.pump_consumer(slot);
+            }
+        } else if conn.is_reading() && !conn.input.is_empty() && conn.parked.is_none() {
             return self.drive(slot);
         }
         self.after_progress(slot);
@@ -350,6 +370,10 @@ impl Shard {
         conn.tls = None;
         conn.tls_identity = None;
         conn.counted = None;
+        if conn.consumer.is_some() {
+            self.consumer_gone(slot);
+        }
+        let conn = &mut self.conns[slot as usize];
         let parked = conn.parked.take();
         self.pool.give_back(&mut conn.input);
         self.pool.give_back(&mut conn.output);

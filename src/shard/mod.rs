@@ -7,6 +7,7 @@
 
 mod accept;
 mod commit;
+mod consume;
 mod drain;
 pub mod handoff;
 mod io;
@@ -110,6 +111,8 @@ pub struct Shard {
     log_sampler: Sampler,
     drain_deadline_ms: Option<u64>,
     quiesced: bool,
+    /// Consumer connections in a wait or a stream, and what they wait for.
+    consumers: consume::Consumers,
 }
 
 impl Shard {
@@ -170,6 +173,7 @@ impl Shard {
             log_sampler: Sampler::new(LOG_SAMPLE_PERIOD_MS),
             drain_deadline_ms: None,
             quiesced: false,
+            consumers: consume::Consumers::default(),
             config: setup.config,
         })
     }

@@ -15,7 +15,10 @@ use crate::shard::handoff::{Outcome, Ticket};
 const RECOVERY_PROGRESS_RECORDS: u64 = 1 << 16;
 
 struct Owned {
+    /// The partition's slot (`topics.rs`); `log.partition()` is its number in its topic.
     partition: u32,
+    /// The dedup window of its topic (at most the topic's retention).
+    window_ms: i64,
     log: PartitionLog,
     dedup: DedupIndex,
     /// Every offset below this is durable under `fsync`.
@@ -24,6 +27,8 @@ struct Owned {
     sync_inflight: Option<u64>,
     /// Outcomes waiting for `synced` to pass their offset.
     waiting: VecDeque<(Ticket, Outcome)>,
+    /// The readable end last published to consumers.
+    readable: u64,
 }
 
 /// What [`Partitions::store`] did with an event.
@@ -38,7 +43,6 @@ pub struct Partitions {
     shard: usize,
     shards: usize,
     durability: Durability,
-    window_ms: i64,
     owned: Vec<Owned>,
     control: Arc<Control>,
     /// Set after an fsync error: sluice stops acknowledging (fail-stop), never retries.
@@ -47,43 +51,52 @@ pub struct Partitions {
 }
 
 impl Partitions {
-    /// Opens (recovering) every partition this shard owns and rebuilds its dedup window.
+    /// Opens (recovering) every partition this shard owns (slots `shard`, `shard +
+    /// shards`, ... across all topics; `dirs` holds each topic's data dir) and rebuilds
+    /// its dedup window. Reports are keyed by slot.
     pub fn open(
         config: &Config,
-        dir: &DataDir,
+        dirs: &[DataDir],
         shard: usize,
         control: Arc<Control>,
         now_ms: i64,
     ) -> Result<(Partitions, Vec<(u32, RecoveryReport)>), StorageError> {
-        let options = LogOptions {
-            segment_bytes: config.storage.segment_bytes,
-            retention_ms: config.storage.retention_ms,
-            retention_bytes: config.storage.retention_bytes,
-            fsync: config.storage.durability == Durability::Fsync,
-        };
         let shards = config.ingest.shards;
-        let window_ms = i64::try_from(config.dedup.window_ms).unwrap_or(i64::MAX);
+        let topology = &config.topics;
         let mut owned = Vec::new();
         let mut reports = Vec::new();
-        for partition in (shard as u32..config.storage.partitions).step_by(shards) {
+        for slot in (shard as u32..topology.slots()).step_by(shards) {
+            let (topic_index, partition) = topology.locate(slot);
+            let topic = topology.topic(topic_index);
+            let dir = &dirs[usize::from(topic_index)];
+            let options = LogOptions {
+                segment_bytes: config.storage.segment_bytes,
+                retention_ms: topic.retention_ms,
+                retention_bytes: topic.retention_bytes,
+                fsync: config.storage.durability == Durability::Fsync,
+            };
+            let window_ms = i64::try_from(config.dedup.window_ms.min(topic.retention_ms)).unwrap_or(i64::MAX);
             let (log, report) = PartitionLog::open(dir, partition, &options)?;
             let dedup = open_dedup(&log, dir, config, &control, now_ms.saturating_sub(window_ms))?;
-            control.end_offsets[partition as usize].store(log.next_offset(), Ordering::Relaxed);
+            let end = log.next_offset();
+            control.end_offsets[slot as usize].store(end, Ordering::Relaxed);
+            control.readable_ends[slot as usize].store(end, Ordering::Release);
+            control.start_offsets[slot as usize].store(log.start_offset(), Ordering::Relaxed);
             control.partitions_recovered.fetch_add(1, Ordering::Relaxed);
-            let synced = log.next_offset();
-            owned.push(Owned { partition, log, dedup, synced, sync_inflight: None, waiting: VecDeque::new() });
-            reports.push((partition, report));
+            owned.push(Owned {
+                partition: slot,
+                window_ms,
+                log,
+                dedup,
+                synced: end,
+                sync_inflight: None,
+                waiting: VecDeque::new(),
+                readable: end,
+            });
+            reports.push((slot, report));
         }
-        let partitions = Partitions {
-            shard,
-            shards,
-            durability: config.storage.durability,
-            window_ms,
-            owned,
-            control,
-            failed: false,
-            released: Vec::new(),
-        };
+        let partitions =
+            Partitions { shard, shards, durability: config.storage.durability, owned, control, failed: false, released: Vec::new() };
         Ok((partitions, reports))
     }
 
@@ -130,11 +143,31 @@ impl Partitions {
         }
     }
 
-    /// Publishes end offsets for readers of /metrics; called once per reactor loop.
-    pub fn publish_offsets(&self) {
-        for owned in &self.owned {
-            self.control.end_offsets[owned.partition as usize].store(owned.log.next_offset(), Ordering::Relaxed);
+    /// Publishes to consumers how far each partition may be read (the end under `os`,
+    /// the synced offset under `fsync`: never an event a power loss could take back),
+    /// and returns the shards (a bit each) with a reader parked on a partition that
+    /// moved; their bits are taken, so each parked reader is woken once. Called once
+    /// per reactor loop.
+    ///
+    /// The store and the load are `SeqCst`, as are the reader's bit set and its load of
+    /// the end (`shard/consume.rs`): one of the two always sees the other, so no reader
+    /// sleeps through a move.
+    pub fn publish_readable(&mut self) -> u64 {
+        let mut wake = 0;
+        let fsync = self.durability == Durability::Fsync;
+        for owned in &mut self.owned {
+            let readable = if fsync { owned.synced.min(owned.log.next_offset()) } else { owned.log.next_offset() };
+            if readable == owned.readable {
+                continue;
+            }
+            owned.readable = readable;
+            let slot = owned.partition as usize;
+            self.control.readable_ends[slot].store(readable, Ordering::SeqCst);
+            if self.control.read_waiters[slot].load(Ordering::SeqCst) != 0 {
+                wake |= self.control.read_waiters[slot].swap(0, Ordering::SeqCst);
+            }
         }
+        wake
     }
 
     /// Partitions (local index, fd, target) that need an fdatasync now: outcomes are
@@ -208,12 +241,12 @@ impl Partitions {
 
     /// Retention and the dedup window; called from the reactor tick.
     pub fn housekeeping(&mut self, now_ms: i64) {
-        let window_start = now_ms.saturating_sub(self.window_ms);
         for owned in &mut self.owned {
             if let Err(error) = owned.log.enforce_retention(now_ms) {
                 log_storage_error(owned.partition, &error);
             }
-            owned.dedup.expire(window_start, owned.log.start_offset());
+            self.control.start_offsets[owned.partition as usize].store(owned.log.start_offset(), Ordering::Release);
+            owned.dedup.expire(now_ms.saturating_sub(owned.window_ms), owned.log.start_offset());
         }
     }
 

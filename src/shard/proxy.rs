@@ -117,7 +117,7 @@ impl Shard {
             return self.kill(slot);
         }
         self.pool.lend(&mut conn.output);
-        let answer = Answer { path: PathLabel::Other, keep_alive: false, stats };
+        let answer = Answer { path: PathLabel::Other, keep_alive: false, stats, topology: &self.control.topology };
         answer_refusal(&mut conn.output, Refusal::Proxy(reason), reason.message(), answer);
         conn.step(Event::Refused, &self.clock);
         self.after_progress(slot);

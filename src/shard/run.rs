@@ -39,6 +39,7 @@ impl Shard {
             self.apply_resolved();
             self.hand_off();
             self.start_syncs();
+            self.poll_consumers();
             self.queue_answers();
             let loop_ended_ns = self.monotonic_ns();
             self.latency.finish(loop_ended_ns, &self.control.shards[self.index].latency);
@@ -112,6 +113,7 @@ impl Shard {
             self.last_checkpoint_ms = now_ms;
             self.core.partitions.checkpoint();
         }
+        self.tick_consumers();
         let draining = self.control.draining.load(Ordering::Acquire);
         if draining && self.accepting {
             self.stop_accepting();
@@ -128,11 +130,11 @@ impl Shard {
                 }
                 _ => {}
             }
-            if draining && conn.is_quiet() && conn.is_open() {
+            if draining && conn.is_quiet() && conn.is_open() && !crate::consume::ConnConsumer::busy(&conn.consumer) {
                 self.kill(slot);
                 continue;
             }
-            if conn.parked.is_some() || now_ms < conn.deadline_ms {
+            if conn.parked.is_some() || crate::consume::ConnConsumer::busy(&conn.consumer) || now_ms < conn.deadline_ms {
                 continue;
             }
             if conn.preamble().is_some() {
@@ -153,7 +155,8 @@ impl Shard {
         let conn = &mut self.conns[slot as usize];
         self.pool.lend(&mut conn.output);
         // No request was framed: counted under `other`, not observed as latency.
-        let answer = Answer { path: PathLabel::Other, keep_alive: false, stats: &self.control.shards[self.index] };
+        let answer =
+            Answer { path: PathLabel::Other, keep_alive: false, stats: &self.control.shards[self.index], topology: &self.control.topology };
         answer_refusal(&mut conn.output, Refusal::RequestTimeout, Refusal::RequestTimeout.message(), answer);
         conn.step(Event::Refused, &clock);
         self.after_progress(slot);

@@ -80,7 +80,8 @@ pub fn load_keyring(config: &Config) -> Result<KeyRing, ServeError> {
 
 /// What every shard shares, opened before any shard starts.
 struct Shared {
-    data_dir: DataDir,
+    /// Every topic's data dir, in the topology's order.
+    topic_dirs: Arc<Vec<DataDir>>,
     keyring: Arc<Swap<KeyRing>>,
     jwt: Option<Arc<Swap<crate::perimeter::jwt::JwtVerifier>>>,
     control: Arc<Control>,
@@ -121,6 +122,9 @@ pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: 
     let (threads, ready) = spawn_shards(&config, &shared, sockets)?;
     let control = &shared.control;
     wait_for_shards(&ready, config.ingest.shards, control, &notifier)?;
+    if let Some(subscriptions) = control.subscriptions.get() {
+        subscriptions.clamp_to_log(control);
+    }
     // Every shard ring is now set up, registered, restricted and enabled, and nothing
     // after this point (admin, reloads, JWKS polling, journal, quarantine) makes a ring.
     lock_down_io_uring(&config, control);
@@ -175,7 +179,8 @@ fn warn_if_open_files_short(config: &Config) {
 /// Opens the data dir, the key ring, the JWKS files, the request-id journal and the TLS
 /// material: everything the shards share.
 fn open_shared(config: &Config) -> Result<Shared, ServeError> {
-    let data_dir = DataDir::open_or_init(&config.storage.data_dir, config.storage.partitions)?;
+    let topic_dirs = Arc::new(crate::log::open_topics(&config.storage.data_dir, &config.topics)?);
+    let root = config.storage.data_dir.clone();
     let keyring = Arc::new(Swap::new(Arc::new(load_keyring(config)?)));
     let jwt = match config.auth.jwt.clone() {
         Some(policy) => Some(Arc::new(Swap::new(Arc::new(crate::perimeter::jwt::JwtVerifier::load(policy)?)))),
@@ -184,7 +189,7 @@ fn open_shared(config: &Config) -> Result<Shared, ServeError> {
     let window_ms = 2 * config.auth.timestamp_tolerance_secs as i64 * 1000;
     let request_ids = RequestIds::new(window_ms, config.auth.request_ids_max, config.auth.request_id_memory_bytes_max);
     let now_ms = crate::platform::time::now_unix_ms();
-    let loaded = crate::sidelog::journal::load(&data_dir.root().join(REQUEST_IDS_DIR), &request_ids, now_ms)
+    let loaded = crate::sidelog::journal::load(&root.join(REQUEST_IDS_DIR), &request_ids, now_ms)
         .map_err(|error| ServeError::Shard { shard: 0, message: format!("cannot read the request-id journal: {error}") })?;
     if loaded.restored > 0 || loaded.damaged > 0 {
         tracing::info!(
@@ -195,14 +200,21 @@ fn open_shared(config: &Config) -> Result<Shared, ServeError> {
             "request-id memory restored from the journal"
         );
     }
-    let control = Arc::new(Control::new(config.ingest.shards, config.storage.partitions).with_request_ids(request_ids));
-    control.quarantine.bytes.store(crate::sidelog::quarantine::directory_bytes(&data_dir.root().join(QUARANTINE_DIR)), Ordering::Relaxed);
+    let control = Arc::new(Control::new(config.ingest.shards, Arc::clone(&config.topics)).with_request_ids(request_ids));
+    let subscriptions = crate::consume::subscriptions::Subscriptions::open(&root, &config.topics).map_err(|error| ServeError::Shard {
+        shard: 0,
+        message: format!("cannot open the subscriptions in {}: {error}", root.display()),
+    })?;
+    let _ = control.subscriptions.set(Arc::new(subscriptions));
+    let _ = control.topic_dirs.set(Arc::clone(&topic_dirs));
+    control.read_log.bytes.store(crate::consume::readlog::directory_bytes(&root), Ordering::Relaxed);
+    control.quarantine.bytes.store(crate::sidelog::quarantine::directory_bytes(&root.join(QUARANTINE_DIR)), Ordering::Relaxed);
     let server_tls = match &config.ingest.tls {
         Some(tls) => Some(Arc::new(ServerTls::new(crate::net::tls::material::server_config(tls)?))),
         None => None,
     };
     let per_ip = Arc::new(ConnectionsPerIp::new(config.ingest.connections_per_ip_max));
-    Ok(Shared { data_dir, keyring, jwt, control, server_tls, per_ip })
+    Ok(Shared { topic_dirs, keyring, jwt, control, server_tls, per_ip })
 }
 
 fn bind_sockets(config: &Config) -> Result<Sockets, ServeError> {
@@ -243,7 +255,8 @@ fn spawn_shards(config: &Arc<Config>, shared: &Shared, sockets: Sockets) -> Resu
             tls: tls_listener.zip(shared.server_tls.clone()),
             per_ip: Arc::clone(&shared.per_ip),
         };
-        let (keyring, jwt, data_dir, ready) = (Arc::clone(&shared.keyring), shared.jwt.clone(), shared.data_dir.clone(), ready_tx.clone());
+        let (keyring, jwt, data_dir, ready) =
+            (Arc::clone(&shared.keyring), shared.jwt.clone(), Arc::clone(&shared.topic_dirs), ready_tx.clone());
         let core_id = if cores.is_empty() { None } else { Some(cores[index % cores.len()]) };
         let thread = std::thread::Builder::new().name(format!("sluice-shard-{index}")).spawn(move || {
             if let Some(core_id) = core_id
@@ -408,11 +421,25 @@ fn settle_storage(control: &Control, config: &Config) {
     control.settle_storage(now_ms, free, 2 * config.storage.segment_bytes);
 }
 
+/// A shard's consumer state: the data dirs, the shared subscription registry, its cursor
+/// journal and read log writers.
+fn consume_core(config: &Config, shard: usize, control: &Control, dirs: &[DataDir]) -> Option<crate::consume::ConsumeCore> {
+    let data_dir = &config.storage.data_dir;
+    Some(crate::consume::ConsumeCore {
+        dirs: Arc::new(dirs.to_vec()),
+        subscriptions: control.subscriptions.get().cloned()?,
+        journal: crate::consume::subscriptions::CursorJournal::new(data_dir, shard),
+        read_log: crate::consume::readlog::ReadLog::new(data_dir, shard, config.consume.read_log_bytes_max, Arc::clone(&control.read_log)),
+        scopes: crate::consume::auth::TopicScopes::default(),
+        wake: 0,
+    })
+}
+
 fn start_shard(
     setup: ShardSetup,
     keyring: Arc<Swap<KeyRing>>,
     jwt: Option<Arc<Swap<crate::perimeter::jwt::JwtVerifier>>>,
-    data_dir: &DataDir,
+    data_dir: &[DataDir],
 ) -> Result<Shard, ServeError> {
     let index = setup.index;
     let shard_error = |message: String| ServeError::Shard { shard: index, message };
@@ -421,11 +448,16 @@ fn start_shard(
         tracing::warn!("io_uring without SINGLE_ISSUER|DEFER_TASKRUN (kernel < 6.1): running with COOP_TASKRUN");
     }
     let config = &setup.config;
+    let consume = consume_core(config, index, &setup.control, data_dir)
+        .ok_or_else(|| shard_error("the subscription registry is not open".to_owned()))?;
     let (partitions, reports) =
         Partitions::open(config, data_dir, index, Arc::clone(&setup.control), crate::platform::time::now_unix_ms())?;
-    for (partition, report) in reports {
+    for (slot, report) in reports {
+        let (topic, partition) = config.topics.locate(slot);
+        let topic = &*config.topics.topic(topic).name;
         if report.truncated_bytes > 0 {
             tracing::warn!(
+                topic,
                 partition,
                 records = report.records,
                 torn_tail_bytes_cut = report.truncated_bytes,
@@ -434,6 +466,7 @@ fn start_shard(
         }
         for range in &report.damage {
             tracing::error!(
+                topic,
                 partition,
                 from_offset = range.from,
                 to_offset = range.to,
@@ -443,13 +476,14 @@ fn start_shard(
                  as it is and the offsets are never reused (`sluice check-log` lists every damaged range)"
             );
         }
-        setup.control.record_damage(partition, &report.damage);
+        setup.control.record_damage(slot, &report.damage);
     }
     let shards = config.ingest.shards;
     let core = Core {
         shard: index,
         shards,
-        partitions_count: config.storage.partitions,
+        topology: Arc::clone(&config.topics),
+        consume,
         keyring: Local::new(keyring),
         tolerance_secs: config.auth.timestamp_tolerance_secs,
         validator: Validator::new(config.ingest.body_bytes_max),
@@ -465,12 +499,12 @@ fn start_shard(
         resolved_scratch: Vec::new(),
         now_ms: crate::platform::time::now_unix_ms(),
         control: Arc::clone(&setup.control),
-        journal: Some(Journal::new(&data_dir.root().join(REQUEST_IDS_DIR), index, setup.control.request_ids.window_ms())),
+        journal: Some(Journal::new(&config.storage.data_dir.join(REQUEST_IDS_DIR), index, setup.control.request_ids.window_ms())),
         jwt: jwt.map(Local::new),
         jwt_scratch: Box::default(),
         token_scopes: Default::default(),
         quarantine: (config.auth.quarantine_bytes_max > 0)
-            .then(|| QuarantineWriter::new(&data_dir.root().join(QUARANTINE_DIR), index, config.auth.quarantine_bytes_max)),
+            .then(|| QuarantineWriter::new(&config.storage.data_dir.join(QUARANTINE_DIR), index, config.auth.quarantine_bytes_max)),
     };
     Shard::new(setup, ring, core).map_err(|error| shard_error(error.to_string()))
 }

@@ -4,7 +4,7 @@
 //! stderr and do not fail the check.
 
 use crate::config::{Config, ConfigError};
-use crate::log::{DataDir, StorageError};
+use crate::log::StorageError;
 use crate::net::tls::TlsError;
 use crate::perimeter::jwt::{JwtLoadError, JwtVerifier};
 use crate::perimeter::keyring::{KeyRing, KeyRingError};
@@ -36,8 +36,12 @@ pub fn check(config: &Config) -> Result<Vec<String>, CheckError> {
     if let Some(policy) = config.auth.jwt.clone() {
         JwtVerifier::load(policy)?;
     }
-    DataDir::check(&config.storage.data_dir, config.storage.partitions)?;
+    crate::log::check_topics(&config.storage.data_dir, &config.topics)?;
     let mut warnings = Vec::new();
+    if !config.topics.has_wildcard() {
+        warnings
+            .push("no [[topics]] table lists \"*\": events of any type not listed are refused with 422 event_type_not_routed".to_owned());
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if config.ingest.shards > cores {
         warnings.push(format!(

@@ -18,36 +18,45 @@ pub enum CheckLogError {
 
 /// Checks `partition` (or every partition) of `dir`, one line per partition and one per
 /// damaged range on `out`.
-pub fn run(dir: &DataDir, partition: Option<u32>, out: &mut impl Write) -> Result<(), CheckLogError> {
-    let partitions: Vec<u32> = match partition {
-        Some(partition) => vec![partition],
-        None => (0..dir.partitions()).collect(),
-    };
+pub fn run(topics: &[(String, DataDir)], partition: Option<u32>, out: &mut impl Write) -> Result<(), CheckLogError> {
     let (mut ranges, mut offsets) = (0usize, 0u64);
-    for partition in partitions {
-        let check = verify_partition(dir, partition)?;
-        write_partition(out, partition, &check)?;
-        ranges += check.damage.len();
-        offsets += check.damage.iter().map(|range| range.count()).sum::<u64>();
+    for (topic, dir) in topics {
+        let partitions: Vec<u32> = match partition {
+            Some(partition) => vec![partition],
+            None => (0..dir.partitions()).collect(),
+        };
+        for partition in partitions {
+            let check = verify_partition(dir, partition)?;
+            write_partition(out, topic, partition, &check)?;
+            ranges += check.damage.len();
+            offsets += check.damage.iter().map(|range| range.count()).sum::<u64>();
+        }
     }
     if ranges == 0 { Ok(()) } else { Err(CheckLogError::Damaged { ranges, offsets }) }
 }
 
-fn write_partition(out: &mut impl Write, partition: u32, check: &PartitionCheck) -> io::Result<()> {
+fn write_partition(out: &mut impl Write, topic: &str, partition: u32, check: &PartitionCheck) -> io::Result<()> {
     let damaged: u64 = check.damage.iter().map(|range| range.count()).sum();
     let verdict = if damaged == 0 { "ok" } else { "DAMAGED" };
     writeln!(
         out,
-        "partition {partition}: {verdict}: {} segments, {} records, offsets {}..{}, {damaged} damaged",
+        "topic {topic} partition {partition}: {verdict}: {} segments, {} records, offsets {}..{}, {damaged} damaged",
         check.segments, check.records, check.start_offset, check.end_offset
     )?;
     for range in &check.damage {
-        writeln!(out, "partition {partition}: offsets {}..{} damaged in {}: {}", range.from, range.to, range.path.display(), range.reason)?;
+        writeln!(
+            out,
+            "topic {topic} partition {partition}: offsets {}..{} damaged in {}: {}",
+            range.from,
+            range.to,
+            range.path.display(),
+            range.reason
+        )?;
     }
     if let Some((path, position, reason)) = &check.torn_tail {
         writeln!(
             out,
-            "partition {partition}: torn tail at byte {position} of {} ({reason}): not acknowledged data; the next start cuts it",
+            "topic {topic} partition {partition}: torn tail at byte {position} of {} ({reason}): not acknowledged data; the next start cuts it",
             path.display()
         )?;
     }

@@ -39,6 +39,9 @@ pub struct LogsArgs {
     /// Data directory to read (default: the configuration's, else ./sluice-data).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Only this topic (default: all).
+    #[arg(long, value_name = "T")]
+    pub topic: Option<String>,
     /// Only this partition (default: all).
     #[arg(long, value_name = "N")]
     pub partition: Option<u32>,
@@ -73,6 +76,42 @@ pub enum Command {
     CheckLog {
         #[command(flatten)]
         logs: LogsArgs,
+    },
+    /// Read events over the network: stream a subscription (printing NDJSON, committing
+    /// after printing) or read one partition.
+    Consume {
+        /// The listener to read from.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Bearer token (`sluice keys token`) or JWT.
+        #[arg(long, value_name = "TOKEN", env = "SLUICE_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Stream this subscription.
+        #[arg(long, value_name = "S", conflicts_with_all = ["topic", "partition"])]
+        subscription: Option<String>,
+        /// With --subscription: create it for these topics first (comma-separated).
+        #[arg(long, value_name = "T,...", value_delimiter = ',', requires = "subscription")]
+        topics: Option<Vec<String>>,
+        /// With --topics: where a new subscription starts: earliest or latest.
+        #[arg(long, value_name = "WHERE", default_value = "latest")]
+        read_from: String,
+        /// With --subscription: events per stream line.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        batch_limit: u32,
+        /// Read this topic's partition (with --partition).
+        #[arg(long, value_name = "T", requires = "partition")]
+        topic: Option<String>,
+        #[arg(long, value_name = "N", requires = "topic")]
+        partition: Option<u32>,
+        /// With --topic: earliest, latest or an offset.
+        #[arg(long, value_name = "WHERE", default_value = "earliest")]
+        from: String,
+        /// With --topic: keep reading (long-poll) at the end.
+        #[arg(long)]
+        follow: bool,
+        /// Stop after at least this many events (0: never).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        max_events: u64,
     },
     /// Manage the key ring file.
     #[command(disable_help_subcommand = true)]
@@ -132,6 +171,18 @@ pub enum KeysAction {
         /// grace_period_days, else 7).
         #[arg(long)]
         grace_days: Option<u32>,
+    },
+    /// Create a consumer bearer token for a partner and print it once (the ring keeps
+    /// only its SHA-256).
+    Token {
+        #[arg(long)]
+        partner: String,
+        /// Name of the token in the ring (default: generated).
+        #[arg(long)]
+        name: Option<String>,
+        /// Days until the token expires (default: never).
+        #[arg(long)]
+        valid_days: Option<u32>,
     },
 }
 

@@ -22,6 +22,17 @@ pub fn run(path: &Path, action: &KeysAction, now_ms: i64, out: &mut dyn Write) -
             let key = keyring::gen_key(path, partner, *valid_days, now_ms)?;
             writeln!(out, "created kid {} for partner {} in {}", key.kid, key.partner, key.path.display())?;
         }
+        KeysAction::Token { partner, name, valid_days } => {
+            let token = keyring::gen_token(path, partner, name.as_deref(), *valid_days, now_ms)?;
+            // The token alone on stdout (scripts capture it); what it is on stderr.
+            writeln!(out, "{}", token.token)?;
+            eprintln!(
+                "sluice: created token {:?} for partner {} in {} (only its SHA-256 is kept: this is the one time it is shown)",
+                token.name,
+                token.partner,
+                token.path.display()
+            );
+        }
         KeysAction::List => {
             for info in keyring::list_keys(path, now_ms)? {
                 writeln!(out, "{info}")?;

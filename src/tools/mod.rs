@@ -6,6 +6,7 @@ pub mod bench;
 pub mod check_config;
 pub mod check_log;
 pub mod cli;
+pub mod consume;
 pub mod keys;
 pub mod quarantine;
 pub mod tail;

@@ -1,5 +1,5 @@
-//! `sluice tail`: prints stored events as `{"partition":P,"offset":O,"event":{...}}`
-//! lines. It only reads: segments are mapped read-only and records are taken only up to
+//! `sluice tail`: prints stored events as `{"topic":T,"partition":P,"offset":O,"event":{...}}`
+//! lines, topic by topic. It only reads: segments are mapped read-only and records are taken only up to
 //! the last whole one, so it is safe to run while `sluice serve` writes. Offsets it
 //! cannot read (damage, a segment cut short or missing, retention overtaking it) are
 //! reported on stderr, one line per gap, and without `--follow` make it exit 1.
@@ -19,8 +19,8 @@ const FOLLOW_LOOK_PAST_END_POLLS: u64 = 100;
 pub enum TailError {
     #[error("{0}")]
     Storage(#[from] StorageError),
-    #[error("partition {partition} does not exist (the data dir has {partitions})")]
-    NoSuchPartition { partition: u32, partitions: u32 },
+    #[error("partition {partition} does not exist (topic {topic:?} has {partitions})")]
+    NoSuchPartition { topic: String, partition: u32, partitions: u32 },
     #[error("cannot write output: {0}")]
     Output(io::Error),
     #[error("{records} records in {gaps} gaps could not be read (listed above); `sluice check-log` verifies the whole data dir")]
@@ -45,8 +45,9 @@ pub struct TailOptions {
 /// Writes one record line. Raw CR/LF can only be insignificant whitespace in valid JSON
 /// (strings cannot hold them unescaped), so turning them into spaces keeps one line per
 /// event without changing the event's meaning.
-fn write_line(out: &mut impl Write, partition: u32, offset: u64, event: &[u8]) -> io::Result<()> {
-    write!(out, "{{\"partition\":{partition},\"offset\":{offset},\"event\":")?;
+pub fn write_line(out: &mut impl Write, topic: &str, partition: u32, offset: u64, event: &[u8]) -> io::Result<()> {
+    // Topic names are [a-z0-9_.-]: nothing to escape.
+    write!(out, "{{\"topic\":\"{topic}\",\"partition\":{partition},\"offset\":{offset},\"event\":")?;
     if event.contains(&b'\n') || event.contains(&b'\r') {
         let flat: Vec<u8> = event.iter().map(|b| if matches!(b, b'\n' | b'\r') { b' ' } else { *b }).collect();
         out.write_all(&flat)?;
@@ -58,27 +59,29 @@ fn write_line(out: &mut impl Write, partition: u32, offset: u64, event: &[u8]) -
 
 /// Runs tail until the logs are exhausted (or forever with `follow`). A closed stdout
 /// (`sluice tail | head`) ends it quietly. Gaps go to `errors` as they are found.
-pub fn run(dir: &DataDir, options: &TailOptions, out: &mut impl Write, errors: &mut impl Write) -> Result<(), TailError> {
-    let partitions: Vec<u32> = match options.partition {
-        Some(partition) if partition >= dir.partitions() => {
-            return Err(TailError::NoSuchPartition { partition, partitions: dir.partitions() });
+pub fn run(topics: &[(String, DataDir)], options: &TailOptions, out: &mut impl Write, errors: &mut impl Write) -> Result<(), TailError> {
+    let mut readers = Vec::new();
+    for (topic, dir) in topics {
+        let partitions: Vec<u32> = match options.partition {
+            Some(partition) if partition >= dir.partitions() => {
+                return Err(TailError::NoSuchPartition { topic: topic.clone(), partition, partitions: dir.partitions() });
+            }
+            Some(partition) => vec![partition],
+            None => (0..dir.partitions()).collect(),
+        };
+        for partition in partitions {
+            readers.push((topic.as_str(), partition, LogReader::open(dir, partition, options.start)?));
         }
-        Some(partition) => vec![partition],
-        None => (0..dir.partitions()).collect(),
-    };
-    let mut readers = Vec::with_capacity(partitions.len());
-    for partition in partitions {
-        readers.push((partition, LogReader::open(dir, partition, options.start)?));
     }
     let (mut gaps, mut lost, mut idle_polls) = (0usize, 0u64, 0u64);
     loop {
         let mut printed = false;
-        for (partition, reader) in &mut readers {
+        for (topic, partition, reader) in &mut readers {
             // Bounded: each pass prints records or passes a gap later in the log.
             loop {
                 while let Some(record) = reader.next()? {
                     printed = true;
-                    match write_line(out, *partition, record.offset, record.event) {
+                    match write_line(out, topic, *partition, record.offset, record.event) {
                         Ok(()) => {}
                         Err(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
                         Err(error) => return Err(TailError::Output(error)),
@@ -94,7 +97,7 @@ pub fn run(dir: &DataDir, options: &TailOptions, out: &mut impl Write, errors: &
             for gap in reader.take_gaps() {
                 gaps += 1;
                 lost += gap.to - gap.from;
-                let _ = writeln!(errors, "sluice tail: partition {partition}: {gap}");
+                let _ = writeln!(errors, "sluice tail: topic {topic} partition {partition}: {gap}");
             }
         }
         match out.flush() {
@@ -121,7 +124,7 @@ mod tests {
     #[test]
     fn lines_are_single_line_json() {
         let mut out = Vec::new();
-        write_line(&mut out, 3, 7, b"{\"a\":\r\n 1}").unwrap();
-        assert_eq!(out, b"{\"partition\":3,\"offset\":7,\"event\":{\"a\":   1}}\n");
+        write_line(&mut out, "events", 3, 7, b"{\"a\":\r\n 1}").unwrap();
+        assert_eq!(out, b"{\"topic\":\"events\",\"partition\":3,\"offset\":7,\"event\":{\"a\":   1}}\n");
     }
 }

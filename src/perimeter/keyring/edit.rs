@@ -121,6 +121,58 @@ pub fn rotate_key(path: &Path, partner: &str, grace_days: Option<u32>, now_ms: i
     Ok(NewKey { kid, partner: partner.to_owned(), path: path.to_owned(), grace_days })
 }
 
+/// A consumer token just added to a ring file: the token text is printed once and
+/// only its SHA-256 is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    pub name: String,
+    pub partner: String,
+    pub path: PathBuf,
+    pub token: String,
+}
+
+/// Adds a consumer token for `partner` (SPEC §6) named `name` (default: `t` + date +
+/// random hex), valid for `valid_days` (default: no expiry), creating the file if it is
+/// missing. The token is `sltk_` + 43 characters of URL-safe base64 (32 random bytes).
+pub fn gen_token(path: &Path, partner: &str, name: Option<&str>, valid_days: Option<u32>, now_ms: i64) -> Result<NewToken, KeyRingError> {
+    check_partner_argument(partner)?;
+    if let Some(days) = valid_days
+        && !(1..=KEY_VALID_DAYS_MAX).contains(&days)
+    {
+        return Err(KeyRingError::Argument { name: "valid_days", reason: format!("must be 1..={KEY_VALID_DAYS_MAX}") });
+    }
+    let mut raw = read_raw(path)?.unwrap_or_default();
+    build_ring(&raw, path)?;
+    let now_ms = whole_second(now_ms);
+    let name = match name {
+        Some(name) if !is_valid_kid(name.as_bytes()) => {
+            return Err(KeyRingError::Argument {
+                name: "name",
+                reason: format!("must be 1..={KID_BYTES_MAX} characters of [A-Za-z0-9_.:-]"),
+            });
+        }
+        Some(name) if raw.tokens.iter().any(|token| token.name == name) => {
+            return Err(KeyRingError::Argument { name: "name", reason: format!("{name:?} names a token already") });
+        }
+        Some(name) => name.to_owned(),
+        None => {
+            let mut generated = generate_kid(now_ms);
+            generated.replace_range(0..1, "t");
+            generated
+        }
+    };
+    let mut bytes = random_bytes::<32>();
+    let token = format!("sltk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    wipe(&mut bytes);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let sha256: String =
+        digest.as_ref().iter().flat_map(|b| [HEX_LOWER[usize::from(b >> 4)], HEX_LOWER[usize::from(b & 0xf)]]).map(char::from).collect();
+    let not_after = valid_days.map(|days| toml::Value::String(time_text(now_ms + i64::from(days) * DAY_MS)));
+    raw.tokens.push(RawToken { name: name.clone(), partner: partner.to_owned(), sha256, not_after });
+    store(path, &raw)?;
+    Ok(NewToken { name, partner: partner.to_owned(), path: path.to_owned(), token })
+}
+
 /// Creates a ring with one non-expiring key for partner `dev` if nothing exists at `path`
 /// (parent directories included). `Some(key)` when created; `None` when a file was
 /// already there (it is not read). Never replaces an existing file, even under a race.
@@ -133,7 +185,11 @@ pub fn ensure_dev_keyring(path: &Path, now_ms: i64) -> Result<Option<NewKey>, Ke
         fs::create_dir_all(parent).map_err(write_error)?;
     }
     let kid = generate_kid(whole_second(now_ms));
-    let raw = RawRing { keys: vec![new_raw_key(kid.clone(), DEV_PARTNER, None, 0)], ..RawRing::default() };
+    // The development partner may also read every topic, so a newcomer's
+    // `sluice keys token --partner dev` reads what it sent.
+    let partner =
+        partners::RawPartner { name: DEV_PARTNER.to_owned(), consume_topics: vec!["*".to_owned()], ..partners::RawPartner::default() };
+    let raw = RawRing { partners: vec![partner], keys: vec![new_raw_key(kid.clone(), DEV_PARTNER, None, 0)], ..RawRing::default() };
     let text = render(&raw, path)?;
     if !write_file(path, text.as_bytes(), Publish::NoClobber).map_err(write_error)? {
         return Ok(None);
@@ -199,7 +255,10 @@ pub(super) fn render(raw: &RawRing, path: &Path) -> Result<String, KeyRingError>
         .map_err(|error| KeyRingError::Write { path: path.to_owned(), source: io::Error::other(redact_quoted(&error.to_string())) })?;
     // A blank line between keys; `[[keys]]` cannot occur inside a value: newlines in
     // strings are escaped.
-    Ok(format!("{FILE_HEADER}{}", body.replace("\n[[keys]]", "\n\n[[keys]]").replace("\n[[partners]]", "\n\n[[partners]]")))
+    Ok(format!(
+        "{FILE_HEADER}{}",
+        body.replace("\n[[keys]]", "\n\n[[keys]]").replace("\n[[partners]]", "\n\n[[partners]]").replace("\n[[tokens]]", "\n\n[[tokens]]")
+    ))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -27,6 +27,20 @@ pub(super) struct RawRing {
     pub(super) partners: Vec<RawPartner>,
     #[serde(default)]
     pub(super) keys: Vec<RawKey>,
+    /// Consumer bearer tokens (SPEC §6), kept as their SHA-256 only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) tokens: Vec<RawToken>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawToken {
+    pub(super) name: String,
+    pub(super) partner: String,
+    /// Lower-case hex SHA-256 of the whole token text.
+    pub(super) sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) not_after: Option<toml::Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -122,6 +136,7 @@ pub(super) fn build_ring(raw: &RawRing, origin: &Path) -> Result<KeyRing, KeyRin
         partner_by_tls_identity: HashMap::new(),
         partner_by_jwt_subject: HashMap::new(),
         keys_by_partner: Vec::new(),
+        tokens: Vec::new(),
         policy,
         path: origin.to_owned(),
     };
@@ -140,6 +155,22 @@ pub(super) fn build_ring(raw: &RawRing, origin: &Path) -> Result<KeyRing, KeyRin
             return Err(KeyRingError::DuplicateKid { path: origin.to_owned(), kid: key.kid });
         }
         ring.keys.push(key);
+    }
+    if raw.tokens.len() > crate::constants::TOKENS_PER_RING_MAX {
+        let problem = ("tokens", format!("{} tables; at most {} are allowed", raw.tokens.len(), crate::constants::TOKENS_PER_RING_MAX));
+        return Err(policy_error("[[tokens]]".to_owned(), problem));
+    }
+    for (index, raw_token) in raw.tokens.iter().enumerate() {
+        let mut token = validate_token(raw_token, index, origin)?;
+        if ring.tokens.iter().any(|known| known.name == token.name) {
+            let problem = ("name", format!("{:?} names another token too", token.name));
+            return Err(policy_error(format!("token #{}", index + 1), problem));
+        }
+        token.partner_index = match ring.partner_by_name.get(&token.partner) {
+            Some(&partner) => partner,
+            None => ring.add_partner(Partner::implied(&token.partner))?,
+        };
+        ring.tokens.push(token);
     }
     ring.keys_by_partner = vec![Vec::new(); ring.partners.len()];
     for (index, key) in ring.keys.iter().enumerate() {
@@ -221,4 +252,41 @@ pub(super) fn validate_key(raw: &RawKey, index: usize, origin: &Path) -> Result<
         grace_days: raw.grace_days,
         hmac,
     })
+}
+
+pub(super) fn validate_token(raw: &RawToken, index: usize, origin: &Path) -> Result<Token, KeyRingError> {
+    let name_ok = is_valid_kid(raw.name.as_bytes());
+    let invalid = |field: &'static str, reason: String| KeyRingError::Invalid {
+        path: origin.to_owned(),
+        key: if name_ok { format!("token {:?}", raw.name) } else { format!("token #{}", index + 1) },
+        field,
+        reason,
+    };
+    if !name_ok {
+        return Err(invalid("name", format!("must be 1..={KID_BYTES_MAX} characters of [A-Za-z0-9_.:-]")));
+    }
+    if let Some(problem) = partner_problem(&raw.partner) {
+        return Err(invalid("partner", problem));
+    }
+    // Never echoed: a token pasted here by mistake would leak into the message.
+    let digest =
+        parse_sha256_hex(&raw.sha256).ok_or_else(|| invalid("sha256", "must be 64 hex digits (the token's SHA-256)".to_owned()))?;
+    let not_after_ms = match &raw.not_after {
+        None => None,
+        Some(value) => Some(time_unix_ms(value).ok_or_else(|| invalid("not_after", TIME_REASON.to_owned()))?),
+    };
+    Ok(Token { name: raw.name.clone(), partner: raw.partner.clone(), partner_index: 0, digest, not_after_ms })
+}
+
+fn parse_sha256_hex(text: &str) -> Option<[u8; 32]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let nibble = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut digest = [0u8; 32];
+    for (index, pair) in bytes.chunks_exact(2).enumerate() {
+        digest[index] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(digest)
 }

@@ -35,7 +35,7 @@ use crate::constants::{
 };
 use crate::perimeter::partners::{self, Partner, Policy, RawPartner, RawPolicy};
 use crate::platform::time::{format_rfc3339_ms, parse_rfc3339_ms};
-pub use edit::{KeyInfo, NewKey, ensure_dev_keyring, gen_key, list_keys, rotate_key};
+pub use edit::{KeyInfo, NewKey, NewToken, ensure_dev_keyring, gen_key, gen_token, list_keys, rotate_key};
 use file::*;
 use secret::*;
 pub use secret::{decode_secret, generate_kid, generate_secret};
@@ -196,8 +196,27 @@ pub struct KeyRing {
     /// Indices into `keys` per partner, in file order (built at load: a webhook request
     /// looks at its partner's keys without scanning the ring).
     keys_by_partner: Vec<Vec<usize>>,
+    /// Consumer bearer tokens (`[[tokens]]`), in file order.
+    tokens: Vec<Token>,
     policy: Policy,
     path: PathBuf,
+}
+
+/// A consumer bearer token: its SHA-256 only; the token itself is never stored.
+#[derive(Clone)]
+pub struct Token {
+    pub name: String,
+    pub partner: String,
+    pub partner_index: usize,
+    digest: [u8; 32],
+    /// Not accepted from this instant on; `None`: no expiry.
+    pub not_after_ms: Option<i64>,
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token").field("name", &self.name).field("partner", &self.partner).field("not_after_ms", &self.not_after_ms).finish()
+    }
 }
 
 impl KeyRing {
@@ -253,6 +272,25 @@ impl KeyRing {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The token whose SHA-256 is that of `secret`, if it is accepted at `now_ms`. The
+    /// digest is compared with every token's in constant time over all 32 bytes, and all
+    /// of them are compared, so neither the time nor the order tells which matched.
+    pub fn token_by_secret(&self, secret: &[u8], now_ms: i64) -> Option<&Token> {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
+        let digest: &[u8; 32] = digest.as_ref().try_into().ok()?;
+        let mut found = None;
+        for token in &self.tokens {
+            if crate::perimeter::hmac::equal_ct(&token.digest, digest) {
+                found = Some(token);
+            }
+        }
+        found.filter(|token| token.not_after_ms.is_none_or(|end| now_ms < end))
+    }
+
+    pub fn tokens(&self) -> &[Token] {
+        &self.tokens
     }
 
     pub fn keys(&self) -> &[Key] {

@@ -208,6 +208,8 @@ impl<S: Read + Write> Client<S> {
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
                 .map(|(_, v)| v.parse().unwrap_or_else(|_| panic!("bad content-length {v:?}")))
+                // 204 has no body and must not carry a Content-Length (RFC 9110 §8.6).
+                .or((status == 204).then_some(0))
                 .unwrap_or_else(|| panic!("response without content-length: {head}"));
             while self.buf.len() < body_start + length {
                 if !self.fill()? {
@@ -238,6 +240,38 @@ impl<S: Read + Write> Client<S> {
         }
     }
 
+    fn read_chunk_inner(&mut self) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            if let Some(line_end) = find(&self.buf, b"\r\n") {
+                let size_text = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+                let size = usize::from_str_radix(size_text.trim(), 16).unwrap_or_else(|_| panic!("bad chunk size line {size_text:?}"));
+                if size == 0 {
+                    // The last chunk and the empty trailer section.
+                    while self.buf.len() < line_end + 4 {
+                        if !self.fill()? {
+                            break;
+                        }
+                    }
+                    let end = (line_end + 4).min(self.buf.len());
+                    self.buf.drain(..end);
+                    return Ok(None);
+                }
+                while self.buf.len() < line_end + 2 + size + 2 {
+                    if !self.fill()? {
+                        return Ok(None);
+                    }
+                }
+                let chunk = self.buf[line_end + 2..line_end + 2 + size].to_vec();
+                assert_eq!(&self.buf[line_end + 2 + size..line_end + 4 + size], b"\r\n", "chunk not followed by CRLF");
+                self.buf.drain(..line_end + 4 + size);
+                return Ok(Some(chunk));
+            }
+            if !self.fill()? {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Bytes received but not yet consumed as part of a response.
     pub fn buffered(&self) -> &[u8] {
         &self.buf
@@ -259,6 +293,15 @@ impl<S: Read + Write> Client<S> {
 }
 
 impl Client {
+    /// The next chunk of a chunked body being streamed (after [`Client::read_head_only`]);
+    /// `None` at the last chunk or when the peer closes. Waits at most `within`.
+    pub fn read_chunk_within(&mut self, within: Duration) -> io::Result<Option<Vec<u8>>> {
+        self.stream.set_read_timeout(Some(within))?;
+        let chunk = self.read_chunk_inner();
+        self.stream.set_read_timeout(Some(Duration::from_millis(CLIENT_READ_TIMEOUT_MS)))?;
+        chunk
+    }
+
     /// `try_read_response` with a read timeout of `within` instead of the default.
     pub fn try_read_response_within(&mut self, within: Duration) -> io::Result<Option<Response>> {
         self.stream.set_read_timeout(Some(within))?;

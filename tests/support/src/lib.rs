@@ -9,6 +9,7 @@
 //! `use sluice_test_support::*` brings the everyday helpers; the rest by module.
 
 pub mod bench_inputs;
+pub mod consumer;
 pub mod counting_alloc;
 pub mod fake_systemd;
 pub mod faults;

@@ -11,6 +11,7 @@ use crate::process::run_sluice;
 /// One line of `sluice tail` output.
 #[derive(Debug, Clone)]
 pub struct TailLine {
+    pub topic: String,
     pub partition: u32,
     pub offset: u64,
     /// The stored event exactly as printed (raw bytes of the body plus `ingested_at`).
@@ -43,17 +44,18 @@ pub fn tail_with(data_dir: &Path, extra: &[&str]) -> Vec<TailLine> {
 
 pub fn parse_tail_line(line: &str) -> TailLine {
     let json = Json::parse(line.as_bytes()).unwrap_or_else(|e| panic!("tail line is not JSON ({e}): {line}"));
+    let topic = json.get("topic").and_then(Json::as_str).unwrap_or_else(|| panic!("no topic: {line}")).to_owned();
     let partition = json.get("partition").and_then(Json::as_u64).unwrap_or_else(|| panic!("no partition: {line}"));
     let offset = json.get("offset").and_then(Json::as_u64).unwrap_or_else(|| panic!("no offset: {line}"));
     let event_json = json.get("event").cloned().unwrap_or_else(|| panic!("no event: {line}"));
     assert!(event_json.is_object(), "event is not an object: {line}");
-    let prefix = format!("{{\"partition\":{partition},\"offset\":{offset},\"event\":");
+    let prefix = format!("{{\"topic\":\"{topic}\",\"partition\":{partition},\"offset\":{offset},\"event\":");
     let event = line
         .strip_prefix(&prefix)
         .and_then(|rest| rest.strip_suffix('}'))
-        .unwrap_or_else(|| panic!("tail line not shaped {{\"partition\",\"offset\",\"event\"}}: {line}"))
+        .unwrap_or_else(|| panic!("tail line not shaped {{\"topic\",\"partition\",\"offset\",\"event\"}}: {line}"))
         .to_owned();
-    TailLine { partition: partition as u32, offset, event, event_json, line: line.to_owned() }
+    TailLine { topic, partition: partition as u32, offset, event, event_json, line: line.to_owned() }
 }
 
 /// Checks that `stored` (as `sluice tail` prints it) is `sent` with

@@ -1,0 +1,187 @@
+//! Partition reads (`GET /v1/topics/{t}/partitions/{p}/events`): NDJSON lines shaped as
+//! `sluice tail` prints them, read from the partition's segments mapped read-only, up to
+//! the readable end, `max` events or `READ_RESPONSE_BYTES_MAX` bytes. A read with
+//! nothing to return and `wait_ms` parks as a [`ReadWait`] until the owner publishes
+//! more (`shard/consume.rs`) or the wait ends (then 200 with an empty body).
+
+use crate::constants::READ_RESPONSE_BYTES_MAX;
+use crate::http::{self, Status, itoa_buf};
+use crate::log::{DataDir, LogReader, StartAt, StorageError};
+
+/// `X-Next-Offset` with room for any u64 (20 digits) after one space.
+const NEXT_OFFSET_HEADER: &[u8] = b"x-next-offset:                     \r\n";
+const NEXT_OFFSET_WIDTH: usize = 21;
+const _: () = assert!(NEXT_OFFSET_HEADER.len() == "x-next-offset:".len() + NEXT_OFFSET_WIDTH + 2);
+
+/// One partition read position: a read-only reader of the partition's log.
+pub struct PartitionCursor {
+    reader: LogReader,
+}
+
+impl PartitionCursor {
+    /// A cursor whose next record is the one at `from` (or the first after it).
+    pub fn open(dir: &DataDir, partition: u32, from: u64) -> Result<PartitionCursor, StorageError> {
+        Ok(PartitionCursor { reader: LogReader::open(dir, partition, StartAt::Offset(from))? })
+    }
+
+    /// The offset the next record will have at the least.
+    pub fn position(&self) -> u64 {
+        self.reader.position()
+    }
+
+    /// Calls `visit(offset, ingest_ms, event)` for each record below `end`, in order,
+    /// until it returns false (that record was taken) or `max` records were visited.
+    /// Damaged offsets are passed over (counted in `skipped`).
+    pub fn read(
+        &mut self,
+        end: u64,
+        max: usize,
+        skipped: &mut u64,
+        mut visit: impl FnMut(u64, i64, &[u8]) -> bool,
+    ) -> Result<usize, StorageError> {
+        self.reader.set_limit(end);
+        let mut count = 0;
+        while count < max {
+            let Some(record) = self.reader.next()? else { break };
+            count += 1;
+            if !visit(record.offset, record.ingest_ms, record.event) {
+                break;
+            }
+        }
+        for gap in self.reader.take_gaps() {
+            *skipped += gap.to - gap.from;
+            tracing::warn!(dir = %gap_dir(&gap), %gap, "a consumer read passed over offsets it cannot read");
+        }
+        Ok(count)
+    }
+}
+
+fn gap_dir(gap: &crate::log::Gap) -> String {
+    match &gap.cause {
+        crate::log::GapCause::Damaged { path, .. } | crate::log::GapCause::Missing { path } => path.display().to_string(),
+        crate::log::GapCause::Retention => "retention".to_owned(),
+    }
+}
+
+/// A partition read parked until events arrive or `deadline_ms` (monotonic) passes.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadWait {
+    pub slot: u32,
+    pub from: u64,
+    pub max: u32,
+    pub deadline_ms: u64,
+    pub keep_alive: bool,
+    pub head: bool,
+    pub partner: usize,
+}
+
+/// Appends one line: `{"topic":T,"partition":P,"offset":O,"event":{...}}\n`. Raw CR/LF
+/// can only be insignificant whitespace in valid JSON, so they become spaces and the
+/// line stays one line (as `sluice tail` does).
+pub fn write_line(out: &mut Vec<u8>, topic: &str, partition: u32, offset: u64, event: &[u8]) {
+    write_position(out, topic, partition, offset);
+    out.extend_from_slice(b",\"event\":");
+    write_event(out, event);
+    out.extend_from_slice(b"}\n");
+}
+
+/// `{"topic":"T","partition":P,"offset":O` (the object is left open). Topic names are
+/// `[a-z0-9_.-]`: nothing to escape.
+pub fn write_position(out: &mut Vec<u8>, topic: &str, partition: u32, offset: u64) {
+    let mut number = itoa_buf::Buffer::new();
+    out.extend_from_slice(b"{\"topic\":\"");
+    out.extend_from_slice(topic.as_bytes());
+    out.extend_from_slice(b"\",\"partition\":");
+    out.extend_from_slice(number.format(u64::from(partition)));
+    out.extend_from_slice(b",\"offset\":");
+    out.extend_from_slice(number.format(offset));
+}
+
+/// The stored event with raw CR/LF as spaces.
+pub fn write_event(out: &mut Vec<u8>, event: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(event);
+    if memchr::memchr2(b'\n', b'\r', event).is_some() {
+        for byte in &mut out[start..] {
+            if matches!(*byte, b'\n' | b'\r') {
+                *byte = b' ';
+            }
+        }
+    }
+}
+
+/// What one read put into its answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadDone {
+    pub events: u64,
+    pub bytes: u64,
+    /// The offset to read from next (`X-Next-Offset`).
+    pub next: u64,
+    pub skipped: u64,
+}
+
+/// Writes the whole `200` answer of a partition read: the lines of the records from the
+/// cursor's position up to `end` (at most `max`), with `X-Next-Offset`.
+pub fn answer_read(
+    out: &mut Vec<u8>,
+    cursor: &mut PartitionCursor,
+    topic: &str,
+    partition: u32,
+    end: u64,
+    max: u32,
+    keep_alive: bool,
+) -> Result<ReadDone, StorageError> {
+    let head_start = out.len();
+    // X-Next-Offset is only known after the body: a fixed-width slot, right-aligned
+    // after optional whitespace like Content-Length's.
+    let slot = http::begin_response_as(out, Status::Ok, keep_alive, b"application/x-ndjson", NEXT_OFFSET_HEADER);
+    let next_slot = find(&out[head_start..], b"x-next-offset:").map(|at| head_start + at + b"x-next-offset:".len());
+    let body_start = out.len();
+    let mut skipped = 0;
+    let events = cursor.read(end, max as usize, &mut skipped, |offset, _, event| {
+        write_line(out, topic, partition, offset, event);
+        out.len() - body_start < READ_RESPONSE_BYTES_MAX
+    })?;
+    let bytes = (out.len() - body_start) as u64;
+    http::finish_response(out, slot);
+    let next = cursor.position();
+    if let Some(at) = next_slot {
+        let mut number = itoa_buf::Buffer::new();
+        let digits = number.format(next);
+        let width = NEXT_OFFSET_WIDTH;
+        out[at + width - digits.len()..at + width].copy_from_slice(digits);
+    }
+    Ok(ReadDone { events: events as u64, bytes, next, skipped })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(haystack, needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::PartitionLog;
+    use crate::log::test_support::{data_dir, options};
+
+    #[test]
+    fn reads_stop_at_the_end_and_name_the_next_offset() {
+        let (_temp, dir) = data_dir(1);
+        let (mut log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        for i in 0..5u64 {
+            log.append(format!("id{i}").as_bytes(), 1, &[format!("{{\"n\":{i},\r\n\"x\":1}}").as_bytes()]).unwrap();
+        }
+        let mut cursor = PartitionCursor::open(&dir, 0, 1).unwrap();
+        let mut out = Vec::new();
+        let done = answer_read(&mut out, &mut cursor, "events", 0, 4, 100, true).unwrap();
+        assert_eq!((done.events, done.next), (3, 4));
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(&format!("x-next-offset:{}4\r\n", " ".repeat(20))), "{text}");
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        assert_eq!(body.lines().count(), 3);
+        assert!(body.starts_with("{\"topic\":\"events\",\"partition\":0,\"offset\":1,\"event\":{\"n\":1,  \"x\":1}}\n"), "{body}");
+        let mut out = Vec::new();
+        let done = answer_read(&mut out, &mut cursor, "events", 0, 5, 100, true).unwrap();
+        assert_eq!((done.events, done.next), (1, 5), "the cursor goes on where it stopped");
+    }
+}
