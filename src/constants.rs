@@ -419,6 +419,16 @@ pub const REORDER_WINDOW_MS_MAX: u64 = 600_000;
 /// Events a stream holds back for its reorder window; past it the oldest held event is
 /// released early (counted), so a flood cannot grow the hold without bound.
 pub const REORDER_HELD_EVENTS_MAX: usize = 100_000;
+/// Bytes of events a stream's reorder window holds (held and late together); reading
+/// stops at it and the oldest are released early, as at the count limit.
+pub const REORDER_HELD_BYTES_MAX: usize = 64 << 20;
+/// Bytes of one subscription stream line (its events): a batch ends early past it, as
+/// a partition read does at `READ_RESPONSE_BYTES_MAX`.
+pub const STREAM_LINE_BYTES_MAX: usize = 1 << 20;
+/// Streams and SSE answers one shard serves at once: each keeps a read-only mapping of
+/// a segment per partition it reads, and `vm.max_map_count` (65530 by default) bounds
+/// them all, the writer's included. Past it: 503 overloaded.
+pub const CONSUMER_STREAMS_PER_SHARD_MAX: usize = 4096;
 /// Output bytes above which a stream stops producing until the peer has read them:
 /// the backpressure of a slow reader is on its own connection only.
 pub const STREAM_OUTPUT_HIGH_WATER_BYTES: usize = 256 * 1024;

@@ -193,10 +193,10 @@ fn partition_reads_page_with_next_offset_and_long_polls_wake_on_append() {
     assert_eq!((timed_out.status, timed_out.body.len()), (200, 0));
     assert!(started.elapsed() >= Duration::from_millis(400));
 
-    // The same connection goes on serving after the wait (keep-alive).
+    // The same connection goes on serving after the wait (keep-alive). Nothing at an
+    // offset beyond the end yet: an empty answer that says where to go on.
     let beyond = client.request(&get_as(&path("from=9"), CONSUMER_TOKEN));
-    expect_error(&beyond, 416, "offset_out_of_range");
-    assert_eq!((beyond.header("x-earliest-offset"), beyond.header("x-end-offset")), (Some("0"), Some("6")));
+    assert_eq!((beyond.status, beyond.body.len(), beyond.header("x-next-offset")), (200, 0, Some("9")));
 }
 
 #[test]
@@ -645,4 +645,34 @@ fn sigterm_ends_streams_with_their_last_chunk_and_answers_long_polls() {
     assert_eq!((answered.status, answered.body.len()), (200, 0), "{}", answered.describe());
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(server.wait().success(), "SIGTERM did not exit 0");
+}
+
+#[test]
+fn nothing_behind_a_stream_is_framed_and_subscriptions_are_the_partners_own() {
+    let sandbox = Sandbox::new(consumer_setup());
+    let server = sandbox.start();
+    subscribe(server.ingest, "mine", &["wallet"], "earliest");
+    // Two stream requests in one write: the second is never served on this connection
+    // (it would be a stream nobody reads, holding partitions).
+    let mut client = server.client();
+    let mut twice = get_as("/v1/subscriptions/mine/events", CONSUMER_TOKEN);
+    twice.extend(get_as("/v1/subscriptions/mine/events", CONSUMER_TOKEN));
+    client.send(&twice);
+    assert_eq!(client.read_head_only().status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let owners: Vec<String> = stats(&server, "mine").iter().filter_map(|row| row["stream_id"].as_str().map(str::to_owned)).collect();
+    assert_eq!(owners.len(), 2);
+    assert_eq!(owners[0], owners[1], "one stream owns both partitions: {owners:?}");
+    // Another partner (which may read wallet) cannot see, take or stream it.
+    let theirs = server.client().request(&get_as("/v1/subscriptions/mine/stats", OTHER_TOKEN));
+    expect_error(&theirs, 404, "subscription_not_found");
+    let put = server.client().request(&json_as(
+        "PUT",
+        "/v1/subscriptions/mine",
+        OTHER_TOKEN,
+        &[],
+        "{\"topics\":[\"wallet\"],\"read_from\":\"earliest\"}",
+    ));
+    expect_error(&put, 409, "subscription_conflict");
+    expect_error(&server.client().request(&get_as("/v1/subscriptions/mine/events", OTHER_TOKEN)), 404, "subscription_not_found");
 }

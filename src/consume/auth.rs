@@ -114,6 +114,23 @@ impl Core {
     }
 }
 
+impl Core {
+    /// Whether the partner of an open stream may still read what it streams: after a
+    /// key ring reload it may be gone or have lost the topic (its stream then ends).
+    pub fn still_allowed(&self, stream: &super::stream::Stream) -> bool {
+        let Some(partner) = self.keyring.partner_by_name(stream.partner.as_bytes()) else { return false };
+        let partner = self.keyring.partner(partner);
+        match &stream.kind {
+            super::stream::Kind::Sse(sse) => partner.may_consume(&self.topology.topic(sse.topic).name),
+            super::stream::Kind::Subscription(subscription) => self
+                .consume
+                .subscriptions
+                .topics_of(&subscription.name)
+                .is_some_and(|(topics, owner)| owner == partner.name && topics.iter().all(|topic| partner.may_consume(topic))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

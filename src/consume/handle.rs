@@ -46,6 +46,11 @@ impl Core {
         monotonic_ms: u64,
     ) -> Handled {
         crate::metrics::ShardStats::add(&self.control.shards[self.shard].consumer_requests, 1);
+        if !self.control.ready.load(std::sync::atomic::Ordering::Acquire) {
+            // Until every shard has recovered, ends and earliest offsets are not known.
+            let refusal = crate::ingest::refusal::Refusal::NotReady;
+            return Handled::Answered(crate::ingest::answer::answer_refusal(out, refusal, refusal.message(), answer));
+        }
         let route = match query::parse(request.method, request.path, request.query) {
             Ok(route) => route,
             Err(QueryError::Method(allow)) => {
@@ -128,14 +133,16 @@ impl Core {
         Ok(topic)
     }
 
-    /// Subscription `name`, if it exists and `reader` may read every one of its topics.
+    /// Subscription `name`, if it exists, is the partner's (another partner's is "not
+    /// found": subscriptions are per partner, and their names are not disclosed) and
+    /// `reader` may read every one of its topics.
     fn subscription_for(&self, reader: Reader, name: &[u8]) -> Result<String, Refused> {
         let name = std::str::from_utf8(name).map_err(|_| refused(Reject::ParameterInvalid, "subscription name"))?;
-        let (topics, _) = self
-            .consume
-            .subscriptions
-            .topics_of(name)
-            .ok_or_else(|| refused(Reject::SubscriptionNotFound, format!("no subscription {name:?}")))?;
+        let not_found = || refused(Reject::SubscriptionNotFound, format!("no subscription {name:?}"));
+        let (topics, owner) = self.consume.subscriptions.topics_of(name).ok_or_else(not_found)?;
+        if owner != self.keyring.partner(reader.partner).name {
+            return Err(not_found());
+        }
         for topic in &topics {
             self.topic_for(reader, topic.as_bytes())?;
         }
@@ -202,7 +209,9 @@ impl Core {
         let from = match query.from {
             From::Earliest => earliest,
             From::Latest => end,
-            From::Offset(offset) if offset < earliest || offset > end => {
+            // Below what retention kept: 416 (SPEC §6). Beyond the end: "nothing at
+            // `from` yet", a wait like at the end.
+            From::Offset(offset) if offset < earliest => {
                 let topic_name = self.topology.topic(topic).name.to_string();
                 let record = ReadRecord {
                     time_ms: self.now_ms,
@@ -221,7 +230,7 @@ impl Core {
             }
             From::Offset(offset) => offset,
         };
-        if from == end && query.wait_ms > 0 {
+        if from >= end && query.wait_ms > 0 {
             let wait = ReadWait {
                 slot,
                 from,
@@ -229,7 +238,7 @@ impl Core {
                 deadline_ms: monotonic_ms + query.wait_ms,
                 keep_alive: answer.keep_alive,
                 head: false,
-                partner: reader.partner,
+                partner: Box::from(partner),
             };
             return Ok(Handled::Consumer(Started::Wait(wait)));
         }
@@ -255,10 +264,16 @@ impl Core {
         let consumer = consumer.get_or_insert_with(Box::default);
         let mut cursor = match consumer.cached.take() {
             Some((cached, cursor)) if cached == slot && cursor.position() == from => cursor,
-            _ => PartitionCursor::open(&self.consume.dirs[usize::from(topic)], partition, from)?,
+            _ => PartitionCursor::open_hinted(
+                &self.consume.dirs[usize::from(topic)],
+                partition,
+                from,
+                &self.control.seek_hints[slot as usize],
+            )?,
         };
         let topic_name = self.topology.topic(topic).name.clone();
         let done = read::answer_read(out, &mut cursor, &topic_name, partition, end, max, answer.keep_alive)?;
+        cursor.leave_hint(&self.control.seek_hints[slot as usize]);
         consumer.cached = Some((slot, cursor));
         let body = out.len() - done.bytes as usize..out.len();
         answer.stats.count_answer(answer.path, Status::Ok.code());
@@ -314,6 +329,7 @@ impl Core {
     ) -> Result<Handled, Refused> {
         let name = self.subscription_for(reader, name)?;
         let name = name.as_str();
+        self.stream_room()?;
         let id = self.consume.subscriptions.open_stream(name, self.shard).map_err(subscription_refusal)?;
         self.consume.wake |= self.consume.subscriptions.stream_shards(name);
         let mut number = itoa_buf::Buffer::new();
@@ -328,6 +344,7 @@ impl Core {
             id,
             query,
             seen_generation: 0,
+            committed_seen: 0,
             waiting_commit: false,
             next_part: 0,
             reorder: (query.reorder_window_ms > 0).then(|| Reorder::new(query.reorder_window_ms)),
@@ -337,7 +354,7 @@ impl Core {
             parts: Vec::new(),
             last_write_ms: monotonic_ms,
             ends_at_ms: (query.stream_timeout_ms > 0).then_some(monotonic_ms + query.stream_timeout_ms),
-            partner: reader.partner,
+            partner: Box::from(partner),
             events: 0,
             bytes: 0,
             ended: false,
@@ -374,7 +391,7 @@ impl Core {
         let moved = self
             .consume
             .subscriptions
-            .commit(name, stream, &items.items, &self.topology, self.now_ms, &mut self.consume.journal)
+            .commit(name, stream, &items.items, &self.control, self.now_ms, &mut self.consume.journal)
             .map_err(subscription_refusal)?;
         self.consume.wake |= self.consume.subscriptions.stream_shards(name);
         let last = items.items.last().map_or(0, |cursor| cursor.offset);
@@ -408,8 +425,14 @@ impl Core {
             let age_ms = if lag == 0 {
                 0
             } else {
-                oldest_ingest_ms(&self.consume.dirs[usize::from(topic)], partition, row.committed, end)
-                    .map_or(0, |ingest| (self.now_ms - ingest).max(0))
+                oldest_ingest_ms(
+                    &self.consume.dirs[usize::from(topic)],
+                    partition,
+                    row.committed,
+                    end,
+                    &self.control.seek_hints[row.slot as usize],
+                )
+                .map_or(0, |ingest| (self.now_ms - ingest).max(0))
             };
             body.extend_from_slice(b"{\"topic\":\"");
             body.extend_from_slice(self.topology.topic(topic).name.as_bytes());
@@ -454,6 +477,7 @@ impl Core {
         monotonic_ms: u64,
     ) -> Result<Handled, Refused> {
         let topic = self.topic_for(reader, topic_name)?;
+        self.stream_room()?;
         let partitions: Vec<u32> = match &query.key {
             Some(key) => vec![partitioner::partition_for(partitioner::murmur2(key), self.topology.topic(topic).partitions)],
             None => (0..self.topology.topic(topic).partitions).collect(),
@@ -473,14 +497,16 @@ impl Core {
             let earliest = self.control.start_offsets[slot as usize].load(Ordering::Acquire);
             let end = self.control.readable_ends[slot as usize].load(Ordering::Acquire);
             let start = match resume.as_ref().and_then(|pairs| pairs.iter().find(|(p, _)| *p == partition)) {
-                Some((_, next)) => (*next).clamp(earliest, end),
+                Some((_, next)) => (*next).max(earliest).min(end),
                 None => match query.from {
                     From::Earliest => earliest,
                     From::Latest => end,
-                    From::Offset(offset) => offset.clamp(earliest, end),
+                    From::Offset(offset) => offset.max(earliest).min(end),
                 },
             };
-            let cursor = PartitionCursor::open(&self.consume.dirs[usize::from(topic)], partition, start).map_err(storage_refusal)?;
+            let dir = &self.consume.dirs[usize::from(topic)];
+            let cursor =
+                PartitionCursor::open_hinted(dir, partition, start, &self.control.seek_hints[slot as usize]).map_err(storage_refusal)?;
             parts.push(Part { slot, cursor, sent_next: start, committed: start });
         }
         http::begin_stream(out, Status::Ok, b"text/event-stream", b"");
@@ -495,12 +521,22 @@ impl Core {
             parts,
             last_write_ms: monotonic_ms,
             ends_at_ms: None,
-            partner: reader.partner,
+            partner: Box::from(partner),
             events: 0,
             bytes: 0,
             ended: false,
         };
         Ok(Handled::Consumer(Started::Stream(Box::new(stream))))
+    }
+
+    /// Room for one more stream on this shard (`CONSUMER_STREAMS_PER_SHARD_MAX`).
+    fn stream_room(&self) -> Result<(), Refused> {
+        let stats = &self.control.shards[self.shard];
+        let open = stats.consumer_streams.load(Ordering::Relaxed) + stats.consumer_sse.load(Ordering::Relaxed);
+        if open as usize >= crate::constants::CONSUMER_STREAMS_PER_SHARD_MAX {
+            return Err(refused(Reject::Overloaded, "this shard serves as many streams as it may; retry, or use partition reads"));
+        }
+        Ok(())
     }
 
     /// Records one consumer request in the read log.
@@ -622,8 +658,8 @@ fn storage_refusal(error: crate::log::StorageError) -> Refused {
 }
 
 /// The ingest time of the first record at or after `from` (below `end`).
-pub fn oldest_ingest_ms(dir: &crate::log::DataDir, partition: u32, from: u64, end: u64) -> Option<i64> {
-    let mut cursor = PartitionCursor::open(dir, partition, from).ok()?;
+pub fn oldest_ingest_ms(dir: &crate::log::DataDir, partition: u32, from: u64, end: u64, hints: &read::SeekHints) -> Option<i64> {
+    let mut cursor = PartitionCursor::open_hinted(dir, partition, from, hints).ok()?;
     let mut found = None;
     let mut skipped = 0;
     cursor

@@ -6,7 +6,7 @@
 
 use crate::constants::READ_RESPONSE_BYTES_MAX;
 use crate::http::{self, Status, itoa_buf};
-use crate::log::{DataDir, LogReader, StartAt, StorageError};
+use crate::log::{DataDir, LogReader, SeekHint, StartAt, StorageError};
 
 /// `X-Next-Offset` with room for any u64 (20 digits) after one space.
 const NEXT_OFFSET_HEADER: &[u8] = b"x-next-offset:                     \r\n";
@@ -22,6 +22,23 @@ impl PartitionCursor {
     /// A cursor whose next record is the one at `from` (or the first after it).
     pub fn open(dir: &DataDir, partition: u32, from: u64) -> Result<PartitionCursor, StorageError> {
         Ok(PartitionCursor { reader: LogReader::open(dir, partition, StartAt::Offset(from))? })
+    }
+
+    /// [`PartitionCursor::open`], starting from the nearest position at or before `from`
+    /// that `hints` (the partition's, shared by every reader in the process) know, so
+    /// a seek does not read the segment from its start.
+    pub fn open_hinted(dir: &DataDir, partition: u32, from: u64, hints: &SeekHints) -> Result<PartitionCursor, StorageError> {
+        match hints.nearest(from) {
+            Some(hint) => Ok(PartitionCursor { reader: LogReader::open_at(dir, partition, from, hint)? }),
+            None => PartitionCursor::open(dir, partition, from),
+        }
+    }
+
+    /// Records where this cursor stands in `hints`.
+    pub fn leave_hint(&self, hints: &SeekHints) {
+        if let Some(hint) = self.reader.hint() {
+            hints.add(hint);
+        }
     }
 
     /// The offset the next record will have at the least.
@@ -63,8 +80,52 @@ fn gap_dir(gap: &crate::log::Gap) -> String {
     }
 }
 
+/// Known record positions of one partition, shared by every reader in the process: at
+/// most `SEEK_HINTS_PER_PARTITION`, spread over the log (when full, the one closest to
+/// its neighbour goes). A lock held for a scan of that short list.
+#[derive(Debug, Default)]
+pub struct SeekHints {
+    hints: std::sync::Mutex<Vec<SeekHint>>,
+}
+
+const SEEK_HINTS_PER_PARTITION: usize = 64;
+
+impl SeekHints {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SeekHint>> {
+        self.hints.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The known position with the highest offset at or below `offset`.
+    pub fn nearest(&self, offset: u64) -> Option<SeekHint> {
+        let hints = self.lock();
+        let at = hints.partition_point(|hint| hint.offset <= offset);
+        at.checked_sub(1).map(|index| hints[index])
+    }
+
+    pub fn add(&self, hint: SeekHint) {
+        let mut hints = self.lock();
+        let at = hints.partition_point(|known| known.offset < hint.offset);
+        if hints.get(at).is_some_and(|known| known.offset == hint.offset) {
+            hints[at] = hint;
+            return;
+        }
+        hints.insert(at, hint);
+        if hints.len() > SEEK_HINTS_PER_PARTITION {
+            // Keep the newest; drop the one that adds least spread.
+            let last = hints.len() - 1;
+            let closest = (1..last).min_by_key(|index| hints[index + 1].offset - hints[index - 1].offset).unwrap_or(0);
+            hints.remove(closest);
+        }
+    }
+
+    /// Forgets every hint in the segment that starts at `base_offset` (deleted).
+    pub fn forget_below(&self, offset: u64) {
+        self.lock().retain(|hint| hint.offset >= offset);
+    }
+}
+
 /// A partition read parked until events arrive or `deadline_ms` (monotonic) passes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ReadWait {
     pub slot: u32,
     pub from: u64,
@@ -72,7 +133,8 @@ pub struct ReadWait {
     pub deadline_ms: u64,
     pub keep_alive: bool,
     pub head: bool,
-    pub partner: usize,
+    /// By name: a key ring reload may renumber or remove partners.
+    pub partner: Box<str>,
 }
 
 /// Appends one line: `{"topic":T,"partition":P,"offset":O,"event":{...}}\n`. Raw CR/LF
@@ -183,5 +245,39 @@ mod tests {
         let mut out = Vec::new();
         let done = answer_read(&mut out, &mut cursor, "events", 0, 5, 100, true).unwrap();
         assert_eq!((done.events, done.next), (1, 5), "the cursor goes on where it stopped");
+    }
+
+    #[test]
+    fn hinted_cursors_start_near_their_target_and_read_the_same() {
+        let (_temp, dir) = data_dir(1);
+        let (mut log, _) = PartitionLog::open(&dir, 0, &options()).unwrap();
+        for i in 0..100u64 {
+            log.append(format!("id{i}").as_bytes(), 1, &[format!("{{\"n\":{i}}}").as_bytes()]).unwrap();
+        }
+        let hints = SeekHints::default();
+        let mut first = PartitionCursor::open(&dir, 0, 0).unwrap();
+        let mut skipped = 0;
+        first.read(50, 1000, &mut skipped, |_, _, _| true).unwrap();
+        first.leave_hint(&hints);
+        assert_eq!(hints.nearest(60).map(|hint| hint.offset), Some(50));
+        assert_eq!(hints.nearest(40), None, "no hint at or below 40");
+        for target in [50, 60, 99] {
+            let mut hinted = PartitionCursor::open_hinted(&dir, 0, target, &hints).unwrap();
+            let mut offsets = Vec::new();
+            hinted
+                .read(100, 1000, &mut skipped, |offset, _, _| {
+                    offsets.push(offset);
+                    true
+                })
+                .unwrap();
+            assert_eq!(offsets, (target..100).collect::<Vec<u64>>());
+        }
+        assert_eq!(skipped, 0);
+        // Full: the list keeps its spread and the newest.
+        for offset in 0..200u64 {
+            hints.add(SeekHint { base_offset: 0, position: 4096, offset: offset * 10 });
+        }
+        assert_eq!(hints.nearest(u64::MAX).map(|hint| hint.offset), Some(1990));
+        assert!(hints.nearest(5).is_some());
     }
 }

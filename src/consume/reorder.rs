@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hasher;
 
-use crate::constants::REORDER_HELD_EVENTS_MAX;
+use crate::constants::{REORDER_HELD_BYTES_MAX, REORDER_HELD_EVENTS_MAX};
 
 /// An event on its way out of the hold.
 pub struct Release<'a> {
@@ -48,7 +48,9 @@ pub struct Reorder {
     partitions: HashMap<u32, Partition>,
     /// Per key (SipHash of `key.user_id`): the newest `occurred_at` released.
     given: HashMap<u64, i64>,
+    /// Events held and late ones not sent yet, over every partition, and their bytes.
     held_total: usize,
+    held_bytes: usize,
     /// Events released before their watermark because the hold was full.
     pub forced: u64,
     pub late_total: u64,
@@ -61,6 +63,7 @@ impl Reorder {
             partitions: HashMap::new(),
             given: HashMap::new(),
             held_total: 0,
+            held_bytes: 0,
             forced: 0,
             late_total: 0,
         }
@@ -68,15 +71,23 @@ impl Reorder {
 
     /// Keeps only the partitions `keep` says yes to (after a rebalance).
     pub fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
-        let mut dropped = 0;
+        let (mut dropped, mut dropped_bytes) = (0, 0);
         self.partitions.retain(|slot, partition| {
             let kept = keep(*slot);
             if !kept {
-                dropped += partition.held.len();
+                dropped += partition.held.len() + partition.late.len();
+                dropped_bytes += partition.held.values().map(|held| held.event.len()).sum::<usize>()
+                    + partition.late.iter().map(|(_, event)| event.len()).sum::<usize>();
             }
             kept
         });
         self.held_total -= dropped;
+        self.held_bytes -= dropped_bytes;
+    }
+
+    /// Whether more events may be read into the hold.
+    pub fn has_room(&self) -> bool {
+        self.held_total < REORDER_HELD_EVENTS_MAX && self.held_bytes < REORDER_HELD_BYTES_MAX
     }
 
     /// Takes one event read from `slot`'s log.
@@ -84,12 +95,13 @@ impl Reorder {
         let (occurred_ms, key) = occurred_and_key(event).unwrap_or((ingest_ms, 0));
         let partition = self.partitions.entry(slot).or_default();
         partition.frontier_ms = partition.frontier_ms.max(ingest_ms);
+        self.held_total += 1;
+        self.held_bytes += event.len();
         if self.given.get(&key).is_some_and(|given| occurred_ms < *given) {
             partition.late.push((offset, Box::from(event)));
             return;
         }
         partition.held.insert((occurred_ms, offset), Held { key, event: Box::from(event) });
-        self.held_total += 1;
     }
 
     /// Releases at most `limit` events of `slot` that are due (late ones first), oldest
@@ -103,19 +115,24 @@ impl Reorder {
             emit(Release { offset: *offset, event, late: true });
             released += 1;
             self.late_total += 1;
+            self.held_total -= 1;
+            self.held_bytes -= event.len();
         }
         let frontier = if caught_up { partition.frontier_ms.max(wall_ms) } else { partition.frontier_ms };
         let watermark = frontier.saturating_sub(self.window_ms);
-        let over = self.held_total > REORDER_HELD_EVENTS_MAX;
+        // A full hold lets its oldest go early (up to `limit`): reading has stopped,
+        // so the watermark would not move on its own.
+        let full = self.held_total >= REORDER_HELD_EVENTS_MAX || self.held_bytes >= REORDER_HELD_BYTES_MAX;
         while released < limit {
             let Some(entry) = partition.held.first_entry() else { break };
             let (occurred_ms, offset) = *entry.key();
-            let forced = over && self.held_total > REORDER_HELD_EVENTS_MAX;
+            let forced = full;
             if occurred_ms > watermark && !forced {
                 break;
             }
             let held = entry.remove();
             self.held_total -= 1;
+            self.held_bytes -= held.event.len();
             if forced && occurred_ms > watermark {
                 self.forced += 1;
             }
@@ -205,12 +222,15 @@ mod tests {
     #[test]
     fn the_hold_is_bounded() {
         let mut reorder = Reorder::new(600_000);
-        for offset in 0..(REORDER_HELD_EVENTS_MAX as u64 + 10) {
+        for offset in 0..REORDER_HELD_EVENTS_MAX as u64 {
+            assert!(reorder.has_room());
             reorder.hold(0, offset, BASE_MS, &event("u", 30));
         }
-        let out = released(&mut reorder, BASE_MS);
-        assert_eq!(out.len(), 10);
+        assert!(!reorder.has_room(), "a full hold stops the reading");
+        let mut out = Vec::new();
+        reorder.release(0, 0, true, BASE_MS, 10, |release| out.push(release.offset));
+        assert_eq!(out, (0..10).collect::<Vec<u64>>(), "the oldest go early, in order");
         assert_eq!(reorder.forced, 10);
-        assert_eq!(reorder.held(), REORDER_HELD_EVENTS_MAX);
+        assert_eq!(reorder.held(), REORDER_HELD_EVENTS_MAX - 10);
     }
 }

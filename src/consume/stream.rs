@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::constants::{SSE_KEEPALIVE_MS, STREAM_OUTPUT_HIGH_WATER_BYTES};
+use crate::constants::{SSE_KEEPALIVE_MS, STREAM_LINE_BYTES_MAX, STREAM_OUTPUT_HIGH_WATER_BYTES};
 use crate::http::{self, itoa_buf};
 use crate::log::{DataDir, StorageError};
 use crate::metrics::Control;
@@ -39,8 +39,10 @@ pub struct SubscriptionStream {
     pub name: Box<str>,
     pub id: u64,
     pub query: StreamQuery,
-    /// The registry generation this stream last looked at.
+    /// The registry generation this stream last looked at (assignment, and committed
+    /// cursors).
     pub seen_generation: u64,
+    pub committed_seen: u64,
     /// The registry knows this stream waits for a commit.
     pub waiting_commit: bool,
     /// Round-robin start among the parts, so one busy partition cannot starve the rest.
@@ -61,7 +63,8 @@ pub struct Stream {
     pub last_write_ms: u64,
     /// Monotonic ms when the stream ends (`stream_timeout_ms`).
     pub ends_at_ms: Option<u64>,
-    pub partner: usize,
+    /// By name: a key ring reload may renumber or remove partners.
+    pub partner: Box<str>,
     /// Totals for the read log and metrics.
     pub events: u64,
     pub bytes: u64,
@@ -174,6 +177,13 @@ impl Stream {
         }
     }
 
+    /// Whether a tick should run the stream: a keep-alive or its end is due, or a
+    /// reorder window holds events the clock may release.
+    pub fn due(&self, now_ms: u64) -> bool {
+        let held = matches!(&self.kind, Kind::Subscription(subscription) if subscription.reorder.as_ref().is_some_and(|r| r.held() > 0));
+        held || self.ends_at_ms.is_some_and(|end| now_ms >= end) || now_ms >= self.last_write_ms + self.keepalive_ms()
+    }
+
     /// The slots this stream reads and where it stands in each (to register wake-ups).
     pub fn positions(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
         self.parts.iter().map(|part| (part.slot, part.sent_next))
@@ -209,7 +219,7 @@ fn sync_assignment(subscription: &mut SubscriptionStream, parts: &mut Vec<Part>,
                 let (topic, partition) = context.topology.locate(o.slot);
                 let dir = &context.dirs[usize::from(topic)];
                 let start = o.committed.max(context.control.start_offsets[o.slot as usize].load(Ordering::Acquire));
-                let cursor = PartitionCursor::open(dir, partition, start)?;
+                let cursor = PartitionCursor::open_hinted(dir, partition, start, &context.control.seek_hints[o.slot as usize])?;
                 // Retention may have passed the committed cursor: what it deleted can be
                 // neither sent nor waited for, so it counts as neither sent nor pending.
                 parts.push(Part { slot: o.slot, cursor, sent_next: start, committed: start });
@@ -231,7 +241,7 @@ fn pump_subscription(
         pumped.ended = true;
         return Ok(());
     }
-    refresh_committed(&subscription.name, parts, context);
+    refresh_committed(subscription, parts, context);
     let max_uncommitted = u64::from(subscription.query.max_uncommitted);
     let batch_limit = subscription.query.batch_limit as usize;
     let count = parts.len();
@@ -260,6 +270,7 @@ fn pump_subscription(
         out.extend_from_slice(b",\"events\":[");
         let Taken { written, first, last } = take_events(subscription.reorder.as_mut(), part, end, limit, context.wall_ms, out)?;
         part.sent_next = part.cursor.position();
+        part.cursor.leave_hint(&context.control.seek_hints[part.slot as usize]);
         if written == 0 {
             out.truncate(chunk);
             if part.sent_next >= end {
@@ -278,7 +289,7 @@ fn pump_subscription(
         pending += written;
         pumped.events += written;
         pumped.bytes += (out.len() - line_start) as u64;
-        pumped.redelivered += context.subscriptions.note_sent(&subscription.name, part.slot, first.unwrap_or(0), written);
+        pumped.redelivered += context.subscriptions.note_sent(&subscription.name, part.slot, first.unwrap_or(0), written, last);
         sent_any = true;
         if part.sent_next >= end {
             pumped.caught_up.push((part.slot, part.sent_next));
@@ -304,8 +315,13 @@ fn pump_subscription(
 /// Takes the committed cursors a commit may have moved since the last look (a commit
 /// arrives on any shard). A cursor retention has passed counts from the oldest offset
 /// left.
-fn refresh_committed(name: &str, parts: &mut [Part], context: &Context<'_>) {
-    let Some(stats) = context.subscriptions.stats(name) else { return };
+fn refresh_committed(subscription: &mut SubscriptionStream, parts: &mut [Part], context: &Context<'_>) {
+    let generation = context.subscriptions.generation();
+    if subscription.committed_seen == generation {
+        return;
+    }
+    subscription.committed_seen = generation;
+    let Some(stats) = context.subscriptions.stats(&subscription.name) else { return };
     for part in parts.iter_mut() {
         if let Some(row) = stats.iter().find(|row| row.slot == part.slot) {
             let start = context.control.start_offsets[part.slot as usize].load(Ordering::Acquire);
@@ -347,6 +363,7 @@ fn take_events(
     let mut taken = Taken { written: 0, first: None, last: None };
     let mut skipped = 0;
     let Some(reorder) = reorder else {
+        let start = out.len();
         part.cursor.read(end, limit, &mut skipped, |offset, _, event| {
             if taken.written > 0 {
                 out.push(b',');
@@ -355,16 +372,18 @@ fn take_events(
             taken.first.get_or_insert(offset);
             taken.last = Some(offset);
             taken.written += 1;
-            true
+            out.len() - start < STREAM_LINE_BYTES_MAX
         })?;
         return Ok(taken);
     };
-    // Read what there is into the hold (bounded), then release what is due.
+    // Read what there is into the hold while it has room, then release what is due.
     let slot = part.slot;
-    part.cursor.read(end, limit.max(1024), &mut skipped, |offset, ingest_ms, event| {
-        reorder.hold(slot, offset, ingest_ms, event);
-        true
-    })?;
+    if reorder.has_room() {
+        part.cursor.read(end, limit.max(1024), &mut skipped, |offset, ingest_ms, event| {
+            reorder.hold(slot, offset, ingest_ms, event);
+            reorder.has_room()
+        })?;
+    }
     let position = part.cursor.position();
     reorder.release(slot, position, position >= end, wall_ms, limit, |release: Release<'_>| {
         if taken.written > 0 {
@@ -419,6 +438,7 @@ fn pump_sse(
             scratch.len() < STREAM_OUTPUT_HIGH_WATER_BYTES
         })?;
         parts[index].sent_next = parts[index].cursor.position();
+        parts[index].cursor.leave_hint(&context.control.seek_hints[parts[index].slot as usize]);
         for (offset, range) in matched {
             let chunk = http::begin_chunk(out);
             let start = out.len();

@@ -145,6 +145,7 @@ pub struct PartitionStats {
 }
 
 pub struct Subscriptions {
+    topology: Topology,
     dir: PathBuf,
     key: aws_lc_rs::hmac::Key,
     state: Mutex<HashMap<String, Subscription>>,
@@ -205,6 +206,7 @@ impl Subscriptions {
             });
         }
         let registry = Subscriptions {
+            topology: topology.clone(),
             dir,
             key,
             state: Mutex::new(subscriptions),
@@ -270,7 +272,8 @@ impl Subscriptions {
         }
         let mut state = self.lock();
         if let Some(existing) = state.get(name) {
-            return if existing.definition == definition { Ok(Put::Exists) } else { Err(SubscriptionError::Conflict) };
+            let same = existing.definition == definition && existing.partner == partner;
+            return if same { Ok(Put::Exists) } else { Err(SubscriptionError::Conflict) };
         }
         if state.len() >= SUBSCRIPTIONS_MAX {
             return Err(SubscriptionError::TooMany);
@@ -317,6 +320,18 @@ impl Subscriptions {
     /// brought back to the end, so the offsets the log hands out again are not passed
     /// over. Logged per cursor moved.
     pub fn clamp_to_log(&self, control: &Control) {
+        if self.clamp(control) {
+            // Kept: the next start must not fold the journal back past the log's end.
+            let cursors = self.dir.join(CURSORS_DIR);
+            let written = writer::files(&cursors, CURSORS_SUFFIX).and_then(|files| self.write_snapshot(&self.topology, &files));
+            if let Err(error) = written {
+                tracing::error!(%error, "cannot rewrite the cursor snapshot after moving cursors back");
+            }
+        }
+    }
+
+    fn clamp(&self, control: &Control) -> bool {
+        let mut moved = false;
         let mut state = self.lock();
         for (name, subscription) in state.iter_mut() {
             for (index, slot) in subscription.slots.iter().enumerate() {
@@ -333,9 +348,11 @@ impl Subscriptions {
                     );
                     subscription.committed[index] = end;
                     subscription.sent_high[index] = subscription.sent_high[index].min(end);
+                    moved = true;
                 }
             }
         }
+        moved
     }
 
     /// The topics of `name` (for the caller's scope check) and its creator.
@@ -391,15 +408,15 @@ impl Subscriptions {
         true
     }
 
-    /// A stream sent `count` events of `slot` from `first` on; returns how many of them
-    /// had been sent before (redelivered).
-    pub fn note_sent(&self, name: &str, slot: u32, first: u64, count: u64) -> u64 {
+    /// A stream sent `count` events of `slot` from `first` on, with a cursor at
+    /// `cursor` (if any); returns how many of them had been sent before (redelivered).
+    pub fn note_sent(&self, name: &str, slot: u32, first: u64, count: u64, cursor: Option<u64>) -> u64 {
         let mut state = self.lock();
         let Some(subscription) = state.get_mut(name) else { return 0 };
         let Some(index) = subscription.slots.iter().position(|known| *known == slot) else { return 0 };
         let high = &mut subscription.sent_high[index];
         let redelivered = high.saturating_sub(first).min(count);
-        *high = (*high).max(first + count);
+        *high = (*high).max(first + count).max(cursor.map_or(0, |offset| offset + 1));
         redelivered
     }
 
@@ -445,15 +462,12 @@ impl Subscriptions {
         name: &str,
         stream: u64,
         cursors: &[CursorIn],
-        topology: &Topology,
+        control: &Control,
         now_ms: i64,
         journal: &mut CursorJournal,
     ) -> Result<usize, SubscriptionError> {
-        let mut state = self.lock();
-        let subscription = state.get_mut(name).ok_or(SubscriptionError::NotFound)?;
-        // Only an open stream of this subscription commits (owner 0 means "none").
-        let open = stream != 0 && subscription.streams.iter().any(|entry| entry.id == stream);
-        let mut moves = Vec::with_capacity(cursors.len());
+        let topology = &*control.topology;
+        // The tokens first, outside the lock: an HMAC per cursor.
         for cursor in cursors {
             let expected = self.token(name, &cursor.topic, cursor.partition, cursor.offset);
             let given = cursor.token.as_bytes();
@@ -465,11 +479,23 @@ impl Subscriptions {
                     cursor.offset
                 )));
             }
+        }
+        let mut state = self.lock();
+        let subscription = state.get_mut(name).ok_or(SubscriptionError::NotFound)?;
+        // Only an open stream of this subscription commits (owner 0 means "none").
+        let open = stream != 0 && subscription.streams.iter().any(|entry| entry.id == stream);
+        let mut moves = Vec::with_capacity(cursors.len());
+        for cursor in cursors {
             let Some(index) = slot_index(&subscription.slots, topology, &cursor.topic, cursor.partition) else {
                 return Err(SubscriptionError::CursorInvalid("the cursor names a partition outside this subscription".to_owned()));
             };
             if !open || subscription.owners[index] != stream {
                 return Err(SubscriptionError::NotOwner { topic: cursor.topic.clone(), partition: cursor.partition });
+            }
+            // Only what was sent (and is still in the log) can be committed.
+            let end = control.readable_ends[subscription.slots[index] as usize].load(Ordering::Acquire);
+            if cursor.offset >= end.min(subscription.sent_high[index]) {
+                return Err(SubscriptionError::CursorInvalid(format!("offset {} was not sent on this subscription", cursor.offset)));
             }
             moves.push((index, cursor.offset.saturating_add(1)));
         }
@@ -488,7 +514,11 @@ impl Subscriptions {
         for (index, next) in &moved {
             subscription.committed[*index] = subscription.committed[*index].max(*next);
         }
-        if let Some(entry) = subscription.streams.iter_mut().find(|entry| entry.id == stream) {
+        // A commit that moved something restarts the commit timeout; a repeated one
+        // does not keep a stream alive.
+        if !moved.is_empty()
+            && let Some(entry) = subscription.streams.iter_mut().find(|entry| entry.id == stream)
+        {
             entry.waiting_since_ms = Some(now_ms);
         }
         drop(state);
@@ -707,17 +737,25 @@ mod tests {
         assert_eq!(owned_a.iter().map(|o| o.slot).collect::<Vec<_>>(), [0, 2]);
         assert_eq!(owned_b.iter().map(|o| o.slot).collect::<Vec<_>>(), [1, 3]);
         let mut journal = CursorJournal::new(dir.path(), 0);
+        control.readable_ends[2].store(20, Ordering::Release);
+        let token = String::from_utf8(registry.token("s", "events", 2, 12).to_vec()).unwrap();
+        let unsent = CursorIn { topic: "events".into(), partition: 2, offset: 12, token };
+        assert!(
+            matches!(registry.commit("s", a, &[unsent], &control, 0, &mut journal), Err(SubscriptionError::CursorInvalid(_))),
+            "only what was sent may be committed"
+        );
+        assert_eq!(registry.note_sent("s", 2, 0, 10, Some(9)), 0);
         let token = String::from_utf8(registry.token("s", "events", 2, 9).to_vec()).unwrap();
         let cursor = CursorIn { topic: "events".into(), partition: 2, offset: 9, token: token.clone() };
         assert!(matches!(
-            registry.commit("s", b, std::slice::from_ref(&cursor), &topology, 0, &mut journal),
+            registry.commit("s", b, std::slice::from_ref(&cursor), &control, 0, &mut journal),
             Err(SubscriptionError::NotOwner { .. })
         ));
-        assert_eq!(registry.commit("s", a, std::slice::from_ref(&cursor), &topology, 0, &mut journal), Ok(1));
+        assert_eq!(registry.commit("s", a, std::slice::from_ref(&cursor), &control, 0, &mut journal), Ok(1));
         let forged = CursorIn { offset: 20, ..cursor.clone() };
-        assert!(matches!(registry.commit("s", a, &[forged], &topology, 0, &mut journal), Err(SubscriptionError::CursorInvalid(_))));
+        assert!(matches!(registry.commit("s", a, &[forged], &control, 0, &mut journal), Err(SubscriptionError::CursorInvalid(_))));
         let older = CursorIn { offset: 3, token: String::from_utf8(registry.token("s", "events", 2, 3).to_vec()).unwrap(), ..cursor };
-        assert_eq!(registry.commit("s", a, &[older], &topology, 0, &mut journal), Ok(0), "a cursor never moves back");
+        assert_eq!(registry.commit("s", a, &[older], &control, 0, &mut journal), Ok(0), "a cursor never moves back");
         registry.close_stream("s", a);
         registry.assignment("s", b, &mut owned_b);
         assert_eq!(owned_b.len(), 4);
@@ -740,7 +778,7 @@ mod tests {
         let token = String::from_utf8(registry.token("s", "events", 0, 0).to_vec()).unwrap();
         let cursor = CursorIn { topic: "events".into(), partition: 0, offset: 0, token };
         let mut journal = CursorJournal::new(dir.path(), 0);
-        assert!(matches!(registry.commit("s", 0, &[cursor], &topology, 0, &mut journal), Err(SubscriptionError::NotOwner { .. })));
+        assert!(matches!(registry.commit("s", 0, &[cursor], &control, 0, &mut journal), Err(SubscriptionError::NotOwner { .. })));
         registry.open_stream("s", 0).unwrap();
         assert_eq!(registry.open_stream("s", 0), Err(SubscriptionError::NoFreePartitions { partitions: 1 }));
     }

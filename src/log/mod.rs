@@ -25,7 +25,7 @@ use std::path::PathBuf;
 pub use datadir::{DataDir, check_topics, open_topics};
 pub use format::{DecodedRecord, FormatError, decode_record};
 pub use partition::PartitionLog;
-pub use reader::{Gap, GapCause, LogReader, StartAt};
+pub use reader::{Gap, GapCause, LogReader, SeekHint, StartAt};
 pub use verify::{PartitionCheck, verify_partition};
 
 /// Process-wide counters of the segment preparer (see `spare.rs`), for `/metrics`.

@@ -31,6 +31,17 @@ pub enum StartAt {
     Offset(u64),
 }
 
+/// Where a record starts: its segment (by base offset), its byte position and its
+/// offset. A reader hands one out ([`LogReader::hint`]) and another reader of the same
+/// partition in the same process starts there ([`LogReader::open_at`]) instead of
+/// reading the segment from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeekHint {
+    pub base_offset: u64,
+    pub position: usize,
+    pub offset: u64,
+}
+
 /// Follows one partition's log. Not tied to the writer: it may run in another process.
 pub struct LogReader {
     dir: PathBuf,
@@ -135,6 +146,37 @@ impl LogReader {
             }
         }
         Ok(reader)
+    }
+
+    /// A reader whose next record is the one at `target` (or the first after it), started
+    /// at `hint` (a position at or before `target` another reader of this partition
+    /// handed out) instead of the start of the segment. A hint whose segment is gone
+    /// (retention) is ignored.
+    pub fn open_at(dir: &DataDir, partition: u32, target: u64, hint: SeekHint) -> Result<LogReader, StorageError> {
+        let mut reader = LogReader::open(dir, partition, StartAt::Offset(target))?;
+        if hint.offset > target {
+            return Ok(reader);
+        }
+        let (files, _) = segment::list(&reader.dir)?;
+        let Some(file) = files.iter().find(|file| file.base_offset == hint.base_offset) else { return Ok(reader) };
+        if let Some(mut current) = open_unless_deleted(file)?
+            && hint.position >= SEGMENT_HEADER_BYTES
+            && hint.position <= current.map.len()
+        {
+            (current.position, current.next_offset) = (hint.position, hint.offset);
+            reader.current = Some(current);
+        }
+        Ok(reader)
+    }
+
+    /// Where this reader's next record starts, to start another reader there.
+    pub fn hint(&self) -> Option<SeekHint> {
+        let current = self.current.as_ref()?;
+        (current.next_offset >= self.skip_below).then_some(SeekHint {
+            base_offset: current.base_offset,
+            position: current.position,
+            offset: current.next_offset,
+        })
     }
 
     /// The next whole record, or `Ok(None)` at the current end; call again later to

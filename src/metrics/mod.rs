@@ -261,6 +261,9 @@ pub struct Control {
     pub readable_ends: Vec<AtomicU64>,
     /// Per partition, the oldest offset retention has kept.
     pub start_offsets: Vec<AtomicU64>,
+    /// Per partition, record positions consumers found, so the next seek starts near
+    /// its target (`consume::read::SeekHints`).
+    pub seek_hints: Vec<crate::consume::read::SeekHints>,
     /// Per partition, the shards (bit `1 << shard`) with a reader parked for it; the
     /// owner wakes them when `readable_ends` moves (`shard/reads.rs`).
     pub read_waiters: Vec<AtomicU64>,
@@ -314,6 +317,7 @@ impl Control {
             readable_ends: zeros(),
             start_offsets: zeros(),
             read_waiters: zeros(),
+            seek_hints: (0..partitions).map(|_| crate::consume::read::SeekHints::default()).collect(),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
@@ -351,10 +355,9 @@ impl Control {
             Some(ingest) => Some(*ingest),
             None => {
                 let (topic, partition) = self.topology.locate(slot);
-                let found = self
-                    .topic_dirs
-                    .get()
-                    .and_then(|dirs| crate::consume::oldest_ingest_ms(&dirs[usize::from(topic)], partition, committed, end));
+                let found = self.topic_dirs.get().and_then(|dirs| {
+                    crate::consume::oldest_ingest_ms(&dirs[usize::from(topic)], partition, committed, end, &self.seek_hints[slot as usize])
+                });
                 if let Some(ingest) = found {
                     if cache.len() > 4096 {
                         cache.clear();

@@ -323,6 +323,8 @@ impl Conn {
                 self.deadline_ms = clock.phase_deadline(Phase::Idle);
             }
             (Event::Resolved { keep_alive }, State::Reading { peer_closed, .. }) => {
+                // A long wait (a long-poll) must not leave its answer past the idle deadline.
+                self.deadline_ms = self.deadline_ms.max(clock.phase_deadline(Phase::Idle));
                 if !keep_alive {
                     self.state = State::Flushing { peer_closed: *peer_closed };
                 }
@@ -428,6 +430,12 @@ impl Conn {
     }
 
     /// Nothing is in progress: no partial request, no parked request, nothing to send.
+    /// Whether the next buffered request may be framed: reading, nothing parked, no
+    /// consumer wait or stream under way, and the output below `high_water`.
+    pub fn frames_more(&self, high_water: usize) -> bool {
+        self.parked.is_none() && !crate::consume::ConnConsumer::busy(&self.consumer) && self.is_reading() && self.output.len() < high_water
+    }
+
     pub fn is_quiet(&self) -> bool {
         self.input.is_empty() && self.parked.is_none() && !self.has_output() && self.send == SendOp::Idle
     }

@@ -80,7 +80,7 @@ impl Shard {
                     }
                     None => ShardStats::sub(&stats.consumer_sse, 1),
                 }
-                let partner = self.core.keyring.partner(stream.partner).name.clone();
+                let partner = stream.partner.clone();
                 let subscription = stream.subscription().map(|(name, _)| name.to_owned()).unwrap_or_default();
                 let kind = stream.read_kind();
                 self.core.log_read(kind, &partner, "", None, 0, 0, stream.events, stream.bytes, &subscription);
@@ -88,6 +88,10 @@ impl Shard {
         }
         let generation = conn.generation;
         self.consumers.active.retain(|entry| *entry != (slot, generation));
+        self.consumers.waits.retain(|_, waiters| {
+            waiters.retain(|(known, known_generation, _)| (*known, *known_generation) != (slot, generation));
+            !waiters.is_empty()
+        });
     }
 
     /// Runs consumer connection `slot` forward: answers a parked read whose partition
@@ -106,7 +110,7 @@ impl Shard {
         match &mut consumer.mode {
             Mode::Idle => {}
             Mode::Waiting(wait) => {
-                let wait = *wait;
+                let wait = wait.clone();
                 if !reading {
                     // The client closed while waiting: nothing to answer.
                     self.consumer_finished(slot);
@@ -128,8 +132,7 @@ impl Shard {
                     topology: &control.topology,
                 };
                 let out = &mut conn.output;
-                let partner = core.keyring.partner(wait.partner).name.clone();
-                match core.answer_partition_read(wait.slot, wait.from, wait.max, &partner, answer, out, &mut conn.consumer) {
+                match core.answer_partition_read(wait.slot, wait.from, wait.max, &wait.partner, answer, out, &mut conn.consumer) {
                     Ok(_) => {}
                     Err(error) => {
                         tracing::error!(%error, "a parked consumer read failed");
@@ -318,6 +321,15 @@ impl Shard {
                 Mode::Waiting(wait) if now_ms >= wait.deadline_ms => self.consumers.ready.push((slot, generation)),
                 Mode::Waiting(_) => {}
                 Mode::Stream(stream) => {
+                    if !self.core.still_allowed(stream) {
+                        tracing::info!(partner = &*stream.partner, "a stream's partner may no longer read it (key ring reload): ending it");
+                        if let Some(Mode::Stream(stream)) = self.conns[slot as usize].consumer.as_mut().map(|consumer| &mut consumer.mode) {
+                            stream.ends_at_ms = Some(0);
+                        }
+                        self.consumers.ready.push((slot, generation));
+                        continue;
+                    }
+                    let due = stream.due(now_ms);
                     if let Some((name, id)) = stream.subscription()
                         && let Some(since) = self.core.consume.subscriptions.waiting_since(name, id)
                         && let crate::consume::stream::Kind::Subscription(subscription) = &stream.kind
@@ -327,8 +339,10 @@ impl Shard {
                         ShardStats::add(&self.control.shards[self.index].consumer_commit_timeouts, 1);
                         let (name, id) = (name.to_owned(), id);
                         self.core.consume.subscriptions.close_stream(&name, id);
+                        self.consumers.ready.push((slot, generation));
+                    } else if due {
+                        self.consumers.ready.push((slot, generation));
                     }
-                    self.consumers.ready.push((slot, generation));
                 }
             }
         }

@@ -138,11 +138,7 @@ impl Shard {
         // Whether the framer has seen everything buffered: false when the loop stopped at a
         // parked request or a full output with whole requests still waiting behind it.
         let mut framed_all = false;
-        while conn.parked.is_none()
-            && !crate::consume::ConnConsumer::busy(&conn.consumer)
-            && conn.is_reading()
-            && conn.output.len() < OUTPUT_HIGH_WATER_BYTES
-        {
+        while conn.frames_more(OUTPUT_HIGH_WATER_BYTES) {
             let origin = Origin { slot, generation: conn.generation };
             match conn.framer.poll(&mut conn.input[consumed_total..], limits) {
                 Ok(Poll::Incomplete(phase)) => {
@@ -170,6 +166,9 @@ impl Shard {
                         Handled::Consumer(started) => {
                             conn.step(Event::Parked, clock);
                             started_consumer = Some(started);
+                            // Nothing behind a wait or a stream is framed until it ends.
+                            consumed_total += consumed;
+                            break;
                         }
                     }
                     consumed_total += consumed;
@@ -193,8 +192,12 @@ impl Shard {
         if consumed_total > 0 {
             conn.input.drain(..consumed_total);
         }
-        if conn.input.is_empty() {
-            pool.give_back(&mut conn.input);
+        // What is empty goes back to the pool: a request that waits (a long-poll, a
+        // parked ingest) wrote nothing yet, and its connection holds no buffer meanwhile.
+        for (buffer, empty) in [(&mut conn.input, true), (&mut conn.output, conn.send == SendOp::Idle)] {
+            if empty && buffer.is_empty() {
+                pool.give_back(buffer);
+            }
         }
         // The peer sent its last byte: once nothing is parked and no whole request waits
         // (`on_send` frames the rest when the output drains), whatever is left is final.

@@ -206,11 +206,16 @@ fn read_partition(
             return Err(refused("the partition read", response.status, &body));
         }
         let next = response.header("x-next-offset").unwrap_or("").to_owned();
-        for line in body.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
-            out.write_all(line).and_then(|()| out.write_all(b"\n")).map_err(ConsumeError::Output)?;
-            printed += 1;
-            if max_events > 0 && printed >= max_events {
-                return out.flush().map_err(ConsumeError::Output);
+        if max_events == 0 {
+            // The answer is NDJSON already: out as it came.
+            out.write_all(&body).map_err(ConsumeError::Output)?;
+        } else {
+            for line in body.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
+                out.write_all(line).and_then(|()| out.write_all(b"\n")).map_err(ConsumeError::Output)?;
+                printed += 1;
+                if printed >= max_events {
+                    return out.flush().map_err(ConsumeError::Output);
+                }
             }
         }
         out.flush().map_err(ConsumeError::Output)?;
@@ -243,6 +248,30 @@ fn stream_subscription(
     let mut committer = Client::connect(address, token)?;
     let mut printed = 0u64;
     let mut pending = Vec::new();
+    // The newest cursor per partition not committed yet: committed (after the events
+    // before it are printed and flushed) whenever nothing more is buffered, at least
+    // once a second, and before leaving. One commit covers many lines under load.
+    let mut cursors: Vec<(String, String)> = Vec::new();
+    let mut last_commit = std::time::Instant::now();
+    let commit = |committer: &mut Client, cursors: &mut Vec<(String, String)>| -> Result<(), ConsumeError> {
+        if cursors.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<&str> = cursors.iter().map(|(_, cursor)| cursor.as_str()).collect();
+        let body = format!("{{\"items\":[{}]}}", items.join(","));
+        let response = committer.send(
+            "POST",
+            &format!("/v1/subscriptions/{name}/cursors"),
+            Some(("application/json", body.as_bytes())),
+            &[("X-Stream-Id", &stream_id)],
+        )?;
+        let answer = committer.body(&response)?;
+        if response.status != 204 {
+            return Err(refused("the commit", response.status, &answer));
+        }
+        cursors.clear();
+        Ok(())
+    };
     while let Some(chunk) = stream.chunk()? {
         pending.extend_from_slice(&chunk);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
@@ -263,24 +292,27 @@ fn stream_subscription(
             out.flush().map_err(ConsumeError::Output)?;
             printed += batch.events.len() as u64;
             if let Some(cursor) = batch.cursor.filter(|_| !batch.events.is_empty()) {
-                let body = format!("{{\"items\":[{}]}}", cursor.get());
-                let response = committer.send(
-                    "POST",
-                    &format!("/v1/subscriptions/{name}/cursors"),
-                    Some(("application/json", body.as_bytes())),
-                    &[("X-Stream-Id", &stream_id)],
-                )?;
-                let answer = committer.body(&response)?;
-                if response.status != 204 {
-                    return Err(refused("the commit", response.status, &answer));
+                #[derive(serde::Deserialize)]
+                struct Place<'a> {
+                    topic: &'a str,
+                    partition: u32,
                 }
+                let place: Place<'_> =
+                    serde_json::from_str(cursor.get()).map_err(|error| ConsumeError::Protocol(format!("a cursor: {error}")))?;
+                let key = format!("{}/{}", place.topic, place.partition);
+                cursors.retain(|(known, _)| *known != key);
+                cursors.push((key, cursor.get().to_owned()));
             }
             if max_events > 0 && printed >= max_events {
-                return Ok(());
+                return commit(&mut committer, &mut cursors);
             }
         }
+        if stream.reader.buffer().is_empty() || last_commit.elapsed() >= std::time::Duration::from_secs(1) {
+            commit(&mut committer, &mut cursors)?;
+            last_commit = std::time::Instant::now();
+        }
     }
-    Ok(())
+    commit(&mut committer, &mut cursors)
 }
 
 #[cfg(test)]
