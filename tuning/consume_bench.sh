@@ -15,6 +15,7 @@
 #     and IDLE_POLLS idle long-polls; the difference per connection.
 #
 #   tuning/consume_bench.sh          (about 3 minutes)
+#   ONLY=2 tuning/consume_bench.sh   one section (or ONLY=13, ...)
 # Environment: EVENTS [2000000], OPEN_SECS [20], IDLE_SSE [1000], IDLE_POLLS [100],
 #              SERVER_CPU [0], CLIENT_CPU [1], BENCH_DIR [mktemp under /var/tmp]
 set -euo pipefail
@@ -114,6 +115,8 @@ PY
 }
 field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
+only=${ONLY:-123}
+if [[ $only == *1* ]]; then
 echo "== 1. read one warm partition (commit $commit)"
 start_sluice 1
 bench --batch 100 --connections 8 --requests $((events / 100)) --duration 200 > "$work/fill.json"
@@ -161,21 +164,26 @@ kill "$nginx_pid"; nginx_pid=
 nginx_mbps=$(python3 -c "print(round($bytes / ($end - $start) / 1e6))")
 echo "   nginx static file, same bytes, curl: $nginx_mbps MB/s -> sluice at $(python3 -c "print(round($read_mbps / $nginx_mbps, 2))") x"
 stop_sluice
+fi
 
+if [[ $only == *2* ]]; then
 echo "== 2. four streams beside ingest at half capacity"
 start_sluice 64
 bench --connections 64 --duration 10 > "$work/capacity.json"
 capacity=$(field "$work/capacity.json" "round(d['throughput']['requests_per_sec'])")
 half=$((capacity / 2))
 echo "   closed-loop capacity: $capacity req/s; open loop at $half req/s for $open_secs s"
-scrape "$work/m0"
-bench --connections 64 --rate "$half" --warmup 2 --duration "$open_secs" > "$work/open-alone.json"
-scrape "$work/m1"
+# Server histogram over the measured part only: scraped after the warm-up.
+bench --connections 64 --rate "$half" --warmup 2 --duration "$open_secs" > "$work/open-alone.json" &
+bench_pid=$!
+sleep 3; scrape "$work/m0"; wait "$bench_pid"; scrape "$work/m1"
 alone_p99=$(field "$work/open-alone.json" "round(d['latency_us']['p99'] / 1000, 3)")
 curl -s -X PUT http://127.0.0.1:18082/v1/subscriptions/bench -H "Authorization: Bearer $token" \
   -H 'Content-Type: application/json' -d '{"topics":["events"],"read_from":"latest"}' > /dev/null
 for _ in 1 2 3 4; do
-  taskset -c "$client_cpu" "$sluice" consume --url http://127.0.0.1:18082 --token "$token" --subscription bench --batch-limit 500 > /dev/null &
+  # Lowest priority on the client core: the load generator must not be delayed by the
+  # readers it shares the core with (its delays would show up as bursts at the server).
+  nice -n 19 taskset -c "$client_cpu" "$sluice" consume --url http://127.0.0.1:18082 --token "$token" --subscription bench --batch-limit 500 > /dev/null &
 done
 sleep 1
 (
@@ -186,9 +194,9 @@ sleep 1
   done
 ) > "$work/lag.log" &
 lag_pid=$!
-scrape "$work/m2"
-bench --connections 64 --rate "$half" --warmup 2 --duration "$open_secs" > "$work/open-readers.json"
-scrape "$work/m3"
+bench --connections 64 --rate "$half" --warmup 2 --duration "$open_secs" > "$work/open-readers.json" &
+bench_pid=$!
+sleep 3; scrape "$work/m2"; wait "$bench_pid"; scrape "$work/m3"
 wait "$lag_pid" || true
 pkill -f "sluice consume --url http://127.0.0.1:18082" || true
 readers_p99=$(field "$work/open-readers.json" "round(d['latency_us']['p99'] / 1000, 3)")
@@ -200,7 +208,9 @@ echo "   ingest p99 (client, same core as the 4 consumers) alone $alone_p99 ms, 
 echo "   ingest p99 (server histogram bucket bound) alone $alone_server ms, with 4 streams $readers_server ms"
 echo "   max lag $max_lag events, ${max_lag_secs} s"
 stop_sluice
+fi
 
+if [[ $only == *3* ]]; then
 echo "== 3. idle consumers"
 start_sluice 64
 curl -s -X PUT http://127.0.0.1:18082/v1/subscriptions/idle -H "Authorization: Bearer $token" \
@@ -231,9 +241,10 @@ per_conn=$(python3 -c "print(round(($rss_after - $rss_before) * 1024 / ($idle_ss
 echo "   RssAnon $rss_before kB -> $rss_after kB with $idle_sse SSE + $idle_polls long-polls: $per_conn bytes each"
 kill "$idle_pid" 2>/dev/null || true
 stop_sluice
+fi
 
 echo
 echo "Rows for docs/PERFORMANCE.md (commit $commit):"
-echo "| read one warm partition | $read_rate events/s wall ($read_mbps MB/s), $per_core events/s per server CPU | nginx static file of the same bytes $nginx_mbps MB/s | $(python3 -c "print(round($read_mbps / $nginx_mbps, 2))") x |"
-echo "| ingest at $half req/s (half of $capacity) | client p99 $alone_p99 ms alone, $readers_p99 ms with 4 streams; server p99 bucket $alone_server ms alone, $readers_server ms with | max lag $max_lag events / ${max_lag_secs} s | |"
-echo "| idle consumers | $per_conn bytes each ($idle_sse SSE + $idle_polls long-polls) | | |"
+[[ $only == *1* ]] && echo "| read one warm partition | $read_rate events/s wall ($read_mbps MB/s), $per_core events/s per server CPU | nginx static file of the same bytes $nginx_mbps MB/s | $(python3 -c "print(round($read_mbps / $nginx_mbps, 2))") x |"
+[[ $only == *2* ]] && echo "| ingest at $half req/s (half of $capacity) | client p99 $alone_p99 ms alone, $readers_p99 ms with 4 streams; server p99 bucket $alone_server ms alone, $readers_server ms with | max lag $max_lag events / ${max_lag_secs} s | |"
+[[ $only == *3* ]] && echo "| idle consumers | $per_conn bytes each ($idle_sse SSE + $idle_polls long-polls) | | |"

@@ -5,6 +5,7 @@
 //! from the input round-trip or are refused whole.
 #![no_main]
 
+#[allow(dead_code, reason = "the shared helpers this target does not use")]
 mod common;
 
 use libfuzzer_sys::fuzz_target;

@@ -100,7 +100,10 @@ fn readiness(control: &Control, not_ready: Option<&str>) -> String {
         let ranges: Vec<String> = damage
             .iter()
             .take(RANGES_SHOWN_MAX)
-            .map(|(partition, range)| format!("{{\"partition\":{partition},\"from\":{},\"to\":{}}}", range.from, range.to))
+            .map(|(slot, range)| {
+                let (topic, partition) = control.slot_labels(*slot as usize);
+                format!("{{\"topic\":\"{topic}\",\"partition\":{partition},\"from\":{},\"to\":{}}}", range.from, range.to)
+            })
             .collect();
         format!(",\"storage\":{{\"damaged_offsets\":{total},\"damaged_ranges\":{},\"damaged\":[{}]}}", damage.len(), ranges.join(","))
     };

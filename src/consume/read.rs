@@ -16,12 +16,18 @@ const _: () = assert!(NEXT_OFFSET_HEADER.len() == "x-next-offset:".len() + NEXT_
 /// One partition read position: a read-only reader of the partition's log.
 pub struct PartitionCursor {
     reader: LogReader,
+    /// Where this cursor last left a hint: the next one only a stretch further on.
+    hinted: Option<SeekHint>,
 }
+
+/// Bytes of log between two hints one cursor leaves (a tail reader would otherwise
+/// leave one per read).
+const HINT_SPACING_BYTES: usize = 256 * 1024;
 
 impl PartitionCursor {
     /// A cursor whose next record is the one at `from` (or the first after it).
     pub fn open(dir: &DataDir, partition: u32, from: u64) -> Result<PartitionCursor, StorageError> {
-        Ok(PartitionCursor { reader: LogReader::open(dir, partition, StartAt::Offset(from))? })
+        Ok(PartitionCursor { reader: LogReader::open(dir, partition, StartAt::Offset(from))?, hinted: None })
     }
 
     /// [`PartitionCursor::open`], starting from the nearest position at or before `from`
@@ -29,15 +35,20 @@ impl PartitionCursor {
     /// a seek does not read the segment from its start.
     pub fn open_hinted(dir: &DataDir, partition: u32, from: u64, hints: &SeekHints) -> Result<PartitionCursor, StorageError> {
         match hints.nearest(from) {
-            Some(hint) => Ok(PartitionCursor { reader: LogReader::open_at(dir, partition, from, hint)? }),
+            Some(hint) => Ok(PartitionCursor { reader: LogReader::open_at(dir, partition, from, hint)?, hinted: None }),
             None => PartitionCursor::open(dir, partition, from),
         }
     }
 
-    /// Records where this cursor stands in `hints`.
-    pub fn leave_hint(&self, hints: &SeekHints) {
-        if let Some(hint) = self.reader.hint() {
+    /// Records where this cursor stands in `hints`, once per `HINT_SPACING_BYTES` of
+    /// log it passes (and at each new segment).
+    pub fn leave_hint(&mut self, hints: &SeekHints) {
+        let Some(hint) = self.reader.hint() else { return };
+        let far =
+            self.hinted.is_none_or(|last| last.base_offset != hint.base_offset || hint.position >= last.position + HINT_SPACING_BYTES);
+        if far {
             hints.add(hint);
+            self.hinted = Some(hint);
         }
     }
 
@@ -116,11 +127,6 @@ impl SeekHints {
             let closest = (1..last).min_by_key(|index| hints[index + 1].offset - hints[index - 1].offset).unwrap_or(0);
             hints.remove(closest);
         }
-    }
-
-    /// Forgets every hint in the segment that starts at `base_offset` (deleted).
-    pub fn forget_below(&self, offset: u64) {
-        self.lock().retain(|hint| hint.offset >= offset);
     }
 }
 

@@ -161,6 +161,11 @@ impl Reorder {
         (std::mem::take(&mut self.late_total), std::mem::take(&mut self.forced))
     }
 
+    /// Whether `slot` has events held or late ones waiting.
+    pub fn holds(&self, slot: u32) -> bool {
+        self.partitions.get(&slot).is_some_and(|partition| !partition.held.is_empty() || !partition.late.is_empty())
+    }
+
     /// Events held over every partition.
     pub fn held(&self) -> usize {
         self.held_total

@@ -59,8 +59,9 @@ pub struct SseStream {
 pub struct Stream {
     pub kind: Kind,
     pub parts: Vec<Part>,
-    /// Monotonic ms of the last line (or keep-alive) written.
+    /// Monotonic ms of the last line (or keep-alive) written, and of the last pump.
     pub last_write_ms: u64,
+    pub last_pump_ms: u64,
     /// Monotonic ms when the stream ends (`stream_timeout_ms`).
     pub ends_at_ms: Option<u64>,
     /// By name: a key ring reload may renumber or remove partners.
@@ -262,6 +263,12 @@ fn pump_subscription(
         if room == 0 {
             break;
         }
+        // Nothing new here (and nothing held to release): only its wake-up to keep.
+        let holding = subscription.reorder.as_ref().is_some_and(|reorder| reorder.holds(part.slot));
+        if end <= part.sent_next && !holding {
+            pumped.caught_up.push((part.slot, part.sent_next));
+            continue;
+        }
         let limit = batch_limit.min(room as usize);
         let chunk = http::begin_chunk(out);
         let line_start = out.len();
@@ -301,7 +308,12 @@ fn pump_subscription(
     if let Some(reorder) = subscription.reorder.as_mut() {
         (pumped.late, pumped.forced) = reorder.take_counts();
     }
-    // The commit timeout runs while something sent waits for its commit.
+    note_commit_wait(subscription, parts, sent_any, context);
+    Ok(())
+}
+
+/// The commit timeout runs while something sent waits for its commit.
+fn note_commit_wait(subscription: &mut SubscriptionStream, parts: &[Part], sent_any: bool, context: &Context<'_>) {
     if sent_any && !subscription.waiting_commit {
         context.subscriptions.sent(&subscription.name, subscription.id, context.wall_ms);
         subscription.waiting_commit = true;
@@ -309,7 +321,6 @@ fn pump_subscription(
         context.subscriptions.all_committed(&subscription.name, subscription.id);
         subscription.waiting_commit = false;
     }
-    Ok(())
 }
 
 /// Takes the committed cursors a commit may have moved since the last look (a commit
@@ -425,6 +436,10 @@ fn pump_sse(
             break;
         }
         let end = context.control.readable_ends[parts[index].slot as usize].load(Ordering::Acquire);
+        if end <= parts[index].sent_next {
+            pumped.caught_up.push((parts[index].slot, parts[index].sent_next));
+            continue;
+        }
         let mut skipped = 0;
         let mut matched: Vec<(u64, std::ops::Range<usize>)> = Vec::new();
         let mut scratch = Vec::new();

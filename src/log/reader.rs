@@ -158,6 +158,11 @@ impl LogReader {
             return Ok(reader);
         }
         let (files, _) = segment::list(&reader.dir)?;
+        // A hint in an earlier segment than the target's would read more than the
+        // target's segment from its start.
+        if files.iter().any(|file| file.base_offset > hint.base_offset && file.base_offset <= target) {
+            return Ok(reader);
+        }
         let Some(file) = files.iter().find(|file| file.base_offset == hint.base_offset) else { return Ok(reader) };
         if let Some(mut current) = open_unless_deleted(file)?
             && hint.position >= SEGMENT_HEADER_BYTES

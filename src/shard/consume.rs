@@ -26,6 +26,10 @@ pub struct Consumers {
     pub waits: HashMap<u32, Vec<(u32, u32, u64)>>,
     /// Connections to run forward this loop.
     pub ready: Vec<(u32, u32)>,
+    /// Streams woken again in the millisecond they were last pumped: run next
+    /// millisecond, so a busy partition costs a stream at most one pump per ms (its
+    /// events go out together) and producers' loops stay short.
+    pub deferred: Vec<(u32, u32)>,
     /// A wake-up came (an owner moved a partition this shard waits on).
     pub woken: bool,
     /// The subscription registry generation last looked at.
@@ -205,9 +209,16 @@ impl Shard {
     fn wait_on(&mut self, partition_slot: u32, slot: u32, position: u64) {
         let generation = self.conns[slot as usize].generation;
         let waiters = self.consumers.waits.entry(partition_slot).or_default();
-        if !waiters.iter().any(|(known, known_generation, _)| *known == slot && *known_generation == generation) {
-            waiters.push((slot, generation, position));
+        if let Some(entry) = waiters.iter_mut().find(|(known, known_generation, _)| *known == slot && *known_generation == generation) {
+            // Registered already, so this shard's bit is set (an owner that took it woke
+            // us, and the wake-up either took this entry or set the bit again).
+            entry.2 = position;
+            if self.control.readable_ends[partition_slot as usize].load(Ordering::Acquire) > position {
+                self.consumers.woken = true;
+            }
+            return;
         }
+        waiters.push((slot, generation, position));
         let bit = 1u64 << (self.index % 64);
         self.control.read_waiters[partition_slot as usize].fetch_or(bit, Ordering::SeqCst);
         if self.control.readable_ends[partition_slot as usize].load(Ordering::SeqCst) > position {
@@ -221,8 +232,9 @@ impl Shard {
     pub(super) fn poll_consumers(&mut self) {
         let wake = self.core.partitions.publish_readable() | std::mem::take(&mut self.core.consume.wake);
         if wake != 0 {
-            for shard in 0..self.wakers.len().min(64) {
-                if wake & (1 << shard) == 0 {
+            // Bit `shard % 64`: past 64 shards a bit wakes every shard that shares it.
+            for shard in 0..self.wakers.len() {
+                if wake & (1 << (shard % 64)) == 0 {
                     continue;
                 }
                 if shard == self.index {
@@ -273,12 +285,30 @@ impl Shard {
             }
             self.consumers.waits = kept;
         }
-        let ready = std::mem::take(&mut self.consumers.ready);
+        self.run_ready();
+    }
+
+    /// Runs forward the consumer connections made ready this loop (streams pumped this
+    /// millisecond already wait for the next).
+    fn run_ready(&mut self) {
+        let mut ready = std::mem::take(&mut self.consumers.ready);
+        ready.append(&mut self.consumers.deferred);
+        let now_ms = self.clock.now_ms;
         for (slot, generation) in ready {
-            let conn = &self.conns[slot as usize];
-            if conn.in_use() && conn.generation == generation {
-                self.pump_consumer(slot);
+            let conn = &mut self.conns[slot as usize];
+            if !conn.in_use() || conn.generation != generation {
+                continue;
             }
+            if let Some(Mode::Stream(stream)) = conn.consumer.as_deref_mut().map(|consumer| &mut consumer.mode) {
+                if stream.last_pump_ms == now_ms && !stream.ended {
+                    if !self.consumers.deferred.contains(&(slot, generation)) {
+                        self.consumers.deferred.push((slot, generation));
+                    }
+                    continue;
+                }
+                stream.last_pump_ms = now_ms;
+            }
+            self.pump_consumer(slot);
         }
     }
 

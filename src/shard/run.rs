@@ -25,7 +25,15 @@ impl Shard {
         self.arm_wake();
         loop {
             let busy = !self.flush.is_empty() || !self.rearm.is_empty() || !self.core.resolved.is_empty() || !self.inbox.is_empty();
-            let wait = if busy { None } else { Some(Duration::from_millis(TICK_MS)) };
+            // Streams held back to their next millisecond (`shard/consume.rs`) need the
+            // loop again within one.
+            let wait = if busy {
+                None
+            } else if self.consumers.deferred.is_empty() {
+                Some(Duration::from_millis(TICK_MS))
+            } else {
+                Some(Duration::from_millis(1))
+            };
             reactor::submit_and_wait(&self.ring, wait)?;
             let loop_started_ns = self.monotonic_ns();
             self.refresh_tls_config();
@@ -39,6 +47,15 @@ impl Shard {
             self.apply_resolved();
             self.hand_off();
             self.start_syncs();
+            self.queue_answers();
+            // Producers' answers leave before consumers are served: when there are
+            // consumers, the answers are submitted first (one non-blocking enter), then
+            // the streams are pumped and their output queued.
+            if !self.consumers.active.is_empty()
+                && let Err(error) = self.ring.submit()
+            {
+                tracing::error!(shard = self.index, %error, "io_uring submit failed");
+            }
             self.poll_consumers();
             self.queue_answers();
             let loop_ended_ns = self.monotonic_ns();

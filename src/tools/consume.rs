@@ -11,6 +11,11 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
+/// Commits of a subscription stream: at most this often while events keep coming
+/// (caught up), and at least this often.
+const COMMIT_EVERY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const COMMIT_EVERY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What to consume.
 #[derive(Debug, Clone)]
 pub struct ConsumeOptions {
@@ -163,6 +168,36 @@ fn refused(what: &str, status: u16, body: &[u8]) -> ConsumeError {
     ConsumeError::Refused { what: what.to_owned(), status, body: String::from_utf8_lossy(body).into_owned() }
 }
 
+/// Prints one stream line's events as stored (byte for byte, not re-serialised) and
+/// keeps its cursor as the newest of its partition; returns the events printed.
+fn print_batch(line: &[u8], out: &mut impl Write, cursors: &mut Vec<(String, String)>) -> Result<u64, ConsumeError> {
+    #[derive(serde::Deserialize)]
+    struct Line<'a> {
+        #[serde(borrow)]
+        cursor: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow)]
+        events: Vec<&'a serde_json::value::RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Place<'a> {
+        topic: &'a str,
+        partition: u32,
+    }
+    let batch: Line<'_> =
+        serde_json::from_slice(line).map_err(|error| ConsumeError::Protocol(format!("a stream line is not JSON: {error}")))?;
+    for event in &batch.events {
+        writeln!(out, "{}", event.get()).map_err(ConsumeError::Output)?;
+    }
+    out.flush().map_err(ConsumeError::Output)?;
+    if let Some(cursor) = batch.cursor.filter(|_| !batch.events.is_empty()) {
+        let place: Place<'_> = serde_json::from_str(cursor.get()).map_err(|error| ConsumeError::Protocol(format!("a cursor: {error}")))?;
+        let key = format!("{}/{}", place.topic, place.partition);
+        cursors.retain(|(known, _)| *known != key);
+        cursors.push((key, cursor.get().to_owned()));
+    }
+    Ok(batch.events.len() as u64)
+}
+
 /// Runs the consumer until `max_events`, the end of the partition (without `follow`),
 /// or the stream's end.
 pub fn run(options: &ConsumeOptions, out: &mut impl Write) -> Result<(), ConsumeError> {
@@ -238,7 +273,11 @@ fn stream_subscription(
     max_events: u64,
     out: &mut impl Write,
 ) -> Result<(), ConsumeError> {
-    let response = stream.send("GET", &format!("/v1/subscriptions/{name}/events?batch_limit={batch_limit}"), None, &[])?;
+    // Room for ten batches in flight, and a keep-alive every second: the commits below
+    // can wait for a pause without stalling the stream.
+    let max_uncommitted = (u64::from(batch_limit) * 10).clamp(1000, 100_000);
+    let query = format!("batch_limit={batch_limit}&max_uncommitted={max_uncommitted}&batch_flush_timeout_ms=1000");
+    let response = stream.send("GET", &format!("/v1/subscriptions/{name}/events?{query}"), None, &[])?;
     if response.status != 200 {
         let body = stream.body(&response)?;
         return Err(refused("opening the stream", response.status, &body));
@@ -253,6 +292,7 @@ fn stream_subscription(
     // once a second, and before leaving. One commit covers many lines under load.
     let mut cursors: Vec<(String, String)> = Vec::new();
     let mut last_commit = std::time::Instant::now();
+    let mut uncommitted = 0u64;
     let commit = |committer: &mut Client, cursors: &mut Vec<(String, String)>| -> Result<(), ConsumeError> {
         if cursors.is_empty() {
             return Ok(());
@@ -276,40 +316,22 @@ fn stream_subscription(
         pending.extend_from_slice(&chunk);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
-            // The events as stored, byte for byte: not re-serialised.
-            #[derive(serde::Deserialize)]
-            struct Line<'a> {
-                #[serde(borrow)]
-                cursor: Option<&'a serde_json::value::RawValue>,
-                #[serde(borrow)]
-                events: Vec<&'a serde_json::value::RawValue>,
-            }
-            let batch: Line<'_> =
-                serde_json::from_slice(&line).map_err(|error| ConsumeError::Protocol(format!("a stream line is not JSON: {error}")))?;
-            for event in &batch.events {
-                writeln!(out, "{}", event.get()).map_err(ConsumeError::Output)?;
-            }
-            out.flush().map_err(ConsumeError::Output)?;
-            printed += batch.events.len() as u64;
-            if let Some(cursor) = batch.cursor.filter(|_| !batch.events.is_empty()) {
-                #[derive(serde::Deserialize)]
-                struct Place<'a> {
-                    topic: &'a str,
-                    partition: u32,
-                }
-                let place: Place<'_> =
-                    serde_json::from_str(cursor.get()).map_err(|error| ConsumeError::Protocol(format!("a cursor: {error}")))?;
-                let key = format!("{}/{}", place.topic, place.partition);
-                cursors.retain(|(known, _)| *known != key);
-                cursors.push((key, cursor.get().to_owned()));
-            }
+            let events = print_batch(&line, out, &mut cursors)?;
+            printed += events;
+            uncommitted += events;
             if max_events > 0 && printed >= max_events {
                 return commit(&mut committer, &mut cursors);
             }
         }
-        if stream.reader.buffer().is_empty() || last_commit.elapsed() >= std::time::Duration::from_secs(1) {
+        // Commit when caught up (nothing more buffered), at most every 100 ms unless
+        // half the stream's room is used, and at least once a second: one commit covers
+        // many lines under load, and the stream never waits for one.
+        let since = last_commit.elapsed();
+        let caught_up = stream.reader.buffer().is_empty();
+        if (caught_up && (since >= COMMIT_EVERY_MIN || uncommitted >= max_uncommitted / 2)) || since >= COMMIT_EVERY_MAX {
             commit(&mut committer, &mut cursors)?;
             last_commit = std::time::Instant::now();
+            uncommitted = 0;
         }
     }
     commit(&mut committer, &mut cursors)

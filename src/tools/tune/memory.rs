@@ -53,12 +53,14 @@ pub fn thp_defrag(host: &Host) -> Finding {
     }
 }
 
-/// `vm.max_map_count`: every partition maps its active, previous and spare segment.
+/// `vm.max_map_count`: every partition (of every topic) maps its active, previous and
+/// spare segment; every consumer stream maps a segment per partition it reads.
 pub fn max_map_count(config: &Config, host: &Host) -> Finding {
-    let wanted = FILES_PER_PARTITION * u64::from(config.storage.partitions) + MAP_AREAS_BESIDES_SEGMENTS;
+    let partitions = u64::from(config.topics.slots());
+    let wanted = FILES_PER_PARTITION * partitions + MAP_AREAS_BESIDES_SEGMENTS;
     sysctl_at_least(host, "vm.max_map_count", wanted, MAP_COUNT_SET_TO, Status::Fail).note(format!(
-        "3 mappings per partition ({} partitions) + {MAP_AREAS_BESIDES_SEGMENTS}; past it a segment roll fails",
-        config.storage.partitions
+        "3 mappings per partition ({partitions} partitions, all topics) + {MAP_AREAS_BESIDES_SEGMENTS}, and one per partition each \
+         consumer stream reads; past it a segment roll fails"
     ))
 }
 
