@@ -51,6 +51,24 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::CheckConfig { config } => check(config),
         Command::Tail { logs, from, follow } => tail(logs, &from, follow),
         Command::CheckLog { logs } => check_log(logs),
+        Command::ReadLog { config, data_dir, partner } => {
+            let data_dir = match data_dir {
+                Some(dir) => dir,
+                None => load_config(config)?.0.storage.data_dir,
+            };
+            let mut out = io::stdout().lock();
+            let mut failed = None;
+            sluice::consume::readlog::for_each(&data_dir, |record| {
+                if failed.is_none() && partner.as_deref().is_none_or(|wanted| wanted == record.partner) {
+                    failed = writeln!(out, "{}", sluice::consume::readlog::json_line(record)).err();
+                }
+            })
+            .map_err(failure)?;
+            match failed {
+                Some(error) if error.kind() != io::ErrorKind::BrokenPipe => Err(failure(error)),
+                _ => Ok(()),
+            }
+        }
         Command::Consume { url, token, subscription, topics, read_from, batch_limit, topic, partition, from, follow, max_events } => {
             use sluice::tools::consume::{self, ConsumeError, ConsumeOptions, Target};
             let target = match (subscription, topic, partition) {

@@ -529,6 +529,14 @@ fn sluice_consume_prints_and_commits_and_every_request_is_in_the_read_log() {
     assert!(kinds.iter().any(|(k, partner, topic, _)| k == "read" && partner == "tests" && topic == "events"));
     let streamed: u64 = kinds.iter().filter(|(k, ..)| k == "stream").map(|(.., events)| events).sum();
     assert!(streamed >= 12, "the stream's summary record counts its events: {kinds:?}");
+    // `sluice read-log` prints the same records as JSON lines.
+    let printed = run_sluice(&["read-log", "--data-dir", sandbox.data_dir.to_str().expect("utf-8"), "--partner", "tests"]);
+    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+    let lines: Vec<Json> =
+        String::from_utf8_lossy(&printed.stdout).lines().map(|line| Json::parse(line.as_bytes()).expect("json")).collect();
+    assert!(lines.iter().all(|line| line["partner"] == "tests"));
+    assert!(lines.iter().any(|line| line["kind"] == "commit" && line["subscription"] == "cli"), "{lines:?}");
+    assert!(lines.len() < kinds.len(), "--partner leaves out the other records (refusals before authentication)");
 }
 
 #[test]
@@ -675,4 +683,27 @@ fn nothing_behind_a_stream_is_framed_and_subscriptions_are_the_partners_own() {
     ));
     expect_error(&put, 409, "subscription_conflict");
     expect_error(&server.client().request(&get_as("/v1/subscriptions/mine/events", OTHER_TOKEN)), 404, "subscription_not_found");
+}
+
+#[test]
+fn a_stream_ends_when_the_token_it_was_opened_with_expires() {
+    const SHORT: &str = "sltk_a-token-that-expires-in-a-few-seconds";
+    let not_after = rfc3339((now_ms() / 1000 + 3) * 1000);
+    let (ring, sha) = (consumer_ring(), consumer::sha256_hex(SHORT));
+    let until = &not_after[..19];
+    let ring = format!("{ring}[[tokens]]\nname = \"short\"\npartner = \"tests\"\nsha256 = \"{sha}\"\nnot_after = \"{until}Z\"\n\n");
+    let sandbox = Sandbox::new(Setup { extra_keys: ring, extra_config: TOPICS.to_owned(), ..Setup::default() });
+    let server = sandbox.start();
+    let mut sse = server.client();
+    sse.send(&get_as("/v1/topics/events/sse", SHORT));
+    assert_eq!(sse.read_head_only().status, 200);
+    let started = Instant::now();
+    // The retry hint, then nothing until the token expires: the stream's last chunk.
+    let mut chunks = 0;
+    while sse.read_chunk_within(Duration::from_secs(8)).expect("read").is_some() {
+        chunks += 1;
+        assert!(chunks < 10, "the stream went on after its token expired");
+    }
+    assert!(started.elapsed() < Duration::from_secs(8), "the stream outlived its token");
+    expect_error(&server.client().request(&get_as("/v1/topics/events/sse", SHORT)), 401, "token_invalid");
 }

@@ -59,7 +59,11 @@ fn pages_refer_only_to_generated_pages_and_show_typed_synopses() {
         if let Some(command) = page.strip_prefix("sluice-").and_then(|rest| rest.strip_suffix(".1")) {
             let typed = format!(
                 "\\fBsluice {}\\fR",
-                command.replace('-', " ").replace("check config", "check-config").replace("check log", "check-log")
+                command
+                    .replace('-', " ")
+                    .replace("check config", "check-config")
+                    .replace("check log", "check-log")
+                    .replace("read log", "read-log")
             );
             assert!(text.replace("\\-", "-").contains(&typed), "{page}: no synopsis {typed:?}");
         }

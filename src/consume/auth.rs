@@ -21,6 +21,9 @@ pub struct Reader {
     pub partner: usize,
     /// Authenticated by a JWT: its `consume:` scopes (in `ConsumeCore::scopes`) apply too.
     pub jwt: bool,
+    /// When the credential stops being valid (a JWT's `exp`, a token's `not_after`): a
+    /// stream opened with it ends then.
+    pub expires_ms: Option<i64>,
 }
 
 /// The `consume:<topic>` scopes of the current request's JWT, copied out of the
@@ -92,16 +95,16 @@ impl Core {
                         .map_err(|error| (Reject::from(error), error.message()))?;
                     let partner = self.keyring.partner_by_jwt_subject(verified.subject).ok_or(SUBJECT_UNKNOWN)?;
                     self.consume.scopes.set(verified.scopes.iter());
-                    Reader { partner, jwt: true }
+                    Reader { partner, jwt: true, expires_ms: Some(verified.expires_at_ms) }
                 } else {
                     let token = self.keyring.token_by_secret(token, self.now_ms).ok_or(TOKEN_UNKNOWN)?;
-                    Reader { partner: token.partner_index, jwt: false }
+                    Reader { partner: token.partner_index, jwt: false, expires_ms: token.not_after_ms }
                 }
             }
             None => {
                 let partner =
                     peer.tls_identity.and_then(|identity| self.keyring.partner_by_tls_identity(identity)).ok_or(NO_CREDENTIALS)?;
-                Reader { partner, jwt: false }
+                Reader { partner, jwt: false, expires_ms: None }
             }
         };
         authorize(&self.keyring, reader.partner, peer.ip, peer.tls_identity).map_err(|refusal| (refusal.reason, refusal.message))?;
@@ -118,6 +121,9 @@ impl Core {
     /// Whether the partner of an open stream may still read what it streams: after a
     /// key ring reload it may be gone or have lost the topic (its stream then ends).
     pub fn still_allowed(&self, stream: &super::stream::Stream) -> bool {
+        if stream.expires_ms.is_some_and(|expires| self.now_ms >= expires) {
+            return false;
+        }
         let Some(partner) = self.keyring.partner_by_name(stream.partner.as_bytes()) else { return false };
         let partner = self.keyring.partner(partner);
         match &stream.kind {

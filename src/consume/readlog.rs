@@ -198,6 +198,26 @@ pub fn directory_bytes(data_dir: &Path) -> u64 {
         .sum()
 }
 
+/// One record as a JSON object (`sluice read-log`): `time` (RFC 3339 ms), `kind`,
+/// `partner`, `topic`, `partition` (null: several), `from`, `to`, `events`, `bytes`,
+/// `subscription` (for a refusal: its error code).
+pub fn json_line(record: &ReadRecord<'_>) -> String {
+    let time = crate::platform::time::format_rfc3339_ms(record.time_ms);
+    serde_json::json!({
+        "time": String::from_utf8_lossy(&time),
+        "kind": record.kind.as_str(),
+        "partner": record.partner,
+        "topic": record.topic,
+        "partition": record.partition,
+        "from": record.from,
+        "to": record.to,
+        "events": record.events,
+        "bytes": record.bytes,
+        "subscription": record.subscription,
+    })
+    .to_string()
+}
+
 /// Every record of the read log, oldest file first (for tests and tools).
 pub fn for_each(data_dir: &Path, mut each: impl FnMut(&ReadRecord<'_>)) -> std::io::Result<()> {
     let dir = data_dir.join(super::subscriptions::CONSUMERS_DIR).join(READS_DIR);

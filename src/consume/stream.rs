@@ -66,6 +66,8 @@ pub struct Stream {
     pub ends_at_ms: Option<u64>,
     /// By name: a key ring reload may renumber or remove partners.
     pub partner: Box<str>,
+    /// When the credential the stream was opened with expires (wall-clock ms).
+    pub expires_ms: Option<i64>,
     /// Totals for the read log and metrics.
     pub events: u64,
     pub bytes: u64,

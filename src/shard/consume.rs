@@ -352,7 +352,10 @@ impl Shard {
                 Mode::Waiting(_) => {}
                 Mode::Stream(stream) => {
                     if !self.core.still_allowed(stream) {
-                        tracing::info!(partner = &*stream.partner, "a stream's partner may no longer read it (key ring reload): ending it");
+                        tracing::info!(
+                            partner = &*stream.partner,
+                            "a stream's credential expired or its partner may no longer read it: ending it"
+                        );
                         if let Some(Mode::Stream(stream)) = self.conns[slot as usize].consumer.as_mut().map(|consumer| &mut consumer.mode) {
                             stream.ends_at_ms = Some(0);
                         }

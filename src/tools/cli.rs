@@ -77,6 +77,18 @@ pub enum Command {
         #[command(flatten)]
         logs: LogsArgs,
     },
+    /// Print the read log (every consumer request: time, partner, what, topic,
+    /// partition, offsets, events, bytes) as one JSON object per line, oldest first.
+    ReadLog {
+        #[arg(long, value_name = "FILE", env = "SLUICE_CONFIG", help = CONFIG_HELP)]
+        config: Option<PathBuf>,
+        /// Data directory to read (default: the configuration's).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Only this partner's requests.
+        #[arg(long)]
+        partner: Option<String>,
+    },
     /// Read events over the network: stream a subscription (printing NDJSON, committing
     /// after printing) or read one partition.
     Consume {
