@@ -237,7 +237,6 @@ impl Core {
                 max: query.max,
                 deadline_ms: monotonic_ms + query.wait_ms,
                 keep_alive: answer.keep_alive,
-                head: false,
                 partner: Box::from(partner),
             };
             return Ok(Handled::Consumer(Started::Wait(wait)));

@@ -91,6 +91,22 @@ fn gap_dir(gap: &crate::log::Gap) -> String {
     }
 }
 
+/// The envelope fields consumer features read back out of a stored event (the rest is
+/// skipped): `key.user_id` (SSE's `key=`, the reorder window's keys) and `occurred_at`.
+#[derive(serde::Deserialize)]
+pub struct StoredKey<'a> {
+    #[serde(borrow)]
+    pub key: UserKey<'a>,
+    #[serde(borrow, default)]
+    pub occurred_at: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct UserKey<'a> {
+    #[serde(borrow)]
+    pub user_id: std::borrow::Cow<'a, str>,
+}
+
 /// Known record positions of one partition, shared by every reader in the process: at
 /// most `SEEK_HINTS_PER_PARTITION`, spread over the log (when full, the one closest to
 /// its neighbour goes). A lock held for a scan of that short list.
@@ -138,7 +154,6 @@ pub struct ReadWait {
     pub max: u32,
     pub deadline_ms: u64,
     pub keep_alive: bool,
-    pub head: bool,
     /// By name: a key ring reload may renumber or remove partners.
     pub partner: Box<str>,
 }
@@ -185,7 +200,6 @@ pub struct ReadDone {
     pub bytes: u64,
     /// The offset to read from next (`X-Next-Offset`).
     pub next: u64,
-    pub skipped: u64,
 }
 
 /// Writes the whole `200` answer of a partition read: the lines of the records from the
@@ -219,7 +233,7 @@ pub fn answer_read(
         let width = NEXT_OFFSET_WIDTH;
         out[at + width - digits.len()..at + width].copy_from_slice(digits);
     }
-    Ok(ReadDone { events: events as u64, bytes, next, skipped })
+    Ok(ReadDone { events: events as u64, bytes, next })
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -174,20 +174,8 @@ impl Reorder {
 
 /// `occurred_at` (Unix ms) and a 64-bit hash of `key.user_id` of a stored event.
 fn occurred_and_key(event: &[u8]) -> Option<(i64, u64)> {
-    #[derive(serde::Deserialize)]
-    struct Fields<'a> {
-        #[serde(borrow)]
-        occurred_at: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
-        key: Key<'a>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Key<'a> {
-        #[serde(borrow)]
-        user_id: std::borrow::Cow<'a, str>,
-    }
-    let fields: Fields<'_> = serde_json::from_slice(event).ok()?;
-    let occurred = crate::platform::time::parse_rfc3339_ms(fields.occurred_at.as_bytes())?;
+    let fields: super::read::StoredKey<'_> = serde_json::from_slice(event).ok()?;
+    let occurred = crate::platform::time::parse_rfc3339_ms(fields.occurred_at?.as_bytes())?;
     let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0x736c_7569_6365, 0x0072_656f_7264_6572);
     hasher.write(fields.key.user_id.as_bytes());
     Some((occurred, hasher.finish()))

@@ -187,11 +187,6 @@ impl Stream {
         held || self.ends_at_ms.is_some_and(|end| now_ms >= end) || now_ms >= self.last_write_ms + self.keepalive_ms()
     }
 
-    /// The slots this stream reads and where it stands in each (to register wake-ups).
-    pub fn positions(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
-        self.parts.iter().map(|part| (part.slot, part.sent_next))
-    }
-
     /// Whether the subscription this stream belongs to changed since it last looked.
     pub fn stale(&self, generation: u64) -> bool {
         matches!(&self.kind, Kind::Subscription(subscription) if subscription.seen_generation != generation)
@@ -516,17 +511,7 @@ fn event_has_user(event: &[u8], key: &[u8]) -> bool {
     if memchr::memmem::find(event, key).is_none() && !event.contains(&b'\\') {
         return false;
     }
-    #[derive(serde::Deserialize)]
-    struct Keyed<'a> {
-        #[serde(borrow)]
-        key: KeyOnly<'a>,
-    }
-    #[derive(serde::Deserialize)]
-    struct KeyOnly<'a> {
-        #[serde(borrow)]
-        user_id: std::borrow::Cow<'a, str>,
-    }
-    serde_json::from_slice::<Keyed<'_>>(event).is_ok_and(|keyed| keyed.key.user_id.as_bytes() == key)
+    serde_json::from_slice::<super::read::StoredKey<'_>>(event).is_ok_and(|stored| stored.key.user_id.as_bytes() == key)
 }
 
 #[cfg(test)]

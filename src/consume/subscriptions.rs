@@ -445,11 +445,7 @@ impl Subscriptions {
         context.update(&offset.to_be_bytes());
         let tag = context.sign();
         let mut hex = [0u8; 2 * TOKEN_BYTES];
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for (index, byte) in tag.as_ref()[..TOKEN_BYTES].iter().enumerate() {
-            hex[2 * index] = HEX[usize::from(byte >> 4)];
-            hex[2 * index + 1] = HEX[usize::from(byte & 0xf)];
-        }
+        crate::perimeter::hmac::hex_into(&tag.as_ref()[..TOKEN_BYTES], &mut hex);
         hex
     }
 
@@ -470,8 +466,9 @@ impl Subscriptions {
         // The tokens first, outside the lock: an HMAC per cursor.
         for cursor in cursors {
             let expected = self.token(name, &cursor.topic, cursor.partition, cursor.offset);
-            let given = cursor.token.as_bytes();
-            if given.len() != expected.len() || !constant_time_eq(given, &expected) {
+            // A token is 32 hex digits: compared in constant time over all of them.
+            let given: Option<&[u8; 2 * TOKEN_BYTES]> = cursor.token.as_bytes().try_into().ok();
+            if !given.is_some_and(|given| crate::perimeter::hmac::equal_ct(given, &expected)) {
                 return Err(SubscriptionError::CursorInvalid(format!(
                     "the cursor of {:?} partition {} offset {} was not issued for this subscription",
                     printable(&cursor.topic),
@@ -563,11 +560,6 @@ impl Subscriptions {
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
-    }
-
-    /// Open streams across all subscriptions.
-    pub fn streams_open(&self) -> usize {
-        self.lock().values().map(|subscription| subscription.streams.len()).sum()
     }
 
     /// The shards that hold a stream of `name` (to wake after a commit).
@@ -700,10 +692,6 @@ fn slot_index(slots: &[u32], topology: &Topology, topic: &str, partition: u32) -
     }
     let slot = topology.slot(index, partition);
     slots.iter().position(|known| *known == slot)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn printable(text: &str) -> String {

@@ -171,11 +171,17 @@ pub fn sign_v1(key: &hmac::Key, timestamp: &[u8], body: &[u8]) -> [u8; SIGNATURE
     let tag = tag_v1(key, timestamp, body);
     let mut out = [0u8; SIGNATURE_V1_LEN];
     out[..V1_PREFIX.len()].copy_from_slice(V1_PREFIX);
-    for (pair, byte) in out[V1_PREFIX.len()..].chunks_exact_mut(2).zip(tag) {
+    hex_into(&tag, &mut out[V1_PREFIX.len()..]);
+    out
+}
+
+/// Writes `bytes` as lower-case hex into `out` (two digits per byte; `out` at least
+/// twice as long).
+pub(crate) fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
         pair[0] = HEX_LOWER[usize::from(byte >> 4)];
         pair[1] = HEX_LOWER[usize::from(byte & 0xf)];
     }
-    out
 }
 
 fn tag_v1(key: &hmac::Key, timestamp: &[u8], body: &[u8]) -> [u8; TAG_BYTES] {
@@ -244,7 +250,8 @@ fn trim_spaces(item: &[u8]) -> &[u8] {
     &item[start..end]
 }
 
-fn decode_hex_tag(hex: &[u8]) -> Option<[u8; TAG_BYTES]> {
+/// 64 hex digits (either case) as 32 bytes: a signature's tag, a token's SHA-256.
+pub(crate) fn decode_hex_tag(hex: &[u8]) -> Option<[u8; TAG_BYTES]> {
     if hex.len() != 2 * TAG_BYTES {
         return None;
     }

@@ -45,16 +45,11 @@ pub struct TailOptions {
 /// Writes one record line. Raw CR/LF can only be insignificant whitespace in valid JSON
 /// (strings cannot hold them unescaped), so turning them into spaces keeps one line per
 /// event without changing the event's meaning.
+/// The same line as a consumer read answers (`consume::read::write_line`).
 pub fn write_line(out: &mut impl Write, topic: &str, partition: u32, offset: u64, event: &[u8]) -> io::Result<()> {
-    // Topic names are [a-z0-9_.-]: nothing to escape.
-    write!(out, "{{\"topic\":\"{topic}\",\"partition\":{partition},\"offset\":{offset},\"event\":")?;
-    if event.contains(&b'\n') || event.contains(&b'\r') {
-        let flat: Vec<u8> = event.iter().map(|b| if matches!(b, b'\n' | b'\r') { b' ' } else { *b }).collect();
-        out.write_all(&flat)?;
-    } else {
-        out.write_all(event)?;
-    }
-    out.write_all(b"}\n")
+    let mut line = Vec::with_capacity(event.len() + 64);
+    crate::consume::read::write_line(&mut line, topic, partition, offset, event);
+    out.write_all(&line)
 }
 
 /// Runs tail until the logs are exhausted (or forever with `follow`). A closed stdout

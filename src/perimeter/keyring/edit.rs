@@ -165,8 +165,9 @@ pub fn gen_token(path: &Path, partner: &str, name: Option<&str>, valid_days: Opt
     let token = format!("sltk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
     wipe(&mut bytes);
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let sha256: String =
-        digest.as_ref().iter().flat_map(|b| [HEX_LOWER[usize::from(b >> 4)], HEX_LOWER[usize::from(b & 0xf)]]).map(char::from).collect();
+    let mut hex = [0u8; 64];
+    crate::perimeter::hmac::hex_into(digest.as_ref(), &mut hex);
+    let sha256 = hex.iter().map(|b| char::from(*b)).collect();
     let not_after = valid_days.map(|days| toml::Value::String(time_text(now_ms + i64::from(days) * DAY_MS)));
     raw.tokens.push(RawToken { name: name.clone(), partner: partner.to_owned(), sha256, not_after });
     store(path, &raw)?;

@@ -269,24 +269,11 @@ pub(super) fn validate_token(raw: &RawToken, index: usize, origin: &Path) -> Res
         return Err(invalid("partner", problem));
     }
     // Never echoed: a token pasted here by mistake would leak into the message.
-    let digest =
-        parse_sha256_hex(&raw.sha256).ok_or_else(|| invalid("sha256", "must be 64 hex digits (the token's SHA-256)".to_owned()))?;
+    let digest = crate::perimeter::hmac::decode_hex_tag(raw.sha256.as_bytes())
+        .ok_or_else(|| invalid("sha256", "must be 64 hex digits (the token's SHA-256)".to_owned()))?;
     let not_after_ms = match &raw.not_after {
         None => None,
         Some(value) => Some(time_unix_ms(value).ok_or_else(|| invalid("not_after", TIME_REASON.to_owned()))?),
     };
     Ok(Token { name: raw.name.clone(), partner: raw.partner.clone(), partner_index: 0, digest, not_after_ms })
-}
-
-fn parse_sha256_hex(text: &str) -> Option<[u8; 32]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let nibble = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut digest = [0u8; 32];
-    for (index, pair) in bytes.chunks_exact(2).enumerate() {
-        digest[index] = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
-    Some(digest)
 }

@@ -289,10 +289,6 @@ impl KeyRing {
         found.filter(|token| token.not_after_ms.is_none_or(|end| now_ms < end))
     }
 
-    pub fn tokens(&self) -> &[Token] {
-        &self.tokens
-    }
-
     pub fn keys(&self) -> &[Key] {
         &self.keys
     }
