@@ -32,6 +32,7 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod admin;
+pub mod bridge;
 pub mod config;
 pub mod constants;
 pub mod consume;

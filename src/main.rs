@@ -13,7 +13,7 @@ use clap::Parser;
 use sluice::config::{self, Config};
 use sluice::log::{DataDir, StorageError};
 use sluice::shard::ServeError;
-use sluice::tools::cli::{Cli, Command, LogsArgs, QuarantineAction};
+use sluice::tools::cli::{BridgeTarget, Cli, Command, LogsArgs, QuarantineAction};
 use sluice::tools::{check_config, cli, keys, quarantine, tail, tune};
 use sluice::topics::Topology;
 
@@ -95,6 +95,7 @@ fn run(command: Command) -> Result<(), Failure> {
             })
         }
         Command::Quarantine { config, action } => quarantine_command(config, action),
+        Command::Bridge { target: BridgeTarget::Kafka { config, once, skip_lost } } => bridge_kafka(config, once, skip_lost),
         Command::Man { out_dir } => cli::write_man_pages(out_dir.as_deref()).map_err(failure),
         Command::Completions { shell } => cli::print_generated(&cli::completions(shell)).map_err(failure),
         Command::Bench(args) => {
@@ -130,6 +131,16 @@ fn serve(given: Option<PathBuf>) -> Result<(), Failure> {
         ServeError::KeyRing(_) | ServeError::Jwks(_) | ServeError::Tls(_) => usage(error),
         other => failure(other),
     })
+}
+
+fn bridge_kafka(given: Option<PathBuf>, once: bool, skip_lost: bool) -> Result<(), Failure> {
+    let (loaded, _) = load_config(given)?;
+    let notifier = sluice::platform::systemd::Notifier::from_env();
+    let options = sluice::bridge::BridgeOptions { once, skip_lost };
+    match sluice::bridge::run(&loaded, &options, &notifier) {
+        Ok(_) => Ok(()),
+        Err(error) => Err(Failure { status: error.status(), error: error.into() }),
+    }
 }
 
 fn check(given: Option<PathBuf>) -> Result<(), Failure> {
@@ -262,14 +273,15 @@ fn main() -> ExitCode {
         eprintln!("sluice: {error}");
         return ExitCode::from(2);
     }
-    let serving = matches!(cli.command, Command::Serve { .. });
+    let serving = matches!(cli.command, Command::Serve { .. } | Command::Bridge { .. });
+    let command = if matches!(cli.command, Command::Bridge { .. }) { "bridge" } else { "serve" };
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { status, error }) => {
             // `serve` runs under a service manager: its last words go through the log
             // (JSON in the journal); the other commands talk to a person.
             if serving {
-                tracing::error!(error = describe(&error), status, "serve failed");
+                tracing::error!(error = describe(&error), status, "{command} failed");
             } else {
                 eprintln!("sluice: {}", describe(&error));
             }

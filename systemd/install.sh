@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Installs sluice as a systemd service: binary, unit, sysusers.d and tmpfiles.d entries,
-# docs, the environment file example, and a starter configuration and key ring. Existing
-# configuration (/etc/sluice/sluice.toml, keys.toml, sluice.env) is never overwritten;
-# the binary, unit and the other shipped files are replaced (site changes to the unit
-# belong in a drop-in: `systemctl edit sluice`). Does not enable or start the service.
+# Installs sluice as a systemd service: binary, units (sluice.service and the Kafka
+# bridge's sluice-bridge.service), sysusers.d and tmpfiles.d entries, docs, the
+# environment file examples, and a starter configuration and key ring. Existing
+# configuration (/etc/sluice/sluice.toml, keys.toml, sluice.env, sluice-bridge.env) is
+# never overwritten; the binary, units and the other shipped files are replaced (site
+# changes to a unit belong in a drop-in: `systemctl edit sluice`). Does not enable or
+# start either service; the bridge stays disabled until [bridge.kafka] is configured.
 #
 #   systemd/install.sh [--dry-run] [--prefix DIR] [--root DIR] [--binary FILE] [--no-keys]
 #
 #   --prefix DIR   /usr/local (default) or /usr (a package): DIR/bin/sluice,
-#                  DIR/lib/systemd/system/sluice.service, DIR/lib/sysusers.d/sluice.conf,
+#                  DIR/lib/systemd/system/sluice.service (and sluice-bridge.service),
+#                  DIR/lib/sysusers.d/sluice.conf,
 #                  DIR/lib/tmpfiles.d/sluice.conf, DIR/share/doc/sluice/ (systemd searches
 #                  both lib directories)
 #   --root DIR     install into DIR as the file system root (a staging tree or an image);
@@ -84,14 +87,18 @@ write_new() {
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 
-# The unit with this prefix's paths.
-sed -e "s#/usr/local/bin/sluice#$bindir/sluice#g" \
-    -e "s#file:///usr/share/doc/sluice/#file://$docdir/#g" \
-    "$here/sluice.service" >"$stage/sluice.service"
+# The units with this prefix's paths.
+for unit in sluice.service sluice-bridge.service; do
+    sed -e "s#/usr/local/bin/sluice#$bindir/sluice#g" \
+        -e "s#file:///usr/share/doc/sluice/#file://$docdir/#g" \
+        "$here/$unit" >"$stage/$unit"
+done
 
 say "== sluice install: prefix $prefix, root $root$([[ $dry_run == yes ]] && echo ", dry run: nothing is changed")"
 install_file "$binary" "$bindir/sluice" 0755
 install_file "$stage/sluice.service" "$unitdir/sluice.service" 0644
+# The Kafka bridge: installed, never enabled here (it needs [bridge.kafka] first).
+install_file "$stage/sluice-bridge.service" "$unitdir/sluice-bridge.service" 0644
 install_file "$here/sluice.sysusers" "$sysusersdir/sluice.conf" 0644
 install_file "$here/sluice.tmpfiles" "$tmpfilesdir/sluice.conf" 0644
 install_file "$repo/README.md" "$docdir/README.md" 0644
@@ -157,6 +164,13 @@ timestamp_tolerance_secs = 300
 
 [admin]
 listen = "127.0.0.1:9090"        # /metrics, /healthz, /readyz, POST /admin/reload: loopback only
+
+# The Kafka bridge (sluice-bridge.service, not enabled by install.sh; `serve` ignores
+# this section). Uncomment, then `systemctl enable --now sluice-bridge`. The SASL
+# password goes in /etc/sluice/sluice-bridge.env, not here.
+# [bridge.kafka]
+# brokers = "kafka1:9092,kafka2:9092"
+# metrics_listen = "127.0.0.1:9466"   # the bridge's /metrics and /healthz: loopback only
 EOF
 # (With a throw-away key ring in place of keys.toml, which may not exist yet.)
 "$binary" keys gen --keys-file "$stage/keys.toml" >/dev/null
@@ -166,6 +180,7 @@ sed "s#\"/etc/sluice/keys.toml\"#\"$stage/keys.toml\"#" "$stage/sluice.toml" >"$
 
 write_new "$confdir/sluice.toml" 0640 "$stage/sluice.toml" || true
 install_file "$here/sluice.env.example" "$confdir/sluice.env.example" 0644
+install_file "$here/sluice-bridge.env.example" "$confdir/sluice-bridge.env.example" 0644
 
 # A first key ring, so the service can start; secrets stay in the file (0640 root:sluice).
 if [[ $make_keys == yes ]]; then
@@ -196,3 +211,6 @@ say "   edit $confdir/sluice.toml (check: sluice check-config --config $confdir/
 say "   optional: cp $confdir/sluice.env.example $confdir/sluice.env (root:sluice 0640)"
 say "   sluice keys list --keys-file $confdir/keys.toml   # the kid to give producers"
 say "   systemctl enable --now sluice && systemctl status sluice"
+say "   Kafka bridge (installed, disabled): configure [bridge.kafka] in $confdir/sluice.toml, then"
+say "     optional: install -m 0600 -o root -g root $confdir/sluice-bridge.env.example $confdir/sluice-bridge.env  # SASL password"
+say "     systemctl enable --now sluice-bridge && systemctl status sluice-bridge"

@@ -3,6 +3,7 @@
 //! rest of sluice uses, and rendered back as TOML by `check-config` (`render.rs`).
 //! `reload.rs` puts a changed file in force while serving.
 
+mod bridge;
 mod raw;
 pub mod reload;
 mod render;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::net::proxy::Versions;
 use crate::perimeter::partners::Cidr;
+pub use bridge::{BridgeMode, KafkaBridgeConfig};
 use raw::RawConfig;
 
 /// A configuration that cannot be used; `sluice` exits 2 with this text.
@@ -173,6 +175,8 @@ pub struct Config {
     /// The topics and their routing (`[[topics]]`, or the one topic `events`).
     pub topics: std::sync::Arc<crate::topics::Topology>,
     pub consume: ConsumeConfig,
+    /// `[bridge.kafka]`: read by `sluice bridge kafka` only.
+    pub bridge_kafka: Option<KafkaBridgeConfig>,
 }
 
 /// `[consume]`: the consumer side.

@@ -23,6 +23,9 @@ pub(super) struct RawConfig {
     pub(super) topics: Vec<RawTopic>,
     #[serde(default)]
     pub(super) consume: RawConsume,
+    // --- the Kafka bridge (issue 14) ---
+    #[serde(default)]
+    pub(super) bridge: super::bridge::RawBridge,
 }
 
 /// `[consume]` (SPEC §6).

@@ -83,6 +83,7 @@ impl Config {
             + &self.jwt_toml()
             + &format!("\n[consume]\nread_log_bytes_max = {}\n", self.consume.read_log_bytes_max)
             + &self.topics_toml()
+            + &self.bridge_kafka.as_ref().map(super::KafkaBridgeConfig::to_toml).unwrap_or_default()
     }
 
     /// `[[topics]]` as in force (a node without any shows its one topic `events`).

@@ -50,7 +50,8 @@ pub(super) fn from_raw(raw: RawConfig, base: Option<&Path>) -> Result<Config, Co
         return Err(invalid("consume.read_log_bytes_max", "must be at least 1 MiB"));
     }
     let consume = super::ConsumeConfig { read_log_bytes_max };
-    Ok(Config { ingest, storage, dedup, auth, admin, topics, consume })
+    let bridge_kafka = raw.bridge.kafka.map(|raw| super::bridge::kafka_bridge_config(raw, &topics)).transpose()?;
+    Ok(Config { ingest, storage, dedup, auth, admin, topics, consume, bridge_kafka })
 }
 
 fn ingest_config(raw: RawIngest, relative: &dyn Fn(PathBuf) -> PathBuf) -> Result<IngestConfig, ConfigError> {

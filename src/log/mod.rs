@@ -28,6 +28,13 @@ pub use partition::PartitionLog;
 pub use reader::{Gap, GapCause, LogReader, SeekHint, StartAt};
 pub use verify::{PartitionCheck, verify_partition};
 
+/// Base offset and size of each segment file of a partition directory, oldest first
+/// (what retention would delete first comes first).
+pub fn segment_sizes(dir: &std::path::Path) -> Result<Vec<(u64, u64)>, StorageError> {
+    let (files, _) = segment::list(dir)?;
+    Ok(files.into_iter().filter_map(|file| std::fs::metadata(&file.path).ok().map(|meta| (file.base_offset, meta.len()))).collect())
+}
+
 /// Process-wide counters of the segment preparer (see `spare.rs`), for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SegmentCounters {

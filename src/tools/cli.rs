@@ -125,6 +125,12 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 0)]
         max_events: u64,
     },
+    /// Forward stored events to another system (its own process; reads the logs read-only).
+    #[command(disable_help_subcommand = true)]
+    Bridge {
+        #[command(subcommand)]
+        target: BridgeTarget,
+    },
     /// Manage the key ring file.
     #[command(disable_help_subcommand = true)]
     Keys {
@@ -161,6 +167,25 @@ pub enum Command {
     /// Check this box (kernel, io_uring, limits, sysctls, CPU, memory) against what
     /// sluice needs; only --check: the scripts in tuning/ make the changes.
     Tune(crate::tools::tune::TuneArgs),
+}
+
+#[derive(Subcommand)]
+pub enum BridgeTarget {
+    /// Forward topics to a Kafka cluster ([bridge.kafka]): exactly once with a
+    /// transactional producer and its progress in Kafka, or at least once. Exit 0 after
+    /// SIGTERM or --once, 2 bad configuration, 3 fenced by a newer bridge, 1 otherwise
+    /// (offsets lost before they were sent, a rewritten log, storage errors).
+    Kafka {
+        #[arg(long, value_name = "FILE", env = "SLUICE_CONFIG", help = CONFIG_HELP)]
+        config: Option<PathBuf>,
+        /// Forward up to the end of every log as found at start, then exit (backfills).
+        #[arg(long)]
+        once: bool,
+        /// Count offsets the log no longer holds (retention overtook the bridge, damage)
+        /// and go on, instead of stopping with their range.
+        #[arg(long)]
+        skip_lost: bool,
+    },
 }
 
 #[derive(Subcommand)]

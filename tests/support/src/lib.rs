@@ -16,6 +16,7 @@ pub mod faults;
 pub mod http;
 pub mod json;
 pub mod jwt;
+pub mod kafka;
 pub mod pki;
 pub mod process;
 pub mod python;

@@ -1,0 +1,102 @@
+"""Reads Kafka topics back as a read_committed consumer sees them, printing one JSON
+line per committed record: {"topic","partition","offset","key","value","headers"}.
+
+The broker the tests run (tansu 0.6.0) stores transaction markers but does not report
+aborted transactions in its fetch answers, so a client's own read_committed filter
+would let aborted records through. This reader therefore applies the markers itself,
+the way a Kafka broker and client do together: records of a transactional batch are
+held per producer id until that producer's next control record, then emitted on a
+commit marker and dropped on an abort marker; records of an open transaction are never
+emitted. It uses kafka-python's consumer with a patched batch decoder that keeps
+control batches instead of skipping them.
+
+usage: read_committed.py BOOTSTRAP TOPIC[,TOPIC...] [TIMEOUT_S]
+"""
+import base64
+import json
+import sys
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer import fetcher
+from kafka.consumer.fetcher import ConsumerRecord
+
+MARK = "__sluice_test_batch"
+
+
+def unpack_records(self, tp, records, key_deserializer, value_deserializer):
+    batch = records.next_batch()
+    while batch is not None:
+        if not batch.validate_crc():
+            raise RuntimeError("record batch at offset %s of %s failed its CRC" % (batch.base_offset, tp))
+        if batch.magic != 2:
+            raise RuntimeError("message format v%d: only v2 batches carry transactions" % batch.magic)
+        if batch.is_control_batch:
+            kind = "control"
+        elif batch.is_transactional:
+            kind = "txn"
+        else:
+            kind = "plain"
+        for record in batch:
+            if kind == "control":
+                tag = "%s:%d:%s" % (kind, batch.producer_id, "commit" if record.commit else "abort")
+            else:
+                tag = "%s:%d" % (kind, batch.producer_id)
+            headers = list(record.headers or []) + [(MARK, tag.encode())]
+            self.next_fetch_offset = record.offset + 1
+            yield ConsumerRecord(tp.topic, tp.partition, -1, record.offset, record.timestamp,
+                                 record.timestamp_type, record.key, record.value, headers,
+                                 None, -1, -1, -1)
+        self.next_fetch_offset = batch.next_offset
+        batch = records.next_batch()
+    self.drain()
+
+
+fetcher.Fetcher.PartitionRecords._unpack_records = unpack_records
+
+
+def main():
+    bootstrap, topics = sys.argv[1], sys.argv[2].split(",")
+    timeout_s = float(sys.argv[3]) if len(sys.argv) > 3 else 30.0
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             isolation_level="read_uncommitted", consumer_timeout_ms=1000)
+    partitions = []
+    for topic in topics:
+        found = consumer.partitions_for_topic(topic)
+        if found is None:
+            raise SystemExit("topic %s does not exist" % topic)
+        partitions += [TopicPartition(topic, p) for p in sorted(found)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    ends = consumer.end_offsets(partitions)
+    import time
+    deadline = time.monotonic() + timeout_s
+    pending = {tp: {} for tp in partitions}
+    out = []
+    done = {tp for tp in partitions if ends[tp] == 0}
+    while len(done) < len(partitions):
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out reading to the end offsets %s" % ends)
+        for tp, records in consumer.poll(timeout_ms=500).items():
+            for record in records:
+                tag = dict(record.headers)[MARK].decode().split(":")
+                headers = [(k, v) for k, v in record.headers if k != MARK]
+                line = {"topic": tp.topic, "partition": tp.partition, "offset": record.offset,
+                        "timestamp": record.timestamp,
+                        "key": None if record.key is None else record.key.decode(),
+                        "value": base64.b64encode(record.value or b"").decode(),
+                        "headers": [[k, v.decode()] for k, v in headers]}
+                if tag[0] == "plain":
+                    out.append(line)
+                elif tag[0] == "txn":
+                    pending[tp].setdefault(tag[1], []).append(line)
+                else:
+                    held = pending[tp].pop(tag[1], [])
+                    if tag[2] == "commit":
+                        out.extend(held)
+                if record.offset + 1 >= ends[tp]:
+                    done.add(tp)
+    for line in out:
+        print(json.dumps(line))
+
+
+main()
