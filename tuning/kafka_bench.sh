@@ -7,19 +7,20 @@
 #     events/s on the wall clock, bridge CPU (user+sys, librdkafka's threads and zstd
 #     included) per event, broker CPU, peak RSS.
 #  2. Live: `sluice serve` (one shard) on SERVER_CPU takes LIVE_RATE events/s in batches
-#     of 100 (open loop) from `sluice bench` on CLIENT_CPU for LIVE_SECS, while the bridge
+#     of LIVE_BATCH (open loop; LIVE_BATCH=1: single-event requests) from `sluice bench` on CLIENT_CPU for LIVE_SECS, while the bridge
 #     and the broker run on CLIENT_CPU too; the bridge's lag (events and seconds, all
 #     partitions) is sampled every 250 ms: max and the share of samples above 1 s.
 #
 #   tuning/kafka_bench.sh          (about 2 minutes)
 #   ONLY=2 tuning/kafka_bench.sh   one section
-# Environment: EVENTS [2000000], LIVE_RATE [150000], LIVE_SECS [20], SERVER_CPU [0],
+# Environment: EVENTS [2000000], LIVE_RATE [150000], LIVE_SECS [20], LIVE_BATCH [100], SERVER_CPU [0],
 #              CLIENT_CPU [1], BENCH_DIR [mktemp under /var/tmp]
 set -euo pipefail
 
 events=${EVENTS:-2000000}
 live_rate=${LIVE_RATE:-150000}
 live_secs=${LIVE_SECS:-20}
+live_batch=${LIVE_BATCH:-100}
 server_cpu=${SERVER_CPU:-0}
 client_cpu=${CLIENT_CPU:-1}
 only=${ONLY:-12}
@@ -118,17 +119,19 @@ if [[ $only == *2* ]]; then
     done
   ) >"$work/live/lag.txt" &
   sampler=$!
-  taskset -c "$client_cpu" "$sluice" bench --url "$url" --keys-file "$work/live/data/dev-keys.toml" --batch 100 \
-    --rate $((live_rate / 100)) --duration "$live_secs" --connections 8 --users 100000 --json >"$work/live/load.json"
+  taskset -c "$client_cpu" "$sluice" bench --url "$url" --keys-file "$work/live/data/dev-keys.toml" --batch "$live_batch" \
+    --rate $((live_rate / live_batch)) --duration "$live_secs" --connections 64 --users 100000 --json >"$work/live/load.json"
   wait "$sampler" || true
-  python3 - "$work/live/lag.txt" "$work/live/load.json" "$live_rate" "$live_secs" <<'PY'
+  python3 - "$work/live/lag.txt" "$work/live/load.json" "$live_rate" "$live_secs" "$live_batch" <<'PY'
 import json, sys
 samples = [line.split() for line in open(sys.argv[1]) if len(line.split()) == 3]
 lag_s = [float(s[1]) for s in samples]; lag_n = [float(s[2]) for s in samples]
 load = json.load(open(sys.argv[2]))
 over = sum(1 for value in lag_s if value > 1.0)
 accepted = round(load["throughput"]["events_per_sec"])
-print(f"2. live: offered {int(sys.argv[3]):,} events/s for {sys.argv[4]} s in batches of 100 (accepted {accepted:,}/s); "
+p99 = load["latency_us"]["p99"]
+print(f"2. live: offered {int(sys.argv[3]):,} events/s for {sys.argv[4]} s in batches of {sys.argv[5]} (accepted {accepted:,}/s, "
+      f"ingest p99 {p99 / 1000:.2f} ms); "
       f"bridge lag max {max(lag_s):.3f} s, {over} of {len(lag_s)} samples above 1 s; lag max {max(lag_n):,.0f} events, "
       f"last sample {lag_n[-1]:,.0f} events")
 PY

@@ -85,7 +85,7 @@ taskset -c "$client_cpu" "$sluice" bench --url "http://127.0.0.1:$ingest_port" -
 load_pid=$!
 sleep "$kill_after"
 kill -9 "$serve_pid" "$bridge_pid"
-killed=$(now)
+wait "$serve_pid" "$bridge_pid" 2>/dev/null || true
 wait "$load_pid" || true
 read -r at_kill at_kill_distinct < <(kafka_count)
 acked=$(python3 -c 'import json, sys; s = json.load(open(sys.argv[1]))["status"]; print(sum(v for k, v in s.items() if k.startswith("2")))' "$work/load.json")
