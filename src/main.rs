@@ -133,6 +133,12 @@ fn serve(given: Option<PathBuf>) -> Result<(), Failure> {
     })
 }
 
+#[cfg(not(feature = "kafka"))]
+fn bridge_kafka(_: Option<PathBuf>, _: bool, _: bool) -> Result<(), Failure> {
+    Err(usage(anyhow::anyhow!("this sluice was built without the kafka feature")))
+}
+
+#[cfg(feature = "kafka")]
 fn bridge_kafka(given: Option<PathBuf>, once: bool, skip_lost: bool) -> Result<(), Failure> {
     let (loaded, _) = load_config(given)?;
     let notifier = sluice::platform::systemd::Notifier::from_env();

@@ -568,7 +568,7 @@ impl<'o> Forwarder<'o> {
                         }
                         began = Some(Instant::now());
                     }
-                    let headers = record::headers(&lane.topic, lane.partition, offset, stored.event_id);
+                    let headers = kafka::headers(&lane.topic, lane.partition, offset, stored.event_id);
                     let outgoing =
                         BaseRecord::to(&lane.kafka_topic).key(key.as_bytes()).payload(stored.event).headers(headers).timestamp(ingest_ms);
                     if let Err(error) = send(producer, outgoing) {

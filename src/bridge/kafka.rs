@@ -12,7 +12,7 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -285,4 +285,59 @@ pub fn create_topics(config: &KafkaBridgeConfig, topics: &[TopicSpec], timeout: 
         }
     }
     Ok(())
+}
+
+/// `sluice-topic`, `sluice-partition`, `sluice-offset` and `event-id`.
+pub fn headers(topic: &str, partition: u32, offset: u64, event_id: &[u8]) -> OwnedHeaders {
+    let mut digits = itoa_buffer();
+    let partition_text = format_u64(&mut digits, u64::from(partition)).to_owned();
+    let offset_text = format_u64(&mut digits, offset);
+    OwnedHeaders::new_with_capacity(4)
+        .insert(Header { key: "sluice-topic", value: Some(topic.as_bytes()) })
+        .insert(Header { key: "sluice-partition", value: Some(partition_text.as_bytes()) })
+        .insert(Header { key: "sluice-offset", value: Some(offset_text.as_bytes()) })
+        .insert(Header { key: "event-id", value: Some(event_id) })
+}
+
+fn itoa_buffer() -> [u8; 20] {
+    [0; 20]
+}
+
+/// Decimal digits of `value` in `buffer`, without allocating.
+fn format_u64(buffer: &mut [u8; 20], mut value: u64) -> &str {
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buffer[start..]).unwrap_or("0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::Headers;
+
+    #[test]
+    fn headers_say_where_the_event_came_from() {
+        let headers = headers("bets", 7, 1_234_567_890_123, b"evt-1");
+        let pairs: Vec<(String, Vec<u8>)> =
+            headers.iter().map(|header| (header.key.to_owned(), header.value.unwrap_or_default().to_vec())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("sluice-topic".to_owned(), b"bets".to_vec()),
+                ("sluice-partition".to_owned(), b"7".to_vec()),
+                ("sluice-offset".to_owned(), b"1234567890123".to_vec()),
+                ("event-id".to_owned(), b"evt-1".to_vec()),
+            ]
+        );
+        let mut buffer = itoa_buffer();
+        assert_eq!(format_u64(&mut buffer, 0), "0");
+        assert_eq!(format_u64(&mut buffer, u64::MAX), u64::MAX.to_string());
+    }
 }

@@ -14,9 +14,12 @@
 //! - `forward.rs`: the loop: read, batch, commit, back off, report.
 //! - `metrics.rs`: the bridge's `/metrics` listener.
 
+#[cfg(feature = "kafka")]
 mod forward;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod metrics;
 pub mod record;
 
+#[cfg(feature = "kafka")]
 pub use forward::{BridgeError, BridgeOptions, Outcome, run};
