@@ -145,6 +145,28 @@ fn forwards_every_event_once_with_key_headers_and_partition_and_resumes() {
     assert!(keys.contains("sluice-bridge/wallet/1") && keys.contains("sluice-bridge/events/3"), "{keys:?}");
 }
 
+#[test]
+fn at_least_once_mode_forwards_without_transactions_and_resumes_after_its_progress() {
+    let broker = Broker::start();
+    let metrics_port = free_port();
+    let sandbox = sandbox(&broker, metrics_port, "mode = \"at-least-once\"");
+    let server = sandbox.start();
+    let prefix = unique_prefix();
+    post_events(&server, &prefix, 0..400);
+    let mut bridge = Bridge::start(&sandbox.config, metrics_port, &["--once"]);
+    assert!(bridge.wait_exit(Duration::from_secs(60)).expect("--once exits").success(), "{}", bridge.stderr_text());
+    // No transactions: librdkafka's consumer reads what was written as it is.
+    assert_exactly_once(&sandbox, &librdkafka_read_committed(&broker.bootstrap, &KAFKA_TOPICS));
+    post_events(&server, &prefix, 400..500);
+    let mut again = Bridge::start(&sandbox.config, metrics_port, &["--once"]);
+    assert!(again.wait_exit(Duration::from_secs(60)).expect("--once exits").success(), "{}", again.stderr_text());
+    // Without a failure in between, the progress written after each acknowledged batch
+    // lets the second run start where the first stopped: nothing twice here.
+    assert_exactly_once(&sandbox, &librdkafka_read_committed(&broker.bootstrap, &KAFKA_TOPICS));
+    let progress = read_committed(&broker.bootstrap, &["sluice-bridge-progress"]);
+    assert!(!progress.is_empty(), "progress records written");
+}
+
 /// Posts batches until `stop`, counting the events stored.
 fn load(server_addr: std::net::SocketAddr, prefix: String, stop: Arc<AtomicBool>, stored: Arc<AtomicUsize>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {

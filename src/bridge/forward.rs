@@ -197,12 +197,17 @@ struct Lane {
 impl Lane {
     /// A lane at the start of the log, nothing committed, no retention known.
     fn new(topic: &str, kafka_topic: String, partition: u32, dir: &DataDir) -> Result<Lane, StorageError> {
+        // The probe starts at the end (a scan of the last segment only, not of the whole
+        // retained log); the oldest offset comes from one record at the start.
+        let first_seen = LogReader::open(dir, partition, StartAt::Earliest)?.next()?.map(|record| record.offset);
+        let probe = LogReader::open(dir, partition, StartAt::Latest)?;
         Ok(Lane {
             topic: topic.to_owned(),
             kafka_topic,
             partition,
             reader: LogReader::open(dir, partition, StartAt::Earliest)?,
-            probe: LogReader::open(dir, partition, StartAt::Earliest)?,
+            end: probe.position(),
+            probe,
             dir: dir.clone(),
             retention_ms: 0,
             retention_bytes: 0,
@@ -213,8 +218,7 @@ impl Lane {
             last_event_id: String::new(),
             first_unsent_ms: None,
             unread_since_ms: None,
-            end: 0,
-            first_seen: None,
+            first_seen,
             pending_records: 0,
             pending_bytes: 0,
             records: 0,
@@ -237,6 +241,7 @@ impl Lane {
 
     /// Puts the reader back at `committed`, dropping what was read since.
     fn rewind(&mut self) -> Result<(), StorageError> {
+        self.unread_since_ms = None;
         self.reader = match (self.committed, self.committed_hint) {
             (Some(next), Some(hint)) => LogReader::open_at(&self.dir, self.partition, next, hint)?,
             (Some(next), None) => LogReader::open(&self.dir, self.partition, StartAt::Offset(next))?,
@@ -251,8 +256,12 @@ impl Lane {
 
     /// Advances the probe to the end of the log.
     fn probe(&mut self) -> Result<(), StorageError> {
-        if self.probe.position() < self.sent_up_to() {
-            self.probe = LogReader::open(&self.dir, self.partition, StartAt::Offset(self.sent_up_to()))?;
+        // Behind the sending reader: jump to the committed position when its hint makes
+        // that free; otherwise read on (an offset alone would scan its segment).
+        if self.probe.position() < self.sent_up_to()
+            && let Some(hint) = self.exact_hint()
+        {
+            self.probe = LogReader::open_at(&self.dir, self.partition, hint.offset, hint)?;
         }
         while let Some(record) = self.probe.next()? {
             self.first_seen.get_or_insert(record.offset);
@@ -265,8 +274,13 @@ impl Lane {
         // Events stored and not read yet (Kafka away since before they came): the age of
         // the oldest is the lag, read once per tick from the log.
         if self.first_unsent_ms.is_none() && self.lag() > 0 {
-            let mut oldest = LogReader::open(&self.dir, self.partition, StartAt::Offset(self.sent_up_to()))?;
-            self.unread_since_ms = oldest.next()?.map(|record| record.ingest_ms);
+            if self.unread_since_ms.is_none() {
+                let mut oldest = match self.exact_hint() {
+                    Some(hint) => LogReader::open_at(&self.dir, self.partition, hint.offset, hint)?,
+                    None => LogReader::open(&self.dir, self.partition, StartAt::Offset(self.sent_up_to()))?,
+                };
+                self.unread_since_ms = oldest.next()?.map(|record| record.ingest_ms);
+            }
         } else {
             self.unread_since_ms = None;
         }
@@ -274,6 +288,11 @@ impl Lane {
             self.behind_bytes = bytes_from(&self.dir.partition_dir(self.partition), self.sent_up_to());
         }
         Ok(())
+    }
+
+    /// Where the record at `committed` starts, when known.
+    fn exact_hint(&self) -> Option<SeekHint> {
+        self.committed_hint.filter(|hint| Some(hint.offset) == self.committed)
     }
 
     /// Ingest time of the oldest event not in Kafka yet, if any.
@@ -360,6 +379,10 @@ struct Forwarder<'o> {
     backoff: Backoff,
     connected: bool,
     next_lane: usize,
+    /// When the open transaction (or at-least-once batch) began.
+    batch_began: Option<Instant>,
+    /// Failed deliveries counted when the open batch began (at least once).
+    failed_before: u64,
     last_tick: Instant,
     last_status: Instant,
 }
@@ -388,6 +411,8 @@ impl<'o> Forwarder<'o> {
             backoff,
             connected: false,
             next_lane: 0,
+            batch_began: None,
+            failed_before: 0,
             last_tick: Instant::now(),
             last_status: Instant::now(),
         }
@@ -406,7 +431,7 @@ impl<'o> Forwarder<'o> {
             }
             self.tick(notifier, false)?;
             let Some(active) = producer.as_ref() else {
-                match self.connect() {
+                match self.connect(notifier) {
                     Ok(started) => {
                         producer = Some(started);
                         self.backoff.reset();
@@ -430,6 +455,12 @@ impl<'o> Forwarder<'o> {
                 Attempt::Failed(failure, message) => {
                     self.totals.aborts += 1;
                     self.note_error(message);
+                    // A transaction that outlived transaction_timeout_ms was aborted by
+                    // its coordinator, which librdkafka reports as fenced: a new
+                    // producer, not a stop.
+                    let timed_out =
+                        self.batch_began.is_some_and(|began| began.elapsed() >= Duration::from_millis(self.config.transaction_timeout_ms));
+                    let failure = if failure == Failure::Fenced && timed_out { Failure::Fatal } else { failure };
                     match failure {
                         Failure::Fenced => return Err(BridgeError::Fenced(self.config.transactional_id.clone())),
                         Failure::Fatal => {
@@ -468,15 +499,19 @@ impl<'o> Forwarder<'o> {
 
     /// A producer ready to send, and every lane at the progress Kafka holds:
     /// `init_transactions` first (fencing an older bridge), then the progress topic.
-    fn connect(&mut self) -> Result<BridgeProducer, Connect> {
+    fn connect(&mut self, notifier: &Notifier) -> Result<BridgeProducer, Connect> {
         let producer =
             kafka::producer(&self.config).map_err(|error| Connect::Stop(BridgeError::Usage(format!("Kafka producer: {error}"))))?;
         self.totals.producer_starts += 1;
         if self.config.mode == BridgeMode::ExactlyOnce {
             producer.init_transactions(CALL_TIMEOUT).map_err(|error| Connect::Retry(format!("init_transactions: {error}")))?;
         }
-        self.ensure_topics()?;
-        let progress = kafka::read_progress(&self.config, CALL_TIMEOUT * 3).map_err(Connect::Retry)?;
+        // Each call below is bounded (10 s); the watchdog is fed between them.
+        notifier.watchdog();
+        self.ensure_topics(notifier)?;
+        notifier.watchdog();
+        let progress = kafka::read_progress(&self.config, CALL_TIMEOUT, notifier).map_err(Connect::Retry)?;
+        notifier.watchdog();
         for lane in &mut self.lanes {
             let found = progress.get(&(lane.topic.clone(), lane.partition));
             restore(lane, found).map_err(Connect::Stop)?;
@@ -492,7 +527,7 @@ impl<'o> Forwarder<'o> {
 
     /// The progress topic (compacted) and, with `create_topics`, the data topics exist;
     /// a data topic that is missing otherwise stops the bridge with what to do.
-    fn ensure_topics(&self) -> Result<(), Connect> {
+    fn ensure_topics(&self, notifier: &Notifier) -> Result<(), Connect> {
         let mut names: Vec<String> = self.config.topics.iter().map(|topic| self.config.kafka_topic(topic)).collect();
         names.push(self.config.progress_topic.clone());
         let counts = kafka::partition_counts(&self.config, &names, CALL_TIMEOUT).map_err(Connect::Retry)?;
@@ -529,6 +564,7 @@ impl<'o> Forwarder<'o> {
                 }
             }
         }
+        notifier.watchdog();
         if !create.is_empty() {
             kafka::create_topics(&self.config, &create, CALL_TIMEOUT).map_err(Connect::Retry)?;
             tracing::info!(topics = ?create.iter().map(|spec| &spec.name).collect::<Vec<_>>(), "created Kafka topics");
@@ -567,6 +603,8 @@ impl<'o> Forwarder<'o> {
                             return Ok(self.fail(producer, failure, format!("begin_transaction: {error}"), notifier));
                         }
                         began = Some(Instant::now());
+                        self.batch_began = began;
+                        self.failed_before = producer.context().failed_deliveries.load(Ordering::Relaxed);
                     }
                     let headers = kafka::headers(&lane.topic, lane.partition, offset, stored.event_id);
                     let outgoing =
@@ -618,6 +656,7 @@ impl<'o> Forwarder<'o> {
                 failure => return Ok(self.fail(producer, failure, format!("flush: {error}"), notifier)),
             }
         }
+        self.tick(notifier, false)?;
         if let Err((failure, message)) = self.send_progress(producer) {
             return Ok(self.fail(producer, failure, message, notifier));
         }
@@ -626,6 +665,7 @@ impl<'o> Forwarder<'o> {
             let failure = kafka::classify(&error, producer);
             return Ok(self.fail(producer, failure, format!("flush progress: {error}"), notifier));
         }
+        self.tick(notifier, false)?;
         let commit_started = Instant::now();
         let mut tries = 0;
         loop {
@@ -648,8 +688,8 @@ impl<'o> Forwarder<'o> {
                         tries += 1;
                         self.totals.commit_retries += 1;
                         self.note_error(format!("commit_transaction: {error}"));
-                        let delay = self.backoff.next();
-                        self.pause(delay, notifier)?;
+                        // Short: the transaction's own timeout is running.
+                        self.pause(Duration::from_secs(1), notifier)?;
                     }
                     failure => return Ok(self.fail(producer, failure, format!("commit_transaction: {error}"), notifier)),
                 },
@@ -663,7 +703,7 @@ impl<'o> Forwarder<'o> {
     /// At least once: flush; every record acknowledged moves the lanes on, then the
     /// progress goes out on its own (a crash before it lands re-sends the batch).
     fn commit_at_least_once(&mut self, producer: &BridgeProducer, notifier: &Notifier) -> Result<Attempt, BridgeError> {
-        let failed_before = producer.context().failed_deliveries.load(Ordering::Relaxed);
+        let failed_before = self.failed_before;
         while let Err(error) = kafka::flush(producer, CALL_TIMEOUT) {
             if self.stopping() {
                 return Ok(self.fail(producer, Failure::Abort, format!("stopping with records unacknowledged: {error}"), notifier));
@@ -711,6 +751,7 @@ impl<'o> Forwarder<'o> {
             lane.pending_records = 0;
             lane.pending_bytes = 0;
             lane.first_unsent_ms = None;
+            lane.unread_since_ms = None;
         }
     }
 
@@ -723,6 +764,7 @@ impl<'o> Forwarder<'o> {
             // still queued and wait out what is in flight.
             producer.purge(rdkafka::producer::PurgeConfig::default().queue());
             let _ = kafka::flush(producer, CALL_TIMEOUT);
+            notifier.watchdog();
             let mut tries = 0;
             while let Err(error) = producer.abort_transaction(CALL_TIMEOUT) {
                 match kafka::classify(&error, producer) {
@@ -751,7 +793,9 @@ impl<'o> Forwarder<'o> {
         } else if self.config.mode == BridgeMode::AtLeastOnce {
             let _ = kafka::flush(producer, CALL_TIMEOUT);
         }
-        for lane in self.lanes.iter_mut().filter(|lane| lane.pending_records > 0 || lane.expected != lane.committed) {
+        // Every lane: one whose first record of this attempt failed to send has read it
+        // without counting it.
+        for lane in &mut self.lanes {
             if let Err(error) = lane.rewind() {
                 tracing::error!(%error, topic = %lane.topic, partition = lane.partition, "rewind failed; retried at the next attempt");
             }
@@ -889,9 +933,15 @@ where
     K: rdkafka::message::ToBytes + ?Sized,
     P: rdkafka::message::ToBytes + ?Sized,
 {
+    let deadline = Instant::now() + CALL_TIMEOUT;
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
+            // Full for a whole call's time: Kafka is not taking records; the attempt is
+            // given up (and retried after the backoff).
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if Instant::now() >= deadline => {
+                return Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
+            }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 record = back;
                 producer.poll(Duration::from_millis(1));

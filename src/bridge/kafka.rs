@@ -186,9 +186,16 @@ pub fn producer(config: &KafkaBridgeConfig) -> Result<BridgeProducer, KafkaError
 }
 
 /// The latest progress this bridge committed, per (sluice topic, partition), read with
-/// `isolation.level=read_committed` from every partition of the progress topic up to its
-/// end (librdkafka's end-of-partition events).
-pub fn read_progress(config: &KafkaBridgeConfig, timeout: Duration) -> Result<HashMap<(String, u32), Progress>, String> {
+/// `isolation.level=read_committed` from every partition of the progress topic up to the
+/// high watermark taken after `init_transactions`. A `read_committed` reader stops short
+/// of another producer's open transaction (another box's bridge that died mid-commit):
+/// it waits for that to end rather than take older progress for the last (which would
+/// send events twice). Each wait is bounded by `timeout`; the caller retries.
+pub fn read_progress(
+    config: &KafkaBridgeConfig,
+    timeout: Duration,
+    notifier: &crate::platform::systemd::Notifier,
+) -> Result<HashMap<(String, u32), Progress>, String> {
     let mut settings = base_config(config, "progress");
     settings
         .set("group.id", format!("{}-progress", config.transactional_id))
@@ -197,6 +204,57 @@ pub fn read_progress(config: &KafkaBridgeConfig, timeout: Duration) -> Result<Ha
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest");
     let consumer: BaseConsumer = settings.create().map_err(|error| format!("progress reader: {error}"))?;
+    let high = assign_progress(&consumer, config, timeout)?;
+    let partitions: Vec<i32> = high.keys().copied().collect();
+    let mut found = HashMap::new();
+    // A partition is read when librdkafka says it reached the end (end-of-partition) and
+    // the position is at the high watermark: the first alone stops at another producer's
+    // open transaction, the second alone trusts a broker's watermark arithmetic.
+    let mut at_end = std::collections::HashSet::new();
+    let deadline = Instant::now() + timeout * 3;
+    loop {
+        let position = consumer.position().map_err(|error| format!("position in {}: {error}", config.progress_topic))?;
+        let behind = partitions.iter().any(|partition| {
+            let at = match position.find_partition(&config.progress_topic, *partition).map(|entry| entry.offset()) {
+                Some(Offset::Offset(at)) => at,
+                _ => 0,
+            };
+            at < high[partition] || !at_end.contains(partition)
+        });
+        if !behind {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "progress topic {} not read to its end within {:?} (another producer's open transaction?)",
+                config.progress_topic,
+                timeout * 3
+            ));
+        }
+        notifier.watchdog();
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            Some(Err(error)) => return Err(format!("reading {}: {error}", config.progress_topic)),
+            Some(Ok(message)) => {
+                at_end.remove(&message.partition());
+                let Some(key) = message.key().and_then(|key| std::str::from_utf8(key).ok()) else { continue };
+                let Some((topic, partition)) = parse_progress_key(&config.transactional_id, key) else { continue };
+                // A tombstone (a compacted-away key) resets nothing: offsets never go back.
+                let Some(value) = message.payload() else { continue };
+                let progress = decode_progress(value).map_err(|error| format!("{key} at offset {}: {error}", message.offset()))?;
+                found.insert((topic.to_owned(), partition), progress);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Assigns every partition of the progress topic from its start; returns each one's high
+/// watermark, taken now (after `init_transactions`).
+fn assign_progress(consumer: &BaseConsumer, config: &KafkaBridgeConfig, timeout: Duration) -> Result<HashMap<i32, i64>, String> {
     let metadata = consumer
         .fetch_metadata(Some(&config.progress_topic), timeout)
         .map_err(|error| format!("metadata of {}: {error}", config.progress_topic))?;
@@ -216,30 +274,14 @@ pub fn read_progress(config: &KafkaBridgeConfig, timeout: Duration) -> Result<Ha
             .map_err(|error| format!("assign {}: {error}", config.progress_topic))?;
     }
     consumer.assign(&assignment).map_err(|error| format!("assign {}: {error}", config.progress_topic))?;
-    let mut found = HashMap::new();
-    let mut at_end = std::collections::HashSet::new();
-    let deadline = Instant::now() + timeout;
-    while at_end.len() < partitions.len() {
-        if Instant::now() > deadline {
-            return Err(format!("progress topic {} not read to its end within {timeout:?}", config.progress_topic));
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                at_end.insert(partition);
-            }
-            Some(Err(error)) => return Err(format!("reading {}: {error}", config.progress_topic)),
-            Some(Ok(message)) => {
-                let Some(key) = message.key().and_then(|key| std::str::from_utf8(key).ok()) else { continue };
-                let Some((topic, partition)) = parse_progress_key(&config.transactional_id, key) else { continue };
-                // A tombstone (a compacted-away key) resets nothing: offsets never go back.
-                let Some(value) = message.payload() else { continue };
-                let progress = decode_progress(value).map_err(|error| format!("{key} at offset {}: {error}", message.offset()))?;
-                found.insert((topic.to_owned(), partition), progress);
-            }
-        }
+    let mut high = HashMap::new();
+    for &partition in &partitions {
+        let (_, watermark) = consumer
+            .fetch_watermarks(&config.progress_topic, partition, timeout)
+            .map_err(|error| format!("end of {} [{partition}]: {error}", config.progress_topic))?;
+        high.insert(partition, watermark);
     }
-    Ok(found)
+    Ok(high)
 }
 
 /// Partition counts of `topics` in Kafka (`None`: the topic does not exist).

@@ -28,20 +28,29 @@ pub fn serve(addr: SocketAddr, page: Page) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new().name("bridge-metrics".to_owned()).spawn(move || {
-        for stream in listener.incoming().flatten() {
-            answer(stream, &page);
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => answer(stream, &page),
+                // Out of descriptors and the like: do not spin.
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
         }
     })?;
     Ok(bound)
 }
 
-/// One request, one answer, then close: bounded head, bounded time.
+/// One request, one answer, then close: bounded head, bounded time (2 s for the whole
+/// head, however slowly it trickles in).
 fn answer(mut stream: TcpStream, page: &Page) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
     let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
     let mut head = [0u8; 2048];
     let mut filled = 0;
     while filled < head.len() && !head[..filled].windows(4).any(|window| window == b"\r\n\r\n") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
         match stream.read(&mut head[filled..]) {
             Ok(0) | Err(_) => return,
             Ok(read) => filled += read,

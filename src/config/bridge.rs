@@ -103,7 +103,9 @@ pub struct KafkaBridgeConfig {
 }
 
 /// librdkafka settings the bridge owns: setting them would void a guarantee.
-const OWNED_SETTINGS: [&str; 9] = [
+/// Settings set through a key of their own (or a librdkafka alias of one) are refused too:
+/// which of two spellings wins is librdkafka's business, not the operator's.
+const OWNED_SETTINGS: [&str; 19] = [
     "bootstrap.servers",
     "metadata.broker.list",
     "transactional.id",
@@ -113,6 +115,16 @@ const OWNED_SETTINGS: [&str; 9] = [
     "partitioner",
     "isolation.level",
     "enable.auto.commit",
+    "compression.type",
+    "compression.codec",
+    "linger.ms",
+    "queue.buffering.max.ms",
+    "batch.size",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "transaction.timeout.ms",
+    "enable.partition.eof",
+    "group.id",
 ];
 
 const COMPRESSIONS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
@@ -159,6 +171,7 @@ pub(super) fn kafka_bridge_config(raw: RawKafkaBridge, topology: &Topology) -> R
     if !(0.05..=0.95).contains(&ratio) {
         return Err(invalid("bridge.kafka.retention_alert_ratio", "is between 0.05 and 0.95"));
     }
+    let topic_config = topic_config(raw.topic_config, timing.replication_factor)?;
     Ok(KafkaBridgeConfig {
         brokers,
         topics,
@@ -168,7 +181,7 @@ pub(super) fn kafka_bridge_config(raw: RawKafkaBridge, topology: &Topology) -> R
         progress_topic,
         create_topics: raw.create_topics.unwrap_or(false),
         replication_factor: timing.replication_factor,
-        topic_config: raw.topic_config.unwrap_or_else(|| BTreeMap::from([("min.insync.replicas".to_owned(), "2".to_owned())])),
+        topic_config,
         linger_ms: raw.linger_ms.unwrap_or(5).min(5_000),
         batch_bytes: raw.batch_bytes.unwrap_or(1 << 20).clamp(1 << 10, 1 << 30),
         compression,
@@ -183,6 +196,20 @@ pub(super) fn kafka_bridge_config(raw: RawKafkaBridge, topology: &Topology) -> R
     })
 }
 
+/// Settings of the topics the bridge creates; `min.insync.replicas` must be reachable.
+fn topic_config(raw: Option<BTreeMap<String, String>>, replication_factor: i32) -> Result<BTreeMap<String, String>, ConfigError> {
+    let settings = raw.unwrap_or_else(|| BTreeMap::from([("min.insync.replicas".to_owned(), "2".to_owned())]));
+    if let Some(min_insync) = settings.get("min.insync.replicas")
+        && min_insync.parse::<i32>().is_ok_and(|min_insync| min_insync > replication_factor)
+    {
+        return Err(invalid(
+            "bridge.kafka.topic_config",
+            format!("min.insync.replicas = {min_insync} is above replication_factor = {replication_factor}: no write could succeed"),
+        ));
+    }
+    Ok(settings)
+}
+
 /// The sluice topics to forward: `topics`, each a configured one, else all.
 fn forwarded_topics(topics: Option<Vec<String>>, topology: &Topology) -> Result<Vec<String>, ConfigError> {
     let configured: Vec<String> = topology.topics().iter().map(|topic| topic.name.to_string()).collect();
@@ -190,7 +217,10 @@ fn forwarded_topics(topics: Option<Vec<String>>, topology: &Topology) -> Result<
         None => Ok(configured),
         Some(list) if list.is_empty() => Err(invalid("bridge.kafka.topics", "names no topic (leave it out to forward all)")),
         Some(list) => {
-            for name in &list {
+            for (index, name) in list.iter().enumerate() {
+                if list[..index].contains(name) {
+                    return Err(invalid("bridge.kafka.topics", format!("{name:?} is listed twice (its events would be sent twice)")));
+                }
                 if !configured.contains(name) {
                     return Err(invalid("bridge.kafka.topics", format!("{name:?} is not a configured topic ({})", configured.join(", "))));
                 }
@@ -324,6 +354,9 @@ mod tests {
             ("brokers = \"k\"\ntransaction_ms = 40000", "bridge.kafka.transaction_ms"),
             ("brokers = \"k\"\ntransactional_id = \"a/b\"", "bridge.kafka.transactional_id"),
             ("brokers = \"k\"\ncompression = \"brotli\"", "bridge.kafka.compression"),
+            ("brokers = \"k\"\ntopics = [\"events\", \"events\"]", "bridge.kafka.topics"),
+            ("brokers = \"k\"\nreplication_factor = 1", "bridge.kafka.topic_config"),
+            ("brokers = \"k\"\n[librdkafka]\n\"queue.buffering.max.ms\" = \"0\"", "bridge.kafka.librdkafka"),
         ] {
             match parse(text) {
                 Err(ConfigError::Invalid { key: found, .. }) => assert_eq!(found, key, "{text}"),
