@@ -163,15 +163,15 @@ fn at_least_once_mode_forwards_without_transactions_and_resumes_after_its_progre
     // Without a failure in between, the progress written after each acknowledged batch
     // lets the second run start where the first stopped: nothing twice here.
     assert_exactly_once(&sandbox, &librdkafka_read_committed(&broker.bootstrap, &KAFKA_TOPICS));
-    let progress = read_committed(&broker.bootstrap, &["sluice-bridge-progress"]);
-    assert!(!progress.is_empty(), "progress records written");
+    assert!(again.stderr_text().contains("partitions_with_progress=6"), "{}", again.stderr_text());
 }
 
-/// Posts batches until `stop`, counting the events stored.
+/// Posts batches until `stop`, counting the events stored (from `stored`'s start value).
 fn load(server_addr: std::net::SocketAddr, prefix: String, stop: Arc<AtomicBool>, stored: Arc<AtomicUsize>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut client = Client::connect(server_addr);
-        let mut n = 0;
+        // Ids go on from what `stored` says is stored already.
+        let mut n = stored.load(Ordering::Relaxed);
         while !stop.load(Ordering::Relaxed) {
             let lines: Vec<String> =
                 (n..n + 20).map(|i| typed_event(&format!("{prefix}-{i}"), &format!("user-{}", i % 40), "bet")).collect();
@@ -188,7 +188,12 @@ fn load(server_addr: std::net::SocketAddr, prefix: String, stop: Arc<AtomicBool>
 fn kill9_three_times_under_load_then_exactly_once() {
     let broker = Broker::start();
     let metrics_port = free_port();
-    let sandbox = sandbox(&broker, metrics_port, "");
+    // Transactions of 500 ms: a kill -9 then lands in the ~1 ms between the progress
+    // reaching tansu and the commit rarely. There, a complete Kafka aborts the open
+    // transaction at the next start (markers, read_committed); tansu writes no marker and
+    // serves that progress as committed, so the next bridge would resume after records
+    // the marker-applying reader counts as aborted (docs/KAFKA.md § The broker in the tests).
+    let sandbox = sandbox(&broker, metrics_port, "transaction_ms = 500");
     let server = sandbox.start();
     let (stop, stored) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
     let loader = load(server.ingest, unique_prefix(), Arc::clone(&stop), Arc::clone(&stored));
@@ -199,11 +204,11 @@ fn kill9_three_times_under_load_then_exactly_once() {
         assert!(bridge.wait_for_stderr("connected to Kafka", Duration::from_secs(30)), "{}", bridge.stderr_text());
         let committed_before = bridge.metric("sluice_bridge_transactions_total", "").unwrap_or(0.0);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while bridge.metric("sluice_bridge_transactions_total", "").unwrap_or(0.0) < committed_before + 3.0 + round as f64 {
+        while bridge.metric("sluice_bridge_transactions_total", "").unwrap_or(0.0) < committed_before + 2.0 + round as f64 {
             assert!(Instant::now() < deadline, "no transactions committed\n{}", bridge.stderr_text());
             std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(37 * (round + 1)));
+        std::thread::sleep(Duration::from_millis(137 * (round + 1)));
         bridge.kill9();
         bridge = Bridge::start(&sandbox.config, metrics_port, &[]);
     }
@@ -254,11 +259,11 @@ fn a_second_bridge_on_the_same_data_fences_the_first() {
     let first_port = free_port();
     let sandbox = sandbox(&broker, first_port, "");
     let server = sandbox.start();
-    let (stop, stored) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
-    let loader = load(server.ingest, unique_prefix(), Arc::clone(&stop), Arc::clone(&stored));
+    let prefix = unique_prefix();
+    post_events(&server, &prefix, 0..500);
     let mut first = Bridge::start(&sandbox.config, first_port, &[]);
     assert!(first.wait_for_stderr("connected to Kafka", Duration::from_secs(30)), "{}", first.stderr_text());
-    std::thread::sleep(Duration::from_millis(500));
+    wait_drained(&first, 500, Duration::from_secs(30));
 
     // The same configuration but its metrics on another port.
     let second_port = free_port();
@@ -267,6 +272,13 @@ fn a_second_bridge_on_the_same_data_fences_the_first() {
     std::fs::write(&second_config, text.replace(&format!(":{first_port}\""), &format!(":{second_port}\""))).expect("write");
     let mut second = Bridge::start(&second_config, second_port, &[]);
     assert!(second.wait_for_stderr("connected to Kafka", Duration::from_secs(30)), "{}", second.stderr_text());
+    // The first bridge was idle when it was fenced: its next transaction, under load, is
+    // refused. (Fencing in the middle of a commit is not tested: tansu neither answers the
+    // fenced producer's EndTxn nor writes the abort marker that Kafka's coordinator
+    // writes, so what it then serves to read_committed readers is not Kafka's answer;
+    // docs/KAFKA.md § The broker in the tests.)
+    let (stop, stored) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(500)));
+    let loader = load(server.ingest, prefix, Arc::clone(&stop), Arc::clone(&stored));
 
     // The second's init_transactions fences the first, which stops with exit 3 at its
     // next transactional call. (tansu may leave the fenced bridge's commit unanswered

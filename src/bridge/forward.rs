@@ -665,7 +665,9 @@ impl<'o> Forwarder<'o> {
             let failure = kafka::classify(&error, producer);
             return Ok(self.fail(producer, failure, format!("flush progress: {error}"), notifier));
         }
-        self.tick(notifier, false)?;
+        // Straight on to the commit: from here to EndTxn the progress is on the broker
+        // and the transaction open, the window a crash leaves an open transaction in.
+        notifier.watchdog();
         let commit_started = Instant::now();
         let mut tries = 0;
         loop {

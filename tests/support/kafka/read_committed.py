@@ -5,9 +5,12 @@ The broker the tests run (tansu 0.6.0) stores transaction markers but does not r
 aborted transactions in its fetch answers, so a client's own read_committed filter
 would let aborted records through. This reader therefore applies the markers itself,
 the way a Kafka broker and client do together: records of a transactional batch are
-held per producer id until that producer's next control record, then emitted on a
-commit marker and dropped on an abort marker; records of an open transaction are never
-emitted. It uses kafka-python's consumer with a patched batch decoder that keeps
+held per producer id and epoch until that producer's next control record, then emitted
+on a commit marker and dropped on an abort marker; records of an open transaction are
+never emitted. A batch from a newer epoch of the same producer id means the producer was
+re-initialised (`init_transactions`), which aborts its transaction of the older epoch:
+held records of older epochs are dropped then (Kafka's coordinator writes that abort
+marker itself; tansu does not always). It uses kafka-python's consumer with a patched batch decoder that keeps
 control batches instead of skipping them.
 
 usage: read_committed.py BOOTSTRAP TOPIC[,TOPIC...] [TIMEOUT_S]
@@ -38,9 +41,9 @@ def unpack_records(self, tp, records, key_deserializer, value_deserializer):
             kind = "plain"
         for record in batch:
             if kind == "control":
-                tag = "%s:%d:%s" % (kind, batch.producer_id, "commit" if record.commit else "abort")
+                tag = "%s:%d:%d:%s" % (kind, batch.producer_id, batch.producer_epoch, "commit" if record.commit else "abort")
             else:
-                tag = "%s:%d" % (kind, batch.producer_id)
+                tag = "%s:%d:%d" % (kind, batch.producer_id, batch.producer_epoch)
             headers = list(record.headers or []) + [(MARK, tag.encode())]
             self.next_fetch_offset = record.offset + 1
             yield ConsumerRecord(tp.topic, tp.partition, -1, record.offset, record.timestamp,
@@ -87,14 +90,24 @@ def main():
                         "headers": [[k, v.decode()] for k, v in headers]}
                 if tag[0] == "plain":
                     out.append(line)
-                elif tag[0] == "txn":
-                    pending[tp].setdefault(tag[1], []).append(line)
+                    continue
+                producer, epoch = int(tag[1]), int(tag[2])
+                held = pending[tp]
+                for (other, older) in [key for key in held if key[0] == producer and key[1] < epoch]:
+                    del held[(other, older)]
+                if tag[0] == "txn":
+                    held.setdefault((producer, epoch), []).append(line)
+                elif tag[3] == "commit":
+                    out.extend(held.pop((producer, epoch), []))
                 else:
-                    held = pending[tp].pop(tag[1], [])
-                    if tag[2] == "commit":
-                        out.extend(held)
+                    held.pop((producer, epoch), None)
                 if record.offset + 1 >= ends[tp]:
                     done.add(tp)
+        # A batch may end past its last record (markers, or a broker's own arithmetic):
+        # the fetch position says where the partition stands.
+        for tp in partitions:
+            if tp not in done and consumer.position(tp) >= ends[tp]:
+                done.add(tp)
     for line in out:
         print(json.dumps(line))
 

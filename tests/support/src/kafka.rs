@@ -153,11 +153,13 @@ pub fn librdkafka_read_committed(bootstrap: &str, topics: &[&str]) -> Vec<KafkaR
 }
 
 /// The `[bridge.kafka]` section for `broker`: topics created by the bridge with one
-/// replica, metrics on `metrics_port`, short transactions and backoff for tests.
+/// replica, metrics on `metrics_port`, short transactions (50 ms unless `extra` sets
+/// `transaction_ms`) and backoff for tests.
 pub fn bridge_section(bootstrap: &str, metrics_port: u16, extra: &str) -> String {
+    let transaction_ms = if extra.contains("transaction_ms") { "" } else { "transaction_ms = 50\n" };
     format!(
         "\n[bridge.kafka]\nbrokers = \"{bootstrap}\"\ntopic_prefix = \"sl.\"\ncreate_topics = true\nreplication_factor = 1\n\
-         metrics_listen = \"127.0.0.1:{metrics_port}\"\ntransaction_ms = 50\nbackoff_initial_ms = 50\nbackoff_max_ms = 1000\n\
+         metrics_listen = \"127.0.0.1:{metrics_port}\"\n{transaction_ms}backoff_initial_ms = 50\nbackoff_max_ms = 1000\n\
          transaction_timeout_ms = 10000\n{extra}\n[bridge.kafka.topic_config]\n"
     )
 }
