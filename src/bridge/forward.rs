@@ -614,7 +614,12 @@ impl<'o> Forwarder<'o> {
                         let message = format!("send to {}: {error}", lane.kafka_topic);
                         return Ok(self.fail(producer, failure, message, notifier));
                     }
-                    lane.last_event_id = String::from_utf8_lossy(stored.event_id).into_owned();
+                    // The same buffer each time: no allocation per record.
+                    lane.last_event_id.clear();
+                    match std::str::from_utf8(stored.event_id) {
+                        Ok(text) => lane.last_event_id.push_str(text),
+                        Err(_) => lane.last_event_id.push_str(&String::from_utf8_lossy(stored.event_id)),
+                    }
                     lane.pending_bytes += stored.event.len() as u64;
                     lane.pending_records += 1;
                     lane.expected = Some(offset + 1);
@@ -935,16 +940,17 @@ where
     K: rdkafka::message::ToBytes + ?Sized,
     P: rdkafka::message::ToBytes + ?Sized,
 {
-    let deadline = Instant::now() + CALL_TIMEOUT;
+    // The clock is read only once the queue is full (not once per record).
+    let mut deadline = None;
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
-            // Full for a whole call's time: Kafka is not taking records; the attempt is
-            // given up (and retried after the backoff).
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if Instant::now() >= deadline => {
-                return Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
-            }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                // Full for a whole call's time: Kafka is not taking records; the attempt
+                // is given up (and retried after the backoff).
+                if *deadline.get_or_insert_with(|| Instant::now() + CALL_TIMEOUT) <= Instant::now() {
+                    return Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
+                }
                 record = back;
                 producer.poll(Duration::from_millis(1));
             }
