@@ -141,7 +141,9 @@ fn admin_reload(stream: &mut TcpStream, method: &str, reloadables: &Reloadables)
     }
 }
 
-fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) -> io::Result<()> {
+/// One whole answer, then the connection closes (the admin listener's and the Kafka
+/// bridge's `/metrics`).
+pub(crate) fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) -> io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         crate::http::reason(status),

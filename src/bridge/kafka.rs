@@ -18,6 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::record::{Progress, decode_progress, parse_progress_key};
 use crate::config::{BridgeMode, KafkaBridgeConfig};
+use crate::http::itoa_buf::Buffer;
 
 /// The password librdkafka's `sasl.password` takes from the environment, so that it
 /// need not be in the configuration file.
@@ -331,32 +332,12 @@ pub fn create_topics(config: &KafkaBridgeConfig, topics: &[TopicSpec], timeout: 
 
 /// `sluice-topic`, `sluice-partition`, `sluice-offset` and `event-id`.
 pub fn headers(topic: &str, partition: u32, offset: u64, event_id: &[u8]) -> OwnedHeaders {
-    let mut digits = itoa_buffer();
-    let partition_text = format_u64(&mut digits, u64::from(partition)).to_owned();
-    let offset_text = format_u64(&mut digits, offset);
+    let (mut partition_digits, mut offset_digits) = (Buffer::new(), Buffer::new());
     OwnedHeaders::new_with_capacity(4)
         .insert(Header { key: "sluice-topic", value: Some(topic.as_bytes()) })
-        .insert(Header { key: "sluice-partition", value: Some(partition_text.as_bytes()) })
-        .insert(Header { key: "sluice-offset", value: Some(offset_text.as_bytes()) })
+        .insert(Header { key: "sluice-partition", value: Some(partition_digits.format(u64::from(partition))) })
+        .insert(Header { key: "sluice-offset", value: Some(offset_digits.format(offset)) })
         .insert(Header { key: "event-id", value: Some(event_id) })
-}
-
-fn itoa_buffer() -> [u8; 20] {
-    [0; 20]
-}
-
-/// Decimal digits of `value` in `buffer`, without allocating.
-fn format_u64(buffer: &mut [u8; 20], mut value: u64) -> &str {
-    let mut start = buffer.len();
-    loop {
-        start -= 1;
-        buffer[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buffer[start..]).unwrap_or("0")
 }
 
 #[cfg(test)]
@@ -378,8 +359,7 @@ mod tests {
                 ("event-id".to_owned(), b"evt-1".to_vec()),
             ]
         );
-        let mut buffer = itoa_buffer();
-        assert_eq!(format_u64(&mut buffer, 0), "0");
-        assert_eq!(format_u64(&mut buffer, u64::MAX), u64::MAX.to_string());
+        assert_eq!(Buffer::new().format(0), b"0");
+        assert_eq!(Buffer::new().format(u64::MAX), u64::MAX.to_string().as_bytes());
     }
 }

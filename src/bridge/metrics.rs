@@ -2,7 +2,7 @@
 //! served by one thread. The forwarding loop renders the page once per tick; a scrape
 //! only copies it, so a slow or hostile scraper cannot hold the loop up.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,35 +58,29 @@ fn answer(mut stream: TcpStream, page: &Page) {
     }
     let line = head[..filled].split(|&b| b == b'\r').next().unwrap_or_default();
     let (status, kind, body) = match line {
-        b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => ("200 OK", "text/plain; version=0.0.4", page.get()),
-        b"GET /healthz HTTP/1.1" | b"GET /healthz HTTP/1.0" => ("200 OK", "text/plain", "ok\n".to_owned()),
-        _ if line.starts_with(b"GET ") => ("404 Not Found", "text/plain", "not found\n".to_owned()),
-        _ => ("400 Bad Request", "text/plain", "bad request\n".to_owned()),
+        b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => (200, "text/plain; version=0.0.4", page.get()),
+        b"GET /healthz HTTP/1.1" | b"GET /healthz HTTP/1.0" => (200, "text/plain", "ok\n".to_owned()),
+        _ if line.starts_with(b"GET ") => (404, "text/plain", "not found\n".to_owned()),
+        _ => (400, "text/plain", "bad request\n".to_owned()),
     };
-    let answer = format!("HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-    let _ = stream.write_all(answer.as_bytes());
+    let _ = crate::admin::respond(&mut stream, status, kind, &body);
 }
 
-/// A Prometheus label value: backslash, quote and newline escaped, at most 200 bytes.
+/// A Prometheus label value: at most 200 bytes of `text`, escaped as `/metrics` escapes.
 pub fn label(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(200));
-    for c in text.chars() {
-        if out.len() >= 200 {
-            break;
-        }
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
+    let mut out = String::with_capacity(end + 8);
+    crate::metrics::escape_into(&mut out, &text[..end], true);
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn serves_the_page_and_nothing_else() {

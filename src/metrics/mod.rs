@@ -5,6 +5,7 @@
 
 pub mod labels;
 mod render;
+pub(crate) use render::escape_into;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -91,7 +91,7 @@ impl Exposition {
 }
 
 /// Escapes `\` and newline (help text), and `"` too in label values (format 0.0.4).
-fn escape_into(out: &mut String, text: &str, quote: bool) {
+pub(crate) fn escape_into(out: &mut String, text: &str, quote: bool) {
     for c in text.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

@@ -9,7 +9,7 @@
 //! kafka-python); [`librdkafka_read_committed`] is confluent-kafka's consumer with
 //! `isolation.level=read_committed`, for runs without aborts.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -188,15 +188,7 @@ impl Bridge {
         let stderr = Arc::new(Mutex::new(String::new()));
         let collected = Arc::clone(&stderr);
         let pid = child.id();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[bridge {pid}] {line}");
-                let mut text = collected.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
+        let reader = crate::process::collect_stderr(pipe, format!("bridge {pid}"), collected, |_| {});
         Bridge { child: Some(child), stderr, reader: Some(reader), metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)) }
     }
 

@@ -112,6 +112,28 @@ fn parse_ready_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     Some((ingest?, admin?))
 }
 
+/// Reads a child's stderr on a thread: echoes each line as `[label] line`, appends it to
+/// `into`, then shows it to `on_line`.
+pub fn collect_stderr(
+    pipe: std::process::ChildStderr,
+    label: String,
+    into: Arc<Mutex<String>>,
+    mut on_line: impl FnMut(&str) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("[{label}] {line}");
+            {
+                let mut text = into.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+            on_line(&line);
+        }
+    })
+}
+
 impl Server {
     pub fn start(config: &Path) -> Server {
         Server::start_with_env(config, &[])
@@ -137,18 +159,12 @@ impl Server {
         let (ready_tx, ready_rx) = mpsc::channel();
         let collected = Arc::clone(&stderr);
         let pid = child.id();
-        let stderr_thread = std::thread::spawn(move || {
-            let mut ready_tx = Some(ready_tx);
-            for line in BufReader::new(stderr_pipe).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[sluice {pid}] {line}");
-                collected.lock().unwrap().push_str(&line);
-                collected.lock().unwrap().push('\n');
-                if let Some(addrs) = parse_ready_line(&line)
-                    && let Some(tx) = ready_tx.take()
-                {
-                    let _ = tx.send(addrs);
-                }
+        let mut ready_tx = Some(ready_tx);
+        let stderr_thread = collect_stderr(stderr_pipe, format!("sluice {pid}"), collected, move |line| {
+            if let Some(addrs) = parse_ready_line(line)
+                && let Some(tx) = ready_tx.take()
+            {
+                let _ = tx.send(addrs);
             }
         });
         let mut server = Server {
