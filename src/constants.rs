@@ -380,6 +380,40 @@ const _: () = assert!(JWT_ISSUERS_MAX <= u64::BITS as usize);
 const _: () = assert!(JWT_JSON_DEPTH_MAX >= 3 && JWT_JSON_DEPTH_MAX <= JSON_DEPTH_MAX);
 const _: () = assert!(JWT_RSA_BITS_MIN.is_multiple_of(8) && JWT_RSA_BITS_MIN <= JWT_RSA_BITS_MAX);
 
+// ---- Signed replay runbooks (replay::runbook, replay::signer) ----
+
+/// Bytes of one runbook document: about 45,000 items pretty-printed with short refs.
+/// This, not `RUNBOOK_ITEMS_MAX`, is the binding limit for large runbooks (an item
+/// takes 150+ bytes), so `Runbook::plan` refuses a plan whose document would not fit.
+pub const RUNBOOK_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Items in one runbook: a replay larger than this is split into several runbooks,
+/// each reviewed on its own.
+pub const RUNBOOK_ITEMS_MAX: usize = 100_000;
+/// Characters (not bytes) of a runbook's `reason`: a paragraph an approver reads whole.
+pub const RUNBOOK_REASON_CHARS_MAX: usize = 2000;
+/// Bytes of an item's `ref` and of a DLQ id: a topic/partition/offset triple or an
+/// opaque id fits many times over.
+pub const RUNBOOK_REF_BYTES_MAX: usize = 256;
+/// Signatures on one runbook: a requester and a handful of approvers.
+pub const RUNBOOK_SIGNATURES_MAX: usize = 8;
+/// Bytes one signature adds to a pretty-printed runbook at most (a 64-byte name, the
+/// role, 88 base64 characters and the JSON around them), so a plan keeps room for all.
+pub const RUNBOOK_SIGNATURE_JSON_BYTES_MAX: usize = 256;
+/// Longest validity window of a runbook (7 days): an approval is for a replay soon,
+/// not a standing permission.
+pub const RUNBOOK_VALIDITY_MS_MAX: i64 = 7 * 24 * 3_600_000;
+/// How far a runbook's `created_at_ms` may be ahead of the verifier's clock: the
+/// planner's laptop and the server disagree by seconds, never by minutes.
+pub const RUNBOOK_CLOCK_SKEW_MS: i64 = 60_000;
+/// Bytes of a signer's private key file: one line of ~150 bytes.
+pub const SIGNER_FILE_BYTES_MAX: u64 = 4 * 1024;
+/// Length of a signer name (`[a-z0-9_.-]`).
+pub const SIGNER_NAME_BYTES_MAX: usize = 64;
+
+const _: () = assert!(RUNBOOK_SIGNATURES_MAX * RUNBOOK_SIGNATURE_JSON_BYTES_MAX < RUNBOOK_BYTES_MAX);
+const _: () = assert!(RUNBOOK_SIGNATURE_JSON_BYTES_MAX >= SIGNER_NAME_BYTES_MAX + 88 + 80);
+const _: () = assert!(RUNBOOK_CLOCK_SKEW_MS < RUNBOOK_VALIDITY_MS_MAX);
+
 // ---- Consumers (issue 13, SPEC §6) ----
 
 /// Events one partition read returns without `max` (SPEC §6).
@@ -442,3 +476,56 @@ pub const READ_LOG_PERIOD_MS: i64 = 3_600_000;
 
 const _: () = assert!(READ_EVENTS_DEFAULT <= READ_EVENTS_MAX);
 const _: () = assert!(BATCH_FLUSH_TIMEOUT_MS_MAX <= 30_000);
+
+// --- schemas, policies, dead letters, replay (issue 15) ---
+
+/// Bytes of one schema document as registered: far above any envelope schema, small
+/// enough that compiling one on the admin thread takes milliseconds.
+pub const SCHEMA_BYTES_MAX: usize = 256 * 1024;
+/// Nesting of a schema document (objects and arrays), checked before it is compiled.
+pub const SCHEMA_DEPTH_MAX: usize = 32;
+/// Values (objects, arrays, scalars) in one schema document.
+pub const SCHEMA_NODES_MAX: usize = 20_000;
+/// Entries of one `enum`: a huge enum is a lookup table, not a schema.
+pub const SCHEMA_ENUM_VALUES_MAX: usize = 1024;
+/// `$ref`/`$dynamicRef` occurrences in one schema (all local: remote ones are refused).
+pub const SCHEMA_REFS_MAX: usize = 128;
+/// Compiled size of one `pattern` regex (the `regex` crate's size limit; its engine never
+/// backtracks, so matching is linear in the input).
+pub const SCHEMA_PATTERN_BYTES_MAX: usize = 64 * 1024;
+/// Stream versions one topic may declare (`versions = N`).
+pub const STREAM_VERSIONS_MAX: u32 = 16;
+/// Versions one event type may have, and event types with schemas.
+pub const SCHEMA_VERSIONS_MAX: usize = 256;
+pub const SCHEMA_SUBJECTS_MAX: usize = 4096;
+/// Field paths one policy may list (blocked or required), and their length.
+pub const POLICY_FIELDS_MAX: usize = 256;
+pub const POLICY_FIELD_PATH_BYTES_MAX: usize = 256;
+/// Geo codes one policy may list.
+pub const POLICY_GEO_CODES_MAX: usize = 512;
+/// Users whose KYC/RG state is kept; past it changes for new users are not kept (those
+/// users are judged unknown, refused by the gates) and counted, never a growing map.
+pub const GATE_USERS_MAX: usize = 10_000_000;
+
+const _: () = assert!(SCHEMA_DEPTH_MAX <= JSON_DEPTH_MAX);
+const _: () = assert!(SCHEMA_BYTES_MAX <= BODY_BYTES_MAX_CEILING);
+
+// ---- Dead-letter queue (SPEC §9) ----
+/// Bytes of a dead letter's reason, a snake_case error code: the longest today is under 32.
+pub const DLQ_REASON_BYTES_MAX: usize = 64;
+/// Bytes of a dead letter's detail (human text, e.g. which schema rule failed); the
+/// writer cuts a longer one at a character boundary rather than lose the dead letter.
+pub const DLQ_DETAIL_BYTES_MAX: usize = 1024;
+/// Request headers kept with a dead letter: producers send about ten.
+pub const DLQ_HEADERS_COUNT_MAX: usize = 64;
+/// Bytes of the names and values of a dead letter's headers: a signed request's head is
+/// about 400 bytes, so 8 KiB keeps every real one whole.
+pub const DLQ_HEADERS_BYTES_MAX: usize = 8 * 1024;
+/// Period of one dead-letter file: whole hours expire together past the retention.
+pub const DLQ_FILE_PERIOD_MS: i64 = 3_600_000;
+/// Distinct reasons counted in the metrics; more share the `other` label (the error
+/// codes that dead-letter are a fixed, short list, so this is only a guard).
+pub const DLQ_REASON_LABELS_MAX: usize = 64;
+
+const _: () = assert!(DLQ_HEADERS_COUNT_MAX <= HEADERS_COUNT_MAX_CEILING);
+const _: () = assert!(DLQ_HEADERS_BYTES_MAX <= HEADER_BYTES_MAX_CEILING);

@@ -14,12 +14,15 @@
 //! perimeter/     who may send: admission, HMAC v1, webhooks, JWT, key ring, partners, limits, request ids
 //! ingest/        endpoints, the ingest paths, the envelope, answers and the one table of refusals
 //! shard/         one pinned thread per core: the loop, accept, I/O, hand-off, group commit, drain; serve
-//! topics.rs      topics: routing by event_type, the slot of each topic partition, the data dir layout
+//! topics.rs      topics: routing by event_type, the slot of each topic partition, stream versions, the data dir layout
+//! schema/        the schema registry: versions, compatibility, bounds against schema bombs, the compiled set
+//! policy/        what may enter: field policies, geo lists, KYC/RG gates; the one check after the envelope
 //! consume/       consumers: who may read, partition reads and long-polls, subscriptions, streams, SSE, the read log
 //! log/           the partition logs: segments, format, recovery, readers, dedup, partitioner
 //! sidelog/       small framed per-shard logs: quarantine, request-id journal (one writer)
 //! admin/         the admin listener: /metrics, /healthz, /readyz, reload
 //! metrics/       lock-free per-shard counters, closed label sets, Prometheus rendering
+//! replay/        signed replay runbooks: the strict document, its canonical digest, signer keys
 //! tools/         the other commands: cli, check-config, keys, tail, quarantine, bench, tune
 //! ```
 //!
@@ -43,8 +46,11 @@ pub mod metrics;
 pub mod net;
 pub mod perimeter;
 pub mod platform;
+pub mod policy;
 #[allow(unsafe_code, reason = "the io_uring layer: ring memory, provided buffers, descriptors from completions")]
 pub mod reactor;
+pub mod replay;
+pub mod schema;
 pub mod shard;
 pub mod sidelog;
 pub mod tools;

@@ -51,24 +51,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::CheckConfig { config } => check(config),
         Command::Tail { logs, from, follow } => tail(logs, &from, follow),
         Command::CheckLog { logs } => check_log(logs),
-        Command::ReadLog { config, data_dir, partner } => {
-            let data_dir = match data_dir {
-                Some(dir) => dir,
-                None => load_config(config)?.0.storage.data_dir,
-            };
-            let mut out = io::stdout().lock();
-            let mut failed = None;
-            sluice::consume::readlog::for_each(&data_dir, |record| {
-                if failed.is_none() && partner.as_deref().is_none_or(|wanted| wanted == record.partner) {
-                    failed = writeln!(out, "{}", sluice::consume::readlog::json_line(record)).err();
-                }
-            })
-            .map_err(failure)?;
-            match failed {
-                Some(error) if error.kind() != io::ErrorKind::BrokenPipe => Err(failure(error)),
-                _ => Ok(()),
-            }
-        }
+        Command::ReadLog { config, data_dir, partner } => read_log(config, data_dir, partner),
         Command::Consume { url, token, subscription, topics, read_from, batch_limit, topic, partition, from, follow, max_events } => {
             use sluice::tools::consume::{self, ConsumeError, ConsumeOptions, Target};
             let target = match (subscription, topic, partition) {
@@ -95,6 +78,9 @@ fn run(command: Command) -> Result<(), Failure> {
             })
         }
         Command::Quarantine { config, action } => quarantine_command(config, action),
+        Command::Replay { config, action } => replay_command(config, action),
+        Command::Dlq { config, data_dir, action } => dlq_command(config, data_dir, action),
+        Command::Schema { config, admin, action } => schema_command(config, admin, &action),
         Command::Bridge { target: BridgeTarget::Kafka { config, once, skip_lost } } => bridge_kafka(config, once, skip_lost),
         Command::Man { out_dir } => cli::write_man_pages(out_dir.as_deref()).map_err(failure),
         Command::Completions { shell } => cli::print_generated(&cli::completions(shell)).map_err(failure),
@@ -232,24 +218,11 @@ fn quarantine_command(given: Option<PathBuf>, action: QuarantineAction) -> Resul
             })
             .map_err(failure)
         }
-        QuarantineAction::Replay { partner, to, allow_no_certificate } => {
-            let addr = to.unwrap_or(config.ingest.listen);
-            if addr.port() == 0 {
-                return Err(usage(anyhow::anyhow!("the configuration listens on port 0; say where to send with --to")));
-            }
-            let ring = sluice::perimeter::keyring::KeyRing::load(&config.keys_path()).map_err(usage)?;
-            let now_ms = sluice::platform::time::now_unix_ms();
-            let scope = quarantine::ReplayScope { partner: partner.as_deref(), allow_no_certificate };
-            let summary = quarantine::replay(&dir, &ring, addr, scope, now_ms).map_err(failure)?;
-            for blocked in &summary.blocked {
-                eprintln!("sluice: {blocked}");
-            }
-            println!("{summary}");
-            if !summary.blocked.is_empty() {
-                return Err(failure(anyhow::anyhow!("{} partners blocked; their requests stay in the quarantine", summary.blocked.len())));
-            }
-            Ok(())
-        }
+        QuarantineAction::Replay { .. } => Err(usage(anyhow::anyhow!(
+            "replay runs only from a signed runbook (SPEC §9): skewed requests are dead letters with reason timestamp_out_of_window; \
+             `sluice replay plan --dlq-reason timestamp_out_of_window --partner P --target <topic>.v2 ...`, then `sluice replay approve` \
+             by a second person, then `sluice replay run` (docs/SECURITY.md § Clock-skew quarantine)"
+        ))),
     }
 }
 
@@ -293,5 +266,124 @@ fn main() -> ExitCode {
             }
             ExitCode::from(status)
         }
+    }
+}
+
+fn replay_command(config: Option<PathBuf>, action: sluice::tools::cli::ReplayAction) -> Result<(), Failure> {
+    use sluice::tools::cli::ReplayAction;
+    use sluice::tools::replay::{self, ReplayCommandError, RunTarget, Selection};
+    let exit = |error: ReplayCommandError| match error {
+        ReplayCommandError::Usage(_) | ReplayCommandError::Refused { .. } => usage(error),
+        other => failure(other),
+    };
+    match action {
+        ReplayAction::Keygen { name, role, out } => replay::keygen(&name, &role, &out, &mut io::stdout().lock()).map_err(exit),
+        ReplayAction::Approve { runbook, key } => replay::approve(&runbook, &key).map_err(exit),
+        ReplayAction::Plan {
+            key,
+            reason,
+            target,
+            dlq_id,
+            dlq_reason,
+            partner,
+            event_type,
+            topic,
+            from_ms,
+            to_ms,
+            event_id,
+            valid_hours,
+            out,
+        } => {
+            let (config, _) = load_config(config)?;
+            let dlq_filter = sluice::sidelog::dlq::Filter { reason: dlq_reason, partner, event_type, from_ms, to_ms, id: None };
+            let selection = Selection { dlq_ids: dlq_id, dlq_filter: Some(dlq_filter), topic, from_ms, to_ms, event_ids: event_id };
+            let items = replay::plan(&config, &selection, &key, &reason, &target, valid_hours, &out).map_err(exit)?;
+            eprintln!("sluice: replay plan: {items} events in {}; have an approver run `sluice replay approve`", out.display());
+            Ok(())
+        }
+        ReplayAction::Run { runbook, to, admin, kid } => {
+            let (config, _) = load_config(config)?;
+            let target = RunTarget { ingest: to.unwrap_or(config.ingest.listen), admin: admin.unwrap_or(config.admin.listen), kid };
+            let summary = replay::run(&config, &runbook, &target).map_err(exit)?;
+            println!(
+                "{{\"sent\":{},\"stored\":{},\"duplicates\":{},\"refused\":{},\"already_done\":{}}}",
+                summary.sent, summary.stored, summary.duplicates, summary.refused, summary.skipped_done
+            );
+            Ok(())
+        }
+    }
+}
+
+fn dlq_command(config: Option<PathBuf>, data_dir: Option<PathBuf>, action: sluice::tools::cli::DlqAction) -> Result<(), Failure> {
+    use sluice::tools::cli::{DlqAction, DlqFilterArgs};
+    let data_dir = match data_dir {
+        Some(dir) => dir,
+        None => load_config(config)?.0.storage.data_dir,
+    };
+    let filter = |args: DlqFilterArgs, id: Option<u64>| sluice::sidelog::dlq::Filter {
+        reason: args.reason,
+        partner: args.partner,
+        event_type: args.event_type,
+        from_ms: args.from_ms,
+        to_ms: args.to_ms,
+        id,
+    };
+    let mut out = io::stdout().lock();
+    match action {
+        DlqAction::List { filter: args, limit } => {
+            sluice::tools::dlq::print(&data_dir, &filter(args, None), limit, false, &mut out).map(|_| ()).map_err(failure)
+        }
+        DlqAction::Show { id, filter: args, limit } => {
+            let id = match id {
+                Some(text) => Some(
+                    sluice::sidelog::dlq::parse_id(&text)
+                        .ok_or_else(|| usage(anyhow::anyhow!("{text:?} is not a dead-letter id (d_<16 hex>)")))?,
+                ),
+                None => None,
+            };
+            let printed = sluice::tools::dlq::print(&data_dir, &filter(args, id), limit, true, &mut out).map_err(failure)?;
+            if printed == 0 && id.is_some() {
+                return Err(failure(anyhow::anyhow!("no such dead letter")));
+            }
+            Ok(())
+        }
+        DlqAction::Stats { filter: args } => {
+            let stats = sluice::tools::dlq::stats(&data_dir, &filter(args, None)).map_err(failure)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&stats).unwrap_or_default()).map_err(failure)
+        }
+    }
+}
+
+fn schema_command(
+    config: Option<PathBuf>,
+    admin: Option<std::net::SocketAddr>,
+    action: &sluice::tools::cli::SchemaAction,
+) -> Result<(), Failure> {
+    let admin = match admin {
+        Some(admin) => admin,
+        None => load_config(config)?.0.admin.listen,
+    };
+    sluice::tools::schema::run(admin, action, &mut io::stdout().lock()).map_err(|error| match error {
+        sluice::tools::schema::SchemaCommandError::Usage(_) => usage(error),
+        other => failure(other),
+    })
+}
+
+fn read_log(config: Option<PathBuf>, data_dir: Option<PathBuf>, partner: Option<String>) -> Result<(), Failure> {
+    let data_dir = match data_dir {
+        Some(dir) => dir,
+        None => load_config(config)?.0.storage.data_dir,
+    };
+    let mut out = io::stdout().lock();
+    let mut failed = None;
+    sluice::consume::readlog::for_each(&data_dir, |record| {
+        if failed.is_none() && partner.as_deref().is_none_or(|wanted| wanted == record.partner) {
+            failed = writeln!(out, "{}", sluice::consume::readlog::json_line(record)).err();
+        }
+    })
+    .map_err(failure)?;
+    match failed {
+        Some(error) if error.kind() != io::ErrorKind::BrokenPipe => Err(failure(error)),
+        _ => Ok(()),
     }
 }

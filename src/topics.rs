@@ -41,6 +41,8 @@ pub struct Topology {
     routes: HashMap<Box<[u8]>, u16>,
     wildcard: Option<u16>,
     slots: u32,
+    /// Stream versions: `(topic, version)` → the topic named `<topic>.v<version>`.
+    streams: HashMap<(u16, u32), u16>,
 }
 
 /// A routing or naming mistake in `[[topics]]`, with the key to fix.
@@ -110,7 +112,8 @@ impl Topology {
         if topics.is_empty() {
             return Err(TopologyError { key: "topics".to_owned(), reason: "at least one topic is needed".to_owned() });
         }
-        Ok(Topology { topics, routes, wildcard, slots })
+        let streams = stream_versions(&topics, &names);
+        Ok(Topology { topics, routes, wildcard, slots, streams })
     }
 
     /// The one topic `events`, taking every type: a node without `[[topics]]`.
@@ -125,6 +128,20 @@ impl Topology {
             base: 0,
         };
         Topology::new(vec![topic], u32::MAX).expect("one wildcard topic is a valid topology")
+    }
+
+    /// Stream version `version` of `topic`: the topic itself for 1, else the topic named
+    /// `<topic>.v<version>` (declared with `versions = N`, or by name), if there is one.
+    pub fn stream(&self, topic: u16, version: u32) -> Option<u16> {
+        if version <= 1 {
+            return Some(topic);
+        }
+        self.streams.get(&(topic, version)).copied()
+    }
+
+    /// The base topic and stream version of `topic` (`(topic, 1)` when it is no version of another).
+    pub fn stream_of(&self, topic: u16) -> (u16, u32) {
+        self.streams.iter().find(|(_, derived)| **derived == topic).map_or((topic, 1), |((base, version), _)| (*base, *version))
     }
 
     /// The topic `event_type` goes to, if any.
@@ -195,6 +212,21 @@ impl Topology {
     }
 }
 
+/// Finds the topics named `<base>.v<N>` (N ≥ 2) of another topic `<base>`.
+fn stream_versions(topics: &[Topic], names: &HashMap<Box<str>, usize>) -> HashMap<(u16, u32), u16> {
+    let mut streams = HashMap::new();
+    for (index, topic) in topics.iter().enumerate() {
+        let Some((base, version)) = topic.name.rsplit_once(".v") else { continue };
+        let Some(version) = version.parse::<u32>().ok().filter(|version| *version >= 2 && !version.to_string().starts_with('0')) else {
+            continue;
+        };
+        if let Some(base) = names.get(base) {
+            streams.insert((*base as u16, version), index as u16);
+        }
+    }
+    streams
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +274,18 @@ mod tests {
         assert_eq!(named.key, "topics[1].name");
         let big = Topology::new(vec![topic("a", &["*"], 4000), topic("b", &["y"], 200)], 4096).unwrap_err();
         assert_eq!(big.key, "topics[1].partitions");
+    }
+
+    #[test]
+    fn stream_versions_are_topics_named_after_their_base() {
+        let topology =
+            Topology::new(vec![topic("wallet", &["deposit"], 2), topic("wallet.v2", &[], 2), topic("x.v2", &[], 1)], 4096).unwrap();
+        assert_eq!(topology.stream(0, 1), Some(0));
+        assert_eq!(topology.stream(0, 2), Some(1));
+        assert_eq!(topology.stream(0, 3), None);
+        assert_eq!(topology.stream(2, 2), None);
+        assert_eq!(topology.stream_of(1), (0, 2));
+        assert_eq!(topology.stream_of(2), (2, 1));
     }
 
     #[test]

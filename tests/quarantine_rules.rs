@@ -1,6 +1,8 @@
-//! The clock-skew quarantine keeps only what every other rule would have let in, and
-//! replay holds each record to its partner's rules in force (client certificate, allow-
-//! list) by the connection it came on.
+//! The clock-skew quarantine (and with it the dead-letter queue's reason
+//! `timestamp_out_of_window`) keeps only what every other rule would have let in, with
+//! the connection it came on. Replay is only through a signed runbook since issue 15
+//! (tests/dlq_replay.rs): a replayed request meets the partner's rules in force again on
+//! the connection `sluice replay run` opens.
 //!
 //! The hole this closes: a request signed with a `client_cert = "required"` partner's
 //! HMAC key, sent without the partner's certificate and with a timestamp outside the
@@ -57,26 +59,6 @@ fn listed(config: &str) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-fn replay(config: &str, server: &Server) -> (Option<i32>, String) {
-    replay_with(config, server, &[])
-}
-
-fn replay_with(config: &str, server: &Server, extra: &[&str]) -> (Option<i32>, String) {
-    let to = server.ingest.to_string();
-    let mut args = vec!["quarantine", "replay", "--config", config, "--to", &to];
-    args.extend_from_slice(extra);
-    let output = run_sluice(&args);
-    (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr))
-}
-
-/// The replay ran well, sent one request, and `event_id` is all the log holds.
-fn expect_one_stored(sandbox: &Sandbox, (status, said): (Option<i32>, String), event_id: &str) {
-    assert_eq!(status, Some(0), "{said}");
-    assert!(said.contains("replayed 1 requests: 1 events accepted"), "{said}");
-    let stored: Vec<String> = sandbox.tail().iter().map(TailLine::event_id).collect();
-    assert_eq!(stored, [event_id]);
-}
-
 #[test]
 fn a_required_certificate_cannot_be_bypassed_through_the_quarantine() {
     let dir = tempfile::Builder::new().prefix("sluice-pki-").tempdir().unwrap();
@@ -105,78 +87,9 @@ fn a_required_certificate_cannot_be_bypassed_through_the_quarantine() {
     expect_error(&strict.request(&skewed(&event(&format!("{prefix}-genuine"), "u2"))), 401, "timestamp_out_of_window");
     assert_eq!(listed(config), [("strict".to_owned(), Some("partner-strict".to_owned()))]);
 
-    // The runbook: replay sends without a certificate, so the partner is set to optional
-    // for the replay. Only the genuine request is stored.
-    std::fs::write(&sandbox.keys, std::fs::read_to_string(&sandbox.keys).unwrap().replace("\"required\"", "\"optional\"")).unwrap();
-    assert_eq!(server.admin_client().request(&post("/admin/reload", None, &[], b"")).status, 200);
-    expect_one_stored(&sandbox, replay(config, &server), &format!("{prefix}-genuine"));
-}
-
-#[test]
-fn replay_refuses_a_record_without_the_certificate_its_partner_now_requires() {
-    let sandbox = Sandbox::new(Setup { shards: 1, extra_keys: ring("optional"), ..Setup::default() });
-    let server = sandbox.start();
-    let config = sandbox.config.to_str().unwrap();
-    let prefix = unique_prefix();
-    // Kept while the partner did not require a certificate: no identity on file.
-    expect_error(&server.client().request(&skewed(&event(&format!("{prefix}-bare"), "u1"))), 401, "timestamp_out_of_window");
-    assert_eq!(listed(config), [("strict".to_owned(), None)]);
-
-    // The partner now requires one (the key ring replay reads says so); the running
-    // server, not reloaded, would still take the request: replay sends nothing.
-    std::fs::write(&sandbox.keys, std::fs::read_to_string(&sandbox.keys).unwrap().replace("\"optional\"", "\"required\"")).unwrap();
-    let (status, said) = replay(config, &server);
-    assert_eq!(status, Some(0), "{said}");
-    assert!(said.contains("replayed 0 requests"), "{said}");
-    assert!(said.contains("1 requests not sent: their partner's rules refuse how they came"), "{said}");
-    assert!(sandbox.tail().is_empty(), "nothing stored");
-}
-
-/// The runbook relaxes `required` to `optional` for the replay; the ring replay reads
-/// then cannot tell that from a partner that is optional for real. A request kept
-/// without a certificate (here while the partner was optional, before a leaked key made
-/// it required) is therefore not sent unless the operator says such requests are genuine.
-#[test]
-fn relaxing_the_certificate_rule_for_a_replay_does_not_send_requests_kept_without_one() {
-    let sandbox = Sandbox::new(Setup { shards: 1, extra_keys: ring("optional"), ..Setup::default() });
-    let server = sandbox.start();
-    let config = sandbox.config.to_str().unwrap();
-    let prefix = unique_prefix();
-    expect_error(&server.client().request(&skewed(&event(&format!("{prefix}-bare"), "u1"))), 401, "timestamp_out_of_window");
-    assert_eq!(listed(config), [("strict".to_owned(), None)]);
-
-    // The ring is optional again (relaxed for the replay): the record stays.
-    let (status, said) = replay(config, &server);
-    assert_eq!(status, Some(0), "{said}");
-    assert!(said.contains("replayed 0 requests"), "{said}");
-    assert!(said.contains("1 requests left: they came without a client certificate"), "{said}");
-    assert!(said.contains("--allow-no-certificate"), "{said}");
-    assert!(sandbox.tail().is_empty(), "nothing stored");
-
-    // Still there for a run that says plain requests of this partner are genuine.
-    expect_one_stored(&sandbox, replay_with(config, &server, &["--allow-no-certificate"]), &format!("{prefix}-bare"));
-}
-
-/// An allow-list tightened since a request was kept applies to the replay: the recorded
-/// client address is outside it.
-#[test]
-fn replay_refuses_a_record_from_an_address_the_partner_no_longer_allows() {
-    let partner_without_certificates = format!(
-        "[[keys]]\nkid = \"{STRICT_KID}\"\nsecret = \"{}\"\npartner = \"strict\"\n\n[[partners]]\nname = \"strict\"\n",
-        whsec(&STRICT_SECRET)
-    );
-    let sandbox = Sandbox::new(Setup { shards: 1, extra_keys: partner_without_certificates, ..Setup::default() });
-    let server = sandbox.start();
-    let config = sandbox.config.to_str().unwrap();
-    let prefix = unique_prefix();
-    expect_error(&server.client().request(&skewed(&event(&format!("{prefix}-moved"), "u1"))), 401, "timestamp_out_of_window");
-    assert_eq!(listed(config).len(), 1);
-
-    let ring = std::fs::read_to_string(&sandbox.keys).unwrap();
-    std::fs::write(&sandbox.keys, ring.replace("name = \"strict\"\n", "name = \"strict\"\nallow_cidrs = [\"10.0.0.0/8\"]\n")).unwrap();
-    let (status, said) = replay(config, &server);
-    assert_eq!(status, Some(0), "{said}");
-    assert!(said.contains("replayed 0 requests"), "{said}");
-    assert!(said.contains("1 requests not sent: their partner's rules refuse how they came"), "{said}");
-    assert!(sandbox.tail().is_empty(), "nothing stored");
+    // The dead-letter queue kept the same one only, with its identity.
+    let dlq = run_sluice(&["dlq", "--config", config, "list", "--reason", "timestamp_out_of_window"]);
+    let text = String::from_utf8(dlq.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains(&format!("{prefix}-genuine")) && text.contains("partner-strict"), "{text}");
 }

@@ -10,10 +10,14 @@ use std::time::Duration;
 use crate::config::reload::{self, Reloadables};
 use crate::metrics::Control;
 
+mod governance;
+
 /// Bytes of an admin request we read; the head of a GET is far smaller.
 const ADMIN_REQUEST_BYTES_MAX: usize = 8 * 1024;
 /// A slow admin client is cut after this.
 const ADMIN_IO_TIMEOUT_MS: u64 = 2000;
+/// Body of an admin request (a schema is at most `SCHEMA_BYTES_MAX`, a runbook larger).
+const ADMIN_BODY_BYTES_MAX: usize = 16 << 20;
 
 /// Binds the admin address and serves it on a background thread; returns the bound address.
 pub fn spawn(addr: SocketAddr, control: Arc<Control>, reloadables: Arc<Reloadables>) -> io::Result<SocketAddr> {
@@ -28,13 +32,21 @@ pub fn spawn(addr: SocketAddr, control: Arc<Control>, reloadables: Arc<Reloadabl
     Ok(bound)
 }
 
+/// One admin request: method, path, query string and body.
+pub(crate) struct AdminRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Vec<u8>,
+}
+
 fn serve_one(mut stream: TcpStream, control: &Control, reloadables: &Reloadables) -> io::Result<()> {
     let timeout = Some(Duration::from_millis(ADMIN_IO_TIMEOUT_MS));
     stream.set_read_timeout(timeout)?;
     stream.set_write_timeout(timeout)?;
     let mut buf = vec![0u8; ADMIN_REQUEST_BYTES_MAX];
     let mut filled = 0;
-    let (method, path) = loop {
+    let (method, path, query, head_len, body_len) = loop {
         let read = stream.read(&mut buf[filled..])?;
         if read == 0 {
             return Ok(());
@@ -43,9 +55,12 @@ fn serve_one(mut stream: TcpStream, control: &Control, reloadables: &Reloadables
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&buf[..filled]) {
-            Ok(httparse::Status::Complete(_)) => {
-                let path = request.path.unwrap_or("/").split('?').next().unwrap_or("/").to_owned();
-                break (request.method.unwrap_or("GET").to_owned(), path);
+            Ok(httparse::Status::Complete(head_len)) => {
+                let target = request.path.unwrap_or("/");
+                let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                let length = request.headers.iter().find(|header| header.name.eq_ignore_ascii_case("content-length"));
+                let length = length.and_then(|header| std::str::from_utf8(header.value).ok()?.trim().parse::<usize>().ok()).unwrap_or(0);
+                break (request.method.unwrap_or("GET").to_owned(), path.to_owned(), query.to_owned(), head_len, length);
             }
             Ok(httparse::Status::Partial) if filled < buf.len() => continue,
             _ => {
@@ -60,6 +75,33 @@ fn serve_one(mut stream: TcpStream, control: &Control, reloadables: &Reloadables
     };
     if path == "/admin/reload" {
         return admin_reload(&mut stream, &method, reloadables);
+    }
+    if path.starts_with("/admin/") {
+        if body_len > ADMIN_BODY_BYTES_MAX {
+            return respond(
+                &mut stream,
+                413,
+                "application/json",
+                "{\"error\":{\"code\":\"body_too_large\",\"message\":\"admin bodies are at most 16 MiB\"}}",
+            );
+        }
+        if !stream.peer_addr()?.ip().to_canonical().is_loopback() {
+            return respond(
+                &mut stream,
+                403,
+                "application/json",
+                "{\"error\":{\"code\":\"forbidden\",\"message\":\"the admin API is for loopback clients only\"}}",
+            );
+        }
+        let mut body = buf[head_len..filled].to_vec();
+        body.truncate(body_len);
+        if body.len() < body_len {
+            let start = body.len();
+            body.resize(body_len, 0);
+            stream.read_exact(&mut body[start..])?;
+        }
+        let request = AdminRequest { method, path, query, body };
+        return governance::serve(&mut stream, control, reloadables, &request);
     }
     match path.as_str() {
         "/metrics" => respond(&mut stream, 200, "text/plain; version=0.0.4", &control.render_metrics()),

@@ -4,6 +4,7 @@
 //! `reload.rs` puts a changed file in force while serving.
 
 mod bridge;
+pub mod policy;
 mod raw;
 pub mod reload;
 mod render;
@@ -177,6 +178,12 @@ pub struct Config {
     pub consume: ConsumeConfig,
     /// `[bridge.kafka]`: read by `sluice bridge kafka` only.
     pub bridge_kafka: Option<KafkaBridgeConfig>,
+    /// `[[policies]]`: field policies and geo lists (SPEC §9).
+    pub policies: Vec<crate::policy::Policy>,
+    /// `[gates]`: the KYC/RG gates.
+    pub gates: Option<crate::policy::gates::GateRules>,
+    /// `[dlq]`: the dead-letter queue's bounds.
+    pub dlq: policy::DlqConfig,
 }
 
 /// `[consume]`: the consumer side.

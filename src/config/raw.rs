@@ -26,6 +26,12 @@ pub(super) struct RawConfig {
     // --- the Kafka bridge (issue 14) ---
     #[serde(default)]
     pub(super) bridge: super::bridge::RawBridge,
+    // --- schemas, policies, dead letters (issue 15) ---
+    #[serde(default)]
+    pub(super) policies: Vec<super::policy::RawPolicy>,
+    pub(super) gates: Option<super::policy::RawGates>,
+    #[serde(default)]
+    pub(super) dlq: super::policy::RawDlq,
 }
 
 /// `[consume]` (SPEC §6).
@@ -44,6 +50,8 @@ pub(super) struct RawTopic {
     pub(super) partitions: Option<u32>,
     pub(super) retention_hours: Option<u64>,
     pub(super) retention_bytes: Option<u64>,
+    /// Stream versions: `versions = 3` adds `<name>.v2` and `<name>.v3` (issue 15).
+    pub(super) versions: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -82,6 +82,11 @@ impl ReloadError {
 }
 
 impl Reloadables {
+    /// The key ring in force (the admin API verifies runbooks against its signers).
+    pub fn keyring(&self) -> Arc<KeyRing> {
+        self.keyring.current().1
+    }
+
     pub fn new(
         config: Arc<Config>,
         tls: Option<Arc<ServerTls>>,

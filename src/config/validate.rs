@@ -51,7 +51,10 @@ pub(super) fn from_raw(raw: RawConfig, base: Option<&Path>) -> Result<Config, Co
     }
     let consume = super::ConsumeConfig { read_log_bytes_max };
     let bridge_kafka = raw.bridge.kafka.map(|raw| super::bridge::kafka_bridge_config(raw, &topics)).transpose()?;
-    Ok(Config { ingest, storage, dedup, auth, admin, topics, consume, bridge_kafka })
+    let policies = super::policy::policies_config(raw.policies, &topics)?;
+    let gates = super::policy::gates_config(raw.gates, &topics)?;
+    let dlq = super::policy::dlq_config(raw.dlq)?;
+    Ok(Config { ingest, storage, dedup, auth, admin, topics, consume, bridge_kafka, policies, gates, dlq })
 }
 
 fn ingest_config(raw: RawIngest, relative: &dyn Fn(PathBuf) -> PathBuf) -> Result<IngestConfig, ConfigError> {
@@ -132,6 +135,7 @@ fn topics_config(raw: Vec<RawTopic>, storage: &StorageConfig) -> Result<crate::t
         return Ok(Topology::single(storage.partitions, storage.retention_ms, storage.retention_bytes));
     }
     let mut topics = Vec::with_capacity(raw.len());
+    let mut derived_topics = Vec::new();
     for (index, raw) in raw.into_iter().enumerate() {
         let key = |field: &str| format!("topics[{index}].{field}");
         let name = raw.name.ok_or_else(|| invalid(key("name"), "is required"))?;
@@ -166,8 +170,26 @@ fn topics_config(raw: Vec<RawTopic>, storage: &StorageConfig) -> Result<crate::t
         if retention_bytes != 0 && retention_bytes < 2 * storage.segment_bytes {
             return Err(invalid(key("retention_bytes"), "must be 0 (unlimited) or at least two segments"));
         }
+        let versions = raw.versions.unwrap_or(1);
+        if !(1..=STREAM_VERSIONS_MAX).contains(&versions) {
+            return Err(invalid(key("versions"), format!("must be 1..={STREAM_VERSIONS_MAX}")));
+        }
+        for version in 2..=versions {
+            let derived = format!("{name}.v{version}");
+            valid_name(&derived).map_err(|reason| invalid(key("versions"), format!("stream version {derived:?} {reason}")))?;
+            derived_topics.push(Topic {
+                name: derived.into_boxed_str(),
+                event_types: Vec::new(),
+                wildcard: false,
+                partitions,
+                retention_ms,
+                retention_bytes,
+                base: 0,
+            });
+        }
         topics.push(Topic { name: name.into_boxed_str(), event_types, wildcard, partitions, retention_ms, retention_bytes, base: 0 });
     }
+    topics.append(&mut derived_topics);
     Topology::new(topics, PARTITIONS_MAX).map_err(|error| invalid(error.key, error.reason))
 }
 

@@ -55,6 +55,7 @@ struct HeadInfo {
     webhook_signature: Option<Span>,
     stream_id: Option<Span>,
     last_event_id: Option<Span>,
+    replay_id: Option<Span>,
     keep_alive: bool,
     head_len: usize,
     body: BodyKind,
@@ -79,6 +80,8 @@ impl HeadInfo {
             webhook_signature: self.webhook_signature.map(slice),
             stream_id: self.stream_id.map(slice),
             last_event_id: self.last_event_id.map(slice),
+            replay_id: self.replay_id.map(slice),
+            head: &buf[..self.head_len.min(buf.len())],
             body: &buf[self.head_len..self.head_len + body_len],
             keep_alive: self.keep_alive,
         }
@@ -180,6 +183,7 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadInfo>, HttpError
         webhook_signature: None,
         stream_id: None,
         last_event_id: None,
+        replay_id: None,
         keep_alive: http11,
         head_len,
         body: BodyKind::Empty,
@@ -264,6 +268,8 @@ fn read_headers(info: &mut HeadInfo, headers: &[httparse::Header<'_>], buf: &[u8
             set_once(&mut info.stream_id, span)?;
         } else if eq_ignore_case(name, b"last-event-id") {
             set_once(&mut info.last_event_id, span)?;
+        } else if eq_ignore_case(name, b"x-replay-id") {
+            set_once(&mut info.replay_id, span)?;
         } else if eq_ignore_case(name, b"connection") {
             for token in value.split(|b| *b == b',').map(trim) {
                 if eq_ignore_case(token, b"close") {
@@ -279,6 +285,7 @@ fn read_headers(info: &mut HeadInfo, headers: &[httparse::Header<'_>], buf: &[u8
     Ok(Framing { content_length, chunked, host })
 }
 
+#[allow(clippy::large_enum_variant, reason = "returned by value once per request step, never stored or collected")]
 enum Progress {
     Incomplete(Phase),
     Ready { head: HeadInfo, body_len: usize, consumed: usize },

@@ -67,6 +67,10 @@ pub struct Request<'a> {
     pub stream_id: Option<&'a [u8]>,
     /// `Last-Event-ID` (an SSE client resuming).
     pub last_event_id: Option<&'a [u8]>,
+    /// `X-Replay-Id` (a request of `sluice replay run`, sent under a signed runbook).
+    pub replay_id: Option<&'a [u8]>,
+    /// The whole request head as received (for the dead-letter queue).
+    pub head: &'a [u8],
     pub body: &'a [u8],
     /// The client wants the connection kept open after the answer.
     pub keep_alive: bool,

@@ -16,6 +16,15 @@ const RETRY_AFTER: &[u8] = b"retry-after: 1\r\n";
 const STORAGE_UNAVAILABLE: &str = "storage cannot take writes; retry";
 const OVERLOADED: &str = "the partition owner is overloaded; retry";
 
+/// The message of an event refused where it was to be stored (`Outcome::Refused`).
+pub fn refused_message(reason: Reject) -> &'static str {
+    match reason {
+        Reject::KycGate => "the user's KYC level stored before this reward is below the one it requires, or none is stored",
+        Reject::RgGate => "the user's responsible-gambling flag stored before this reward is not OK",
+        _ => "the event was not stored",
+    }
+}
+
 /// An answer about to be written: the connection's keep-alive and where it is counted.
 #[derive(Clone, Copy)]
 pub struct Answer<'s> {
@@ -114,6 +123,7 @@ fn write_outcome_json(out: &mut Vec<u8>, outcome: &Outcome, topology: &crate::to
         }
         Outcome::StorageUnavailable => write_rejected(out, Reject::StorageUnavailable.code(), STORAGE_UNAVAILABLE),
         Outcome::Overloaded => write_rejected(out, Reject::Overloaded.code(), OVERLOADED),
+        Outcome::Refused(reason) => write_rejected(out, reason.code(), refused_message(*reason)),
     }
 }
 
@@ -131,6 +141,7 @@ pub fn answer_outcome(out: &mut Vec<u8>, outcome: &Outcome, answer: Answer<'_>) 
         Outcome::Duplicate { .. } => (Status::Ok, &stats.events_duplicate),
         Outcome::StorageUnavailable => return answer_rejected(out, Reject::StorageUnavailable, STORAGE_UNAVAILABLE, 1, answer),
         Outcome::Overloaded => return answer_rejected(out, Reject::Overloaded, OVERLOADED, 1, answer),
+        Outcome::Refused(reason) => return answer_rejected(out, *reason, refused_message(*reason), 1, answer),
     };
     ShardStats::add(counter, 1);
     write(out, status, |out| write_outcome_json(out, outcome, answer.topology), b"", answer)
@@ -159,7 +170,7 @@ pub fn answer_pending(out: &mut Vec<u8>, pending: &Pending, stats: &ShardStats, 
                 stats.count_rejected(Reject::Overloaded, 1);
                 retry = true;
             }
-            LineResult::Rejected { reason, .. } => stats.count_rejected(*reason, 1),
+            LineResult::Rejected { reason, .. } | LineResult::Done(Outcome::Refused(reason)) => stats.count_rejected(*reason, 1),
         }
     }
     let rejected = pending.results.len() as u64 - accepted - duplicates;

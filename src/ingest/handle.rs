@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::constants::{BATCH_EVENTS_MAX, HANDOFF_RECORDS_PER_LOOP_MAX, RESULT_VECS_POOLED_MAX};
 use crate::http::{Request, Status};
 use crate::ingest::answer::{Answer, Written, answer_outcome, answer_pending, answer_refusal, answer_rejected, answer_repeat};
+use crate::ingest::dead_letters::Refused;
 use crate::ingest::envelope::{self, Envelope, Stamp, Validator};
 use crate::ingest::refusal::{Refusal, Reject};
 use crate::log::partitioner;
@@ -17,17 +18,50 @@ use crate::perimeter::keyring::KeyRing;
 use crate::perimeter::request_ids::{self, Claim, Claimed};
 use crate::perimeter::webhooks;
 use crate::platform::swap::Local;
+use crate::policy::gates::{Gate, GateRefusal};
 use crate::shard::handoff::{Outcome, StoreBatch, Ticket};
 use crate::shard::partitions::{Partitions, Stored};
 use crate::sidelog::journal::{Journal, JournalRecord};
 use crate::sidelog::quarantine::QuarantineWriter;
 
 /// What became of one event of a request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum LineResult {
     Waiting,
     Done(Outcome),
-    Rejected { reason: Reject, message: &'static str },
+    Rejected { reason: Reject, message: Message },
+}
+
+/// The `error.message` of a refused line: fixed text, or text naming a field path or a
+/// rule (never a value from the event).
+#[derive(Debug, Clone)]
+pub enum Message {
+    Fixed(&'static str),
+    Owned(Box<str>),
+}
+
+impl std::ops::Deref for Message {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Message::Fixed(text) => text,
+            Message::Owned(text) => text,
+        }
+    }
+}
+
+impl LineResult {
+    fn rejected(reason: Reject, message: &'static str) -> LineResult {
+        LineResult::Rejected { reason, message: Message::Fixed(message) }
+    }
+}
+
+/// The line before, for dual-write's pair rule: its event id and schema major, when it
+/// passed its checks.
+#[derive(Debug, Default)]
+pub struct PairMemo {
+    event_id: Vec<u8>,
+    major: Option<u32>,
 }
 
 /// A request whose answer waits for other shards or the group commit.
@@ -94,6 +128,21 @@ pub struct Core {
     pub token_scopes: crate::perimeter::admit::TokenScopes,
     /// Consumers: data dirs, subscriptions, cursor journal, read log.
     pub consume: crate::consume::ConsumeCore,
+    /// Schemas, policies and gates in force; replaced when the registry changes.
+    pub rules: Local<crate::policy::Rules>,
+    /// Every user's KYC/RG state (shared by all shards).
+    pub gate_state: Arc<crate::policy::gates::GateState>,
+    /// The line before in this request, for dual-write's pair rule.
+    pub pair: PairMemo,
+    /// Registered replay runbooks (`X-Replay-Id`).
+    pub governance: Arc<crate::policy::Governance>,
+    /// The runbook of the request being handled, when it is a replay.
+    pub replay: Option<Arc<crate::policy::replays::ApprovedReplay>>,
+    /// This shard's dead-letter queue writer (`None`: `[dlq] bytes_max = 0`).
+    pub dlq: Option<crate::sidelog::dlq::DlqWriter>,
+    pub dlq_retention_ms: i64,
+    /// Requests admitted per partner (ring index) since the last housekeeping tick.
+    pub admitted_by_partner: Vec<u64>,
 }
 
 /// The connection a request came in on.
@@ -126,6 +175,13 @@ pub enum Handled {
 const EVENT_TYPE_NOT_ALLOWED: &str = "the partner may not send events of this event_type";
 const EVENT_TYPE_NOT_ROUTED: &str = "no topic takes this event_type (and no topic lists \"*\")";
 const BATCH_TOO_LARGE: &str = "a batch holds at most 1000 events";
+const REPLAY_NOT_IN_RUNBOOK: &str = "the event's bytes are not one of the runbook's items";
+const REPLAY_TARGET_INVALID: &str = "the runbook's target is not another stream version of this event's topic";
+/// Refusals whose dead letter is not written by the receiving shard: asked to retry
+/// (not dead), or judged and recorded where the event was to be stored (the gates).
+const RECORDED_ELSEWHERE: [&str; 4] = ["overloaded", "storage_unavailable", "kyc_gate", "rg_gate"];
+const DUAL_WRITE_PAIR_MISSING: &str =
+    "dual-write is on for this event type: send the event of the older major (same event_id) on the line right before this one";
 // The message names the limit; SPEC §1 fixes it, and this keeps the text honest.
 const _: () = assert!(BATCH_EVENTS_MAX == 1000);
 
@@ -155,7 +211,15 @@ impl Core {
             return Handled::Answered(answer_rejected(out, Reject::UnsupportedMediaType, message, 1, answer));
         }
         let principal = match self.admit(request, peer, answer.path) {
-            Ok(principal) => principal,
+            Ok(principal) => {
+                if let Some(count) = self.admitted_by_partner.get_mut(principal.partner) {
+                    *count += 1;
+                } else if principal.partner < crate::constants::PARTNERS_PER_RING_MAX * 2 {
+                    self.admitted_by_partner.resize(principal.partner + 1, 0);
+                    self.admitted_by_partner[principal.partner] = 1;
+                }
+                principal
+            }
             Err(refusal) => return Handled::Answered(answer_rejected(out, refusal.reason, refusal.message, 1, answer)),
         };
         let id = request.request_id.or(if answer.path == PathLabel::Webhooks { request.webhook_id } else { None });
@@ -163,7 +227,29 @@ impl Core {
             None => None,
             Some(id) => match self.claim_request_id(request, principal, id, answer, out) {
                 Ok(remember) => Some(remember),
-                Err(written) => return Handled::Answered(written),
+                Err(written) => {
+                    // A conflict or an invalid id is a refusal; a repeat is the first answer
+                    // again (its dead letter, if any, was written then), and "in progress"
+                    // asks for a retry.
+                    let code = serde_json::from_slice::<serde_json::Value>(&out[written.body.clone()]).unwrap_or_default()["error"]["code"]
+                        .clone();
+                    if code == "request_id_conflict" || code == "request_id_invalid" {
+                        self.dead_letter_whole(request, peer, principal, &written, out);
+                    }
+                    return Handled::Answered(written);
+                }
+            },
+        };
+        self.replay = match request.replay_id {
+            None => None,
+            Some(id) => match self.governance.replays.get(id, self.now_ms) {
+                Some(replay) => Some(replay),
+                None => {
+                    let message = "X-Replay-Id names no registered, unexpired runbook: start replays with `sluice replay run`";
+                    let written = answer_rejected(out, Reject::ReplayNotApproved, message, 1, answer);
+                    self.dead_letter_whole(request, peer, principal, &written, out);
+                    return Handled::Answered(written);
+                }
             },
         };
         let handled = if batch {
@@ -171,6 +257,10 @@ impl Core {
         } else {
             self.ingest_single(request.body, principal, origin, answer, out)
         };
+        self.replay = None;
+        if self.dlq.is_some() {
+            self.dead_letters_of(request, peer, principal, &handled, out);
+        }
         match handled {
             Handled::Answered(written) => {
                 if let Some(remember) = remember {
@@ -184,6 +274,66 @@ impl Core {
             }
             Handled::Consumer(started) => Handled::Consumer(started),
         }
+    }
+
+    /// Keeps a request refused whole after authentication in the dead-letter queue.
+    fn dead_letter_whole(&mut self, request: &Request<'_>, peer: Peer<'_>, principal: Principal, written: &Written, out: &[u8]) {
+        if self.dlq.is_none() {
+            return;
+        }
+        let body: serde_json::Value = serde_json::from_slice(&out[written.body.clone()]).unwrap_or_default();
+        let (code, message) = (body["error"]["code"].as_str().unwrap_or("refused"), body["error"]["message"].as_str().unwrap_or(""));
+        if RECORDED_ELSEWHERE.contains(&code) {
+            return;
+        }
+        let partner = self.keyring.partner(principal.partner).name.clone();
+        let kid = String::from_utf8_lossy(request.key_id.unwrap_or_default()).into_owned();
+        let refused = Refused { reason: code, detail: message, partner: &partner, kid: &kid, line: None, body: request.body };
+        self.dead_letter(request, peer, &refused);
+    }
+
+    /// Keeps what `handled` refused of an authenticated request: the request if it was
+    /// refused whole, else each refused line.
+    fn dead_letters_of(&mut self, request: &Request<'_>, peer: Peer<'_>, principal: Principal, handled: &Handled, out: &[u8]) {
+        let results: Vec<(usize, String, String)> = match handled {
+            Handled::Parked(pending) => rejected_lines(&pending.results),
+            Handled::Answered(written) if written.status.code() >= 400 && !written.asks_retry => {
+                return self.dead_letter_whole(request, peer, principal, written, out);
+            }
+            Handled::Answered(written) if written.status == Status::Ok && request.path.ends_with(b"/batch") => {
+                let body: serde_json::Value = serde_json::from_slice(&out[written.body.clone()]).unwrap_or_default();
+                let Some(results) = body["results"].as_array() else { return };
+                results
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, result)| {
+                        result["status"] == "rejected"
+                            && result["error"]["code"] != "overloaded"
+                            && result["error"]["code"] != "storage_unavailable"
+                    })
+                    .map(|(line, result)| {
+                        let text = |field: &str| result["error"][field].as_str().unwrap_or_default().to_owned();
+                        (line, text("code"), text("message"))
+                    })
+                    .collect()
+            }
+            _ => return,
+        };
+        if results.is_empty() {
+            return;
+        }
+        let mut spans = std::mem::take(&mut self.line_spans);
+        envelope::ndjson_lines(request.body, &mut spans, BATCH_EVENTS_MAX);
+        let partner = self.keyring.partner(principal.partner).name.clone();
+        let kid = String::from_utf8_lossy(request.key_id.unwrap_or_default()).into_owned();
+        let batch = request.path.ends_with(b"/batch");
+        for (line, code, detail) in results {
+            let body = if batch { spans.get(line).map_or(request.body, |span| &request.body[span.clone()]) } else { request.body };
+            let refused =
+                Refused { reason: &code, detail: &detail, partner: &partner, kid: &kid, line: batch.then_some(line as u32), body };
+            self.dead_letter(request, peer, &refused);
+        }
+        self.line_spans = spans;
     }
 
     /// Looks the request id up. `Ok`: a new claim, go on; `Err`: answered (a repeat's
@@ -249,11 +399,23 @@ impl Core {
             journal.prune(self.now_ms);
         }
         self.consume.read_log.prune();
+        for (partner, count) in self.admitted_by_partner.iter_mut().enumerate() {
+            if *count > 0 && partner < self.keyring.partners().len() {
+                self.governance.health.admitted(&self.keyring.partner(partner).name, *count, self.now_ms);
+            }
+            *count = 0;
+        }
+        if let Some(writer) = self.dlq.as_mut() {
+            writer.prune(self.now_ms, self.dlq_retention_ms, &self.control.dlq);
+        }
     }
 
     /// Takes the key ring and JWT verifier a reload put in force (one atomic load each).
     pub fn refresh_shared(&mut self) {
+        // A reload may renumber partners: counts not merged yet (at most one housekeeping
+        // tick's) then go to the new holder of the number; health is a rate, not a ledger.
         self.keyring.refresh();
+        self.rules.refresh();
         if let Some(jwt) = self.jwt.as_mut() {
             jwt.refresh();
         }
@@ -268,6 +430,9 @@ impl Core {
         if let Some(writer) = self.quarantine.as_mut() {
             writer.flush(self.now_ms, &self.control.quarantine);
         }
+        if let Some(writer) = self.dlq.as_mut() {
+            writer.flush(self.now_ms, &self.control.dlq);
+        }
         self.consume.read_log.flush(self.now_ms);
     }
 
@@ -275,7 +440,7 @@ impl Core {
         let line = self.ingest_line(body, principal, origin, 0);
         match line {
             LineResult::Done(outcome) => Handled::Answered(answer_outcome(out, &outcome, answer)),
-            LineResult::Rejected { reason, message } => Handled::Answered(answer_rejected(out, reason, message, 1, answer)),
+            LineResult::Rejected { reason, message } => Handled::Answered(answer_rejected(out, reason, &message, 1, answer)),
             LineResult::Waiting => {
                 let mut results = self.results_pool.pop().unwrap_or_default();
                 results.push(line);
@@ -314,22 +479,64 @@ impl Core {
         Handled::Answered(written)
     }
 
-    /// Validates one event, checks the partner's scope, and stores it here or hands it to
-    /// the owner shard.
+    /// Validates one event, checks the partner's scope, its route, schema, policies and
+    /// gates, and stores it here or hands it to the owner shard.
     fn ingest_line(&mut self, event: &[u8], principal: Principal, origin: Origin, line: u16) -> LineResult {
+        // The line before is a pair only if it passed: any refusal of this line, at any
+        // step, leaves none for the next.
+        let before = if line == 0 { None } else { self.pair.major.take() };
         let envelope: Envelope = match self.validator.validate(event) {
             Ok(envelope) => envelope,
-            Err(error) => return LineResult::Rejected { reason: Reject::from(error), message: error.message() },
+            Err(error) => return LineResult::rejected(Reject::from(error), error.message()),
         };
         let event_type = envelope.event_type();
         if !self.keyring.partner(principal.partner).allows_event_type(event_type)
             || (principal.token && !self.token_scopes.allows_event_type(event_type))
         {
-            return LineResult::Rejected { reason: Reject::EventTypeNotAllowed, message: EVENT_TYPE_NOT_ALLOWED };
+            return LineResult::rejected(Reject::EventTypeNotAllowed, EVENT_TYPE_NOT_ALLOWED);
         }
         let Some(topic) = self.topology.route(event_type) else {
-            return LineResult::Rejected { reason: Reject::EventTypeNotRouted, message: EVENT_TYPE_NOT_ROUTED };
+            return LineResult::rejected(Reject::EventTypeNotRouted, EVENT_TYPE_NOT_ROUTED);
         };
+        if let Some(replay) = &self.replay
+            && !replay.holds(event)
+        {
+            return LineResult::rejected(Reject::ReplayNotInRunbook, REPLAY_NOT_IN_RUNBOOK);
+        }
+        let (mut topic, mut gate) = match self.check_rules(event, &envelope, principal, topic, before) {
+            Ok(checked) => checked,
+            Err(rejected) => {
+                self.pair.major = None;
+                return rejected;
+            }
+        };
+        // The KYC/RG state is the fold of the first stream version (what a restart reads
+        // back); a gate event of a newer major or a replay changes nothing.
+        if matches!(gate, Some(Gate::Update(_))) && (self.replay.is_some() || self.topology.stream_of(topic).1 > 1) {
+            gate = None;
+        }
+        let replay = self.replay.clone();
+        if let Some(replay) = &replay {
+            if self.topology.stream_of(replay.target_topic).0 != self.topology.stream_of(topic).0 || replay.target_topic == topic {
+                return LineResult::rejected(Reject::ReplayTargetInvalid, REPLAY_TARGET_INVALID);
+            }
+            topic = replay.target_topic;
+        }
+        let marker = replay.as_ref().map_or(&[][..], |replay| &replay.marker[..]);
+        let ticket = Ticket { shard: self.shard as u16, slot: origin.slot, generation: origin.generation, line };
+        self.store_line(event, &envelope, ticket, topic, gate, marker)
+    }
+
+    /// Stores a checked event in `topic`, here or through its owner shard.
+    fn store_line(
+        &mut self,
+        event: &[u8],
+        envelope: &Envelope,
+        ticket: Ticket,
+        topic: u16,
+        gate: Option<Gate>,
+        marker: &[u8],
+    ) -> LineResult {
         let partition = partitioner::partition_for(envelope.user_id_hash, self.topology.topic(topic).partitions);
         // From here on `partition` is the slot: unique across topics, owned by one shard.
         let partition = self.topology.slot(topic, partition);
@@ -339,19 +546,96 @@ impl Core {
             self.stamp = Stamp::new(self.now_ms);
         }
         let stamp = self.stamp;
-        let parts = envelope::stamped_parts(event, &envelope, &stamp);
-        let ticket = Ticket { shard: self.shard as u16, slot: origin.slot, generation: origin.generation, line };
+        let [head, stamp_part, tail] = envelope::stamped_parts(event, envelope, &stamp);
+        let marked = [head, stamp_part, marker, tail];
+        let parts: &[&[u8]] = if marker.is_empty() { &[head, stamp_part, tail] } else { &marked };
         if owner == self.shard {
-            return match self.partitions.store(ticket, partition, envelope.event_id(), self.now_ms, &parts) {
-                Stored::Now(outcome) => LineResult::Done(outcome),
-                Stored::AfterSync => LineResult::Waiting,
+            if let Some(refused) = self.gate_refuses(gate, parts, partition, ticket.line) {
+                return LineResult::Done(refused);
+            }
+            let stored = self.partitions.store(ticket, partition, envelope.event_id(), self.now_ms, parts);
+            return match stored {
+                Stored::Now(outcome) => {
+                    if let Some(offset) = outcome.offset().filter(|_| matches!(outcome, Outcome::Accepted { .. })) {
+                        self.apply_gate(gate, offset);
+                    }
+                    LineResult::Done(outcome)
+                }
+                Stored::AfterSync { offset } => {
+                    self.apply_gate(gate, offset);
+                    LineResult::Waiting
+                }
             };
         }
         if self.outgoing[owner].items.len() >= HANDOFF_RECORDS_PER_LOOP_MAX {
             return LineResult::Done(Outcome::Overloaded);
         }
-        self.outgoing[owner].push(ticket, partition, self.now_ms, envelope.event_id(), &parts);
+        self.outgoing[owner].push(ticket, partition, self.now_ms, envelope.event_id(), parts, gate);
         LineResult::Waiting
+    }
+
+    /// A reward refused by its gates as the state stands now, where it is to be stored;
+    /// its dead letter is written here, the one shard that knows (`stored` is the event
+    /// as it would have been stored, `slot` its partition, `line` its line).
+    fn gate_refuses(&mut self, gate: Option<Gate>, stored: &[&[u8]], slot: u32, line: u16) -> Option<Outcome> {
+        let Some(Gate::Check(check)) = gate else { return None };
+        let reason = match self.gate_state.refuses(&check)? {
+            GateRefusal::Kyc => Reject::KycGate,
+            GateRefusal::Rg => Reject::RgGate,
+        };
+        self.dead_letter_stored(reason, check.partner as usize, stored, slot, line);
+        Some(Outcome::Refused(reason))
+    }
+
+    /// Applies a KYC/RG change of an event stored at `offset`.
+    fn apply_gate(&self, gate: Option<Gate>, offset: u64) {
+        if let Some(Gate::Update(update)) = gate {
+            self.gate_state.apply(update, offset);
+        }
+    }
+
+    /// Schemas, policies and gates (`crate::policy`): the topic (stream version) the
+    /// event goes to and the KYC/RG change it makes, or the line's refusal. Events no
+    /// rule covers are not parsed again.
+    fn check_rules(
+        &mut self,
+        event: &[u8],
+        envelope: &Envelope,
+        principal: Principal,
+        topic: u16,
+        before: Option<u32>,
+    ) -> Result<(u16, Option<Gate>), LineResult> {
+        let event_type = envelope.event_type();
+        let partner = &self.keyring.partner(principal.partner).name;
+        let topic_name = &self.topology.topic(topic).name;
+        if !self.rules.get().applies(event_type, topic_name, partner) {
+            return Ok((topic, None));
+        }
+        let rules = Arc::clone(self.rules.get());
+        let document: serde_json::Value =
+            serde_json::from_slice(event).map_err(|_| LineResult::rejected(Reject::JsonInvalid, "body is not valid JSON"))?;
+        let judged = rules.judge_as(event_type, topic_name, (partner, principal.partner as u32), &document).map_err(refused_line)?;
+        let gate = judged.gate;
+        let Some(passed) = judged.passed else {
+            return Ok((topic, gate));
+        };
+        if let Some(older) = passed.pair_major
+            && (before != Some(older) || self.pair.event_id != envelope.event_id())
+        {
+            return Err(LineResult::rejected(Reject::DualWritePairMissing, DUAL_WRITE_PAIR_MISSING));
+        }
+        self.pair.major = Some(passed.version.major);
+        self.pair.event_id.clear();
+        self.pair.event_id.extend_from_slice(envelope.event_id());
+        let stream = passed.version.stream_version();
+        let target = self.topology.stream(topic, stream).ok_or_else(|| {
+            let message = format!(
+                "topic {topic_name} has no stream version {stream} for major {}: set versions = {stream} on the topic",
+                passed.version.major
+            );
+            LineResult::Rejected { reason: Reject::SchemaMajorNotEnabled, message: Message::Owned(message.into_boxed_str()) }
+        })?;
+        Ok((target, gate))
     }
 
     pub fn recycle_results(&mut self, mut results: Vec<LineResult>) {
@@ -365,9 +649,20 @@ impl Core {
     pub fn store_batch(&mut self, from: usize, batch: &StoreBatch) {
         for item in &batch.items {
             let event = batch.event(item);
-            match self.partitions.store(item.ticket, item.partition, batch.event_id(item), item.ingest_ms, &[event]) {
-                Stored::Now(outcome) => self.results_out[from].push((item.ticket, outcome)),
-                Stored::AfterSync => {}
+            if let Some(refused) = self.gate_refuses(item.gate, &[event], item.partition, item.ticket.line) {
+                self.results_out[from].push((item.ticket, refused));
+                continue;
+            }
+            let stored = self.partitions.store(item.ticket, item.partition, batch.event_id(item), item.ingest_ms, &[event]);
+            let offset = match stored {
+                Stored::Now(outcome) => {
+                    self.results_out[from].push((item.ticket, outcome));
+                    outcome.offset().filter(|_| matches!(outcome, Outcome::Accepted { .. }))
+                }
+                Stored::AfterSync { offset } => Some(offset),
+            };
+            if let Some(offset) = offset {
+                self.apply_gate(item.gate, offset);
             }
         }
     }
@@ -385,4 +680,39 @@ impl Core {
         }
         self.resolved_scratch = released;
     }
+}
+
+/// The refused lines of a parked request: index, code, message.
+fn rejected_lines(results: &[LineResult]) -> Vec<(usize, String, String)> {
+    results
+        .iter()
+        .enumerate()
+        .filter_map(|(line, result)| match result {
+            LineResult::Rejected { reason, message } => Some((line, reason.code().to_owned(), message.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The line refusal of a policy, schema or gate refusal.
+fn refused_line(refused: crate::policy::Refused) -> LineResult {
+    use crate::policy::Refused;
+    use crate::schema::SchemaRefusal;
+    let (reason, message) = match refused {
+        Refused::BlockedField(text) => (Reject::BlockedField, text),
+        Refused::RequiredFieldMissing(text) => (Reject::RequiredFieldMissing, text),
+        Refused::GeoNotAllowed(text) => (Reject::GeoNotAllowed, text),
+        Refused::SchemaNotRegistered(text) => (Reject::SchemaNotRegistered, text),
+        Refused::Schema(SchemaRefusal::Violation(text)) => (Reject::SchemaViolation, text),
+        Refused::Schema(SchemaRefusal::VersionUnknown) => {
+            return LineResult::rejected(Reject::SchemaVersionUnknown, "schema_version is not a registered version of this event type");
+        }
+        Refused::Schema(SchemaRefusal::MajorNotEnabled(major)) => {
+            (Reject::SchemaMajorNotEnabled, format!("major version {major} of this event type is not enabled yet"))
+        }
+        Refused::Schema(SchemaRefusal::MajorRetired(major)) => {
+            (Reject::SchemaMajorRetired, format!("major version {major} of this event type is retired"))
+        }
+    };
+    LineResult::Rejected { reason, message: Message::Owned(message.into_boxed_str()) }
 }

@@ -134,6 +134,20 @@ pub enum Reject {
     BodyInvalid,
     TooManySubscriptions,
     PartitionNotFound,
+    SchemaViolation,
+    SchemaVersionUnknown,
+    SchemaMajorNotEnabled,
+    SchemaMajorRetired,
+    SchemaNotRegistered,
+    BlockedField,
+    RequiredFieldMissing,
+    GeoNotAllowed,
+    KycGate,
+    RgGate,
+    DualWritePairMissing,
+    ReplayNotApproved,
+    ReplayNotInRunbook,
+    ReplayTargetInvalid,
 }
 
 impl Reject {
@@ -195,11 +209,23 @@ impl Reject {
             Reject::TooManySubscriptions => Status::Conflict,
             Reject::PartitionNotFound => Status::NotFound,
             Reject::StorageUnavailable | Reject::Overloaded => Status::ServiceUnavailable,
+            Reject::SchemaViolation
+            | Reject::SchemaVersionUnknown
+            | Reject::SchemaMajorNotEnabled
+            | Reject::SchemaMajorRetired
+            | Reject::SchemaNotRegistered
+            | Reject::BlockedField
+            | Reject::RequiredFieldMissing
+            | Reject::DualWritePairMissing => Status::UnprocessableContent,
+            Reject::GeoNotAllowed | Reject::KycGate | Reject::RgGate | Reject::ReplayNotApproved | Reject::ReplayNotInRunbook => {
+                Status::Forbidden
+            }
+            Reject::ReplayTargetInvalid => Status::UnprocessableContent,
         }
     }
 
     /// Every reason, in index order.
-    pub const ALL: [Reject; 57] = [
+    pub const ALL: [Reject; 71] = [
         Reject::UnsupportedMediaType,
         Reject::BatchTooLarge,
         Reject::SignatureMissing,
@@ -257,6 +283,20 @@ impl Reject {
         Reject::BodyInvalid,
         Reject::TooManySubscriptions,
         Reject::PartitionNotFound,
+        Reject::SchemaViolation,
+        Reject::SchemaVersionUnknown,
+        Reject::SchemaMajorNotEnabled,
+        Reject::SchemaMajorRetired,
+        Reject::SchemaNotRegistered,
+        Reject::BlockedField,
+        Reject::RequiredFieldMissing,
+        Reject::GeoNotAllowed,
+        Reject::KycGate,
+        Reject::RgGate,
+        Reject::DualWritePairMissing,
+        Reject::ReplayNotApproved,
+        Reject::ReplayNotInRunbook,
+        Reject::ReplayTargetInvalid,
     ];
     pub const COUNT: usize = Reject::ALL.len();
 
@@ -326,6 +366,28 @@ impl Reject {
             Reject::BodyInvalid => "body_invalid",
             Reject::TooManySubscriptions => "too_many_subscriptions",
             Reject::PartitionNotFound => "partition_not_found",
+            governance => governance.governance_code(),
+        }
+    }
+
+    /// The codes of schemas, policies, gates and replays (SPEC §9).
+    fn governance_code(self) -> &'static str {
+        match self {
+            Reject::SchemaViolation => "schema_violation",
+            Reject::SchemaVersionUnknown => "schema_version_unknown",
+            Reject::SchemaMajorNotEnabled => "schema_major_not_enabled",
+            Reject::SchemaMajorRetired => "schema_major_retired",
+            Reject::SchemaNotRegistered => "schema_not_registered",
+            Reject::BlockedField => "blocked_field",
+            Reject::RequiredFieldMissing => "required_field_missing",
+            Reject::GeoNotAllowed => "geo_not_allowed",
+            Reject::KycGate => "kyc_gate",
+            Reject::RgGate => "rg_gate",
+            Reject::DualWritePairMissing => "dual_write_pair_missing",
+            Reject::ReplayNotApproved => "replay_not_approved",
+            Reject::ReplayNotInRunbook => "replay_not_in_runbook",
+            Reject::ReplayTargetInvalid => "replay_target_invalid",
+            other => unreachable!("{other:?} has its code in Reject::code"),
         }
     }
 }

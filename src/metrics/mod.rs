@@ -297,11 +297,15 @@ pub struct Control {
     /// The request-id memory every shard shares.
     pub request_ids: crate::perimeter::request_ids::RequestIds,
     pub quarantine: crate::sidelog::quarantine::QuarantineStats,
+    /// The dead-letter queue's bytes, drops, alarm and counts by reason (issue 15).
+    pub dlq: crate::sidelog::dlq::DlqCounters,
     /// The subscription registry (set once at start; `/metrics` reads lag from it).
     pub subscriptions: std::sync::OnceLock<Arc<crate::consume::subscriptions::Subscriptions>>,
     pub read_log: Arc<crate::consume::readlog::ReadLogStats>,
     /// Every topic's data dir (set once at start), for lag in seconds.
     pub topic_dirs: std::sync::OnceLock<Arc<Vec<crate::log::DataDir>>>,
+    /// Schemas, policies, gates (issue 15): set once at start.
+    pub governance: std::sync::OnceLock<Arc<crate::policy::Governance>>,
     /// `(slot, offset)` → ingest ms of that record: lag in seconds without reading the
     /// log at every scrape while a cursor stands still.
     lag_cache: std::sync::Mutex<std::collections::HashMap<(u32, u64), i64>>,
@@ -337,9 +341,11 @@ impl Control {
                 crate::constants::REQUEST_ID_MEMORY_BYTES_MAX_DEFAULT,
             ),
             quarantine: crate::sidelog::quarantine::QuarantineStats::default(),
+            dlq: crate::sidelog::dlq::DlqCounters::default(),
             subscriptions: std::sync::OnceLock::new(),
             read_log: Arc::default(),
             topic_dirs: std::sync::OnceLock::new(),
+            governance: std::sync::OnceLock::new(),
             lag_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }

@@ -164,6 +164,7 @@ impl Control {
             e.sample(name, "", &[], value);
         }
         render_perimeter(e, self);
+        render_governance(e, self);
         e.family("sluice_partition_end_offset", Kind::Gauge, "next offset to be written");
         for (slot, offset) in self.end_offsets.iter().enumerate() {
             let (topic, partition) = self.slot_labels(slot);
@@ -323,6 +324,65 @@ fn render_perimeter(e: &mut Exposition, control: &Control) {
     e.family(QUARANTINED, Kind::Counter, "validly signed requests outside the timestamp window, kept in quarantine, by partner");
     for (partner, count) in control.quarantine.per_partner() {
         e.sample(QUARANTINED, "", &[("partner", &partner)], count);
+    }
+}
+
+/// Dead-letter queue, partner health, KYC/RG gates (issue 15).
+fn render_governance(e: &mut Exposition, control: &Control) {
+    let dlq = &control.dlq;
+    e.family("sluice_dlq_bytes", Kind::Gauge, "bytes in the dead-letter queue (every shard)");
+    e.sample("sluice_dlq_bytes", "", &[], dlq.bytes.load(Ordering::Relaxed));
+    e.family("sluice_dlq_dropped_total", Kind::Counter, "dead letters not kept: the queue is at dlq.bytes_max (or unwritable)");
+    e.sample("sluice_dlq_dropped_total", "", &[], dlq.dropped.load(Ordering::Relaxed));
+    e.family("sluice_dlq_alarm", Kind::Gauge, "1 while the dead-letter queue is full and refusing new dead letters");
+    e.sample("sluice_dlq_alarm", "", &[], u8::from(dlq.alarm.load(Ordering::Relaxed)));
+    const WRITTEN: &str = "sluice_dead_letters_total";
+    e.family(WRITTEN, Kind::Counter, "dead letters written, by reason (the error code the producer was sent)");
+    for (reason, count) in dlq.written_by_reason() {
+        e.sample(WRITTEN, "", &[("reason", &reason)], count);
+    }
+    let Some(governance) = control.governance.get() else { return };
+    let state = &governance.gate_state;
+    e.family("sluice_gate_users", Kind::Gauge, "users with a KYC/RG state read from the stream");
+    e.sample("sluice_gate_users", "", &[], state.users());
+    e.family("sluice_gate_users_dropped_total", Kind::Counter, "KYC/RG changes not kept: the user table is full");
+    e.sample("sluice_gate_users_dropped_total", "", &[], state.dropped.load(Ordering::Relaxed));
+    render_partner_health(e, governance);
+}
+
+fn render_partner_health(e: &mut Exposition, governance: &crate::policy::Governance) {
+    let partners = governance.health.snapshot();
+    type CountOf = fn(&crate::policy::health::PartnerCounters) -> u64;
+    let counters: [(&str, &str, CountOf); 3] = [
+        ("sluice_partner_admitted_total", "requests admitted (authenticated and authorized), by partner", |c| c.admitted),
+        ("sluice_partner_signature_failures_total", "requests refused for an invalid signature under one of the partner's kids", |c| {
+            c.signature_failures
+        }),
+        ("sluice_partner_timestamp_skew_total", "validly signed requests refused because the partner's clock is outside the window", |c| {
+            c.skewed
+        }),
+    ];
+    for (name, help, value) in counters {
+        e.family(name, Kind::Counter, help);
+        for (partner, counts) in &partners {
+            e.sample(name, "", &[("partner", partner)], value(counts));
+        }
+    }
+    e.family(
+        "sluice_partner_clock_skew_seconds",
+        Kind::Gauge,
+        "the partner's clock minus the gateway's, last seen beyond half the tolerance in the last 5 minutes (else 0)",
+    );
+    let now_ms = crate::platform::time::now_unix_ms();
+    for (partner, counts) in &partners {
+        e.sample("sluice_partner_clock_skew_seconds", "", &[("partner", partner)], counts.recent_skew_secs(now_ms));
+    }
+    const DEAD: &str = "sluice_partner_dead_letters_total";
+    e.family(DEAD, Kind::Counter, "dead letters by partner and reason");
+    for (partner, counts) in &partners {
+        for (reason, count) in &counts.dead_letters {
+            e.sample(DEAD, "", &[("partner", partner), ("reason", reason)], count);
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use crate::perimeter::hmac::{self, AuthError, Credentials, Refused};
 use crate::perimeter::keyring::{Key, KeyRing};
 use crate::perimeter::partners::ClientCert;
 use crate::perimeter::webhooks::{self, WebhookCredentials};
+use crate::policy::health::Failure;
 use crate::sidelog::quarantine::{Quarantined, Transport};
 
 /// An authenticated and authorized request: its partner (index into the key ring).
@@ -142,18 +143,41 @@ impl Core {
             Ok(principal) => principal,
             Err(Unauthenticated { refusal, skewed }) => {
                 if let Some(skewed) = skewed {
+                    let skew_secs = self.skew_secs(request, path).unwrap_or(0);
+                    let partner = &self.keyring.partner(skewed.partner).name;
+                    self.governance.health.failed(partner, Failure::Skew { skew_secs }, self.now_ms);
                     self.quarantine(request, peer, path, &skewed);
+                } else if refusal.reason == Reject::SignatureInvalid
+                    && let Some(key) = request.key_id.and_then(|kid| KeyRing::get(&self.keyring, kid))
+                {
+                    let partner = &self.keyring.partner(key.partner_index).name;
+                    self.governance.health.failed(partner, Failure::Signature, self.now_ms);
                 }
                 return Err(refusal);
             }
         };
+        if let Some(skew_secs) = self.skew_secs(request, path)
+            && skew_secs.unsigned_abs() * 2 > self.tolerance_secs
+        {
+            self.governance.health.skew_seen(&self.keyring.partner(principal.partner).name, skew_secs, self.now_ms);
+        }
         authorize(&self.keyring, principal.partner, peer.ip, peer.tls_identity)?;
         Ok(principal)
     }
 
+    /// The producer's signed clock minus the gateway's, in seconds, when the request
+    /// carries one.
+    fn skew_secs(&self, request: &Request<'_>, path: PathLabel) -> Option<i64> {
+        let timestamp = if path == PathLabel::Webhooks { request.webhook_timestamp } else { request.timestamp }?;
+        let secs: i64 = std::str::from_utf8(timestamp).ok()?.parse().ok()?;
+        Some(secs - self.now_ms.div_euclid(1000))
+    }
+
     /// Keeps a skewed request if every other rule would have let it in (module docs).
     fn quarantine(&mut self, request: &Request<'_>, peer: Peer<'_>, path: PathLabel, skewed: &Skewed) {
-        if self.quarantine.is_none() || authorize(&self.keyring, skewed.partner, peer.ip, peer.tls_identity).is_err() {
+        if (self.quarantine.is_none() && self.dlq.is_none())
+            || authorize(&self.keyring, skewed.partner, peer.ip, peer.tls_identity).is_err()
+        {
             return;
         }
         if !self.stores_anything(request.body, path == PathLabel::EventsBatch, skewed.partner) {
@@ -174,6 +198,20 @@ impl Core {
         if let Some(writer) = self.quarantine.as_mut() {
             writer.keep(&record, &self.control.quarantine);
         }
+        // The quarantine is also a reason of the dead-letter queue, replayed only through
+        // a signed runbook (`sluice replay plan --dlq-reason timestamp_out_of_window`).
+        let skew_secs = timestamp_secs - self.now_ms.div_euclid(1000);
+        let detail = format!("genuine signature, producer clock {skew_secs:+} s off the gateway's (tolerance {} s)", self.tolerance_secs);
+        let partner = self.keyring.partner(skewed.partner).name.clone();
+        let refused = crate::ingest::dead_letters::Refused {
+            reason: crate::perimeter::hmac::AuthError::TimestampOutOfWindow.code(),
+            detail: &detail,
+            partner: &partner,
+            kid: &skewed.kid,
+            line: None,
+            body: request.body,
+        };
+        self.dead_letter(request, peer, &refused);
     }
 
     /// Whether `body` would store at least one event for `partner`: a valid envelope of

@@ -37,6 +37,9 @@ pub enum Outcome {
     StorageUnavailable,
     /// The owner shard's inbox was full.
     Overloaded,
+    /// Refused where it was to be stored: a reward whose user's KYC/RG state, as stored
+    /// before it, does not pass its gate (`policy::gates`).
+    Refused(crate::ingest::refusal::Reject),
 }
 
 impl Outcome {
@@ -58,6 +61,8 @@ pub struct StoreItem {
     pub start: u32,
     pub id_len: u16,
     pub event_len: u32,
+    /// The KYC/RG change the event makes once stored, or the gate it must pass.
+    pub gate: Option<crate::policy::gates::Gate>,
 }
 
 /// Records from one shard for partitions another shard owns.
@@ -68,7 +73,15 @@ pub struct StoreBatch {
 }
 
 impl StoreBatch {
-    pub fn push(&mut self, ticket: Ticket, partition: u32, ingest_ms: i64, event_id: &[u8], parts: &[&[u8]]) {
+    pub fn push(
+        &mut self,
+        ticket: Ticket,
+        partition: u32,
+        ingest_ms: i64,
+        event_id: &[u8],
+        parts: &[&[u8]],
+        gate: Option<crate::policy::gates::Gate>,
+    ) {
         let start = self.data.len() as u32;
         self.data.extend_from_slice(event_id);
         let mut event_len = 0;
@@ -76,7 +89,15 @@ impl StoreBatch {
             self.data.extend_from_slice(part);
             event_len += part.len();
         }
-        self.items.push(StoreItem { ticket, partition, ingest_ms, start, id_len: event_id.len() as u16, event_len: event_len as u32 });
+        self.items.push(StoreItem {
+            ticket,
+            partition,
+            ingest_ms,
+            start,
+            id_len: event_id.len() as u16,
+            event_len: event_len as u32,
+            gate,
+        });
     }
 
     pub fn event_id(&self, item: &StoreItem) -> &[u8] {

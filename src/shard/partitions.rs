@@ -36,7 +36,8 @@ pub enum Stored {
     /// Answer now.
     Now(Outcome),
     /// Answer after the group commit; the outcome will come out of `take_released`.
-    AfterSync,
+    /// `offset` is the event's (appended, or the original of a duplicate).
+    AfterSync { offset: u64 },
 }
 
 pub struct Partitions {
@@ -137,7 +138,7 @@ impl Partitions {
         match outcome.offset() {
             Some(offset) if fsync && offset >= owned.synced => {
                 owned.waiting.push_back((ticket, outcome));
-                Stored::AfterSync
+                Stored::AfterSync { offset }
             }
             _ => Stored::Now(outcome),
         }

@@ -207,7 +207,21 @@ fn open_shared(config: &Config) -> Result<Shared, ServeError> {
     })?;
     let _ = control.subscriptions.set(Arc::new(subscriptions));
     let _ = control.topic_dirs.set(Arc::clone(&topic_dirs));
+    let mut governance = crate::policy::Governance::open(&root, config.policies.clone(), config.gates.clone())
+        .map_err(|message| ServeError::Shard { shard: 0, message: format!("schemas: {message}") })?;
+    governance.tolerance_secs = config.auth.timestamp_tolerance_secs;
+    if let Some(gates) = governance.gates() {
+        let rebuilt = crate::policy::rebuild::rebuild(gates, &governance.gate_state, &config.topics, &topic_dirs)?;
+        tracing::info!(
+            records = rebuilt.records,
+            applied = rebuilt.applied,
+            users = governance.gate_state.users(),
+            "KYC/RG state read back from the stream"
+        );
+    }
+    let _ = control.governance.set(Arc::new(governance));
     control.read_log.bytes.store(crate::consume::readlog::directory_bytes(&root), Ordering::Relaxed);
+    control.dlq.bytes.store(crate::sidelog::dlq::directory_bytes(&root.join(crate::sidelog::dlq::DLQ_DIR)), Ordering::Relaxed);
     control.quarantine.bytes.store(crate::sidelog::quarantine::directory_bytes(&root.join(QUARANTINE_DIR)), Ordering::Relaxed);
     let server_tls = match &config.ingest.tls {
         Some(tls) => Some(Arc::new(ServerTls::new(crate::net::tls::material::server_config(tls)?))),
@@ -452,34 +466,18 @@ fn start_shard(
         .ok_or_else(|| shard_error("the subscription registry is not open".to_owned()))?;
     let (partitions, reports) =
         Partitions::open(config, data_dir, index, Arc::clone(&setup.control), crate::platform::time::now_unix_ms())?;
-    for (slot, report) in reports {
-        let (topic, partition) = config.topics.locate(slot);
-        let topic = &*config.topics.topic(topic).name;
-        if report.truncated_bytes > 0 {
-            tracing::warn!(
-                topic,
-                partition,
-                records = report.records,
-                torn_tail_bytes_cut = report.truncated_bytes,
-                "partition recovered: torn tail cut"
-            );
-        }
-        for range in &report.damage {
-            tracing::error!(
-                topic,
-                partition,
-                from_offset = range.from,
-                to_offset = range.to,
-                path = %range.path.display(),
-                reason = %range.reason,
-                "damaged records: these offsets cannot be read back; intact records around them are kept, the file is left \
-                 as it is and the offsets are never reused (`sluice check-log` lists every damaged range)"
-            );
-        }
-        setup.control.record_damage(slot, &report.damage);
-    }
+    log_recovery(config, &setup.control, reports);
     let shards = config.ingest.shards;
+    let governance = setup.control.governance.get().cloned().ok_or_else(|| shard_error("the schema registry is not open".to_owned()))?;
     let core = Core {
+        rules: Local::new(Arc::clone(&governance.rules)),
+        gate_state: Arc::clone(&governance.gate_state),
+        pair: Default::default(),
+        replay: None,
+        dlq: open_dlq(config, index)?,
+        dlq_retention_ms: config.dlq.retention_ms as i64,
+        admitted_by_partner: Vec::new(),
+        governance: Arc::clone(&governance),
         shard: index,
         shards,
         topology: Arc::clone(&config.topics),
@@ -507,4 +505,45 @@ fn start_shard(
             .then(|| QuarantineWriter::new(&config.storage.data_dir.join(QUARANTINE_DIR), index, config.auth.quarantine_bytes_max)),
     };
     Shard::new(setup, ring, core).map_err(|error| shard_error(error.to_string()))
+}
+
+/// This shard's dead-letter queue writer, unless `[dlq] bytes_max = 0`.
+fn open_dlq(config: &Config, shard: usize) -> Result<Option<crate::sidelog::dlq::DlqWriter>, ServeError> {
+    if config.dlq.bytes_max == 0 {
+        return Ok(None);
+    }
+    let dir = config.storage.data_dir.join(crate::sidelog::dlq::DLQ_DIR);
+    crate::sidelog::dlq::DlqWriter::open(&dir, shard, config.dlq.bytes_max)
+        .map(Some)
+        .map_err(|error| ServeError::Shard { shard, message: format!("cannot open the dead-letter queue in {}: {error}", dir.display()) })
+}
+
+/// Logs what recovery found in each partition and records the damage for `/readyz`.
+fn log_recovery(config: &Config, control: &Control, reports: Vec<(u32, crate::log::RecoveryReport)>) {
+    for (slot, report) in reports {
+        let (topic, partition) = config.topics.locate(slot);
+        let topic = &*config.topics.topic(topic).name;
+        if report.truncated_bytes > 0 {
+            tracing::warn!(
+                topic,
+                partition,
+                records = report.records,
+                torn_tail_bytes_cut = report.truncated_bytes,
+                "partition recovered: torn tail cut"
+            );
+        }
+        for range in &report.damage {
+            tracing::error!(
+                topic,
+                partition,
+                from_offset = range.from,
+                to_offset = range.to,
+                path = %range.path.display(),
+                reason = %range.reason,
+                "damaged records: these offsets cannot be read back; intact records around them are kept, the file is left \
+                 as it is and the offsets are never reused (`sluice check-log` lists every damaged range)"
+            );
+        }
+        control.record_damage(slot, &report.damage);
+    }
 }

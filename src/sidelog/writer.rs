@@ -135,15 +135,21 @@ impl SideLogWriter {
     }
 
     /// Deletes this shard's files of periods that ended more than `keep_periods` ago
-    /// (periodic rotation only).
-    pub fn prune(&mut self, now_ms: i64, keep_periods: i64) {
-        let Rotation::Period { period_ms } = self.rotation else { return };
+    /// (periodic rotation only). Returns the bytes of the files deleted, for a side log
+    /// with a [`Bound`] to give back.
+    pub fn prune(&mut self, now_ms: i64, keep_periods: i64) -> u64 {
+        let Rotation::Period { period_ms } = self.rotation else { return 0 };
         let current = now_ms.div_euclid(period_ms);
+        let mut freed = 0;
         for file in files(&self.dir, self.suffix).unwrap_or_default() {
             if file.shard == self.shard && file.number + keep_periods < current {
-                let _ = fs::remove_file(&file.path);
+                let bytes = fs::metadata(&file.path).map_or(0, |meta| meta.len());
+                if fs::remove_file(&file.path).is_ok() {
+                    freed += bytes;
+                }
             }
         }
+        freed
     }
 }
 
@@ -231,7 +237,7 @@ mod tests {
         }
         let numbers: Vec<i64> = files(dir.path(), ".t").unwrap().iter().map(|file| file.number).collect();
         assert_eq!(numbers, [0, 1, 5]);
-        writer.prune(5_000, 2);
+        assert_eq!(writer.prune(5_000, 2), 2 * 11, "two files of one 11-byte record");
         let left: Vec<i64> = files(dir.path(), ".t").unwrap().iter().map(|file| file.number).collect();
         assert_eq!(left, [5]);
     }

@@ -142,13 +142,49 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// Inspect and replay requests kept in the clock-skew quarantine.
+    /// Inspect requests kept in the clock-skew quarantine (replay them with `sluice replay`).
     #[command(disable_help_subcommand = true)]
     Quarantine {
         #[arg(long, value_name = "FILE", global = true, env = "SLUICE_CONFIG", help = CONFIG_HELP)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         action: QuarantineAction,
+    },
+    /// The schema registry of the running server (through its admin API): register,
+    /// list, show, check a candidate against the subject's compatibility mode, delete,
+    /// and the mode and major-version flags.
+    #[command(disable_help_subcommand = true)]
+    Schema {
+        #[arg(long, value_name = "FILE", global = true, env = "SLUICE_CONFIG", help = CONFIG_HELP)]
+        config: Option<PathBuf>,
+        /// Admin address (default: [admin] listen of the configuration).
+        #[arg(long, value_name = "ADDR", global = true)]
+        admin: Option<std::net::SocketAddr>,
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
+    /// Replay only from a signed runbook: plan (requester signs), approve (another
+    /// approver signs), run (verified, sent through the full ingest path into a new stream
+    /// version, resumable). Exit 2 when a runbook is unsigned, altered, expired or
+    /// self-approved, naming why; 1 on other failures.
+    #[command(disable_help_subcommand = true)]
+    Replay {
+        #[arg(long, value_name = "FILE", global = true, env = "SLUICE_CONFIG", help = CONFIG_HELP)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: ReplayAction,
+    },
+    /// The dead-letter queue: every authenticated request refused after authentication,
+    /// with its reason (read from the data dir; safe while `serve` runs).
+    #[command(disable_help_subcommand = true)]
+    Dlq {
+        #[arg(long, value_name = "FILE", global = true, env = "SLUICE_CONFIG", help = CONFIG_HELP)]
+        config: Option<PathBuf>,
+        /// Data directory to read (default: the configuration's).
+        #[arg(long, value_name = "DIR", global = true)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        action: DlqAction,
     },
     /// The included load harness: signed requests, closed or open loop, HdrHistogram latency.
     Bench(Box<crate::tools::bench::BenchArgs>),
@@ -224,15 +260,166 @@ pub enum KeysAction {
 }
 
 #[derive(Subcommand)]
+pub enum SchemaAction {
+    /// Register a version: the file holds the JSON Schema document. Refused (exit 1, with
+    /// every reason) when it breaks the subject's compatibility mode.
+    Add { event_type: String, version: String, file: PathBuf },
+    /// Every event type with schemas: mode, versions, major flags.
+    List,
+    /// One event type, or with a version its schema document.
+    Show { event_type: String, version: Option<String> },
+    /// Whether a candidate would be registered, and why not, without registering it.
+    Check { event_type: String, version: String, file: PathBuf },
+    /// Delete a version (events naming it are refused from then on).
+    Delete { event_type: String, version: String },
+    /// Set the compatibility mode, major-version flags and dual-write of an event type.
+    Flag {
+        event_type: String,
+        /// backward, forward, full, none, or their _transitive forms.
+        #[arg(long)]
+        mode: Option<String>,
+        /// Accept events of this major (into its stream version).
+        #[arg(long, value_name = "MAJOR")]
+        enable_major: Vec<u32>,
+        /// Refuse events of this major again (422 schema_major_not_enabled).
+        #[arg(long, value_name = "MAJOR")]
+        disable_major: Vec<u32>,
+        /// Refuse events of this major for good (422 schema_major_retired).
+        #[arg(long, value_name = "MAJOR")]
+        retire_major: Vec<u32>,
+        /// on: events of the newest enabled major need their older-major pair right before them.
+        #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
+        dual_write: Option<String>,
+    },
+}
+
+/// Which dead letters a `dlq` command reads.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DlqFilterArgs {
+    /// Only this reason (the error code sent, e.g. schema_violation, timestamp_out_of_window).
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub partner: Option<String>,
+    #[arg(long)]
+    pub event_type: Option<String>,
+    /// Received at or after (Unix ms).
+    #[arg(long, value_name = "MS")]
+    pub from_ms: Option<i64>,
+    /// Received before (Unix ms).
+    #[arg(long, value_name = "MS")]
+    pub to_ms: Option<i64>,
+}
+
+#[derive(Subcommand)]
+pub enum DlqAction {
+    /// One JSON line per dead letter, oldest first, without body and headers.
+    List {
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        #[arg(long, default_value_t = crate::tools::dlq::LIST_DEFAULT)]
+        limit: usize,
+    },
+    /// Whole dead letters (body and headers, credentials redacted): by id, or by filter.
+    Show {
+        /// A dead-letter id (d_<16 hex>).
+        id: Option<String>,
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        #[arg(long, default_value_t = crate::tools::dlq::LIST_DEFAULT)]
+        limit: usize,
+    },
+    /// Counts by reason, partner and event type, and the bytes kept.
+    Stats {
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ReplayAction {
+    /// Create a signer key (Ed25519) and print the [[signers]] table for the key ring.
+    Keygen {
+        #[arg(long)]
+        name: String,
+        /// requester or approver.
+        #[arg(long)]
+        role: String,
+        /// The private key file to create (mode 0600; never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Resolve a selection to a fixed set of events and write a runbook signed by the requester.
+    Plan {
+        /// The requester's private key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Why the replay is needed (shown to the approver).
+        #[arg(long)]
+        reason: String,
+        /// The stream version to write into (`<topic>.v<N>`), never the original.
+        #[arg(long, value_name = "TOPIC")]
+        target: String,
+        /// Dead letters by id (repeatable).
+        #[arg(long, value_name = "ID")]
+        dlq_id: Vec<String>,
+        /// Dead letters by reason (e.g. timestamp_out_of_window: the clock-skew quarantine).
+        #[arg(long)]
+        dlq_reason: Option<String>,
+        /// Dead letters of this partner.
+        #[arg(long)]
+        partner: Option<String>,
+        /// Dead letters of this event type.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// Events of this topic instead of dead letters (with --from-ms/--to-ms or --event-id).
+        #[arg(long, value_name = "T")]
+        topic: Option<String>,
+        /// Time range (Unix ms; received time for dead letters, ingest time for topics).
+        #[arg(long, value_name = "MS")]
+        from_ms: Option<i64>,
+        #[arg(long, value_name = "MS")]
+        to_ms: Option<i64>,
+        /// With --topic: these event ids (repeatable).
+        #[arg(long, value_name = "ID")]
+        event_id: Vec<String>,
+        #[arg(long, value_name = "HOURS", default_value_t = crate::tools::replay::RUNBOOK_VALID_HOURS_DEFAULT)]
+        valid_hours: u64,
+        /// The runbook file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Add an approver's signature to a runbook.
+    Approve {
+        runbook: PathBuf,
+        /// The approver's private key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// Verify, register with the server and send every item not sent yet; resumable.
+    Run {
+        runbook: PathBuf,
+        /// Ingest address (default: [ingest] listen of the configuration).
+        #[arg(long, value_name = "ADDR")]
+        to: Option<std::net::SocketAddr>,
+        /// Admin address (default: [admin] listen of the configuration).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<std::net::SocketAddr>,
+        /// Sign with this key (topic items carry no partner).
+        #[arg(long)]
+        kid: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum QuarantineAction {
     /// One JSON line per quarantined request (partner, kid, skew, identity, replayed; no body).
     List {
         #[arg(long)]
         partner: Option<String>,
     },
-    /// Re-send requests not replayed yet to the ingest listener, signed afresh with a
-    /// current key of the same partner. Exits 1 if a partner was blocked (the server
-    /// refused how replay sends, or asked to retry): its requests stay for a later run.
+    /// Refused (exit 2): replay runs only from a signed runbook (`sluice replay`), where
+    /// skewed requests are dead letters with reason timestamp_out_of_window.
     Replay {
         #[arg(long)]
         partner: Option<String>,

@@ -31,7 +31,7 @@ pub(super) fn find_members(nodes: &[Node<'_>]) -> Result<Members, EnvelopeError>
             "schema_version" => &mut members.schema_version,
             "ctx" => &mut members.ctx,
             "payload" => &mut members.payload,
-            "ingested_at" => return Err(EnvelopeError::FieldReserved),
+            "ingested_at" | "replayed" | "replay_id" => return Err(EnvelopeError::FieldReserved),
             _ => {
                 at = value + nodes.get(value).map_or(1, span);
                 continue;

@@ -129,7 +129,7 @@ impl EnvelopeError {
             EnvelopeError::EventTypeInvalid => "event_type must be 1..64 characters of [A-Za-z0-9_.:-]",
             EnvelopeError::OccurredAtInvalid => "occurred_at must be an RFC 3339 date-time",
             EnvelopeError::UserIdInvalid => "key.user_id must be 1..256 bytes",
-            EnvelopeError::FieldReserved => "ingested_at is set by the gateway and must not be sent",
+            EnvelopeError::FieldReserved => "ingested_at, replayed and replay_id are set by the gateway and must not be sent",
         }
     }
 }

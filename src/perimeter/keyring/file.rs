@@ -30,6 +30,19 @@ pub(super) struct RawRing {
     /// Consumer bearer tokens (SPEC §6), kept as their SHA-256 only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) tokens: Vec<RawToken>,
+    /// Replay runbook signers (SPEC §9): Ed25519 public keys with a role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) signers: Vec<RawSigner>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSigner {
+    pub(super) name: String,
+    /// `requester` or `approver`.
+    pub(super) role: String,
+    /// `ed25519:<base64 of the 32-byte public key>`.
+    pub(super) public_key: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -137,6 +150,7 @@ pub(super) fn build_ring(raw: &RawRing, origin: &Path) -> Result<KeyRing, KeyRin
         partner_by_jwt_subject: HashMap::new(),
         keys_by_partner: Vec::new(),
         tokens: Vec::new(),
+        signers: Vec::new(),
         policy,
         path: origin.to_owned(),
     };
@@ -172,11 +186,35 @@ pub(super) fn build_ring(raw: &RawRing, origin: &Path) -> Result<KeyRing, KeyRin
         };
         ring.tokens.push(token);
     }
+    ring.signers = validate_signers(&raw.signers).map_err(|(index, problem)| policy_error(format!("signer #{}", index + 1), problem))?;
     ring.keys_by_partner = vec![Vec::new(); ring.partners.len()];
     for (index, key) in ring.keys.iter().enumerate() {
         ring.keys_by_partner[key.partner_index].push(index);
     }
     Ok(ring)
+}
+
+/// Signers a ring may list: a team's requesters and approvers.
+const SIGNERS_PER_RING_MAX: usize = 256;
+
+fn validate_signers(raw: &[RawSigner]) -> Result<Vec<crate::replay::signer::PublicSigner>, (usize, partners::Problem)> {
+    use crate::replay::signer::{PublicSigner, Role, parse_public_key, valid_name};
+    if raw.len() > SIGNERS_PER_RING_MAX {
+        return Err((raw.len() - 1, ("signers", format!("at most {SIGNERS_PER_RING_MAX} signers"))));
+    }
+    let mut signers: Vec<PublicSigner> = Vec::with_capacity(raw.len());
+    for (index, signer) in raw.iter().enumerate() {
+        if !valid_name(&signer.name) {
+            return Err((index, ("name", "must be 1..=64 of [a-z0-9_.-]".to_owned())));
+        }
+        let role = Role::parse(&signer.role).ok_or((index, ("role", "must be \"requester\" or \"approver\"".to_owned())))?;
+        let public_key = parse_public_key(&signer.public_key).map_err(|error| (index, ("public_key", error.to_string())))?;
+        if signers.iter().any(|known| known.name == signer.name && known.role == role && known.public_key == public_key) {
+            return Err((index, ("name", format!("{:?} is listed twice with the same key and role", signer.name))));
+        }
+        signers.push(PublicSigner { name: signer.name.clone(), role, public_key });
+    }
+    Ok(signers)
 }
 
 impl KeyRing {

@@ -198,6 +198,8 @@ pub struct KeyRing {
     keys_by_partner: Vec<Vec<usize>>,
     /// Consumer bearer tokens (`[[tokens]]`), in file order.
     tokens: Vec<Token>,
+    /// Replay runbook signers (`[[signers]]`).
+    signers: Vec<crate::replay::signer::PublicSigner>,
     policy: Policy,
     path: PathBuf,
 }
@@ -268,6 +270,11 @@ impl KeyRing {
     /// The keys of partner `index`, in file order.
     pub fn keys_of_partner(&self, index: usize) -> impl Iterator<Item = &Key> {
         self.keys_by_partner.get(index).into_iter().flatten().map(|&key| &self.keys[key])
+    }
+
+    /// The replay runbook signers (`[[signers]]`), in file order.
+    pub fn signers(&self) -> &[crate::replay::signer::PublicSigner] {
+        &self.signers
     }
 
     pub fn policy(&self) -> &Policy {

@@ -20,6 +20,7 @@ pub mod kafka;
 pub mod pki;
 pub mod process;
 pub mod python;
+pub mod replay;
 pub mod sandbox;
 pub mod sign;
 pub mod tail;
