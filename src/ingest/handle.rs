@@ -19,6 +19,7 @@ use crate::perimeter::request_ids::{self, Claim, Claimed};
 use crate::perimeter::webhooks;
 use crate::platform::swap::Local;
 use crate::policy::gates::{Gate, GateRefusal};
+use crate::schema::tape::TapeNode;
 use crate::shard::handoff::{Outcome, StoreBatch, Ticket};
 use crate::shard::partitions::{Partitions, Stored};
 use crate::sidelog::journal::{Journal, JournalRecord};
@@ -485,25 +486,14 @@ impl Core {
         // The line before is a pair only if it passed: any refusal of this line, at any
         // step, leaves none for the next.
         let before = if line == 0 { None } else { self.pair.major.take() };
-        let envelope: Envelope = match self.validator.validate(event) {
-            Ok(envelope) => envelope,
+        let Core { validator, keyring, token_scopes, topology, replay, rules, pair, .. } = self;
+        let checks = LineChecks { keyring, token_scopes, topology, replay: replay.as_deref(), rules };
+        let validated = validator.validate_with(event, |envelope, root| checks.check(event, envelope, root, principal, (pair, before)));
+        let (envelope, checked) = match validated {
+            Ok(validated) => validated,
             Err(error) => return LineResult::rejected(Reject::from(error), error.message()),
         };
-        let event_type = envelope.event_type();
-        if !self.keyring.partner(principal.partner).allows_event_type(event_type)
-            || (principal.token && !self.token_scopes.allows_event_type(event_type))
-        {
-            return LineResult::rejected(Reject::EventTypeNotAllowed, EVENT_TYPE_NOT_ALLOWED);
-        }
-        let Some(topic) = self.topology.route(event_type) else {
-            return LineResult::rejected(Reject::EventTypeNotRouted, EVENT_TYPE_NOT_ROUTED);
-        };
-        if let Some(replay) = &self.replay
-            && !replay.holds(event)
-        {
-            return LineResult::rejected(Reject::ReplayNotInRunbook, REPLAY_NOT_IN_RUNBOOK);
-        }
-        let (mut topic, mut gate) = match self.check_rules(event, &envelope, principal, topic, before) {
+        let (mut topic, mut gate) = match checked {
             Ok(checked) => checked,
             Err(rejected) => {
                 self.pair.major = None;
@@ -594,50 +584,6 @@ impl Core {
         }
     }
 
-    /// Schemas, policies and gates (`crate::policy`): the topic (stream version) the
-    /// event goes to and the KYC/RG change it makes, or the line's refusal. Events no
-    /// rule covers are not parsed again.
-    fn check_rules(
-        &mut self,
-        event: &[u8],
-        envelope: &Envelope,
-        principal: Principal,
-        topic: u16,
-        before: Option<u32>,
-    ) -> Result<(u16, Option<Gate>), LineResult> {
-        let event_type = envelope.event_type();
-        let partner = &self.keyring.partner(principal.partner).name;
-        let topic_name = &self.topology.topic(topic).name;
-        if !self.rules.get().applies(event_type, topic_name, partner) {
-            return Ok((topic, None));
-        }
-        let rules = Arc::clone(self.rules.get());
-        let document: serde_json::Value =
-            serde_json::from_slice(event).map_err(|_| LineResult::rejected(Reject::JsonInvalid, "body is not valid JSON"))?;
-        let judged = rules.judge_as(event_type, topic_name, (partner, principal.partner as u32), &document).map_err(refused_line)?;
-        let gate = judged.gate;
-        let Some(passed) = judged.passed else {
-            return Ok((topic, gate));
-        };
-        if let Some(older) = passed.pair_major
-            && (before != Some(older) || self.pair.event_id != envelope.event_id())
-        {
-            return Err(LineResult::rejected(Reject::DualWritePairMissing, DUAL_WRITE_PAIR_MISSING));
-        }
-        self.pair.major = Some(passed.version.major);
-        self.pair.event_id.clear();
-        self.pair.event_id.extend_from_slice(envelope.event_id());
-        let stream = passed.version.stream_version();
-        let target = self.topology.stream(topic, stream).ok_or_else(|| {
-            let message = format!(
-                "topic {topic_name} has no stream version {stream} for major {}: set versions = {stream} on the topic",
-                passed.version.major
-            );
-            LineResult::Rejected { reason: Reject::SchemaMajorNotEnabled, message: Message::Owned(message.into_boxed_str()) }
-        })?;
-        Ok((target, gate))
-    }
-
     pub fn recycle_results(&mut self, mut results: Vec<LineResult>) {
         results.clear();
         if self.results_pool.len() < RESULT_VECS_POOLED_MAX {
@@ -679,6 +625,69 @@ impl Core {
             }
         }
         self.resolved_scratch = released;
+    }
+}
+
+/// What a line is checked with while its parsed document is at hand.
+struct LineChecks<'c> {
+    keyring: &'c Local<KeyRing>,
+    token_scopes: &'c crate::perimeter::admit::TokenScopes,
+    topology: &'c crate::topics::Topology,
+    replay: Option<&'c crate::policy::replays::ApprovedReplay>,
+    rules: &'c Local<crate::policy::Rules>,
+}
+
+type Checked = Result<(u16, Option<Gate>), LineResult>;
+
+impl LineChecks<'_> {
+    /// The partner's scope, the route, the replay's item set, then schemas, policies and
+    /// gates (`crate::policy`): the topic (stream version) the event goes to and its gate
+    /// part, or the line's refusal. Events no rule covers are looked at no further.
+    fn check(
+        &self,
+        event: &[u8],
+        envelope: &Envelope,
+        root: TapeNode<'_>,
+        principal: Principal,
+        (pair, before): (&mut PairMemo, Option<u32>),
+    ) -> Checked {
+        let event_type = envelope.event_type();
+        let partner = self.keyring.partner(principal.partner);
+        if !partner.allows_event_type(event_type) || (principal.token && !self.token_scopes.allows_event_type(event_type)) {
+            return Err(LineResult::rejected(Reject::EventTypeNotAllowed, EVENT_TYPE_NOT_ALLOWED));
+        }
+        let Some(topic) = self.topology.route(event_type) else {
+            return Err(LineResult::rejected(Reject::EventTypeNotRouted, EVENT_TYPE_NOT_ROUTED));
+        };
+        if let Some(replay) = self.replay
+            && !replay.holds(event)
+        {
+            return Err(LineResult::rejected(Reject::ReplayNotInRunbook, REPLAY_NOT_IN_RUNBOOK));
+        }
+        let topic_name = &self.topology.topic(topic).name;
+        let rules = self.rules.get();
+        if !rules.applies(event_type, topic_name, &partner.name) {
+            return Ok((topic, None));
+        }
+        let judged = rules.judge_as(event_type, topic_name, (&partner.name, principal.partner as u32), root).map_err(refused_line)?;
+        let Some(passed) = judged.passed else { return Ok((topic, judged.gate)) };
+        if let Some(older) = passed.pair_major
+            && (before != Some(older) || pair.event_id != envelope.event_id())
+        {
+            return Err(LineResult::rejected(Reject::DualWritePairMissing, DUAL_WRITE_PAIR_MISSING));
+        }
+        pair.major = Some(passed.version.major);
+        pair.event_id.clear();
+        pair.event_id.extend_from_slice(envelope.event_id());
+        let stream = passed.version.stream_version();
+        let target = self.topology.stream(topic, stream).ok_or_else(|| {
+            let message = format!(
+                "topic {topic_name} has no stream version {stream} for major {}: set versions = {stream} on the topic",
+                passed.version.major
+            );
+            LineResult::Rejected { reason: Reject::SchemaMajorNotEnabled, message: Message::Owned(message.into_boxed_str()) }
+        })?;
+        Ok((target, judged.gate))
     }
 }
 

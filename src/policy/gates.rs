@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use super::FieldPath;
 use crate::constants::GATE_USERS_MAX;
+use crate::schema::tape::TapeNode;
 
 /// Lock stripes of the user table: writers are the (rare) gate events' owner shards.
 const GATE_STRIPES: usize = 64;
@@ -110,8 +111,8 @@ pub fn user_key(user_id: &str) -> u128 {
     u128::from_le_bytes(key)
 }
 
-fn user_of(event: &Value) -> Option<u128> {
-    event.get("key")?.get("user_id")?.as_str().map(user_key)
+fn user_of(event: TapeNode<'_>) -> Option<u128> {
+    event.path(&["key", "user_id"])?.str().map(user_key)
 }
 
 impl GateRules {
@@ -124,21 +125,21 @@ impl GateRules {
 
     /// The change a KYC or RG event makes, if it is one. A KYC event without an integer
     /// level changes nothing (its schema should require one).
-    pub fn update_of(&self, event_type: &[u8], event: &Value) -> Option<GateUpdate> {
+    pub fn update_of(&self, event_type: &[u8], event: TapeNode<'_>) -> Option<GateUpdate> {
         let user = user_of(event)?;
         if listed(&self.kyc_event_types, event_type) {
-            let level = self.kyc_level_field.get(event)?.as_i64()?;
+            let level = self.kyc_level_field.get(event)?.i64()?;
             return Some(GateUpdate { user, change: Change::Kyc(level) });
         }
         if listed(&self.rg_event_types, event_type) {
             let value = self.rg_field.get(event)?;
-            return Some(GateUpdate { user, change: Change::Rg(self.rg_ok_values.contains(value)) });
+            return Some(GateUpdate { user, change: Change::Rg(self.rg_ok_values.contains(&value.value())) });
         }
         None
     }
 
     /// The gate part of an event: a KYC/RG change, a reward's requirement, or none.
-    pub fn gate_of(&self, event_type: &[u8], event: &Value, partner: u32) -> Option<Gate> {
+    pub fn gate_of(&self, event_type: &[u8], event: TapeNode<'_>, partner: u32) -> Option<Gate> {
         if let Some(update) = self.update_of(event_type, event) {
             return Some(Gate::Update(update));
         }
@@ -263,6 +264,7 @@ impl GateState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::tape::with_value;
     use serde_json::json;
 
     pub(crate) fn rules() -> GateRules {
@@ -284,22 +286,31 @@ mod tests {
     #[test]
     fn a_reward_check_is_judged_by_the_state_at_store_time() {
         let (rules, state) = (rules(), GateState::default());
-        let Some(Gate::Check(check)) = rules.gate_of(b"bonus_paid", &event("u1", json!({"amount":5})), 0) else { panic!("a reward") };
+        let Some(Gate::Check(check)) = with_value(&event("u1", json!({"amount":5})), |event| rules.gate_of(b"bonus_paid", event, 0)) else {
+            panic!("a reward")
+        };
         assert_eq!(state.refuses(&check), Some(GateRefusal::Kyc));
-        let Some(Gate::Update(update)) = rules.gate_of(b"kyc_result", &event("u1", json!({"level":2})), 0) else { panic!("an update") };
+        let Some(Gate::Update(update)) = with_value(&event("u1", json!({"level":2})), |event| rules.gate_of(b"kyc_result", event, 0))
+        else {
+            panic!("an update")
+        };
         state.apply(update, 3);
         assert_eq!(state.refuses(&check), None, "RG unknown counts as OK here");
-        let Some(Gate::Update(rg)) = rules.gate_of(b"rg_status", &event("u1", json!({"status":"cooling_off"})), 0) else { panic!() };
+        let Some(Gate::Update(rg)) =
+            with_value(&event("u1", json!({"status":"cooling_off"})), |event| rules.gate_of(b"rg_status", event, 0))
+        else {
+            panic!()
+        };
         state.apply(rg, 4);
         assert_eq!(state.refuses(&check), Some(GateRefusal::Rg));
-        assert_eq!(rules.gate_of(b"bet", &event("u1", json!({})), 0), None);
+        assert_eq!(with_value(&event("u1", json!({})), |event| rules.gate_of(b"bet", event, 0)), None);
     }
 
     #[test]
     fn the_state_follows_stream_order_not_arrival_order() {
         let (rules, state) = (rules(), GateState::default());
-        let high = rules.update_of(b"kyc_result", &event("u1", json!({"level":3}))).unwrap();
-        let low = rules.update_of(b"kyc_result", &event("u1", json!({"level":1}))).unwrap();
+        let high = with_value(&event("u1", json!({"level":3})), |event| rules.update_of(b"kyc_result", event)).unwrap();
+        let low = with_value(&event("u1", json!({"level":1})), |event| rules.update_of(b"kyc_result", event)).unwrap();
         // The level-1 result is later in the stream but its change arrives first.
         state.apply(low, 20);
         state.apply(high, 19);
@@ -310,8 +321,8 @@ mod tests {
     #[test]
     fn a_kyc_event_without_an_integer_level_changes_nothing() {
         let rules = rules();
-        assert_eq!(rules.update_of(b"kyc_result", &event("u1", json!({"level":"high"}))), None);
-        assert_eq!(rules.update_of(b"bet", &event("u1", json!({"level":3}))), None);
+        assert_eq!(with_value(&event("u1", json!({"level":"high"})), |event| rules.update_of(b"kyc_result", event)), None);
+        assert_eq!(with_value(&event("u1", json!({"level":3})), |event| rules.update_of(b"bet", event)), None);
         assert!(rules.watches(b"bonus_paid") && rules.watches(b"rg_status") && !rules.watches(b"bet"));
     }
 }

@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::Policy;
 use super::gates::{Gate, GateRules};
+use crate::schema::tape::TapeNode;
 use crate::schema::{Passed, SchemaRefusal, Schemas};
 
 /// Why [`Rules::judge`] refused an event: the answer's code (SPEC §9) and a message
@@ -49,12 +48,12 @@ impl Rules {
 
     /// Judges one parsed event; a reward's gates are judged later, where it is stored
     /// (`Judged::gate`).
-    pub fn judge(&self, event_type: &[u8], topic: &str, partner: &str, event: &Value) -> Result<Judged, Refused> {
+    pub fn judge(&self, event_type: &[u8], topic: &str, partner: &str, event: TapeNode<'_>) -> Result<Judged, Refused> {
         self.judge_as(event_type, topic, (partner, 0), event)
     }
 
     /// [`Rules::judge`] with the partner's key ring index, carried with a reward's gate.
-    pub fn judge_as(&self, event_type: &[u8], topic: &str, (partner, index): (&str, u32), event: &Value) -> Result<Judged, Refused> {
+    pub fn judge_as(&self, event_type: &[u8], topic: &str, (partner, index): (&str, u32), event: TapeNode<'_>) -> Result<Judged, Refused> {
         let mut enforce = false;
         for policy in self.policies.iter().filter(|policy| policy.covers(event_type, topic, partner)) {
             check_policy(policy, event)?;
@@ -63,7 +62,7 @@ impl Rules {
         let mut judged = Judged::default();
         match self.schemas.subject(event_type) {
             Some(subject) => {
-                let version = event.get("schema_version").and_then(Value::as_str);
+                let version = event.member("schema_version").and_then(|node| node.str());
                 judged.passed = Some(subject.judge(version, event).map_err(Refused::Schema)?);
             }
             None if enforce => {
@@ -79,7 +78,7 @@ impl Rules {
     }
 }
 
-fn check_policy(policy: &Policy, event: &Value) -> Result<(), Refused> {
+fn check_policy(policy: &Policy, event: TapeNode<'_>) -> Result<(), Refused> {
     if let Some(field) = policy.blocked_fields.iter().find(|field| field.present_in(event)) {
         return Err(Refused::BlockedField(format!("field {field} is blocked by policy {}", policy.name)));
     }
@@ -89,7 +88,7 @@ fn check_policy(policy: &Policy, event: &Value) -> Result<(), Refused> {
     if policy.geo_allow.is_empty() && policy.geo_deny.is_empty() {
         return Ok(());
     }
-    let geo = event.get("ctx").and_then(|ctx| ctx.get("geo")).and_then(Value::as_str);
+    let geo = event.path(&["ctx", "geo"]).and_then(|node| node.str());
     let allowed = match geo {
         Some(geo) => {
             (policy.geo_allow.is_empty() || policy.geo_allow.iter().any(|code| code.eq_ignore_ascii_case(geo)))
@@ -123,8 +122,8 @@ mod tests {
         }
     }
 
-    fn judge(rules: &Rules, event: Value) -> Result<(), Refused> {
-        rules.judge(b"deposit", "events", "acme", &event).map(|_| ())
+    fn judge(rules: &Rules, event: serde_json::Value) -> Result<(), Refused> {
+        crate::schema::tape::with_value(&event, |event| rules.judge(b"deposit", "events", "acme", event).map(|_| ()))
     }
 
     #[test]

@@ -18,10 +18,9 @@ pub mod replays;
 
 use std::fmt;
 
-use serde_json::Value;
-
 use crate::constants::POLICY_FIELD_PATH_BYTES_MAX;
 use crate::schema::compat::Mode;
+use crate::schema::tape::TapeNode;
 
 pub use governance::Governance;
 pub use judge::{Judged, Refused, Rules};
@@ -54,48 +53,19 @@ impl FieldPath {
 
     /// Whether the field is present (with any value, `null` included) anywhere the path
     /// reaches.
-    pub fn present_in(&self, event: &Value) -> bool {
-        present(event, &self.segments)
+    pub fn present_in(&self, event: TapeNode<'_>) -> bool {
+        event.present(&self.segments)
     }
 
     /// The value at the path, when it leads through objects only.
-    pub fn get<'v>(&self, event: &'v Value) -> Option<&'v Value> {
-        self.segments.iter().try_fold(event, |value, segment| value.as_object()?.get(&**segment))
-    }
-
-    /// Removes the field (through objects only); returns it.
-    pub fn take(&self, event: &mut Value) -> Option<Value> {
-        let (last, parents) = self.segments.split_last()?;
-        let parent = parents.iter().try_fold(event, |value, segment| value.as_object_mut()?.get_mut(&**segment))?;
-        parent.as_object_mut()?.remove(&**last)
-    }
-
-    /// Sets the field (through objects only, creating none); false if a parent is missing.
-    pub fn put(&self, event: &mut Value, field: Value) -> bool {
-        let Some((last, parents)) = self.segments.split_last() else { return false };
-        let parent = parents.iter().try_fold(event, |value, segment| value.as_object_mut()?.get_mut(&**segment));
-        match parent.and_then(Value::as_object_mut) {
-            Some(object) => {
-                object.insert(last.to_string(), field);
-                true
-            }
-            None => false,
-        }
+    pub fn get<'a>(&self, event: TapeNode<'a>) -> Option<TapeNode<'a>> {
+        event.path(&self.segments)
     }
 }
 
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
-    }
-}
-
-fn present(value: &Value, segments: &[Box<str>]) -> bool {
-    let Some((first, rest)) = segments.split_first() else { return true };
-    match value {
-        Value::Object(map) => map.get(&**first).is_some_and(|child| present(child, rest)),
-        Value::Array(items) => items.iter().any(|item| present(item, segments)),
-        _ => false,
     }
 }
 
@@ -140,31 +110,25 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::tape::with_value;
     use serde_json::json;
 
     #[test]
     fn paths_find_fields_through_objects_and_arrays() {
         let event = json!({"payload":{"ssn":null,"cards":[{"number":"4111"},{"x":1}]},"ctx":{"geo":"TR"}});
         let path = |text: &str| FieldPath::parse(text).unwrap();
-        assert!(path("payload.ssn").present_in(&event));
-        assert!(path("payload.cards.number").present_in(&event));
-        assert!(!path("payload.card_number").present_in(&event));
-        assert!(!path("ctx.geo.x").present_in(&event));
-        assert_eq!(path("ctx.geo").get(&event), Some(&json!("TR")));
-        assert_eq!(path("payload.cards.number").get(&event), None);
+        with_value(&event, |event| {
+            assert!(path("payload.ssn").present_in(event));
+            assert!(path("payload.cards.number").present_in(event));
+            assert!(!path("payload.card_number").present_in(event));
+            assert!(!path("ctx.geo.x").present_in(event));
+            assert_eq!(path("ctx.geo").get(event).and_then(|node| node.str()), Some("TR"));
+            assert!(path("payload.cards.number").get(event).is_none());
+        });
         for bad in ["", ".a", "a..b", "a."] {
             assert!(FieldPath::parse(bad).is_err(), "{bad:?}");
         }
         assert!(FieldPath::parse(&"a".repeat(257)).is_err());
-    }
-
-    #[test]
-    fn take_and_put_move_a_field_within_objects() {
-        let mut event = json!({"payload":{"amount_minor":150,"extra":1}});
-        let moved = FieldPath::parse("payload.amount_minor").unwrap().take(&mut event).unwrap();
-        assert!(FieldPath::parse("payload.amount").unwrap().put(&mut event, moved));
-        assert!(!FieldPath::parse("nowhere.amount").unwrap().put(&mut event, json!(1)));
-        assert_eq!(event, json!({"payload":{"amount":150,"extra":1}}));
     }
 
     #[test]

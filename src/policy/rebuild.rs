@@ -36,9 +36,11 @@ pub fn rebuild(gates: &GateRules, state: &GateState, topology: &Topology, dirs: 
                 if !needles.iter().any(|needle| memchr::memmem::find(record.event, needle).is_some()) {
                     continue;
                 }
-                let Ok(event) = serde_json::from_slice::<serde_json::Value>(record.event) else { continue };
-                let Some(event_type) = event.get("event_type").and_then(serde_json::Value::as_str) else { continue };
-                if let Some(update) = gates.update_of(event_type.as_bytes(), &event) {
+                let update = crate::schema::tape::with_parsed(record.event, |event| {
+                    let event_type = event.member("event_type")?.str()?;
+                    gates.update_of(event_type.as_bytes(), event)
+                });
+                if let Some(Some(update)) = update {
                     state.apply(update, record.offset);
                     rebuilt.applied += 1;
                 }

@@ -11,6 +11,7 @@
 pub mod bounds;
 pub mod compat;
 pub mod registry;
+pub mod tape;
 pub mod version;
 
 use std::collections::HashMap;
@@ -24,9 +25,9 @@ use version::SchemaVersion;
 /// Compiles one schema: offline (a reference to another document fails to compile, and
 /// `bounds::check` refused it before), patterns on the linear-time `regex` engine,
 /// `format` asserted.
-pub fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
+pub fn compile(schema: &Value) -> Result<jsonschema::Validator<tape::Tape>, String> {
     let patterns = jsonschema::PatternOptions::regex().size_limit(SCHEMA_PATTERN_BYTES_MAX).dfa_size_limit(SCHEMA_PATTERN_BYTES_MAX);
-    jsonschema::options()
+    jsonschema::options_for::<tape::Tape>()
         .offline()
         .should_validate_formats(true)
         .with_pattern_options(patterns)
@@ -59,7 +60,7 @@ pub struct Passed {
 struct CompiledVersion {
     version: SchemaVersion,
     state: MajorState,
-    validator: jsonschema::Validator,
+    validator: jsonschema::Validator<tape::Tape>,
 }
 
 /// One event type's compiled versions, oldest first.
@@ -131,7 +132,7 @@ fn dual_write(subject: &registry::Subject) -> Option<(u32, u32)> {
 impl CompiledSubject {
     /// Checks `event` against the version it names (`schema_version`), or the newest
     /// enabled one when it names none.
-    pub fn judge(&self, schema_version: Option<&str>, event: &Value) -> Result<Passed, SchemaRefusal> {
+    pub fn judge(&self, schema_version: Option<&str>, event: tape::TapeNode<'_>) -> Result<Passed, SchemaRefusal> {
         let index = match schema_version {
             Some(text) => {
                 let wanted = SchemaVersion::parse(text.as_bytes()).ok_or(SchemaRefusal::VersionUnknown)?;
@@ -183,11 +184,13 @@ mod tests {
         let schemas = Schemas::build(&registry).unwrap();
         let subject = schemas.subject(b"bet").unwrap();
         let good = json!({"payload":{"bet":1.5}});
-        assert_eq!(subject.judge(None, &good).unwrap().version.to_string(), "1.0.0");
-        assert_eq!(subject.judge(Some("2.0.0"), &good).unwrap_err(), SchemaRefusal::MajorNotEnabled(2));
-        assert_eq!(subject.judge(Some("1.9.0"), &good).unwrap_err(), SchemaRefusal::VersionUnknown);
+        assert_eq!(tape::with_value(&good, |event| subject.judge(None, event)).unwrap().version.to_string(), "1.0.0");
+        assert_eq!(tape::with_value(&good, |event| subject.judge(Some("2.0.0"), event)).unwrap_err(), SchemaRefusal::MajorNotEnabled(2));
+        assert_eq!(tape::with_value(&good, |event| subject.judge(Some("1.9.0"), event)).unwrap_err(), SchemaRefusal::VersionUnknown);
         let secret = json!({"payload":{"bet":"card 4111111111111111"}});
-        let SchemaRefusal::Violation(text) = subject.judge(Some("1.0.0"), &secret).unwrap_err() else { panic!() };
+        let SchemaRefusal::Violation(text) = tape::with_value(&secret, |event| subject.judge(Some("1.0.0"), event)).unwrap_err() else {
+            panic!()
+        };
         assert_eq!(text, "/payload/bet: fails type (schema /properties/payload/properties/bet/type)");
         assert!(!text.contains("4111"));
     }
@@ -198,7 +201,7 @@ mod tests {
         let schemas = Schemas::build(&registry).unwrap();
         let hostile = json!({"s": format!("{}!", "a".repeat(100_000))});
         let started = std::time::Instant::now();
-        assert!(schemas.subject(b"bet").unwrap().judge(None, &hostile).is_err());
+        assert!(tape::with_value(&hostile, |event| schemas.subject(b"bet").unwrap().judge(None, event)).is_err());
         // A backtracking engine takes longer than the age of the universe here.
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }

@@ -71,6 +71,17 @@ impl Validator {
     /// duplicate keys (any object, any depth, decoded keys), then the fields. Unknown
     /// top-level fields are allowed.
     pub fn validate(&mut self, body: &[u8]) -> Result<Envelope, EnvelopeError> {
+        self.validate_with(body, |_, _| ()).map(|(envelope, ())| envelope)
+    }
+
+    /// [`Validator::validate`], then `then` on the envelope and the parsed document (its
+    /// tape, as schemas and policies read it), before the tape is reused: the one parse
+    /// of an event serves the envelope, its schema and its policies.
+    pub fn validate_with<R>(
+        &mut self,
+        body: &[u8],
+        then: impl FnOnce(&Envelope, crate::schema::tape::TapeNode<'_>) -> R,
+    ) -> Result<(Envelope, R), EnvelopeError> {
         if body.len() > self.body_bytes_max {
             return Err(EnvelopeError::BodyTooLarge);
         }
@@ -87,7 +98,11 @@ impl Validator {
         self.scratch.extend_from_slice(body);
         let mut tape = Tape(std::mem::take(&mut self.tape_nodes)).reset();
         let result = match simd_json::fill_tape(&mut self.scratch, &mut self.buffers, &mut tape) {
-            Ok(()) => check_document(&tape.0, &mut self.keys, body),
+            Ok(()) => check_document(&tape.0, &mut self.keys, body).and_then(|envelope| {
+                let root = crate::schema::tape::TapeNode::root(&tape.0).ok_or(EnvelopeError::NotAnObject)?;
+                let then = then(&envelope, root);
+                Ok((envelope, then))
+            }),
             Err(_) => Err(EnvelopeError::JsonInvalid),
         };
         self.tape_nodes = tape.reset().0;
