@@ -268,6 +268,36 @@ mod tests {
     }
 
     #[test]
+    fn policies_gates_dlq_and_stream_versions_round_trip_and_are_checked() {
+        let text = "[[topics]]\nname = \"wallet\"\nevent_types = [\"deposit\", \"kyc_result\", \"bonus_paid\"]\nversions = 3\n\n\
+                    [[topics]]\nname = \"events\"\nevent_types = [\"*\"]\n\n\
+                    [[policies]]\nname = \"pii\"\ntopics = [\"wallet\"]\nblocked_fields = [\"payload.ssn\"]\nrequired_fields = [\"payload.amount\"]\ngeo_allow = [\"TR\"]\nmode = \"full\"\n\n\
+                    [gates]\nkyc_event_types = [\"kyc_result\"]\nrg_event_types = [\"kyc_result\"]\nrg_ok_values = [\"ok\", 1]\n\n\
+                    [[gates.rewards]]\nevent_types = [\"bonus_paid\"]\nkyc_level_min = 2\nrg_ok_required = true\n\n\
+                    [dlq]\nbytes_max = 1048576\nretention_hours = 48\n";
+        let config = Config::parse(text, Path::new("x.toml")).unwrap();
+        let wallet = config.topics.by_name(b"wallet").unwrap();
+        assert_eq!(config.topics.topic(config.topics.stream(wallet, 3).unwrap()).name.as_ref(), "wallet.v3");
+        assert_eq!(config.dlq.retention_ms, 48 * 3_600_000);
+        let again = Config::parse(&config.to_toml(), Path::new("y.toml")).unwrap();
+        assert_eq!(again.to_toml(), config.to_toml());
+        assert_eq!(again.policies, config.policies);
+        assert_eq!(again.gates, config.gates);
+        assert_eq!(again.topics.topics().len(), config.topics.topics().len());
+        let refused = |extra: &str| Config::parse(&format!("{text}{extra}"), Path::new("x.toml")).unwrap_err().to_string();
+        assert!(refused("\n[[policies]]\ntopics = [\"nope\"]\n").contains("policies[1].topics"));
+        assert!(refused("\n[[policies]]\nblocked_fields = [\"a..b\"]\n").contains("blocked_fields"));
+        assert!(refused("\n[[policies]]\ngeo_allow = [\"TR\"]\ngeo_deny = [\"tr\"]\n").contains("geo_deny"));
+        let split = text
+            .replace("[\"deposit\", \"kyc_result\", \"bonus_paid\"]", "[\"deposit\", \"bonus_paid\"]")
+            .replace("[\"*\"]", "[\"*\"]\n\n[[topics]]\nname = \"kyc\"\nevent_types = [\"kyc_result\", \"rg_x\"]");
+        let two =
+            Config::parse(&split.replace("rg_event_types = [\"kyc_result\"]", "rg_event_types = [\"rg_x\", \"bet\"]"), Path::new("x.toml"))
+                .unwrap_err();
+        assert!(two.to_string().contains("one topic"), "{two}");
+    }
+
+    #[test]
     fn io_uring_lockdown_is_on_by_default_and_round_trips() {
         assert!(Config::defaults().ingest.io_uring_lockdown);
         assert!(Config::defaults().to_toml().contains("\nio_uring_lockdown = true\n"));

@@ -83,19 +83,32 @@ impl Config {
             + &self.jwt_toml()
             + &format!("\n[consume]\nread_log_bytes_max = {}\n", self.consume.read_log_bytes_max)
             + &self.topics_toml()
+            + &self.governance_toml()
             + &self.bridge_kafka.as_ref().map(super::KafkaBridgeConfig::to_toml).unwrap_or_default()
     }
 
     /// `[[topics]]` as in force (a node without any shows its one topic `events`).
     fn topics_toml(&self) -> String {
         let mut out = String::new();
-        for topic in self.topics.topics() {
+        let topology = &self.topics;
+        for (index, topic) in topology.topics().iter().enumerate() {
+            // A stream version made by `versions = N` routes nothing: it is printed as the
+            // `versions` of its base.
+            if topic.event_types.is_empty() && !topic.wildcard {
+                continue;
+            }
             let mut types: Vec<String> = topic.event_types.iter().map(|t| format!("{t:?}")).collect();
             if topic.wildcard {
                 types.push("\"*\"".to_owned());
             }
+            let index = index as u16;
+            let versions = (2..=crate::constants::STREAM_VERSIONS_MAX)
+                .take_while(|version| topology.stream(index, *version).is_some())
+                .last()
+                .unwrap_or(1);
+            let versions = if versions > 1 { format!("versions = {versions}\n") } else { String::new() };
             out += &format!(
-                "\n[[topics]]\nname = \"{}\"\nevent_types = [{}]\npartitions = {}\nretention_hours = {}\nretention_bytes = {}\n",
+                "\n[[topics]]\nname = \"{}\"\nevent_types = [{}]\npartitions = {}\nretention_hours = {}\nretention_bytes = {}\n{versions}",
                 topic.name,
                 types.join(", "),
                 topic.partitions,
@@ -118,6 +131,53 @@ impl Config {
                 algorithms.join(", "),
                 issuer.jwks_file.display().to_string()
             ));
+        }
+        out
+    }
+
+    /// `[dlq]`, `[[policies]]` and `[gates]` as in force.
+    fn governance_toml(&self) -> String {
+        let quoted = |items: &[Box<str>]| items.iter().map(|item| format!("{item:?}")).collect::<Vec<_>>().join(", ");
+        let paths =
+            |items: &[crate::policy::FieldPath]| items.iter().map(|item| format!("{:?}", item.as_str())).collect::<Vec<_>>().join(", ");
+        let mut out = format!("\n[dlq]\nbytes_max = {}\nretention_hours = {}\n", self.dlq.bytes_max, self.dlq.retention_ms / 3_600_000);
+        for policy in &self.policies {
+            out += &format!(
+                "\n[[policies]]\nname = {:?}\nevent_types = [{}]\ntopics = [{}]\npartners = [{}]\nenforce = {}\nblocked_fields = [{}]\nrequired_fields = [{}]\ngeo_allow = [{}]\ngeo_deny = [{}]\n",
+                &*policy.name,
+                quoted(&policy.event_types),
+                quoted(&policy.topics),
+                quoted(&policy.partners),
+                policy.enforce,
+                paths(&policy.blocked_fields),
+                paths(&policy.required_fields),
+                quoted(&policy.geo_allow),
+                quoted(&policy.geo_deny),
+            );
+            if let Some(mode) = policy.mode {
+                out += &format!("mode = \"{}\"\n", mode.as_str());
+            }
+        }
+        let Some(gates) = &self.gates else { return out };
+        let values: Vec<String> = gates.rg_ok_values.iter().map(|value| value.to_string()).collect();
+        out += &format!(
+            "\n[gates]\nkyc_event_types = [{}]\nkyc_level_field = {:?}\nrg_event_types = [{}]\nrg_field = {:?}\nrg_ok_values = [{}]\nrg_unknown_ok = {}\n",
+            quoted(&gates.kyc_event_types),
+            gates.kyc_level_field.as_str(),
+            quoted(&gates.rg_event_types),
+            gates.rg_field.as_str(),
+            values.join(", "),
+            gates.rg_unknown_ok,
+        );
+        for reward in &gates.rewards {
+            out += &format!(
+                "\n[[gates.rewards]]\nevent_types = [{}]\nrg_ok_required = {}\n",
+                quoted(&reward.event_types),
+                reward.rg_ok_required
+            );
+            if let Some(min) = reward.kyc_level_min {
+                out += &format!("kyc_level_min = {min}\n");
+            }
         }
         out
     }
