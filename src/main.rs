@@ -278,7 +278,10 @@ fn replay_command(config: Option<PathBuf>, action: sluice::tools::cli::ReplayAct
     };
     match action {
         ReplayAction::Keygen { name, role, out } => replay::keygen(&name, &role, &out, &mut io::stdout().lock()).map_err(exit),
-        ReplayAction::Approve { runbook, key } => replay::approve(&runbook, &key).map_err(exit),
+        ReplayAction::Approve { runbook, key } => {
+            let (config, _) = load_config(config)?;
+            replay::approve(&config, &runbook, &key, &mut io::stdout().lock()).map_err(exit)
+        }
         ReplayAction::Plan {
             key,
             reason,

@@ -217,6 +217,15 @@ fn a_new_major_is_refused_until_its_flag_then_dual_written_with_its_pair_then_th
     assert_eq!(topics, [Some("events"), Some("events.v2")], "{pair:?}");
     let crossed = server.client().request(&signed_batch(&[versioned("m-5", "u7", Some("1.3.0")), new("m-6")])).json();
     assert_eq!(crossed["results"][1]["error"]["code"].as_str(), Some("dual_write_pair_missing"), "another event_id is not a pair");
+    // Regressions: a pair never carries over from another request (even past a refused
+    // first line), and an event of another type is no pair.
+    let mut client = server.client();
+    client.request(&signed_batch(&[versioned("m-10", "u7", Some("1.3.0"))]));
+    let carried = client.request(&signed_batch(&["{not json".to_owned(), new("m-10")])).json();
+    assert_eq!(carried["results"][1]["error"]["code"].as_str(), Some("dual_write_pair_missing"), "{carried:?}");
+    let other_type = versioned("m-11", "u7", Some("1.3.0")).replace("\"event_type\":\"bet\"", "\"event_type\":\"spin\"");
+    let typed = client.request(&signed_batch(&[other_type, new("m-11")])).json();
+    assert_eq!(typed["results"][1]["error"]["code"].as_str(), Some("dual_write_pair_missing"), "{typed:?}");
     // v1 alone still works until it is retired.
     assert_eq!(post(&server, &versioned("m-7", "u7", Some("1.3.0"))).status, 202);
     assert_eq!(flags(r#"{"majors":{"1":"retired","2":"on"},"dual_write":true}"#).status, 200);
@@ -256,8 +265,15 @@ fn kyc_and_rg_gates_follow_the_stream_across_a_restart() {
     assert_eq!(post(&server, &bonus("b-5")).error_code(), "rg_gate", "the state is read back from the stream");
     assert_eq!(post(&server, &rg("r-2", "ok")).status, 202);
     assert_eq!(post(&server, &bonus("b-6")).status, 202);
+    // An RG event whose type is written with an escape is the same type, live and when
+    // read back at start (the rebuild skipped it by a byte search).
+    let escaped = rg("r-3", "self_excluded").replace("\"event_type\":\"rg_status\"", "\"event_type\":\"rg\\u005fstatus\"");
+    assert_eq!(post(&server, &escaped).status, 202);
+    assert_eq!(post(&server, &bonus("b-6x")).error_code(), "rg_gate");
     server.kill9();
     let server = sandbox.start();
+    assert_eq!(post(&server, &bonus("b-6y")).error_code(), "rg_gate", "the escaped RG event is read back");
+    assert_eq!(post(&server, &rg("r-4", "ok")).status, 202);
     assert_eq!(post(&server, &bonus("b-7")).status, 202, "after kill -9 too");
     assert_eq!(post(&server, &wallet_event("b-8", "u44", "bonus_paid", r#"{"amount":1}"#)).error_code(), "kyc_gate");
 }
@@ -290,4 +306,18 @@ fn the_schema_command_registers_checks_and_lists_through_the_admin_api() {
     assert!(run(&["add", "bet", "1.1.0", narrowed.to_str().unwrap()]).status.success());
     assert!(run(&["delete", "bet", "1.1.0"]).status.success());
     assert_eq!(run(&["delete", "bet", "1.1.0"]).status.code(), Some(1));
+}
+
+/// Regression: under `durability = "fsync"`, a duplicate of an event still waiting for
+/// its group commit applied its own body to the gate state at the original's offset.
+#[test]
+fn a_duplicate_never_changes_the_gate_state() {
+    let sandbox = Sandbox::new(Setup { extra_config: CONFIG.to_owned(), durability: "fsync", ..Setup::default() });
+    let server = sandbox.start();
+    let status = wallet_event("X-1", "u60", "rg_status", r#"{"status":"ok"}"#);
+    let fake_kyc = wallet_event("X-1", "u60", "kyc_result", r#"{"level":9}"#);
+    let batch = server.client().request(&signed_batch(&[status, fake_kyc])).json();
+    assert_eq!(batch["duplicates"].as_u64(), Some(1), "{batch:?}");
+    let bonus = wallet_event("b-60", "u60", "bonus_paid", r#"{"amount":5}"#);
+    assert_eq!(post(&server, &bonus).error_code(), "kyc_gate", "the duplicate's level 9 was never stored");
 }

@@ -146,7 +146,12 @@ fn add_version(stream: &mut TcpStream, governance: &Governance, event_type: &str
     match registry.add(event_type, version, new.schema, now_ms, mode) {
         Ok(added) => {
             if let Err(message) = governance.publish(&registry) {
-                return refuse(stream, 500, "internal_error", &message);
+                return refuse(
+                    stream,
+                    500,
+                    "internal_error",
+                    &format!("the change is on disk but not in force ({message}); it takes effect at the next start"),
+                );
             }
             tracing::info!(event_type, version = %version, created = added == Added::Created, "schema registered");
             let status = if added == Added::Created { 201 } else { 200 };
@@ -165,7 +170,12 @@ fn delete_version(stream: &mut TcpStream, governance: &Governance, event_type: &
     match registry.delete(event_type, version) {
         Ok(()) => {
             if let Err(message) = governance.publish(&registry) {
-                return refuse(stream, 500, "internal_error", &message);
+                return refuse(
+                    stream,
+                    500,
+                    "internal_error",
+                    &format!("the change is on disk but not in force ({message}); it takes effect at the next start"),
+                );
             }
             tracing::info!(event_type, version = %version, "schema version deleted");
             respond(stream, 204, JSON, "")
@@ -185,7 +195,12 @@ fn put_settings(stream: &mut TcpStream, governance: &Governance, event_type: &st
     match registry.set_settings(event_type, settings) {
         Ok(()) => {
             if let Err(message) = governance.publish(&registry) {
-                return refuse(stream, 500, "internal_error", &message);
+                return refuse(
+                    stream,
+                    500,
+                    "internal_error",
+                    &format!("the change is on disk but not in force ({message}); it takes effect at the next start"),
+                );
             }
             let subject = registry.subject(event_type).cloned().unwrap_or_default();
             tracing::info!(event_type, "schema settings changed");
@@ -209,6 +224,19 @@ fn register_replay(
         Err(error) => return refuse(stream, 400, error.code(), &error.to_string()),
     };
     let now_ms = crate::platform::time::now_unix_ms();
+    // The signatures are checked first (cheap), then every item against its source.
+    if let Err(error) = runbook.verify(keyring.signers(), now_ms) {
+        return refuse(stream, 403, error.code(), &error.to_string());
+    }
+    let dirs = control.topic_dirs.get().map(|dirs| dirs.as_slice()).unwrap_or_default();
+    let sources = crate::tools::replay::load_sources(&governance.dlq_dir, dirs, &control.topology, &runbook);
+    if let Err(error) = sources.and_then(|sources| crate::tools::replay::check_sources(&sources, &runbook)) {
+        let code = match &error {
+            crate::tools::replay::ReplayCommandError::Refused { code, .. } => code.clone(),
+            _ => "runbook_sources_mismatch".to_owned(),
+        };
+        return refuse(stream, 403, &code, &error.to_string());
+    }
     match governance.replays.register(&runbook, keyring.signers(), &control.topology, now_ms) {
         Ok(approved) => {
             tracing::info!(replay_id = %approved.id, target = %runbook.target_topic, items = runbook.items.len(), requester = %runbook.requester, "replay runbook registered");
@@ -229,6 +257,9 @@ fn register_replay(
 /// Dead letters an admin call returns at most (`limit`), and by default.
 const DLQ_LIST_MAX: usize = 10_000;
 const DLQ_LIST_DEFAULT: usize = 1000;
+/// Bytes of one `GET /admin/dlq` answer: it is built in the server's memory, so a page
+/// ends early past this (ask again with `from_ms` after the last `received_at`).
+const DLQ_ANSWER_BYTES_MAX: usize = 32 << 20;
 
 /// The DLQ filter and limit of a query string; the error names the bad parameter.
 pub(crate) fn dlq_query(query: &str) -> Result<(crate::sidelog::dlq::Filter, usize), String> {
@@ -270,7 +301,11 @@ fn list_dead_letters(stream: &mut TcpStream, control: &Control, query: &str) -> 
     let read = crate::sidelog::dlq::read_dir(&dir, &filter, |letter| {
         crate::sidelog::dlq::to_json(letter, &mut body);
         count += 1;
-        if count >= limit { std::ops::ControlFlow::Break(()) } else { std::ops::ControlFlow::Continue(()) }
+        if count >= limit || body.len() >= DLQ_ANSWER_BYTES_MAX {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
     });
     if let Err(error) = read {
         return refuse(stream, 500, "internal_error", &format!("cannot read the dead-letter queue: {error}"));

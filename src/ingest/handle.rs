@@ -62,6 +62,7 @@ impl LineResult {
 #[derive(Debug, Default)]
 pub struct PairMemo {
     event_id: Vec<u8>,
+    event_type: Vec<u8>,
     major: Option<u32>,
 }
 
@@ -241,17 +242,14 @@ impl Core {
                 }
             },
         };
-        self.replay = match request.replay_id {
-            None => None,
-            Some(id) => match self.governance.replays.get(id, self.now_ms) {
-                Some(replay) => Some(replay),
-                None => {
-                    let message = "X-Replay-Id names no registered, unexpired runbook: start replays with `sluice replay run`";
-                    let written = answer_rejected(out, Reject::ReplayNotApproved, message, 1, answer);
-                    self.dead_letter_whole(request, peer, principal, &written, out);
-                    return Handled::Answered(written);
+        self.replay = match self.replay_of(request, peer, principal, answer, out) {
+            Ok(replay) => replay,
+            Err(written) => {
+                if let Some(remember) = remember {
+                    self.remember_answer(&remember, &written, &out[written.body.clone()]);
                 }
-            },
+                return Handled::Answered(written);
+            }
         };
         let handled = if batch {
             self.ingest_batch(request.body, principal, origin, answer, out)
@@ -275,6 +273,26 @@ impl Core {
             }
             Handled::Consumer(started) => Handled::Consumer(started),
         }
+    }
+
+    /// The registered runbook a request's `X-Replay-Id` names (`None` without one), or
+    /// the refusal answered when it names none.
+    fn replay_of(
+        &mut self,
+        request: &Request<'_>,
+        peer: Peer<'_>,
+        principal: Principal,
+        answer: Answer<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Arc<crate::policy::replays::ApprovedReplay>>, Written> {
+        let Some(id) = request.replay_id else { return Ok(None) };
+        if let Some(replay) = self.governance.replays.get(id, self.now_ms) {
+            return Ok(Some(replay));
+        }
+        let message = "X-Replay-Id names no registered, unexpired runbook: start replays with `sluice replay run`";
+        let written = answer_rejected(out, Reject::ReplayNotApproved, message, 1, answer);
+        self.dead_letter_whole(request, peer, principal, &written, out);
+        Err(written)
     }
 
     /// Keeps a request refused whole after authentication in the dead-letter queue.
@@ -301,7 +319,11 @@ impl Core {
             Handled::Answered(written) if written.status.code() >= 400 && !written.asks_retry => {
                 return self.dead_letter_whole(request, peer, principal, written, out);
             }
-            Handled::Answered(written) if written.status == Status::Ok && request.path.ends_with(b"/batch") => {
+            Handled::Answered(written)
+                if written.status == Status::Ok
+                    && request.path.ends_with(b"/batch")
+                    && memchr::memmem::find(&out[written.body.clone()], b"\"rejected\"").is_some() =>
+            {
                 let body: serde_json::Value = serde_json::from_slice(&out[written.body.clone()]).unwrap_or_default();
                 let Some(results) = body["results"].as_array() else { return };
                 results
@@ -309,8 +331,7 @@ impl Core {
                     .enumerate()
                     .filter(|(_, result)| {
                         result["status"] == "rejected"
-                            && result["error"]["code"] != "overloaded"
-                            && result["error"]["code"] != "storage_unavailable"
+                            && !RECORDED_ELSEWHERE.contains(&result["error"]["code"].as_str().unwrap_or_default())
                     })
                     .map(|(line, result)| {
                         let text = |field: &str| result["error"][field].as_str().unwrap_or_default().to_owned();
@@ -483,22 +504,19 @@ impl Core {
     /// Validates one event, checks the partner's scope, its route, schema, policies and
     /// gates, and stores it here or hands it to the owner shard.
     fn ingest_line(&mut self, event: &[u8], principal: Principal, origin: Origin, line: u16) -> LineResult {
-        // The line before is a pair only if it passed: any refusal of this line, at any
-        // step, leaves none for the next.
-        let before = if line == 0 { None } else { self.pair.major.take() };
+        // The line before is a pair only if it was taken: any refusal of this line, at any
+        // step, leaves none for the next, and a request starts with none.
+        let before = self.pair.major.take().filter(|_| line > 0);
         let Core { validator, keyring, token_scopes, topology, replay, rules, pair, .. } = self;
         let checks = LineChecks { keyring, token_scopes, topology, replay: replay.as_deref(), rules };
-        let validated = validator.validate_with(event, |envelope, root| checks.check(event, envelope, root, principal, (pair, before)));
+        let validated = validator.validate_with(event, |envelope, root| checks.check(event, envelope, root, principal, (&*pair, before)));
         let (envelope, checked) = match validated {
             Ok(validated) => validated,
             Err(error) => return LineResult::rejected(Reject::from(error), error.message()),
         };
-        let (mut topic, mut gate) = match checked {
+        let (mut topic, mut gate, pair_major) = match checked {
             Ok(checked) => checked,
-            Err(rejected) => {
-                self.pair.major = None;
-                return rejected;
-            }
+            Err(rejected) => return rejected,
         };
         // The KYC/RG state is the fold of the first stream version (what a restart reads
         // back); a gate event of a newer major or a replay changes nothing.
@@ -514,7 +532,17 @@ impl Core {
         }
         let marker = replay.as_ref().map_or(&[][..], |replay| &replay.marker[..]);
         let ticket = Ticket { shard: self.shard as u16, slot: origin.slot, generation: origin.generation, line };
-        self.store_line(event, &envelope, ticket, topic, gate, marker)
+        let stored = self.store_line(event, &envelope, ticket, topic, gate, marker);
+        if let Some(major) = pair_major
+            && matches!(stored, LineResult::Waiting | LineResult::Done(Outcome::Accepted { .. } | Outcome::Duplicate { .. }))
+        {
+            self.pair.major = Some(major);
+            self.pair.event_id.clear();
+            self.pair.event_id.extend_from_slice(envelope.event_id());
+            self.pair.event_type.clear();
+            self.pair.event_type.extend_from_slice(envelope.event_type());
+        }
+        stored
     }
 
     /// Stores a checked event in `topic`, here or through its owner shard.
@@ -551,8 +579,10 @@ impl Core {
                     }
                     LineResult::Done(outcome)
                 }
-                Stored::AfterSync { offset } => {
-                    self.apply_gate(gate, offset);
+                Stored::AfterSync { offset, appended } => {
+                    if appended {
+                        self.apply_gate(gate, offset);
+                    }
                     LineResult::Waiting
                 }
             };
@@ -605,7 +635,7 @@ impl Core {
                     self.results_out[from].push((item.ticket, outcome));
                     outcome.offset().filter(|_| matches!(outcome, Outcome::Accepted { .. }))
                 }
-                Stored::AfterSync { offset } => Some(offset),
+                Stored::AfterSync { offset, appended } => appended.then_some(offset),
             };
             if let Some(offset) = offset {
                 self.apply_gate(item.gate, offset);
@@ -637,7 +667,9 @@ struct LineChecks<'c> {
     rules: &'c Local<crate::policy::Rules>,
 }
 
-type Checked = Result<(u16, Option<Gate>), LineResult>;
+/// The topic an event goes to, its gate part, and its schema major (for the next line's
+/// dual-write pair), or the line's refusal.
+type Checked = Result<(u16, Option<Gate>, Option<u32>), LineResult>;
 
 impl LineChecks<'_> {
     /// The partner's scope, the route, the replay's item set, then schemas, policies and
@@ -649,7 +681,7 @@ impl LineChecks<'_> {
         envelope: &Envelope,
         root: TapeNode<'_>,
         principal: Principal,
-        (pair, before): (&mut PairMemo, Option<u32>),
+        (pair, before): (&PairMemo, Option<u32>),
     ) -> Checked {
         let event_type = envelope.event_type();
         let partner = self.keyring.partner(principal.partner);
@@ -667,18 +699,15 @@ impl LineChecks<'_> {
         let topic_name = &self.topology.topic(topic).name;
         let rules = self.rules.get();
         if !rules.applies(event_type, topic_name, &partner.name) {
-            return Ok((topic, None));
+            return Ok((topic, None, None));
         }
         let judged = rules.judge_as(event_type, topic_name, (&partner.name, principal.partner as u32), root).map_err(refused_line)?;
-        let Some(passed) = judged.passed else { return Ok((topic, judged.gate)) };
+        let Some(passed) = judged.passed else { return Ok((topic, judged.gate, None)) };
         if let Some(older) = passed.pair_major
-            && (before != Some(older) || pair.event_id != envelope.event_id())
+            && (before != Some(older) || pair.event_id != envelope.event_id() || pair.event_type != event_type)
         {
             return Err(LineResult::rejected(Reject::DualWritePairMissing, DUAL_WRITE_PAIR_MISSING));
         }
-        pair.major = Some(passed.version.major);
-        pair.event_id.clear();
-        pair.event_id.extend_from_slice(envelope.event_id());
         let stream = passed.version.stream_version();
         let target = self.topology.stream(topic, stream).ok_or_else(|| {
             let message = format!(
@@ -687,7 +716,7 @@ impl LineChecks<'_> {
             );
             LineResult::Rejected { reason: Reject::SchemaMajorNotEnabled, message: Message::Owned(message.into_boxed_str()) }
         })?;
-        Ok((target, judged.gate))
+        Ok((target, judged.gate, Some(passed.version.major)))
     }
 }
 

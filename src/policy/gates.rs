@@ -228,7 +228,10 @@ impl GateState {
             return Some(GateRefusal::Kyc);
         }
         if check.rg_ok_required {
-            let ok = known.rg_ok().unwrap_or(check.rg_unknown_ok);
+            // Once the table is full, an unknown user may be one whose self-exclusion was
+            // not kept: unknown is then not OK, whatever `rg_unknown_ok` says.
+            let unknown_ok = check.rg_unknown_ok && self.dropped.load(Ordering::Relaxed) == 0;
+            let ok = known.rg_ok().unwrap_or(unknown_ok);
             if !ok {
                 return Some(GateRefusal::Rg);
             }

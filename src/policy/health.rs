@@ -126,7 +126,10 @@ pub struct PartnerHealth {
 impl PartnerHealth {
     fn with(&self, partner: &str, update: impl FnOnce(&mut PartnerCounters)) {
         let mut partners = self.partners.lock().unwrap_or_else(PoisonError::into_inner);
-        let name = if partners.contains_key(partner) || partners.len() < HEALTH_PARTNERS_MAX { partner } else { "other" };
+        if let Some(counters) = partners.get_mut(partner) {
+            return update(counters);
+        }
+        let name = if partners.len() < HEALTH_PARTNERS_MAX { partner } else { "other" };
         update(partners.entry(Box::from(name)).or_default());
     }
 

@@ -33,7 +33,11 @@ pub fn rebuild(gates: &GateRules, state: &GateState, topology: &Topology, dirs: 
             let mut reader = LogReader::open(dir, partition, StartAt::Earliest)?;
             while let Some(record) = reader.next()? {
                 rebuilt.records += 1;
-                if !needles.iter().any(|needle| memchr::memmem::find(record.event, needle).is_some()) {
+                // An escaped event type (`"rg\u005fstatus"`) is the same type: a record with a
+                // backslash is always parsed.
+                if !needles.iter().any(|needle| memchr::memmem::find(record.event, needle).is_some())
+                    && memchr::memchr(b'\\', record.event).is_none()
+                {
                     continue;
                 }
                 let update = crate::schema::tape::with_parsed(record.event, |event| {

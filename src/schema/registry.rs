@@ -284,8 +284,9 @@ impl Registry {
             .position(|registered| registered.version == version)
             .ok_or_else(|| RegistryError::NotFound(format!("{event_type} has no version {version}")))?;
         fs::remove_file(self.dir.join(event_type).join(format!("{version}.json")))?;
-        fs::File::open(self.dir.join(event_type))?.sync_all()?;
+        // Gone from disk: gone from the registry, even if the directory's fsync fails.
         subject.versions.remove(index);
+        fs::File::open(self.dir.join(event_type))?.sync_all()?;
         Ok(())
     }
 

@@ -36,8 +36,9 @@ pub enum Stored {
     /// Answer now.
     Now(Outcome),
     /// Answer after the group commit; the outcome will come out of `take_released`.
-    /// `offset` is the event's (appended, or the original of a duplicate).
-    AfterSync { offset: u64 },
+    /// `offset` is the event's; `appended` false for a duplicate (`offset` is then the
+    /// original's).
+    AfterSync { offset: u64, appended: bool },
 }
 
 pub struct Partitions {
@@ -138,7 +139,7 @@ impl Partitions {
         match outcome.offset() {
             Some(offset) if fsync && offset >= owned.synced => {
                 owned.waiting.push_back((ticket, outcome));
-                Stored::AfterSync { offset }
+                Stored::AfterSync { offset, appended: matches!(outcome, Outcome::Accepted { .. }) }
             }
             _ => Stored::Now(outcome),
         }

@@ -201,7 +201,7 @@ pub type Header<'a> = (&'a [u8], &'a [u8]);
 /// What a credential header's value is stored as.
 pub const REDACTED: &[u8] = b"<redacted>";
 /// Headers whose values are credentials (a bearer token, the HMAC signatures).
-const REDACTED_HEADERS: [&[u8]; 3] = [b"authorization", b"x-signature", b"webhook-signature"];
+const REDACTED_HEADERS: [&[u8]; 5] = [b"authorization", b"x-signature", b"webhook-signature", b"cookie", b"proxy-authorization"];
 
 /// `value`, or [`REDACTED`] if `name` is a credential header (any case): what the caller
 /// puts in a dead letter's headers.

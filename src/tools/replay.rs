@@ -25,11 +25,13 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::log::DataDir;
 use crate::perimeter::hmac;
 use crate::perimeter::keyring::KeyRing;
 use crate::replay::runbook::{Item, Plan, Runbook, RunbookError, Source};
 use crate::replay::signer::{self, Role};
 use crate::sidelog::dlq::{self, Filter};
+use crate::topics::Topology;
 
 /// 403 codes that refuse the event itself, not how it was sent.
 const REFUSED_FOR_GOOD: [&str; 6] =
@@ -111,10 +113,27 @@ pub fn plan(
     Ok(runbook.items.len())
 }
 
-/// `approve`: adds the approver's signature to the runbook file, in place.
-pub fn approve(runbook_file: &Path, key_file: &Path) -> Result<(), ReplayCommandError> {
+/// `approve`: checks every item against its source (the approver signs what the data dir
+/// holds, not hashes taken on trust), prints what is approved, and adds the approver's
+/// signature to the runbook file, in place.
+pub fn approve(config: &Config, runbook_file: &Path, key_file: &Path, out: &mut impl Write) -> Result<(), ReplayCommandError> {
     let signer = signer::load_private(key_file).map_err(|error| ReplayCommandError::Usage(error.to_string()))?;
     let mut runbook = read_runbook(runbook_file)?;
+    let sources = load_sources(&config.storage.data_dir.join(dlq::DLQ_DIR), &open_dirs(config)?, &config.topics, &runbook)?;
+    check_sources(&sources, &runbook)?;
+    let mut by_type: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for item in &runbook.items {
+        let event_type = serde_json::from_slice::<Value>(&sources[&item.reference].1)
+            .ok()
+            .and_then(|event| event["event_type"].as_str().map(str::to_owned));
+        *by_type.entry(event_type.unwrap_or_default()).or_default() += 1;
+    }
+    writeln!(
+        out,
+        "{}",
+        json!({"id": runbook.id, "requester": runbook.requester, "reason": runbook.reason, "target_topic": runbook.target_topic,
+                              "items": runbook.items.len(), "by_event_type": by_type, "expires_at_ms": runbook.expires_at_ms})
+    )?;
     if signer.name() == runbook.requester {
         return Err(ReplayCommandError::Refused {
             code: "runbook_self_approved".to_owned(),
@@ -186,7 +205,8 @@ fn resolve(config: &Config, selection: &Selection) -> Result<(Source, Vec<Item>)
     if let Some(topic) = &selection.topic {
         let wanted: HashSet<&str> = selection.event_ids.iter().map(String::as_str).collect();
         let (from, to) = (selection.from_ms.unwrap_or(i64::MIN), selection.to_ms.unwrap_or(i64::MAX));
-        for_each_stored(config, topic, |reference, ingest_ms, stored| {
+        let dirs = open_dirs(config)?;
+        for_each_stored(&dirs, &config.topics, topic, |reference, ingest_ms, stored| {
             let body = unstamped(stored);
             let chosen = if wanted.is_empty() {
                 (from..to).contains(&ingest_ms)
@@ -224,12 +244,15 @@ fn resolve(config: &Config, selection: &Selection) -> Result<(Source, Vec<Item>)
 }
 
 /// Every stored event of `topic`: `topic/partition/offset`, ingest time, bytes.
-fn for_each_stored(config: &Config, topic: &str, mut visit: impl FnMut(String, i64, &[u8])) -> Result<(), ReplayCommandError> {
+fn for_each_stored(
+    dirs: &[DataDir],
+    topology: &Topology,
+    topic: &str,
+    mut visit: impl FnMut(String, i64, &[u8]),
+) -> Result<(), ReplayCommandError> {
     let index =
-        config.topics.by_name(topic.as_bytes()).ok_or_else(|| ReplayCommandError::Usage(format!("{topic:?} is not a configured topic")))?;
-    let dirs =
-        crate::log::open_topics(&config.storage.data_dir, &config.topics).map_err(|error| ReplayCommandError::Failed(error.to_string()))?;
-    let dir = &dirs[usize::from(index)];
+        topology.by_name(topic.as_bytes()).ok_or_else(|| ReplayCommandError::Usage(format!("{topic:?} is not a configured topic")))?;
+    let dir = dirs.get(usize::from(index)).ok_or_else(|| ReplayCommandError::Failed(format!("topic {topic} is not open")))?;
     for partition in 0..dir.partitions() {
         let mut reader = crate::log::LogReader::open(dir, partition, crate::log::StartAt::Earliest)
             .map_err(|error| ReplayCommandError::Failed(error.to_string()))?;
@@ -238,6 +261,11 @@ fn for_each_stored(config: &Config, topic: &str, mut visit: impl FnMut(String, i
         }
     }
     Ok(())
+}
+
+/// The topics' data dirs of a configuration, for a command beside a running server.
+fn open_dirs(config: &Config) -> Result<Vec<DataDir>, ReplayCommandError> {
+    crate::log::open_topics(&config.storage.data_dir, &config.topics).map_err(|error| ReplayCommandError::Failed(error.to_string()))
 }
 
 /// Where `run` sends and whom it signs as.
@@ -277,7 +305,7 @@ pub fn run(config: &Config, runbook_file: &Path, target: &RunTarget) -> Result<R
     let progress_path = progress_path(runbook_file);
     let done = read_progress(&progress_path)?;
     let mut progress = OpenOptions::new().create(true).append(true).open(&progress_path)?;
-    let sources = load_sources(config, &runbook)?;
+    let sources = load_sources(&config.storage.data_dir.join(dlq::DLQ_DIR), &open_dirs(config)?, &config.topics, &runbook)?;
     let mut summary = RunSummary::default();
     for (index, item) in runbook.items.iter().enumerate() {
         if done.contains(&index) {
@@ -326,13 +354,15 @@ fn read_progress(path: &Path) -> io::Result<HashSet<usize>> {
 }
 
 /// Each item's bytes and partner, by reference.
-type Sources = HashMap<String, (Option<String>, Vec<u8>)>;
+pub type Sources = HashMap<String, (Option<String>, Vec<u8>)>;
 
-fn load_sources(config: &Config, runbook: &Runbook) -> Result<Sources, ReplayCommandError> {
+/// Reads every item's source as it is now: the dead letters under `dlq_dir`, or the
+/// stored events of the runbook's topic in `dirs`.
+pub fn load_sources(dlq_dir: &Path, dirs: &[DataDir], topology: &Topology, runbook: &Runbook) -> Result<Sources, ReplayCommandError> {
     let mut sources = Sources::new();
     match &runbook.source {
         Source::Dlq { .. } => {
-            dlq::read_dir(&config.storage.data_dir.join(dlq::DLQ_DIR), &Filter::default(), |letter| {
+            dlq::read_dir(dlq_dir, &Filter::default(), |letter| {
                 for (reference, body) in dead_letter_events(letter) {
                     sources.insert(reference, (Some(letter.partner.to_owned()), body));
                 }
@@ -341,7 +371,7 @@ fn load_sources(config: &Config, runbook: &Runbook) -> Result<Sources, ReplayCom
         }
         Source::Topic { topic, .. } | Source::Events { topic, .. } => {
             let wanted: HashSet<&str> = runbook.items.iter().map(|item| item.reference.as_str()).collect();
-            for_each_stored(config, topic, |reference, _, stored| {
+            for_each_stored(dirs, topology, topic, |reference, _, stored| {
                 if wanted.contains(reference.as_str()) {
                     sources.insert(reference, (None, unstamped(stored)));
                 }
@@ -349,6 +379,31 @@ fn load_sources(config: &Config, runbook: &Runbook) -> Result<Sources, ReplayCom
         }
     }
     Ok(sources)
+}
+
+/// Every item's source still holds the bytes (and event id) the item pins: a runbook
+/// whose hashes were not taken from its sources is refused, however it is signed.
+pub fn check_sources(sources: &Sources, runbook: &Runbook) -> Result<(), ReplayCommandError> {
+    for (index, item) in runbook.items.iter().enumerate() {
+        let pinned = sources.get(&item.reference).map(|(_, body)| Item::new(item.reference.clone(), item.event_id.clone(), body));
+        match pinned {
+            Some(pinned)
+                if pinned.sha256 == item.sha256 && event_id_of(&sources[&item.reference].1).as_deref() == Some(item.event_id.as_str()) => {}
+            Some(_) => {
+                return Err(ReplayCommandError::Refused {
+                    code: "runbook_sources_mismatch".to_owned(),
+                    message: format!("item {index} ({}): its source holds other bytes than the item pins", item.reference),
+                });
+            }
+            None => {
+                return Err(ReplayCommandError::Refused {
+                    code: "runbook_sources_mismatch".to_owned(),
+                    message: format!("item {index} ({}): no such source", item.reference),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Sends one item; the recorded step (`status`, and `topic`/`partition`/`offset` or `code`).
@@ -422,6 +477,30 @@ mod tests {
         let stored = br#"{"event_id":"e1","a":"b","ingested_at":"2026-01-01T00:00:00.000Z"}"#;
         assert_eq!(unstamped(stored), br#"{"event_id":"e1","a":"b"}"#);
         assert_eq!(unstamped(b"{\"x\":1}"), b"{\"x\":1}");
+    }
+
+    #[test]
+    fn items_must_pin_their_sources_bytes() {
+        let body = br#"{"event_id":"e1","event_type":"bet"}"#.to_vec();
+        let item = Item::new("d_0000000000000001", "e1", &body);
+        let plan = Plan {
+            requester: "alice".to_owned(),
+            reason: "test".to_owned(),
+            source: Source::Dlq { ids: vec!["d_0000000000000001".to_owned()] },
+            target_topic: "events.v2".to_owned(),
+            items: vec![item],
+            created_at_ms: 1_800_000_000_000,
+            valid_for_ms: 3_600_000,
+        };
+        let runbook = Runbook::plan(plan).unwrap();
+        let mut sources = Sources::new();
+        sources.insert("d_0000000000000001".to_owned(), (Some("acme".to_owned()), body.clone()));
+        assert!(check_sources(&sources, &runbook).is_ok());
+        // The requester pinned other bytes than the dead letter holds: refused.
+        sources.insert("d_0000000000000001".to_owned(), (Some("acme".to_owned()), br#"{"event_id":"e1","event_type":"win"}"#.to_vec()));
+        let Err(ReplayCommandError::Refused { code, .. }) = check_sources(&sources, &runbook) else { panic!("refused") };
+        assert_eq!(code, "runbook_sources_mismatch");
+        assert!(check_sources(&Sources::new(), &runbook).is_err(), "a missing source");
     }
 
     #[test]
