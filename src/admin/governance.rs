@@ -145,13 +145,8 @@ fn add_version(stream: &mut TcpStream, governance: &Governance, event_type: &str
     let now_ms = crate::platform::time::now_unix_ms();
     match registry.add(event_type, version, new.schema, now_ms, mode) {
         Ok(added) => {
-            if let Err(message) = governance.publish(&registry) {
-                return refuse(
-                    stream,
-                    500,
-                    "internal_error",
-                    &format!("the change is on disk but not in force ({message}); it takes effect at the next start"),
-                );
+            if let Err(message) = publish(governance, &registry) {
+                return refuse(stream, 500, "internal_error", &message);
             }
             tracing::info!(event_type, version = %version, created = added == Added::Created, "schema registered");
             let status = if added == Added::Created { 201 } else { 200 };
@@ -159,6 +154,13 @@ fn add_version(stream: &mut TcpStream, governance: &Governance, event_type: &str
         }
         Err(error) => registry_error(stream, &error),
     }
+}
+
+/// Puts a registry change in force; the error says the change is on disk but not in force.
+fn publish(governance: &Governance, registry: &Registry) -> Result<(), String> {
+    governance
+        .publish(registry)
+        .map_err(|message| format!("the change is on disk but not in force ({message}); it takes effect at the next start"))
 }
 
 fn delete_version(stream: &mut TcpStream, governance: &Governance, event_type: &str, version: &str) -> io::Result<()> {
@@ -169,13 +171,8 @@ fn delete_version(stream: &mut TcpStream, governance: &Governance, event_type: &
     let mut registry = governance.registry();
     match registry.delete(event_type, version) {
         Ok(()) => {
-            if let Err(message) = governance.publish(&registry) {
-                return refuse(
-                    stream,
-                    500,
-                    "internal_error",
-                    &format!("the change is on disk but not in force ({message}); it takes effect at the next start"),
-                );
+            if let Err(message) = publish(governance, &registry) {
+                return refuse(stream, 500, "internal_error", &message);
             }
             tracing::info!(event_type, version = %version, "schema version deleted");
             respond(stream, 204, JSON, "")
@@ -194,13 +191,8 @@ fn put_settings(stream: &mut TcpStream, governance: &Governance, event_type: &st
     let mut registry = governance.registry();
     match registry.set_settings(event_type, settings) {
         Ok(()) => {
-            if let Err(message) = governance.publish(&registry) {
-                return refuse(
-                    stream,
-                    500,
-                    "internal_error",
-                    &format!("the change is on disk but not in force ({message}); it takes effect at the next start"),
-                );
+            if let Err(message) = publish(governance, &registry) {
+                return refuse(stream, 500, "internal_error", &message);
             }
             let subject = registry.subject(event_type).cloned().unwrap_or_default();
             tracing::info!(event_type, "schema settings changed");

@@ -37,11 +37,16 @@ fn head_lines(head: &[u8]) -> Vec<(&[u8], &[u8])> {
 
 /// `event_type`, `event_id` and the routed topic of a line, when it parses.
 fn describe_event(core: &Core, body: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let (event_type, event_id) = type_and_id(body);
+    let topic = core.topology.route(&event_type).map(|topic| core.topology.topic(topic).name.as_bytes().to_vec()).unwrap_or_default();
+    (event_type, event_id, topic)
+}
+
+/// `event_type` and `event_id` of an event, when it parses (empty otherwise).
+fn type_and_id(body: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let Ok(event) = serde_json::from_slice::<serde_json::Value>(body) else { return Default::default() };
     let text = |name: &str| event.get(name).and_then(serde_json::Value::as_str).unwrap_or_default().as_bytes().to_vec();
-    let event_type = text("event_type");
-    let topic = core.topology.route(&event_type).map(|topic| core.topology.topic(topic).name.as_bytes().to_vec()).unwrap_or_default();
-    (event_type, text("event_id"), topic)
+    (text("event_type"), text("event_id"))
 }
 
 impl Core {
@@ -88,19 +93,13 @@ impl Core {
     /// request head.
     pub fn dead_letter_stored(&mut self, reason: crate::ingest::refusal::Reject, partner: usize, stored: &[&[u8]], slot: u32, line: u16) {
         let joined = stored.concat();
-        let body = crate::tools::replay::unstamped(&joined);
+        let body = crate::ingest::envelope::unstamped(&joined);
         let partner = if partner < self.keyring.partners().len() { self.keyring.partner(partner).name.clone() } else { String::new() };
         self.governance.health.dead_letter(&partner, reason.code(), self.now_ms);
         let Some(writer) = self.dlq.as_mut() else { return };
         let (topic, _) = self.topology.locate(slot);
         let topic = self.topology.topic(topic).name.as_bytes().to_vec();
-        let (event_type, event_id) = match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(event) => {
-                let text = |name: &str| event.get(name).and_then(serde_json::Value::as_str).unwrap_or_default().as_bytes().to_vec();
-                (text("event_type"), text("event_id"))
-            }
-            Err(_) => Default::default(),
-        };
+        let (event_type, event_id) = type_and_id(&body);
         let letter = DeadLetter {
             received_ms: self.now_ms,
             id: 0,

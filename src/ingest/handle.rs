@@ -179,9 +179,9 @@ const EVENT_TYPE_NOT_ROUTED: &str = "no topic takes this event_type (and no topi
 const BATCH_TOO_LARGE: &str = "a batch holds at most 1000 events";
 const REPLAY_NOT_IN_RUNBOOK: &str = "the event's bytes are not one of the runbook's items";
 const REPLAY_TARGET_INVALID: &str = "the runbook's target is not another stream version of this event's topic";
-/// Refusals whose dead letter is not written by the receiving shard: asked to retry
-/// (not dead), or judged and recorded where the event was to be stored (the gates).
-const RECORDED_ELSEWHERE: [&str; 4] = ["overloaded", "storage_unavailable", "kyc_gate", "rg_gate"];
+/// A refusal to keep in the dead-letter queue: its reason and message.
+type DeadRefusal = (Reject, &'static str);
+
 const DUAL_WRITE_PAIR_MISSING: &str =
     "dual-write is on for this event type: send the event of the older major (same event_id) on the line right before this one";
 // The message names the limit; SPEC §1 fixes it, and this keeps the text honest.
@@ -229,14 +229,9 @@ impl Core {
             None => None,
             Some(id) => match self.claim_request_id(request, principal, id, answer, out) {
                 Ok(remember) => Some(remember),
-                Err(written) => {
-                    // A conflict or an invalid id is a refusal; a repeat is the first answer
-                    // again (its dead letter, if any, was written then), and "in progress"
-                    // asks for a retry.
-                    let code = serde_json::from_slice::<serde_json::Value>(&out[written.body.clone()]).unwrap_or_default()["error"]["code"]
-                        .clone();
-                    if code == "request_id_conflict" || code == "request_id_invalid" {
-                        self.dead_letter_whole(request, peer, principal, &written, out);
+                Err((written, refused)) => {
+                    if let Some((reason, message)) = refused {
+                        self.dead_letter_request(request, peer, principal, reason.code(), message);
                     }
                     return Handled::Answered(written);
                 }
@@ -252,14 +247,11 @@ impl Core {
             }
         };
         let handled = if batch {
-            self.ingest_batch(request.body, principal, origin, answer, out)
+            self.ingest_batch(request, peer, principal, origin, answer, out)
         } else {
-            self.ingest_single(request.body, principal, origin, answer, out)
+            self.ingest_single(request, peer, principal, origin, answer, out)
         };
         self.replay = None;
-        if self.dlq.is_some() {
-            self.dead_letters_of(request, peer, principal, &handled, out);
-        }
         match handled {
             Handled::Answered(written) => {
                 if let Some(remember) = remember {
@@ -290,19 +282,13 @@ impl Core {
             return Ok(Some(replay));
         }
         let message = "X-Replay-Id names no registered, unexpired runbook: start replays with `sluice replay run`";
-        let written = answer_rejected(out, Reject::ReplayNotApproved, message, 1, answer);
-        self.dead_letter_whole(request, peer, principal, &written, out);
-        Err(written)
+        self.dead_letter_request(request, peer, principal, Reject::ReplayNotApproved.code(), message);
+        Err(answer_rejected(out, Reject::ReplayNotApproved, message, 1, answer))
     }
 
     /// Keeps a request refused whole after authentication in the dead-letter queue.
-    fn dead_letter_whole(&mut self, request: &Request<'_>, peer: Peer<'_>, principal: Principal, written: &Written, out: &[u8]) {
+    fn dead_letter_request(&mut self, request: &Request<'_>, peer: Peer<'_>, principal: Principal, code: &str, message: &str) {
         if self.dlq.is_none() {
-            return;
-        }
-        let body: serde_json::Value = serde_json::from_slice(&out[written.body.clone()]).unwrap_or_default();
-        let (code, message) = (body["error"]["code"].as_str().unwrap_or("refused"), body["error"]["message"].as_str().unwrap_or(""));
-        if RECORDED_ELSEWHERE.contains(&code) {
             return;
         }
         let partner = self.keyring.partner(principal.partner).name.clone();
@@ -311,55 +297,35 @@ impl Core {
         self.dead_letter(request, peer, &refused);
     }
 
-    /// Keeps what `handled` refused of an authenticated request: the request if it was
-    /// refused whole, else each refused line.
-    fn dead_letters_of(&mut self, request: &Request<'_>, peer: Peer<'_>, principal: Principal, handled: &Handled, out: &[u8]) {
-        let results: Vec<(usize, String, String)> = match handled {
-            Handled::Parked(pending) => rejected_lines(&pending.results),
-            Handled::Answered(written) if written.status.code() >= 400 && !written.asks_retry => {
-                return self.dead_letter_whole(request, peer, principal, written, out);
-            }
-            Handled::Answered(written)
-                if written.status == Status::Ok
-                    && request.path.ends_with(b"/batch")
-                    && memchr::memmem::find(&out[written.body.clone()], b"\"rejected\"").is_some() =>
-            {
-                let body: serde_json::Value = serde_json::from_slice(&out[written.body.clone()]).unwrap_or_default();
-                let Some(results) = body["results"].as_array() else { return };
-                results
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, result)| {
-                        result["status"] == "rejected"
-                            && !RECORDED_ELSEWHERE.contains(&result["error"]["code"].as_str().unwrap_or_default())
-                    })
-                    .map(|(line, result)| {
-                        let text = |field: &str| result["error"][field].as_str().unwrap_or_default().to_owned();
-                        (line, text("code"), text("message"))
-                    })
-                    .collect()
-            }
-            _ => return,
-        };
-        if results.is_empty() {
+    /// Keeps each line of a batch refused on this shard (a gated reward is kept by the
+    /// shard that judged it, and a line asked to retry is no dead letter).
+    fn dead_letter_lines(
+        &mut self,
+        request: &Request<'_>,
+        peer: Peer<'_>,
+        principal: Principal,
+        results: &[LineResult],
+        spans: &[std::ops::Range<usize>],
+    ) {
+        if self.dlq.is_none() || !results.iter().any(|result| matches!(result, LineResult::Rejected { .. })) {
             return;
         }
-        let mut spans = std::mem::take(&mut self.line_spans);
-        envelope::ndjson_lines(request.body, &mut spans, BATCH_EVENTS_MAX);
         let partner = self.keyring.partner(principal.partner).name.clone();
         let kid = String::from_utf8_lossy(request.key_id.unwrap_or_default()).into_owned();
-        let batch = request.path.ends_with(b"/batch");
-        for (line, code, detail) in results {
-            let body = if batch { spans.get(line).map_or(request.body, |span| &request.body[span.clone()]) } else { request.body };
-            let refused =
-                Refused { reason: &code, detail: &detail, partner: &partner, kid: &kid, line: batch.then_some(line as u32), body };
-            self.dead_letter(request, peer, &refused);
+        for (line, (result, span)) in results.iter().zip(spans).enumerate() {
+            if let LineResult::Rejected { reason, message } = result {
+                let body = &request.body[span.clone()];
+                let refused =
+                    Refused { reason: reason.code(), detail: message, partner: &partner, kid: &kid, line: Some(line as u32), body };
+                self.dead_letter(request, peer, &refused);
+            }
         }
-        self.line_spans = spans;
     }
 
     /// Looks the request id up. `Ok`: a new claim, go on; `Err`: answered (a repeat's
-    /// original answer, a conflict, or an invalid id).
+    /// original answer, a conflict, or an invalid id), with the refusal to keep in the
+    /// dead-letter queue (a conflict or an invalid id; a repeat's dead letter, if any,
+    /// was written the first time, and "in progress" asks for a retry).
     fn claim_request_id(
         &mut self,
         request: &Request<'_>,
@@ -367,10 +333,10 @@ impl Core {
         id: &[u8],
         answer: Answer<'_>,
         out: &mut Vec<u8>,
-    ) -> Result<Box<Remember>, Written> {
+    ) -> Result<Box<Remember>, (Written, Option<DeadRefusal>)> {
         if !webhooks::is_webhook_id(id) {
             let message = "the request id must be 1 to 256 visible ASCII characters";
-            return Err(answer_rejected(out, Reject::RequestIdInvalid, message, 1, answer));
+            return Err((answer_rejected(out, Reject::RequestIdInvalid, message, 1, answer), Some((Reject::RequestIdInvalid, message))));
         }
         let partner = &self.keyring.partner(principal.partner).name;
         let digest = request_ids::digest(request.path, request.body);
@@ -379,15 +345,15 @@ impl Core {
             Claim::Repeat { status, body } => {
                 // Only statuses sluice sends are remembered (and journaled).
                 let status = Status::from_code(status).unwrap_or(Status::InternalServerError);
-                Err(answer_repeat(out, status, &body, answer))
+                Err((answer_repeat(out, status, &body, answer), None))
             }
             Claim::Conflict => {
                 let message = "the request id was already used with another body";
-                Err(answer_rejected(out, Reject::RequestIdConflict, message, 1, answer))
+                Err((answer_rejected(out, Reject::RequestIdConflict, message, 1, answer), Some((Reject::RequestIdConflict, message))))
             }
             Claim::InProgress => {
                 let message = "a request with this id is still being processed; retry";
-                Err(answer_rejected(out, Reject::RequestInProgress, message, 1, answer))
+                Err((answer_rejected(out, Reject::RequestInProgress, message, 1, answer), None))
             }
         }
     }
@@ -458,11 +424,22 @@ impl Core {
         self.consume.read_log.flush(self.now_ms);
     }
 
-    fn ingest_single(&mut self, body: &[u8], principal: Principal, origin: Origin, answer: Answer<'_>, out: &mut Vec<u8>) -> Handled {
-        let line = self.ingest_line(body, principal, origin, 0);
+    fn ingest_single(
+        &mut self,
+        request: &Request<'_>,
+        peer: Peer<'_>,
+        principal: Principal,
+        origin: Origin,
+        answer: Answer<'_>,
+        out: &mut Vec<u8>,
+    ) -> Handled {
+        let line = self.ingest_line(request.body, principal, origin, 0);
         match line {
             LineResult::Done(outcome) => Handled::Answered(answer_outcome(out, &outcome, answer)),
-            LineResult::Rejected { reason, message } => Handled::Answered(answer_rejected(out, reason, &message, 1, answer)),
+            LineResult::Rejected { reason, message } => {
+                self.dead_letter_request(request, peer, principal, reason.code(), &message);
+                Handled::Answered(answer_rejected(out, reason, &message, 1, answer))
+            }
             LineResult::Waiting => {
                 let mut results = self.results_pool.pop().unwrap_or_default();
                 results.push(line);
@@ -473,15 +450,26 @@ impl Core {
         }
     }
 
-    fn ingest_batch(&mut self, body: &[u8], principal: Principal, origin: Origin, answer: Answer<'_>, out: &mut Vec<u8>) -> Handled {
+    fn ingest_batch(
+        &mut self,
+        request: &Request<'_>,
+        peer: Peer<'_>,
+        principal: Principal,
+        origin: Origin,
+        answer: Answer<'_>,
+        out: &mut Vec<u8>,
+    ) -> Handled {
+        let body = request.body;
         let mut spans = std::mem::take(&mut self.line_spans);
         let count = envelope::ndjson_lines(body, &mut spans, BATCH_EVENTS_MAX);
         if count == 0 {
             self.line_spans = spans;
+            self.dead_letter_request(request, peer, principal, Refusal::BatchEmpty.code(), Refusal::BatchEmpty.message());
             return Handled::Answered(answer_refusal(out, Refusal::BatchEmpty, Refusal::BatchEmpty.message(), answer));
         }
         if count > BATCH_EVENTS_MAX {
             self.line_spans = spans;
+            self.dead_letter_request(request, peer, principal, Reject::BatchTooLarge.code(), BATCH_TOO_LARGE);
             return Handled::Answered(answer_rejected(out, Reject::BatchTooLarge, BATCH_TOO_LARGE, count as u64, answer));
         }
         let mut results = self.results_pool.pop().unwrap_or_default();
@@ -491,6 +479,7 @@ impl Core {
             outstanding += usize::from(matches!(result, LineResult::Waiting));
             results.push(result);
         }
+        self.dead_letter_lines(request, peer, principal, &results, &spans);
         self.line_spans = spans;
         let pending = Pending { path: answer.path, batch: true, keep_alive: answer.keep_alive, outstanding, results, remember: None };
         if outstanding > 0 {
@@ -718,18 +707,6 @@ impl LineChecks<'_> {
         })?;
         Ok((target, judged.gate, Some(passed.version.major)))
     }
-}
-
-/// The refused lines of a parked request: index, code, message.
-fn rejected_lines(results: &[LineResult]) -> Vec<(usize, String, String)> {
-    results
-        .iter()
-        .enumerate()
-        .filter_map(|(line, result)| match result {
-            LineResult::Rejected { reason, message } => Some((line, reason.code().to_owned(), message.to_string())),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The line refusal of a policy, schema or gate refusal.

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::ingest::envelope::unstamped;
 use crate::log::DataDir;
 use crate::perimeter::hmac;
 use crate::perimeter::keyring::KeyRing;
@@ -157,22 +158,6 @@ fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
-}
-
-/// A stored event's bytes as the producer sent them: the gateway's `ingested_at` stamp
-/// (the last member) taken out.
-pub fn unstamped(stored: &[u8]) -> Vec<u8> {
-    const PREFIX: &[u8] = b",\"ingested_at\":\"";
-    match memchr::memmem::rfind(stored, PREFIX) {
-        Some(at) => {
-            let end = stored[at + PREFIX.len()..]
-                .iter()
-                .position(|byte| *byte == b'"')
-                .map_or(stored.len(), |quote| at + PREFIX.len() + quote + 1);
-            [&stored[..at], &stored[end..]].concat()
-        }
-        None => stored.to_vec(),
-    }
 }
 
 fn event_id_of(body: &[u8]) -> Option<String> {
@@ -471,13 +456,6 @@ fn exchange(addr: SocketAddr, request: &[u8]) -> Result<(u16, Vec<u8>), ReplayCo
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_stamp_is_taken_out_exactly() {
-        let stored = br#"{"event_id":"e1","a":"b","ingested_at":"2026-01-01T00:00:00.000Z"}"#;
-        assert_eq!(unstamped(stored), br#"{"event_id":"e1","a":"b"}"#);
-        assert_eq!(unstamped(b"{\"x\":1}"), b"{\"x\":1}");
-    }
 
     #[test]
     fn items_must_pin_their_sources_bytes() {

@@ -198,7 +198,7 @@ impl Envelope {
 
 use fields::*;
 pub use ndjson::ndjson_lines;
-pub use stamp::{STAMP_BYTES, Stamp, stamped_parts};
+pub use stamp::{STAMP_BYTES, Stamp, stamped_parts, unstamped};
 pub use validator::Validator;
 use validator::*;
 
@@ -224,6 +224,13 @@ mod tests {
 
     fn error_of(body: &str) -> EnvelopeError {
         validator().validate(body.as_bytes()).expect_err(body)
+    }
+
+    #[test]
+    fn the_stamp_is_taken_out_exactly() {
+        let stored = br#"{"event_id":"e1","a":"b","ingested_at":"2026-01-01T00:00:00.000Z"}"#;
+        assert_eq!(unstamped(stored), br#"{"event_id":"e1","a":"b"}"#);
+        assert_eq!(unstamped(b"{\"x\":1}"), b"{\"x\":1}");
     }
 
     #[test]

@@ -37,3 +37,18 @@ pub fn stamped_parts<'a>(body: &'a [u8], envelope: &Envelope, stamp: &'a Stamp) 
     let (head, tail) = body.split_at(envelope.close_brace);
     [head, stamp.as_bytes(), tail]
 }
+
+/// A stored event's bytes as the producer sent them: the gateway's stamp, the last member
+/// [`stamped_parts`] inserted, taken out again (bytes without a stamp come back as they are).
+pub fn unstamped(stored: &[u8]) -> Vec<u8> {
+    match memchr::memmem::rfind(stored, STAMP_PREFIX) {
+        Some(at) => {
+            let end = stored[at + STAMP_PREFIX.len()..]
+                .iter()
+                .position(|byte| *byte == b'"')
+                .map_or(stored.len(), |quote| at + STAMP_PREFIX.len() + quote + 1);
+            [&stored[..at], &stored[end..]].concat()
+        }
+        None => stored.to_vec(),
+    }
+}
