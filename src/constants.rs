@@ -184,6 +184,9 @@ pub const DEDUP_IDS_PER_PARTITION_MAX_DEFAULT: usize = 1_000_000;
 /// loop: small enough that the first answer of a 128-completion loop does not wait
 /// for the last (about 16 x 7 µs), large enough that the extra io_uring_enter is cheap.
 pub const RECEIVES_PER_EARLY_FLUSH: usize = 16;
+/// TLS handshake work a shard does per loop turn before the rest wait for the next turn
+/// (`shard/io.rs`): bounds what a burst of handshakes adds to a plaintext answer.
+pub const HANDSHAKE_NS_PER_TURN: u64 = 1_000_000;
 /// Reactor tick: timeouts, retention and drain checks run at least this often.
 pub const TICK_MS: u64 = 100;
 /// A shard whose reactor loop has not turned for this long is stalled: `/readyz` turns

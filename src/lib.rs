@@ -44,6 +44,7 @@ pub mod ingest;
 pub mod log;
 pub mod metrics;
 pub mod net;
+pub mod overload;
 pub mod perimeter;
 pub mod platform;
 pub mod policy;

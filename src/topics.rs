@@ -32,6 +32,8 @@ pub struct Topic {
     pub retention_bytes: u64,
     /// Slot of partition 0.
     pub base: u32,
+    /// `optional = true`: its events are refused first under overload (SPEC §7).
+    pub optional: bool,
 }
 
 /// Every topic of the node and the routing table, fixed at start.
@@ -126,6 +128,7 @@ impl Topology {
             retention_ms,
             retention_bytes,
             base: 0,
+            optional: false,
         };
         Topology::new(vec![topic], u32::MAX).expect("one wildcard topic is a valid topology")
     }
@@ -240,6 +243,7 @@ mod tests {
             retention_ms: 1,
             retention_bytes: 0,
             base: 0,
+            optional: false,
         }
     }
 

@@ -4,6 +4,7 @@
 //! `reload.rs` puts a changed file in force while serving.
 
 mod bridge;
+pub mod limits;
 pub mod policy;
 mod raw;
 pub mod reload;
@@ -184,6 +185,8 @@ pub struct Config {
     pub gates: Option<crate::policy::gates::GateRules>,
     /// `[dlq]`: the dead-letter queue's bounds.
     pub dlq: policy::DlqConfig,
+    /// `[limits]`: the memory budget and the rate limits (SPEC §7).
+    pub limits: limits::LimitsConfig,
 }
 
 /// `[consume]`: the consumer side.
@@ -295,6 +298,27 @@ mod tests {
             Config::parse(&split.replace("rg_event_types = [\"kyc_result\"]", "rg_event_types = [\"rg_x\", \"bet\"]"), Path::new("x.toml"))
                 .unwrap_err();
         assert!(two.to_string().contains("one topic"), "{two}");
+    }
+
+    #[test]
+    fn limits_and_optional_topics_round_trip() {
+        let text = "[[topics]]\nname = \"telemetry\"\nevent_types = [\"page_view\"]\noptional = true\n\n\
+                    [[topics]]\nname = \"events\"\nevent_types = [\"*\"]\n\n\
+                    [limits]\nmemory_bytes_max = 67108864\n\n\
+                    [[limits.rate]]\nper = \"ip\"\nmatch = \"10.0.0.0/8\"\nrate_per_sec = 300\nburst = 600\n\n\
+                    [[limits.rate]]\nper = \"partner\"\nmatch = \"acme\"\nrate_per_sec = 2.5\n";
+        let config = Config::parse(text, Path::new("x.toml")).unwrap();
+        assert!(config.topics.topic(config.topics.by_name(b"telemetry").unwrap()).optional);
+        assert!(!config.topics.topic(config.topics.by_name(b"events").unwrap()).optional);
+        assert_eq!(config.limits.memory_bytes_max, 64 << 20);
+        let printed = config.to_toml();
+        assert!(printed.contains("optional = true") && printed.contains("match = \"10.0.0.0/8\""), "{printed}");
+        let again = Config::parse(&printed, Path::new("y.toml")).unwrap();
+        assert_eq!(again.limits, config.limits);
+        assert_eq!(again.to_toml(), printed);
+        let defaults = Config::defaults();
+        assert!(defaults.limits.rate.is_empty(), "no rate limit by default (SPEC §7)");
+        assert!(defaults.to_toml().contains("memory_bytes_max = 0  # a quarter of RAM"));
     }
 
     #[test]

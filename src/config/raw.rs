@@ -32,6 +32,9 @@ pub(super) struct RawConfig {
     pub(super) gates: Option<super::policy::RawGates>,
     #[serde(default)]
     pub(super) dlq: super::policy::RawDlq,
+    // --- rate limits, the memory budget (issue 16) ---
+    #[serde(default)]
+    pub(super) limits: super::limits::RawLimits,
 }
 
 /// `[consume]` (SPEC §6).
@@ -52,6 +55,8 @@ pub(super) struct RawTopic {
     pub(super) retention_bytes: Option<u64>,
     /// Stream versions: `versions = 3` adds `<name>.v2` and `<name>.v3` (issue 15).
     pub(super) versions: Option<u32>,
+    /// Its events are refused first under overload (issue 16).
+    pub(super) optional: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

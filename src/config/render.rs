@@ -83,6 +83,7 @@ impl Config {
             + &self.jwt_toml()
             + &format!("\n[consume]\nread_log_bytes_max = {}\n", self.consume.read_log_bytes_max)
             + &self.topics_toml()
+            + &self.limits_toml()
             + &self.governance_toml()
             + &self.bridge_kafka.as_ref().map(super::KafkaBridgeConfig::to_toml).unwrap_or_default()
     }
@@ -107,13 +108,40 @@ impl Config {
                 .last()
                 .unwrap_or(1);
             let versions = if versions > 1 { format!("versions = {versions}\n") } else { String::new() };
+            let optional = if topic.optional { "optional = true\n" } else { "" };
             out += &format!(
-                "\n[[topics]]\nname = \"{}\"\nevent_types = [{}]\npartitions = {}\nretention_hours = {}\nretention_bytes = {}\n{versions}",
+                "\n[[topics]]\nname = \"{}\"\nevent_types = [{}]\npartitions = {}\nretention_hours = {}\nretention_bytes = {}\n{versions}{optional}",
                 topic.name,
                 types.join(", "),
                 topic.partitions,
                 topic.retention_ms / 3_600_000,
                 topic.retention_bytes
+            );
+        }
+        out
+    }
+
+    /// `[limits]` as in force: the budget (with what 0 resolved to) and every rate rule.
+    fn limits_toml(&self) -> String {
+        use crate::perimeter::rate::Match;
+        let limits = &self.limits;
+        let budget = if limits.memory_bytes_max_configured == 0 {
+            format!("memory_bytes_max = 0  # a quarter of RAM: {} bytes", limits.memory_bytes_max)
+        } else {
+            format!("memory_bytes_max = {}", limits.memory_bytes_max)
+        };
+        let mut out = format!("\n[limits]\n{budget}\n");
+        for rule in &limits.rate {
+            let matches = match &rule.matches {
+                Match::Any => "*".to_owned(),
+                Match::Name(name) => name.to_string(),
+                Match::Block(cidr) => cidr.to_string(),
+            };
+            out += &format!(
+                "\n[[limits.rate]]\nper = \"{}\"\nmatch = {matches:?}\nrate_per_sec = {}\nburst = {}\n",
+                rule.per.name(),
+                rule.rate_per_sec,
+                rule.burst
             );
         }
         out

@@ -54,7 +54,8 @@ pub(super) fn from_raw(raw: RawConfig, base: Option<&Path>) -> Result<Config, Co
     let policies = super::policy::policies_config(raw.policies, &topics)?;
     let gates = super::policy::gates_config(raw.gates, &topics)?;
     let dlq = super::policy::dlq_config(raw.dlq)?;
-    Ok(Config { ingest, storage, dedup, auth, admin, topics, consume, bridge_kafka, policies, gates, dlq })
+    let limits = super::limits::limits_config(raw.limits, ingest.body_bytes_max)?;
+    Ok(Config { ingest, storage, dedup, auth, admin, topics, consume, bridge_kafka, policies, gates, dlq, limits })
 }
 
 fn ingest_config(raw: RawIngest, relative: &dyn Fn(PathBuf) -> PathBuf) -> Result<IngestConfig, ConfigError> {
@@ -170,27 +171,51 @@ fn topics_config(raw: Vec<RawTopic>, storage: &StorageConfig) -> Result<crate::t
         if retention_bytes != 0 && retention_bytes < 2 * storage.segment_bytes {
             return Err(invalid(key("retention_bytes"), "must be 0 (unlimited) or at least two segments"));
         }
-        let versions = raw.versions.unwrap_or(1);
-        if !(1..=STREAM_VERSIONS_MAX).contains(&versions) {
-            return Err(invalid(key("versions"), format!("must be 1..={STREAM_VERSIONS_MAX}")));
-        }
-        for version in 2..=versions {
-            let derived = format!("{name}.v{version}");
-            valid_name(&derived).map_err(|reason| invalid(key("versions"), format!("stream version {derived:?} {reason}")))?;
-            derived_topics.push(Topic {
-                name: derived.into_boxed_str(),
-                event_types: Vec::new(),
-                wildcard: false,
-                partitions,
-                retention_ms,
-                retention_bytes,
-                base: 0,
-            });
-        }
-        topics.push(Topic { name: name.into_boxed_str(), event_types, wildcard, partitions, retention_ms, retention_bytes, base: 0 });
+        let optional = raw.optional.unwrap_or(false);
+        let template = Topic {
+            name: name.clone().into_boxed_str(),
+            event_types: Vec::new(),
+            wildcard: false,
+            partitions,
+            retention_ms,
+            retention_bytes,
+            base: 0,
+            optional,
+        };
+        stream_versions(&template, raw.versions, &key("versions"), &mut derived_topics)?;
+        topics.push(Topic {
+            name: name.into_boxed_str(),
+            event_types,
+            wildcard,
+            partitions,
+            retention_ms,
+            retention_bytes,
+            base: 0,
+            optional,
+        });
     }
     topics.append(&mut derived_topics);
     Topology::new(topics, PARTITIONS_MAX).map_err(|error| invalid(error.key, error.reason))
+}
+
+/// The stream versions `versions = N` adds to a topic: `<name>.v2` … `<name>.vN`, each
+/// like `topic` but taking no event type by routing.
+fn stream_versions(
+    topic: &crate::topics::Topic,
+    versions: Option<u32>,
+    key: &str,
+    into: &mut Vec<crate::topics::Topic>,
+) -> Result<(), ConfigError> {
+    let versions = versions.unwrap_or(1);
+    if !(1..=STREAM_VERSIONS_MAX).contains(&versions) {
+        return Err(invalid(key.to_owned(), format!("must be 1..={STREAM_VERSIONS_MAX}")));
+    }
+    for version in 2..=versions {
+        let derived = format!("{}.v{version}", topic.name);
+        crate::topics::valid_name(&derived).map_err(|reason| invalid(key.to_owned(), format!("stream version {derived:?} {reason}")))?;
+        into.push(crate::topics::Topic { name: derived.into_boxed_str(), ..topic.clone() });
+    }
+    Ok(())
 }
 
 fn dedup_config(raw: RawDedup, storage: &StorageConfig) -> Result<DedupConfig, ConfigError> {

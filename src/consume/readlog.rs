@@ -143,6 +143,11 @@ pub struct ReadLog {
 }
 
 impl ReadLog {
+    /// Bytes its buffer holds allocated (for the memory budget).
+    pub fn buffer_bytes(&self) -> u64 {
+        self.writer.buffer_bytes()
+    }
+
     pub fn new(data_dir: &Path, shard: usize, bytes_max: u64, stats: std::sync::Arc<ReadLogStats>) -> ReadLog {
         let dir = data_dir.join(super::subscriptions::CONSUMERS_DIR).join(READS_DIR);
         let writer = SideLogWriter::new(&dir, "read log", READS_SUFFIX, shard, Rotation::Period { period_ms: READ_LOG_PERIOD_MS });

@@ -301,6 +301,15 @@ impl Framer {
         }
     }
 
+    /// The whole size (head and body) of the request being read, once its head has
+    /// announced a `Content-Length`; `None` before that and for chunked bodies.
+    pub fn expected_len(&self) -> Option<usize> {
+        match self.state {
+            State::Body { head, body_len } => Some(head.head_len + body_len),
+            State::Head | State::Chunked { .. } => None,
+        }
+    }
+
     /// Frames the next request at the start of `buf`. On `Complete`, the caller
     /// processes the request and then drops `consumed` bytes from the front.
     pub fn poll<'a>(&mut self, buf: &'a mut [u8], limits: &Limits) -> Result<Poll<'a>, HttpError> {

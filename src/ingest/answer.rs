@@ -58,6 +58,24 @@ fn write(out: &mut Vec<u8>, status: Status, body: impl FnOnce(&mut Vec<u8>), ext
     Written { status, body: start..end, asks_retry: status.asks_retry() }
 }
 
+/// Appends 429 `rate_limited` with `Retry-After` and the IETF `RateLimit-Policy` /
+/// `RateLimit` headers of the rule `limited` hit.
+pub fn answer_rate_limited(out: &mut Vec<u8>, limited: &crate::perimeter::rate::Limited, events: u64, answer: Answer<'_>) -> Written {
+    let mut headers = [0u8; 256];
+    let mut cursor = std::io::Cursor::new(&mut headers[..]);
+    limited.write_headers(&mut cursor);
+    let len = cursor.position() as usize;
+    let message = match limited.per {
+        crate::perimeter::rate::Per::Ip => "too many requests from this address; retry after Retry-After seconds",
+        crate::perimeter::rate::Per::Partner => "too many requests from this partner; retry after Retry-After seconds",
+        crate::perimeter::rate::Per::Kid => "too many requests signed with this key id; retry after Retry-After seconds",
+    };
+    let reason = Reject::RateLimited;
+    let written = write(out, reason.status(), |out| http::write_error_body(out, reason.code(), message), &headers[..len], answer);
+    answer.stats.count_rejected(reason, events);
+    written
+}
+
 /// Appends the error answer for `refusal` with `message` (no count of rejected events:
 /// see [`answer_rejected`]).
 pub fn answer_refusal(out: &mut Vec<u8>, refusal: Refusal, message: &str, answer: Answer<'_>) -> Written {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use crate::constants::{BATCH_EVENTS_MAX, HANDOFF_RECORDS_PER_LOOP_MAX, RESULT_VECS_POOLED_MAX};
 use crate::http::{Request, Status};
-use crate::ingest::answer::{Answer, Written, answer_outcome, answer_pending, answer_refusal, answer_rejected, answer_repeat};
+use crate::ingest::answer::{
+    Answer, Written, answer_outcome, answer_pending, answer_rate_limited, answer_refusal, answer_rejected, answer_repeat,
+};
 use crate::ingest::dead_letters::Refused;
 use crate::ingest::envelope::{self, Envelope, Stamp, Validator};
 use crate::ingest::refusal::{Refusal, Reject};
@@ -15,6 +17,7 @@ use crate::log::partitioner;
 use crate::metrics::{Control, PathLabel};
 use crate::perimeter::admit::Principal;
 use crate::perimeter::keyring::KeyRing;
+use crate::perimeter::rate::Per;
 use crate::perimeter::request_ids::{self, Claim, Claimed};
 use crate::perimeter::webhooks;
 use crate::platform::swap::Local;
@@ -145,6 +148,8 @@ pub struct Core {
     pub dlq_retention_ms: i64,
     /// Requests admitted per partner (ring index) since the last housekeeping tick.
     pub admitted_by_partner: Vec<u64>,
+    /// The shard refuses events of optional topics (set every loop turn, `overload.rs`).
+    pub shedding: bool,
 }
 
 /// The connection a request came in on.
@@ -182,6 +187,7 @@ const REPLAY_TARGET_INVALID: &str = "the runbook's target is not another stream 
 /// A refusal to keep in the dead-letter queue: its reason and message.
 type DeadRefusal = (Reject, &'static str);
 
+const SHEDDING: &str = "the server is overloaded and refuses events of optional topics first; retry after Retry-After seconds";
 const DUAL_WRITE_PAIR_MISSING: &str =
     "dual-write is on for this event type: send the event of the older major (same event_id) on the line right before this one";
 // The message names the limit; SPEC §1 fixes it, and this keeps the text honest.
@@ -204,6 +210,9 @@ impl Core {
         out: &mut Vec<u8>,
     ) -> Handled {
         let batch = answer.path == PathLabel::EventsBatch;
+        if let Some(written) = self.refuse_early(request, peer, batch, answer, out) {
+            return Handled::Answered(written);
+        }
         let (media, message): (&[u8], &str) = if batch {
             (b"application/x-ndjson", "Content-Type must be application/x-ndjson")
         } else {
@@ -224,6 +233,9 @@ impl Core {
             }
             Err(refusal) => return Handled::Answered(answer_rejected(out, refusal.reason, refusal.message, 1, answer)),
         };
+        if let Some(written) = self.limit_principal(request, principal, answer, out) {
+            return Handled::Answered(written);
+        }
         let id = request.request_id.or(if answer.path == PathLabel::Webhooks { request.webhook_id } else { None });
         let remember = match id {
             None => None,
@@ -265,6 +277,53 @@ impl Core {
             }
             Handled::Consumer(started) => Handled::Consumer(started),
         }
+    }
+
+    /// Refusals decided before the request's signature is checked: the per-address rate
+    /// limit, and an optional event while the shard sheds them (its event type sniffed,
+    /// `overload.rs`; a line the sniff misses is refused after validation instead).
+    fn refuse_early(
+        &mut self,
+        request: &Request<'_>,
+        peer: Peer<'_>,
+        batch: bool,
+        answer: Answer<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Written> {
+        let rate = &self.control.rate;
+        if rate.limits(Per::Ip)
+            && let Some(ip) = peer.ip
+            && let Err(limited) = rate.check_ip(ip, rate.now_ns())
+        {
+            return Some(answer_rate_limited(out, &limited, 1, answer));
+        }
+        if self.shedding
+            && !batch
+            && let Some(event_type) = crate::overload::sniff_event_type(request.body)
+            && self.topology.route(event_type).is_some_and(|topic| self.topology.topic(topic).optional)
+        {
+            return Some(answer_rejected(out, Reject::Overloaded, SHEDDING, 1, answer));
+        }
+        None
+    }
+
+    /// The per-partner and per-key-id rate limits, once the request is known to be theirs.
+    fn limit_principal(&mut self, request: &Request<'_>, principal: Principal, answer: Answer<'_>, out: &mut Vec<u8>) -> Option<Written> {
+        let rate = &self.control.rate;
+        let now_ns = rate.now_ns();
+        let limited = if rate.limits(Per::Partner)
+            && let Err(limited) = rate.check_name(Per::Partner, self.keyring.partner(principal.partner).name.as_bytes(), now_ns)
+        {
+            limited
+        } else if rate.limits(Per::Kid)
+            && let Some(kid) = request.key_id
+            && let Err(limited) = rate.check_name(Per::Kid, kid, now_ns)
+        {
+            limited
+        } else {
+            return None;
+        };
+        Some(answer_rate_limited(out, &limited, 1, answer))
     }
 
     /// The registered runbook a request's `X-Replay-Id` names (`None` without one), or
@@ -381,6 +440,14 @@ impl Core {
 
     /// Housekeeping every `HOUSEKEEPING_MS`: retention, the dedup window, and expired
     /// request-id journal files.
+    /// Bytes the side logs' buffers hold allocated (for the memory budget).
+    pub fn side_log_bytes(&self) -> u64 {
+        self.journal.as_ref().map_or(0, Journal::buffer_bytes)
+            + self.quarantine.as_ref().map_or(0, QuarantineWriter::buffer_bytes)
+            + self.dlq.as_ref().map_or(0, crate::sidelog::dlq::DlqWriter::buffer_bytes)
+            + self.consume.read_log.buffer_bytes()
+    }
+
     pub fn housekeeping(&mut self) {
         self.partitions.housekeeping(self.now_ms);
         if let Some(journal) = self.journal.as_mut() {
@@ -507,6 +574,9 @@ impl Core {
             Ok(checked) => checked,
             Err(rejected) => return rejected,
         };
+        if self.shedding && self.topology.topic(topic).optional {
+            return LineResult::Done(Outcome::Overloaded);
+        }
         // The KYC/RG state is the fold of the first stream version (what a restart reads
         // back); a gate event of a newer major or a replay changes nothing.
         if matches!(gate, Some(Gate::Update(_))) && (self.replay.is_some() || self.topology.stream_of(topic).1 > 1) {

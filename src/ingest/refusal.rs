@@ -148,6 +148,7 @@ pub enum Reject {
     ReplayNotApproved,
     ReplayNotInRunbook,
     ReplayTargetInvalid,
+    RateLimited,
 }
 
 impl Reject {
@@ -221,11 +222,12 @@ impl Reject {
                 Status::Forbidden
             }
             Reject::ReplayTargetInvalid => Status::UnprocessableContent,
+            Reject::RateLimited => Status::TooManyRequests,
         }
     }
 
     /// Every reason, in index order.
-    pub const ALL: [Reject; 71] = [
+    pub const ALL: [Reject; 72] = [
         Reject::UnsupportedMediaType,
         Reject::BatchTooLarge,
         Reject::SignatureMissing,
@@ -297,6 +299,7 @@ impl Reject {
         Reject::ReplayNotApproved,
         Reject::ReplayNotInRunbook,
         Reject::ReplayTargetInvalid,
+        Reject::RateLimited,
     ];
     pub const COUNT: usize = Reject::ALL.len();
 
@@ -387,6 +390,7 @@ impl Reject {
             Reject::ReplayNotApproved => "replay_not_approved",
             Reject::ReplayNotInRunbook => "replay_not_in_runbook",
             Reject::ReplayTargetInvalid => "replay_target_invalid",
+            Reject::RateLimited => "rate_limited",
             other => unreachable!("{other:?} has its code in Reject::code"),
         }
     }

@@ -97,6 +97,8 @@ pub struct ShardStats {
     /// TLS handshakes completed / failed (alert sent, connection closed).
     pub tls_handshakes: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
+    /// TLS handshake steps put off to a later loop turn (the turn's share was spent).
+    pub tls_handshakes_deferred: AtomicU64,
     /// PROXY protocol headers accepted, by what they carried.
     proxy_headers: [AtomicU64; ProxyHeaderLabel::COUNT],
     /// Connections closed at their PROXY protocol header, by reason.
@@ -138,6 +140,7 @@ impl Default for ShardStats {
             connections_refused_per_ip: AtomicU64::new(0),
             tls_handshakes: AtomicU64::new(0),
             tls_handshake_failures: AtomicU64::new(0),
+            tls_handshakes_deferred: AtomicU64::new(0),
             consumer_requests: AtomicU64::new(0),
             consumer_events_out: AtomicU64::new(0),
             consumer_bytes_out: AtomicU64::new(0),
@@ -309,6 +312,12 @@ pub struct Control {
     /// `(slot, offset)` → ingest ms of that record: lag in seconds without reading the
     /// log at every scrape while a cursor stands still.
     lag_cache: std::sync::Mutex<std::collections::HashMap<(u32, u64), i64>>,
+    /// The memory budget (issue 16): unlimited until [`Control::with_limits`].
+    pub budget: crate::overload::MemoryBudget,
+    /// The rate limits (none until [`Control::with_limits`]).
+    pub rate: Arc<crate::perimeter::rate::RateLimits>,
+    /// Per shard: its busy share, whether it sheds optional events, its sampled buffers.
+    pub pressure: Vec<crate::overload::ShardPressure>,
 }
 
 impl Control {
@@ -347,7 +356,17 @@ impl Control {
             topic_dirs: std::sync::OnceLock::new(),
             governance: std::sync::OnceLock::new(),
             lag_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+            budget: crate::overload::MemoryBudget::new(u64::MAX / 4),
+            rate: Arc::new(crate::perimeter::rate::RateLimits::new(Vec::new())),
+            pressure: (0..shards).map(|_| crate::overload::ShardPressure::default()).collect(),
         }
+    }
+
+    /// The memory budget and rate limits of `[limits]`.
+    pub fn with_limits(mut self, limits: &crate::config::limits::LimitsConfig) -> Control {
+        self.budget = crate::overload::MemoryBudget::new(limits.memory_bytes_max);
+        self.rate = Arc::new(crate::perimeter::rate::RateLimits::new(limits.rate.clone()));
+        self
     }
 
     /// How long ago the record at `committed` (the oldest not consumed) of `slot` was

@@ -128,26 +128,7 @@ impl Control {
         e.per_shard(&shards, "sluice_bytes_out_total", Kind::Counter, "bytes sent on ingest connections", |s| {
             s.bytes_out.load(Ordering::Relaxed)
         });
-        e.per_shard(&shards, "sluice_connections_open", Kind::Gauge, "open ingest connections", |s| {
-            s.connections_open.load(Ordering::Relaxed)
-        });
-        e.per_shard(&shards, "sluice_connections_refused_total", Kind::Counter, "connections closed at accept (limit or draining)", |s| {
-            s.connections_refused.load(Ordering::Relaxed)
-        });
-        let connection_counters: [(&str, &str, CounterOf); 3] = [
-            (
-                "sluice_connections_refused_per_ip_total",
-                "connections closed at accept because their address held connections_per_ip_max (also in sluice_connections_refused_total)",
-                |s| &s.connections_refused_per_ip,
-            ),
-            ("sluice_tls_handshakes_total", "TLS handshakes completed on the ingest TLS listener", |s| &s.tls_handshakes),
-            ("sluice_tls_handshake_failures_total", "TLS handshakes that failed (alert sent, connection closed)", |s| {
-                &s.tls_handshake_failures
-            }),
-        ];
-        for (name, help, counter) in connection_counters {
-            e.per_shard(&shards, name, Kind::Counter, help, |s| counter(s).load(Ordering::Relaxed));
-        }
+        render_connections(e, &shards);
         render_proxy(e, &shards);
         e.per_shard(&shards, "sluice_shard_loops_total", Kind::Counter, "reactor loops run; at least 10 per second on a live shard", |s| {
             s.heartbeat.load(Ordering::Relaxed)
@@ -164,6 +145,7 @@ impl Control {
             e.sample(name, "", &[], value);
         }
         render_perimeter(e, self);
+        render_overload(e, self);
         render_governance(e, self);
         e.family("sluice_partition_end_offset", Kind::Gauge, "next offset to be written");
         for (slot, offset) in self.end_offsets.iter().enumerate() {
@@ -324,6 +306,89 @@ fn render_perimeter(e: &mut Exposition, control: &Control) {
     e.family(QUARANTINED, Kind::Counter, "validly signed requests outside the timestamp window, kept in quarantine, by partner");
     for (partner, count) in control.quarantine.per_partner() {
         e.sample(QUARANTINED, "", &[("partner", &partner)], count);
+    }
+}
+
+/// Connection counters per shard: open, refused, TLS handshakes.
+fn render_connections(e: &mut Exposition, shards: &[(String, &ShardStats)]) {
+    e.per_shard(shards, "sluice_connections_open", Kind::Gauge, "open ingest connections", |s| s.connections_open.load(Ordering::Relaxed));
+    e.per_shard(shards, "sluice_connections_refused_total", Kind::Counter, "connections closed at accept (limit or draining)", |s| {
+        s.connections_refused.load(Ordering::Relaxed)
+    });
+    let connection_counters: [(&str, &str, CounterOf); 4] = [
+        (
+            "sluice_connections_refused_per_ip_total",
+            "connections closed at accept because their address held connections_per_ip_max (also in sluice_connections_refused_total)",
+            |s| &s.connections_refused_per_ip,
+        ),
+        ("sluice_tls_handshakes_total", "TLS handshakes completed on the ingest TLS listener", |s| &s.tls_handshakes),
+        ("sluice_tls_handshake_failures_total", "TLS handshakes that failed (alert sent, connection closed)", |s| {
+            &s.tls_handshake_failures
+        }),
+        (
+            "sluice_tls_handshakes_deferred_total",
+            "TLS handshake steps put off to a later loop turn because the turn's handshake share was spent",
+            |s| &s.tls_handshakes_deferred,
+        ),
+    ];
+    for (name, help, counter) in connection_counters {
+        e.per_shard(shards, name, Kind::Counter, help, |s| counter(s).load(Ordering::Relaxed));
+    }
+}
+
+/// Rate limits, the memory budget and each shard's pressure (issue 16).
+fn render_overload(e: &mut Exposition, control: &Control) {
+    use crate::perimeter::rate::Per;
+    let rate = &control.rate;
+    type CountOf = fn(&crate::perimeter::rate::RateCounts) -> u64;
+    let families: [(&str, Kind, &str, CountOf); 3] = [
+        ("sluice_rate_limited_total", Kind::Counter, "requests answered 429 rate_limited, by the kind of rule they hit", |c| {
+            c.limited.load(Ordering::Relaxed)
+        }),
+        (
+            "sluice_rate_limit_evictions_total",
+            Kind::Counter,
+            "keys that took the place of a live key in a full group of the rate-limit table",
+            |c| c.evicted.load(Ordering::Relaxed),
+        ),
+        (
+            "sluice_rate_limit_keys",
+            Kind::Gauge,
+            "keys with a bucket not yet refilled at the last sweep (partner and kid share one table, shown under partner)",
+            |c| c.live.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        e.family(name, kind, help);
+        for per in Per::ALL {
+            e.sample(name, "", &[("per", per.name())], value(&rate.counts[per as usize]));
+        }
+    }
+    let budget = &control.budget;
+    let gauges: [(&str, &str, u64); 3] = [
+        ("sluice_memory_budget_bytes", "the memory budget in force ([limits] memory_bytes_max)", budget.limit()),
+        (
+            "sluice_memory_used_bytes",
+            "bytes counted against the budget: bodies being received, connection, pool and side-log buffers",
+            budget.used(),
+        ),
+        ("sluice_memory_used_peak_bytes", "the highest use of the budget seen", budget.peak.load(Ordering::Relaxed)),
+    ];
+    for (name, help, value) in gauges {
+        e.family(name, Kind::Gauge, help);
+        e.sample(name, "", &[], value);
+    }
+    e.family("sluice_memory_refused_total", Kind::Counter, "bodies answered 503 overloaded because the budget could not hold them");
+    e.sample("sluice_memory_refused_total", "", &[], budget.refused.load(Ordering::Relaxed));
+    e.family("sluice_shard_busy_ratio", Kind::Gauge, "share of the last 50 ms window the shard's loop spent working");
+    for (index, pressure) in control.pressure.iter().enumerate() {
+        let shard = index.to_string();
+        e.sample("sluice_shard_busy_ratio", "", &[("shard", &shard)], pressure.busy_milli.load(Ordering::Relaxed) as f64 / 1000.0);
+    }
+    e.family("sluice_shard_shedding", Kind::Gauge, "1 while the shard refuses events of optional topics (busy or memory tight)");
+    for (index, pressure) in control.pressure.iter().enumerate() {
+        let shard = index.to_string();
+        e.sample("sluice_shard_shedding", "", &[("shard", &shard)], u8::from(pressure.shedding.load(Ordering::Relaxed)));
     }
 }
 

@@ -233,6 +233,11 @@ pub struct Conn {
     /// A consumer's wait, stream or reader kept between its requests (`None` for a
     /// producer's connection).
     pub consumer: Option<Box<crate::consume::ConnConsumer>>,
+    /// Bytes of the memory budget held for the body being received (`overload.rs`).
+    pub held: u64,
+    /// TLS bytes received during the handshake and not yet fed to the session: the
+    /// shard's handshake work per loop turn is bounded (`shard/io.rs`).
+    pub backlog: Vec<u8>,
 }
 
 impl Conn {
@@ -255,6 +260,8 @@ impl Conn {
             output: Vec::new(),
             sending: Vec::new(),
             consumer: None,
+            held: 0,
+            backlog: Vec::new(),
         }
     }
 
@@ -460,6 +467,11 @@ impl BufferPool {
         if buffer.capacity() == 0 {
             *buffer = self.free.pop().unwrap_or_else(|| Vec::with_capacity(self.initial_bytes));
         }
+    }
+
+    /// Bytes the pooled buffers hold allocated (for the memory budget).
+    pub fn bytes(&self) -> u64 {
+        self.free.iter().map(|buffer| buffer.capacity() as u64).sum()
     }
 
     /// Takes back an emptied buffer.

@@ -8,5 +8,6 @@ pub mod jwt;
 pub mod keyring;
 pub mod limits;
 pub mod partners;
+pub mod rate;
 pub mod request_ids;
 pub mod webhooks;

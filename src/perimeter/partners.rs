@@ -40,6 +40,11 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// The prefix length: how specific the block is.
+    pub fn prefix_bits(&self) -> u8 {
+        self.prefix_bits
+    }
+
     /// True when `ip` lies in the block. IPv4-mapped IPv6 peers are compared as IPv4
     /// (the server already unmaps them).
     pub fn contains(&self, ip: IpAddr) -> bool {

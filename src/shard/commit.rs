@@ -10,7 +10,7 @@ use crate::reactor::op;
 impl Shard {
     pub(super) fn start_syncs(&mut self) {
         let mut entries = std::mem::take(&mut self.sync_entries);
-        self.core.partitions.syncs_to_start(|index, fd| {
+        self.core.partitions.syncs_to_start(self.core.now_ms, |index, fd| {
             entries.push(op::fsync::datasync(fd, Token::Fsync { partition: index }.encode()));
         });
         for entry in entries.drain(..) {

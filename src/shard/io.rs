@@ -10,7 +10,7 @@ use io_uring::cqueue;
 
 use super::Shard;
 use super::token::Token;
-use crate::constants::OUTPUT_HIGH_WATER_BYTES;
+use crate::constants::{HANDSHAKE_NS_PER_TURN, OUTPUT_HIGH_WATER_BYTES};
 use crate::http::Poll;
 use crate::ingest::answer::{Answer, answer_refusal};
 use crate::ingest::handle::{Handled, Origin, Peer};
@@ -18,9 +18,58 @@ use crate::ingest::refusal::Refusal;
 use crate::metrics::{PathLabel, ShardStats};
 use crate::net::conn::{AfterEof, Effect, Event, Parked, Queued, RecvOp, SendOp, State};
 use crate::net::tls::session::Received;
+use crate::overload::CHUNKED_STEP_BYTES;
 use crate::reactor::op;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+const BUDGET_FULL: &str = "the server's memory budget cannot hold this body now; retry after Retry-After seconds";
+
+/// What became of received bytes.
+enum Intake {
+    Plain,
+    /// Raw bytes before a PROXY header was dealt with.
+    Staged,
+    /// Handshake bytes put off to a later turn.
+    Deferred,
+    Tls(Result<Received, rustls::Error>),
+}
+
+/// The shard's handshake queue and this turn's handshake work, for [`take_in`].
+struct Handshakes<'a> {
+    waiting: &'a mut std::collections::VecDeque<(u32, u32)>,
+    spent_ns: &'a mut u64,
+    slot: u32,
+    generation: u32,
+}
+
+/// Takes received bytes into a connection: staged before a PROXY header is settled,
+/// through its TLS session, or straight into its input. A handshake step waits for a
+/// later turn once this turn has done its share, and behind the handshakes already
+/// waiting ([`Shard::run_handshakes`]).
+fn take_in(conn: &mut crate::net::conn::Conn, data: &[u8], handshakes: Handshakes<'_>) -> Intake {
+    if conn.preamble().is_some() {
+        conn.input.extend_from_slice(data);
+        return Intake::Staged;
+    }
+    let Some(session) = conn.tls.as_deref_mut() else {
+        conn.input.extend_from_slice(data);
+        return Intake::Plain;
+    };
+    if !session.is_handshaking() {
+        return Intake::Tls(session.receive(data, &mut conn.input));
+    }
+    if *handshakes.spent_ns >= HANDSHAKE_NS_PER_TURN || !handshakes.waiting.is_empty() || !conn.backlog.is_empty() {
+        if conn.backlog.is_empty() {
+            handshakes.waiting.push_back((handshakes.slot, handshakes.generation));
+        }
+        conn.backlog.extend_from_slice(data);
+        return Intake::Deferred;
+    }
+    let started = std::time::Instant::now();
+    let received = session.receive(data, &mut conn.input);
+    *handshakes.spent_ns += started.elapsed().as_nanos() as u64;
+    Intake::Tls(received)
+}
 
 impl Shard {
     pub(super) fn arm_recv(&mut self, slot: u32) {
@@ -42,32 +91,23 @@ impl Shard {
         }
         if result > 0 {
             let Some(bid) = bid else { return self.kill(slot) };
-            let mut tls_received = None;
-            let mut staged = false;
+            let mut intake = Intake::Plain;
             if current && conn.is_open() {
                 self.pool.lend(&mut conn.input);
                 let data = self.buffers.data(bid, result as usize);
-                if conn.preamble().is_some() {
-                    // The PROXY header precedes everything, TLS included: stage the raw bytes.
-                    conn.input.extend_from_slice(data);
-                    staged = true;
-                } else {
-                    match conn.tls.as_deref_mut() {
-                        None => conn.input.extend_from_slice(data),
-                        Some(session) => tls_received = Some(session.receive(data, &mut conn.input)),
-                    }
-                }
+                let handshakes = Handshakes { waiting: &mut self.handshakes, spent_ns: &mut self.handshake_ns, slot, generation };
+                intake = take_in(conn, data, handshakes);
                 ShardStats::add(&self.control.shards[self.index].bytes_in, result as u64);
             }
             self.buffers.recycle(bid);
             if !current {
                 return;
             }
-            if staged {
-                return self.on_proxy_bytes(slot);
-            }
-            if let Some(received) = tls_received {
-                self.after_tls_receive(slot, received);
+            match intake {
+                Intake::Staged => return self.on_proxy_bytes(slot),
+                Intake::Deferred => return,
+                Intake::Tls(received) => self.after_tls_receive(slot, received),
+                Intake::Plain => {}
             }
             return self.after_receive(slot);
         }
@@ -95,6 +135,32 @@ impl Shard {
             State::Reading { .. } => self.drive(slot),
             State::Dead => self.kill(slot),
             State::Preamble(_) | State::Flushing { .. } | State::Lingering { .. } | State::Vacant => self.queue_rearm(slot),
+        }
+    }
+
+    /// Feeds the handshakes that wait (oldest first) until this turn's handshake share,
+    /// [`HANDSHAKE_NS_PER_TURN`], is spent; the rest wait for the next turn. A burst of
+    /// handshakes thus takes a bounded slice of each turn, and the plaintext requests
+    /// of the same shard keep their latency (docs/PERFORMANCE.md § TLS handshakes).
+    pub(super) fn run_handshakes(&mut self) {
+        self.handshake_ns = 0;
+        while self.handshake_ns < HANDSHAKE_NS_PER_TURN
+            && let Some((slot, generation)) = self.handshakes.pop_front()
+        {
+            let conn = &mut self.conns[slot as usize];
+            if !(conn.in_use() && conn.generation == generation && conn.is_open()) {
+                conn.backlog = Vec::new();
+                continue;
+            }
+            let backlog = std::mem::take(&mut conn.backlog);
+            let Some(session) = conn.tls.as_deref_mut() else { continue };
+            self.pool.lend(&mut conn.input);
+            let started = std::time::Instant::now();
+            let received = session.receive(&backlog, &mut conn.input);
+            self.handshake_ns += started.elapsed().as_nanos() as u64;
+            ShardStats::add(&self.control.shards[self.index].tls_handshakes_deferred, 1);
+            self.after_tls_receive(slot, received);
+            self.after_receive(slot);
         }
     }
 
@@ -204,8 +270,50 @@ impl Shard {
         if framed_all || conn.input.is_empty() {
             conn.step(Event::InputFramed, clock);
         }
-        self.after_drive_consumer(slot, started_consumer);
+        if self.hold_body(slot) {
+            self.after_drive_consumer(slot, started_consumer);
+            self.after_progress(slot);
+        }
+    }
+
+    /// Holds the memory budget for the body `slot` is receiving: all of it once the head
+    /// has announced its length, chunked bodies in steps (`overload.rs`). A body the
+    /// budget cannot hold is answered 503 `overloaded` and its connection closed; false
+    /// then (the refusal has been queued). A connection between bodies holds nothing.
+    fn hold_body(&mut self, slot: u32) -> bool {
+        let conn = &mut self.conns[slot as usize];
+        let budget = &self.control.budget;
+        let want = match conn.state {
+            State::Reading { phase: crate::http::Phase::Body { .. }, .. } => match conn.framer.expected_len() {
+                Some(total) => total as u64,
+                None => (conn.input.len() as u64 / CHUNKED_STEP_BYTES + 1) * CHUNKED_STEP_BYTES,
+            },
+            _ => 0,
+        };
+        if want <= conn.held {
+            if want == 0 {
+                budget.release(std::mem::take(&mut conn.held));
+            }
+            return true;
+        }
+        if budget.try_reserve(want - conn.held, want) {
+            conn.held = want;
+            if conn.framer.expected_len().is_some() {
+                // Exactly the body's room: the budget counts what the buffer will hold.
+                conn.input.reserve_exact((want as usize).saturating_sub(conn.input.len()));
+            }
+            return true;
+        }
+        budget.release(std::mem::take(&mut conn.held));
+        conn.input.clear();
+        self.pool.lend(&mut conn.output);
+        let answer =
+            Answer { path: PathLabel::Other, keep_alive: false, stats: &self.control.shards[self.index], topology: &self.control.topology };
+        answer_refusal(&mut conn.output, Refusal::Event(crate::ingest::refusal::Reject::Overloaded), BUDGET_FULL, answer);
+        self.latency.answered();
+        conn.step(Event::Refused, &self.clock);
         self.after_progress(slot);
+        false
     }
 
     /// Queues what a connection now needs: a send, a receive, or its close.
@@ -373,6 +481,8 @@ impl Shard {
         conn.tls = None;
         conn.tls_identity = None;
         conn.counted = None;
+        self.control.budget.release(std::mem::take(&mut conn.held));
+        conn.backlog = Vec::new();
         if conn.consumer.is_some() {
             self.consumer_gone(slot);
         }

@@ -113,6 +113,14 @@ pub struct Shard {
     quiesced: bool,
     /// Consumer connections in a wait or a stream, and what they wait for.
     consumers: consume::Consumers,
+    /// How busy the loop is: whether optional events are shed (`overload.rs`).
+    pressure: crate::overload::Pressure,
+    /// This shard's buffers as last counted in the memory budget.
+    sampled_bytes: u64,
+    /// TLS connections whose handshake bytes wait for the next loop turn, in arrival
+    /// order, and the handshake work done in this turn (ns).
+    handshakes: std::collections::VecDeque<(u32, u32)>,
+    handshake_ns: u64,
 }
 
 impl Shard {
@@ -174,6 +182,10 @@ impl Shard {
             drain_deadline_ms: None,
             quiesced: false,
             consumers: consume::Consumers::default(),
+            pressure: crate::overload::Pressure::default(),
+            sampled_bytes: 0,
+            handshakes: std::collections::VecDeque::new(),
+            handshake_ns: 0,
             config: setup.config,
         })
     }

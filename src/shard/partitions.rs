@@ -29,7 +29,16 @@ struct Owned {
     waiting: VecDeque<(Ticket, Outcome)>,
     /// The readable end last published to consumers.
     readable: u64,
+    /// Wall-clock ms the fdatasync in flight was issued.
+    sync_started_ms: i64,
 }
+
+/// Answers waiting for one partition's group commit past which its new events are
+/// refused 503 `overloaded` (storage cannot keep up).
+pub const SYNC_WAITING_MAX: usize = 100_000;
+/// An fdatasync in flight longer than this refuses the partition's new events 503
+/// `overloaded` until it completes: answers wait for the disk, never without bound.
+pub const SYNC_SLOW_MS: i64 = 2_000;
 
 /// What [`Partitions::store`] did with an event.
 pub enum Stored {
@@ -94,6 +103,7 @@ impl Partitions {
                 sync_inflight: None,
                 waiting: VecDeque::new(),
                 readable: end,
+                sync_started_ms: 0,
             });
             reports.push((slot, report));
         }
@@ -113,6 +123,15 @@ impl Partitions {
         let (owned, control) = (&mut self.owned[partition as usize / self.shards], &self.control);
         let outcome = match owned.dedup.lookup(event_id) {
             Ok(offset) => Outcome::Duplicate { partition, offset },
+            // Storage cannot keep up: a sync that takes too long, or too many answers
+            // waiting for one. Refused before the append, so nothing of it is stored.
+            Err(_)
+                if fsync
+                    && (owned.waiting.len() >= SYNC_WAITING_MAX
+                        || owned.sync_inflight.is_some() && ingest_ms - owned.sync_started_ms > SYNC_SLOW_MS) =>
+            {
+                return Stored::Now(Outcome::Overloaded);
+            }
             // The index has room before the record is stored: never stored unindexed.
             Err(hash) => match owned.dedup.prepare(owned.log.next_offset()).and_then(|()| owned.log.append(event_id, ingest_ms, parts)) {
                 Ok(offset) => {
@@ -174,7 +193,7 @@ impl Partitions {
 
     /// Partitions (local index, fd, target) that need an fdatasync now: outcomes are
     /// waiting and no sync is in flight. Marks them in flight.
-    pub fn syncs_to_start(&mut self, mut start: impl FnMut(u32, std::os::fd::RawFd)) {
+    pub fn syncs_to_start(&mut self, now_ms: i64, mut start: impl FnMut(u32, std::os::fd::RawFd)) {
         if self.failed {
             return;
         }
@@ -184,6 +203,7 @@ impl Partitions {
             }
             if let Some(fd) = owned.log.active_fd() {
                 owned.sync_inflight = Some(owned.log.next_offset());
+                owned.sync_started_ms = now_ms;
                 start(index as u32, fd);
             }
         }

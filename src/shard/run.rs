@@ -24,7 +24,11 @@ impl Shard {
         }
         self.arm_wake();
         loop {
-            let busy = !self.flush.is_empty() || !self.rearm.is_empty() || !self.core.resolved.is_empty() || !self.inbox.is_empty();
+            let busy = !self.flush.is_empty()
+                || !self.rearm.is_empty()
+                || !self.core.resolved.is_empty()
+                || !self.inbox.is_empty()
+                || !self.handshakes.is_empty();
             // Streams held back to their next millisecond (`shard/consume.rs`) need the
             // loop again within one.
             let wait = if busy {
@@ -41,6 +45,7 @@ impl Shard {
             self.clock.now_ms = loop_started_ns / 1_000_000;
             self.latency.begin(loop_started_ns);
             self.core.now_ms = now_unix_ms();
+            self.run_handshakes();
             self.reap();
             self.take_inbox();
             self.core.route_released();
@@ -60,6 +65,11 @@ impl Shard {
             self.queue_answers();
             let loop_ended_ns = self.monotonic_ns();
             self.latency.finish(loop_ended_ns, &self.control.shards[self.index].latency);
+            let shedding = self.pressure.turn(loop_started_ns, loop_ended_ns) || self.control.budget.tight();
+            if shedding != self.core.shedding {
+                self.core.shedding = shedding;
+                self.control.pressure[self.index].shedding.store(shedding, Ordering::Relaxed);
+            }
             ShardStats::add(&self.stats().heartbeat, 1);
             if self.clock.now_ms >= self.last_tick_ms + TICK_MS {
                 self.last_tick_ms = self.clock.now_ms;
@@ -131,6 +141,7 @@ impl Shard {
             self.core.partitions.checkpoint();
         }
         self.tick_consumers();
+        self.sample_buffers();
         let draining = self.control.draining.load(Ordering::Acquire);
         if draining && self.accepting {
             self.stop_accepting();
@@ -164,6 +175,22 @@ impl Shard {
                 self.kill(slot);
             }
         }
+    }
+
+    /// Counts this shard's buffers in the memory budget: connection buffers (what a
+    /// body's reservation already holds is not counted twice), the pool and the side
+    /// logs. Once per tick; the bodies being received are counted as they arrive.
+    fn sample_buffers(&mut self) {
+        let mut bytes = self.pool.bytes() + self.core.side_log_bytes();
+        for conn in &self.conns {
+            let input = (conn.input.capacity() as u64).saturating_sub(conn.held);
+            bytes += input + (conn.output.capacity() + conn.sending.capacity() + conn.backlog.capacity()) as u64;
+        }
+        self.control.budget.resample(self.sampled_bytes, bytes);
+        self.sampled_bytes = bytes;
+        let pressure = &self.control.pressure[self.index];
+        pressure.buffers_bytes.store(bytes, Ordering::Relaxed);
+        pressure.busy_milli.store(self.pressure.last_share_milli, Ordering::Relaxed);
     }
 
     /// A request head or body did not arrive in time: `408`, then the connection closes.

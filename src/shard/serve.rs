@@ -200,7 +200,8 @@ fn open_shared(config: &Config) -> Result<Shared, ServeError> {
             "request-id memory restored from the journal"
         );
     }
-    let control = Arc::new(Control::new(config.ingest.shards, Arc::clone(&config.topics)).with_request_ids(request_ids));
+    let control =
+        Arc::new(Control::new(config.ingest.shards, Arc::clone(&config.topics)).with_request_ids(request_ids).with_limits(&config.limits));
     let subscriptions = crate::consume::subscriptions::Subscriptions::open(&root, &config.topics).map_err(|error| ServeError::Shard {
         shard: 0,
         message: format!("cannot open the subscriptions in {}: {error}", root.display()),
@@ -402,6 +403,8 @@ fn supervise(
         if now_ms >= last_storage_ms + STORAGE_SETTLE_MS {
             last_storage_ms = now_ms;
             settle_storage(control, config);
+            // Rate-limit slots whose bucket has refilled are emptied once a second.
+            control.rate.sweep();
         }
         if let Some(period_ms) = watchdog_ms
             && stalled.is_none()
@@ -477,6 +480,7 @@ fn start_shard(
         dlq: open_dlq(config, index)?,
         dlq_retention_ms: config.dlq.retention_ms as i64,
         admitted_by_partner: Vec::new(),
+        shedding: false,
         governance: Arc::clone(&governance),
         shard: index,
         shards,

@@ -447,6 +447,11 @@ pub struct DlqWriter {
 }
 
 impl DlqWriter {
+    /// Bytes its buffer holds allocated (for the memory budget).
+    pub fn buffer_bytes(&self) -> u64 {
+        self.log.buffer_bytes()
+    }
+
     /// Shard `shard`'s writer over `dir` (`data_dir/dlq`). Its ids go on after the
     /// highest one in this shard's newest file; `Err` if that file cannot be read.
     pub fn open(dir: &Path, shard: usize, bytes_max: u64) -> io::Result<DlqWriter> {

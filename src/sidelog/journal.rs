@@ -108,6 +108,11 @@ fn parse_name(name: &str) -> Option<(usize, i64)> {
 }
 
 impl Journal {
+    /// Bytes its buffer holds allocated (for the memory budget).
+    pub fn buffer_bytes(&self) -> u64 {
+        self.log.buffer_bytes()
+    }
+
     /// A writer for `shard` in `dir`, one file per `period_ms`.
     pub fn new(dir: &Path, shard: usize, period_ms: i64) -> Journal {
         Journal { log: SideLogWriter::new(dir, "request-id journal", SUFFIX, shard, Rotation::Period { period_ms }) }

@@ -204,6 +204,11 @@ pub struct QuarantineWriter {
 }
 
 impl QuarantineWriter {
+    /// Bytes its buffer holds allocated (for the memory budget).
+    pub fn buffer_bytes(&self) -> u64 {
+        self.log.buffer_bytes()
+    }
+
     pub fn new(dir: &Path, shard: usize, bytes_max: u64) -> QuarantineWriter {
         QuarantineWriter { log: SideLogWriter::new(dir, "quarantine", SUFFIX, shard, Rotation::PerProcess), bytes_max }
     }

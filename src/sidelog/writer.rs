@@ -71,6 +71,11 @@ pub struct SideLogWriter {
 }
 
 impl SideLogWriter {
+    /// Bytes its buffer holds allocated (for the memory budget).
+    pub fn buffer_bytes(&self) -> u64 {
+        self.buffer.capacity() as u64
+    }
+
     pub fn new(dir: &Path, name: &'static str, suffix: &'static str, shard: usize, rotation: Rotation) -> SideLogWriter {
         let rotation = match rotation {
             Rotation::Period { period_ms } => Rotation::Period { period_ms: period_ms.max(1) },

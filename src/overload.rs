@@ -1,0 +1,210 @@
+//! Overload (SPEC §7, docs/OPERATIONS.md § Overload): one memory budget for the whole
+//! process, each shard's pressure, and the cheap look at a body that lets a shard refuse
+//! an optional event before it spends a signature check on it.
+//!
+//! **The budget** counts what clients make the server hold: the bodies of requests still
+//! being received (reserved in full when the head announces them, so a slow sender
+//! holds its bytes in the budget from its first packet), connection buffers (answers
+//! waiting to leave, consumer streams, requests buffered behind a parked one) and the
+//! side logs' buffers, sampled by each shard every tick. A body the budget cannot hold
+//! is answered 503 `overloaded` with `Retry-After` and its connection closed; a request
+//! that arrives whole in one read needs no reservation, so small events keep flowing
+//! while slow senders fill the budget. Bodies over [`LARGE_BODY_BYTES`] may use only
+//! seven eighths of it, keeping room for the rest.
+//!
+//! **Pressure** is how busy a shard's loop is: the share of wall time it spent working
+//! rather than waiting for completions, over windows of [`WINDOW_MS`]. Above
+//! [`SHED_ON`] the shard refuses events of optional topics (`optional = true`) with 503
+//! until the share falls under [`SHED_OFF`]; money events are never refused for being
+//! busy, only when the budget, the partition owner's queue or storage cannot take them.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// A body larger than this is "large": it may fill only 7/8 of the budget.
+pub const LARGE_BODY_BYTES: u64 = 64 * 1024;
+/// Chunked bodies, whose size is not announced, are reserved in steps of this much.
+pub const CHUNKED_STEP_BYTES: u64 = 64 * 1024;
+/// Length of one pressure window.
+pub const WINDOW_MS: u64 = 50;
+/// Busy share at which a shard starts refusing optional events...
+pub const SHED_ON: f64 = 0.90;
+/// ...and under which it stops.
+pub const SHED_OFF: f64 = 0.70;
+/// Budget use (of the limit) at which optional events are refused whatever the CPU does.
+pub const SHED_MEMORY_SHARE: f64 = 0.75;
+
+/// The process-wide memory budget.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: u64,
+    /// Bodies being received, reserved in full.
+    reserved: AtomicU64,
+    /// Buffers sampled by the shards (each adds the change of its own sample).
+    sampled: AtomicU64,
+    /// Bodies refused because the budget could not hold them.
+    pub refused: AtomicU64,
+    /// The highest use seen.
+    pub peak: AtomicU64,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: u64) -> MemoryBudget {
+        MemoryBudget { limit, reserved: AtomicU64::new(0), sampled: AtomicU64::new(0), refused: AtomicU64::new(0), peak: AtomicU64::new(0) }
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub fn used(&self) -> u64 {
+        self.reserved.load(Ordering::Relaxed) + self.sampled.load(Ordering::Relaxed)
+    }
+
+    /// Reserves `bytes` for a body of `body_bytes`; false (nothing reserved) when the
+    /// budget cannot hold them.
+    pub fn try_reserve(&self, bytes: u64, body_bytes: u64) -> bool {
+        let limit = if body_bytes > LARGE_BODY_BYTES { self.limit / 8 * 7 } else { self.limit };
+        let before = self.reserved.fetch_add(bytes, Ordering::Relaxed);
+        let used = before + bytes + self.sampled.load(Ordering::Relaxed);
+        if used > limit {
+            self.reserved.fetch_sub(bytes, Ordering::Relaxed);
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        self.peak.fetch_max(used, Ordering::Relaxed);
+        true
+    }
+
+    pub fn release(&self, bytes: u64) {
+        if bytes > 0 {
+            self.reserved.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// A shard's sampled buffers went from `before` to `now` bytes.
+    pub fn resample(&self, before: u64, now: u64) {
+        if now >= before {
+            self.sampled.fetch_add(now - before, Ordering::Relaxed);
+        } else {
+            self.sampled.fetch_sub(before - now, Ordering::Relaxed);
+        }
+    }
+
+    /// Past [`SHED_MEMORY_SHARE`] of the limit: optional events are refused.
+    pub fn tight(&self) -> bool {
+        self.used() as f64 > self.limit as f64 * SHED_MEMORY_SHARE
+    }
+}
+
+/// One shard's busy share, measured per window, with hysteresis.
+#[derive(Debug, Default)]
+pub struct Pressure {
+    window_start_ns: u64,
+    busy_ns: u64,
+    /// The busy share of the last whole window, in thousandths (for /metrics).
+    pub last_share_milli: u64,
+    shedding: bool,
+}
+
+impl Pressure {
+    /// Counts one loop turn's work, from `started_ns` to `ended_ns`; returns whether the
+    /// shard now sheds optional events.
+    pub fn turn(&mut self, started_ns: u64, ended_ns: u64) -> bool {
+        if self.window_start_ns == 0 {
+            self.window_start_ns = started_ns;
+        }
+        self.busy_ns += ended_ns.saturating_sub(started_ns);
+        let elapsed = ended_ns.saturating_sub(self.window_start_ns);
+        if elapsed >= WINDOW_MS * 1_000_000 {
+            let share = self.busy_ns as f64 / elapsed as f64;
+            self.last_share_milli = (share * 1000.0) as u64;
+            self.shedding = if self.shedding { share >= SHED_OFF } else { share >= SHED_ON };
+            self.window_start_ns = ended_ns;
+            self.busy_ns = 0;
+        }
+        self.shedding
+    }
+
+    pub fn shedding(&self) -> bool {
+        self.shedding
+    }
+}
+
+/// Per shard, what /metrics shows of its pressure.
+#[derive(Debug, Default)]
+pub struct ShardPressure {
+    pub busy_milli: AtomicU64,
+    pub shedding: AtomicBool,
+    pub buffers_bytes: AtomicU64,
+}
+
+/// The `event_type` of a single-event body, found without parsing it: the string value
+/// after the first `"event_type"` key at any depth. A guess, used only to refuse early
+/// (an event it misreads is refused or let in to the full check, never stored on it).
+pub fn sniff_event_type(body: &[u8]) -> Option<&[u8]> {
+    const KEY: &[u8] = b"\"event_type\"";
+    let at = body.windows(KEY.len()).position(|window| window == KEY)?;
+    let rest = &body[at + KEY.len()..];
+    let rest = rest.trim_ascii_start().strip_prefix(b":")?.trim_ascii_start().strip_prefix(b"\"")?;
+    let end = rest.iter().position(|byte| *byte == b'"' || *byte == b'\\')?;
+    (rest[end] == b'"').then(|| &rest[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_what_it_cannot_hold_and_keeps_room_for_small_bodies() {
+        let budget = MemoryBudget::new(800);
+        assert!(budget.try_reserve(700, 100_000), "large bodies may fill 7/8");
+        assert!(!budget.try_reserve(1, 100_000), "a large body past 7/8 is refused");
+        assert!(budget.try_reserve(100, 100), "a small body still fits");
+        assert!(!budget.try_reserve(1, 1), "past the limit nothing fits");
+        assert_eq!(budget.refused.load(Ordering::Relaxed), 2);
+        assert_eq!(budget.used(), 800);
+        budget.release(700);
+        budget.resample(0, 600);
+        assert!(budget.tight(), "700 of 800 used");
+        assert!(!budget.try_reserve(101, 1), "sampled buffers count too");
+        budget.resample(600, 0);
+        budget.release(100);
+        assert_eq!(budget.used(), 0);
+        assert_eq!(budget.peak.load(Ordering::Relaxed), 800);
+    }
+
+    #[test]
+    fn pressure_sheds_above_the_high_mark_and_stops_under_the_low_one() {
+        let mut pressure = Pressure::default();
+        let ms = 1_000_000;
+        // Busy 95 % of a window.
+        let mut t = ms;
+        for _ in 0..40 {
+            pressure.turn(t, t + ms * 95 / 40);
+            t += ms * 5 / 2;
+        }
+        assert!(pressure.shedding(), "{}", pressure.last_share_milli);
+        // 80 %: above the low mark, still shedding.
+        for _ in 0..40 {
+            pressure.turn(t, t + ms * 2);
+            t += ms * 5 / 2;
+        }
+        assert!(pressure.shedding(), "hysteresis: {}", pressure.last_share_milli);
+        // 40 %: stops.
+        for _ in 0..40 {
+            pressure.turn(t, t + ms);
+            t += ms * 5 / 2;
+        }
+        assert!(!pressure.shedding(), "{}", pressure.last_share_milli);
+    }
+
+    #[test]
+    fn the_event_type_is_sniffed_or_left_unknown() {
+        assert_eq!(sniff_event_type(br#"{"event_id":"e1","event_type":"telemetry","x":1}"#), Some(&b"telemetry"[..]));
+        assert_eq!(sniff_event_type(br#"{"event_type" : "bet"}"#), Some(&b"bet"[..]));
+        assert_eq!(sniff_event_type(br#"{"event_type":"b\"et"}"#), None, "an escape is left to the parser");
+        assert_eq!(sniff_event_type(br#"{"event_type":1}"#), None);
+        assert_eq!(sniff_event_type(br#"{"event_type":"unterminated"#), None);
+        assert_eq!(sniff_event_type(b""), None);
+    }
+}
