@@ -338,11 +338,28 @@ pub const BENCH_FSYNC_PROBE_WRITE_BYTES: usize = 4096;
 pub const BENCH_LATENCY_NS_MIN: u64 = 1;
 pub const BENCH_LATENCY_NS_MAX: u64 = 60_000_000_000;
 pub const BENCH_LATENCY_SIGNIFICANT_DIGITS: u8 = 3;
+/// Seconds the per-second timeline keeps (from the end of the warm-up): each second costs
+/// up to two 10 KiB histograms per client thread, so a one-hour run keeps at most 72 MiB
+/// per thread; later seconds are counted in the totals only.
+pub const BENCH_TIMELINE_SECS_MAX: usize = 3600;
+/// The timeline's per-second latency histograms: microseconds up to a minute, 2
+/// significant digits (1 % is plenty for a p99 per second, and 10 KiB each).
+pub const BENCH_TIMELINE_LATENCY_US_MAX: u64 = 60_000_000;
+pub const BENCH_TIMELINE_SIGNIFICANT_DIGITS: u8 = 2;
+/// `--probe-every` default, and its bounds: a probe at most every millisecond, at least
+/// every minute.
+pub const BENCH_PROBE_EVERY_MS_DEFAULT: u64 = 100;
+pub const BENCH_PROBE_EVERY_MS_MAX: u64 = 60_000;
+/// Bytes of one probe answer read at a time (heads are parsed in place; bodies skipped).
+pub const BENCH_PROBE_READ_BYTES: usize = 4096;
+/// `--rounds` of a comparison: each round is a full run of both targets.
+pub const BENCH_COMPARE_ROUNDS_MAX: usize = 100;
 
 const _: () = assert!(BENCH_CLOSED_LOOP_SECS_MAX < TIMESTAMP_TOLERANCE_SECS_DEFAULT);
 const _: () = assert!(BENCH_PLAN_REQUESTS_MAX <= u32::MAX as usize);
 const _: () = assert!(BENCH_RECV_BUFFERS.is_power_of_two());
 const _: () = assert!(BENCH_TICK_MS < BENCH_RECONNECT_DELAY_MS);
+const _: () = assert!(BENCH_TIMELINE_LATENCY_US_MAX * 1000 == BENCH_LATENCY_NS_MAX);
 
 // JWT bearer tokens (src/perimeter/jwt/).
 

@@ -87,7 +87,6 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Bench(args) => {
             let options = args.validate().map_err(|message| usage(anyhow::anyhow!(message)))?;
             sluice::tools::bench::run(&options, &mut io::stdout().lock())
-                .map(|_| ())
                 .map_err(|error| if error.is_usage() { usage(error) } else { failure(error) })
         }
         Command::Tune(args) => {

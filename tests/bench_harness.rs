@@ -1,6 +1,8 @@
 //! `sluice bench` against a real `sluice serve` over real sockets: every answer is
 //! counted by kind, bad signatures are all 401, duplicates all 200, and `sluice tail`
-//! holds exactly the unique events that were accepted. No throughput assertions.
+//! holds exactly the unique events that were accepted; request classes are counted
+//! apart and land in the topics their event types route to; a comparison run gives
+//! finite ratios. No throughput assertions.
 
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
@@ -179,6 +181,89 @@ fn batches_store_every_event_of_every_unique_batch() {
     assert_stored_exactly(&sandbox, unique * 5);
 }
 
+/// Optional events (`telemetry`) go to a topic of their own, the rest to `events`.
+const CLASS_TOPICS: &str = "\n[[topics]]\nname = \"telemetry\"\nevent_types = [\"telemetry\"]\npartitions = 2\n\n\
+                            [[topics]]\nname = \"events\"\nevent_types = [\"*\"]\npartitions = 4\n";
+
+/// Per class: sent = accepted + refused (429, 503, other) + unanswered, and the classes
+/// add up to the requests sent; the timeline holds every request once.
+fn assert_classes_add_up(report: &Value) {
+    let mut sent_total = 0;
+    for class in ["critical", "optional"] {
+        let c = |key: &str| count(report, &["classes", class, key]);
+        let sent = c("sent");
+        assert!(sent > 0, "{class}: the mix has both classes: {report}");
+        let settled = c("accepted") + c("refused_429") + c("refused_503") + c("refused_other") + c("unanswered");
+        assert_eq!(settled, sent, "{class}: every request settled once: {}", report["classes"][class]);
+        assert_eq!(c("answered") + c("unanswered"), sent, "{class}");
+        let timeline = report["timeline"].as_array().expect("timeline");
+        let per_second = |key: &str| timeline.iter().map(|second| second[class][key].as_u64().unwrap_or(0)).sum::<u64>();
+        assert_eq!(per_second("sent"), sent, "{class}: the timeline's seconds add up");
+        assert_eq!(per_second("accepted"), c("accepted"), "{class}");
+        assert!(report["classes"][class]["latency_us"]["p99"].as_f64().is_some_and(|p99| p99 > 0.0));
+        sent_total += sent;
+    }
+    assert_eq!(sent_total, count(report, &["requests", "sent"]), "the classes add up to the requests sent");
+}
+
+#[test]
+fn overload_mode_counts_each_class_apart_and_routes_it_to_its_topic() {
+    let sandbox = Sandbox::new(Setup { extra_config: CLASS_TOPICS.to_owned(), ..Setup::default() });
+    let mut server = sandbox.start();
+    let probe = format!("http://{}/healthz", server.ingest);
+    let report = bench(
+        &sandbox,
+        &server,
+        &["--rate", "1000", "--duration", "1", "--connections", "4", "--optional-ratio", "0.5", "--probe", &probe, "--probe-every", "50"],
+    );
+    assert_eq!(report["optional_ratio"], 0.5);
+    assert_eq!(report["optional_event_type"], "telemetry");
+    assert_eq!(count(&report, &["errors", "total"]), 0, "{report}");
+    assert_classes_add_up(&report);
+    let optional_sent = count(&report, &["classes", "optional", "sent"]);
+    assert!((300..=700).contains(&optional_sent), "about half of 1000: {optional_sent}");
+    assert!(report["timeline"].as_array().is_some_and(|seconds| !seconds.is_empty()));
+    let probes = count(&report, &["probe", "sent"]);
+    assert!(probes >= 5, "a probe every 50 ms for 1 s: {}", report["probe"]);
+    assert_eq!(count(&report, &["probe", "answered"]), probes, "{}", report["probe"]);
+    assert_eq!(count(&report, &["probe", "failed"]) + count(&report, &["probe", "timeouts"]), 0);
+    assert!(report["probe"]["latency_us"]["max"].as_f64().is_some_and(|max| max > 0.0));
+    // No overload was configured: every event is stored, in the topic of its class.
+    server.stop();
+    let stored = sandbox.tail();
+    for (class, topic) in [("critical", "events"), ("optional", "telemetry")] {
+        let accepted = count(&report, &["classes", class, "status", "202"]);
+        assert_eq!(accepted, count(&report, &["classes", class, "sent"]), "{class}: all stored (202)");
+        let in_topic = stored.iter().filter(|line| line.topic == topic).count() as u64;
+        assert_eq!(in_topic, accepted, "{class} events are in topic {topic}");
+    }
+}
+
+#[test]
+fn compare_mode_gives_both_series_and_finite_ratios() {
+    let sandbox = Sandbox::new(Setup::default());
+    let mut server = sandbox.start();
+    let reference = format!("http://{}/v1/events", server.ingest);
+    let report =
+        bench(&sandbox, &server, &["--rate", "800", "--duration", "1", "--connections", "2", "--compare-url", &reference, "--rounds", "1"]);
+    assert_eq!(report["reference_url"], reference.as_str());
+    assert_eq!(report["rounds"], 1);
+    assert_eq!(report["interrupted"], false);
+    for side in ["reference", "sluice"] {
+        let series = report[side].as_array().expect("series");
+        assert_eq!(series.len(), 1, "{side}: one round");
+        assert!(series[0]["requests_per_sec"].as_f64().is_some_and(|rps| rps > 0.0), "{side}: {}", series[0]);
+        assert_eq!(series[0]["errors"], 0);
+        assert!(report["mean"][side]["p99_us"].as_f64().is_some_and(|p99| p99 > 0.0));
+    }
+    for key in ["requests_per_sec", "p50", "p99"] {
+        let ratio = report["ratio"][key].as_f64().unwrap_or(f64::NAN);
+        assert!(ratio.is_finite() && ratio > 0.0, "ratio.{key} = {ratio}: {report}");
+    }
+    server.stop();
+    assert_stored_exactly(&sandbox, 1600);
+}
+
 #[test]
 fn help_explains_every_option() {
     let output = run_bench(&["--help"]);
@@ -210,6 +295,13 @@ fn help_explains_every_option() {
         "--fsync-probe",
         "--fsync-probe-secs",
         "--max-error-ratio",
+        "--optional-ratio",
+        "--optional-event-type",
+        "--probe",
+        "--probe-every",
+        "--timeline",
+        "--compare-url",
+        "--rounds",
     ] {
         assert!(help.contains(&format!("{option} ")) || help.contains(&format!("{option}\n")), "--help does not mention {option}");
     }
@@ -226,6 +318,10 @@ fn bad_usage_exits_2_and_no_server_exits_1() {
         &["--url", "127.0.0.1:8080"],
         &["--batch", "0"],
         &["--no-such-option"],
+        &["--optional-ratio", "2"],
+        &["--optional-event-type", "a b"],
+        &["--probe", "https://127.0.0.1:1/healthz"],
+        &["--compare-url", "http://127.0.0.1:1/v1/events", "--rounds", "0"],
     ] {
         let mut args = signing.to_vec();
         args.extend_from_slice(bad);

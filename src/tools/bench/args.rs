@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::constants::{
-    BATCH_EVENTS_MAX, BENCH_CLOSED_LOOP_REQUESTS_PER_SEC_DEFAULT, BENCH_CLOSED_LOOP_SECS_MAX, BENCH_EVENT_BYTES_MAX,
-    BENCH_OPEN_LOOP_OUTSTANDING_PER_CONN_MAX, BENCH_PLAN_REQUESTS_MAX,
+    BATCH_EVENTS_MAX, BENCH_CLOSED_LOOP_REQUESTS_PER_SEC_DEFAULT, BENCH_CLOSED_LOOP_SECS_MAX, BENCH_COMPARE_ROUNDS_MAX,
+    BENCH_EVENT_BYTES_MAX, BENCH_OPEN_LOOP_OUTSTANDING_PER_CONN_MAX, BENCH_PLAN_REQUESTS_MAX, BENCH_PROBE_EVERY_MS_DEFAULT,
+    BENCH_PROBE_EVERY_MS_MAX, EVENT_TYPE_BYTES_MAX,
 };
 use crate::tools::bench::conn::SLOTS_MAX;
 
@@ -20,11 +21,27 @@ closed loop. Requests are built and signed before the clock starts; a progress l
 to stderr when it is a terminal. Ctrl-C (SIGINT) or SIGTERM ends the run early and still
 prints the report.
 
+Request classes (--optional-ratio F): a fraction F of the requests carry events of
+--optional-event-type (default telemetry), which the server routes to an optional topic,
+refused first under overload (503 overloaded); the others keep the usual event types.
+The report counts, per class: sent, accepted (2xx), refused_429, refused_503,
+refused_other, unanswered, the accepted rate and the latency percentiles.
+
+--probe URL GETs URL (plain http) every --probe-every MS on its own connection during
+the measured run and reports its latency and how many probes failed or timed out.
+
+--compare-url URL runs the same load against URL (a reference such as nginx `return
+204`) and against --url alternately, --rounds times each, every run with its own warm-up,
+and prints each round and the ratios sluice / reference of mean throughput, p50 and p99.
+
 --json prints one object with the keys version, url, mode, threads, connections,
 pipeline, rate, duration_secs, warmup_secs, measured_secs, batch, event_bytes, users,
-duplicate_ratio, bad_signature_ratio, idle_connections, pool_exhausted, interrupted,
-plan, requests, throughput, latency_us, status, status_by_kind, errors,
-connection_events, bytes, schedule, idle, fsync_probe (docs/BENCH.md describes each).
+duplicate_ratio, bad_signature_ratio, optional_ratio, optional_event_type,
+idle_connections, pool_exhausted, interrupted, plan, requests, throughput, latency_us,
+status, status_by_kind, classes, errors, connection_events, bytes, schedule, timeline,
+timeline_dropped, idle, probe, fsync_probe; with --compare-url: version, the run keys
+url .. idle_connections, reference_url, rounds, interrupted, reference, sluice, mean,
+ratio (docs/BENCH.md describes each). --timeline adds the per-second table to the summary.
 
 Exit status: 0 the run completed, 2 bad usage, 1 other failures (no connection could be
 opened, or --max-error-ratio exceeded).
@@ -33,7 +50,10 @@ Examples:
   sluice bench --keys-file keys.toml --connections 64 --duration 10
   sluice bench --keys-file keys.toml --rate 50000 --duration 30 --json > run.json
   sluice bench --keys-file keys.toml --url http://127.0.0.1:18080/v1/events   # nginx reference
-  sluice bench --keys-file keys.toml --url https://localhost:8443 --ca-file ca.pem --client-cert c.pem --client-key c.key";
+  sluice bench --keys-file keys.toml --url https://localhost:8443 --ca-file ca.pem --client-cert c.pem --client-key c.key
+  sluice bench --keys-file keys.toml --rate 80000 --duration 30 --optional-ratio 0.5 \\
+      --probe http://127.0.0.1:9090/healthz --timeline            # overload: who is refused, when
+  sluice bench --keys-file keys.toml --compare-url http://127.0.0.1:18080/v1/events --rounds 3 --duration 5";
 
 /// `sluice bench` options, as typed.
 #[derive(Debug, Clone, clap::Args)]
@@ -87,6 +107,12 @@ pub struct BenchArgs {
     /// Fraction of requests with a corrupted signature (the server must answer 401).
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     pub bad_signature_ratio: f64,
+    /// Fraction of requests whose events are of the optional class (--optional-event-type); the others are critical (bet, win, deposit). The report counts each class apart.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub optional_ratio: f64,
+    /// The event_type of optional events: route it to a topic with `optional = true` to see overload refuse it first.
+    #[arg(long, value_name = "NAME", default_value = "telemetry")]
+    pub optional_event_type: String,
     /// Give every request a unique X-Request-Id (the server's request-id memory; a duplicate is then answered from it).
     #[arg(long)]
     pub request_ids: bool,
@@ -108,6 +134,21 @@ pub struct BenchArgs {
     /// Write a latency-by-percentile plot (SVG) to FILE.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
+    /// Add the per-second timeline (answers per class and outcome, p99) to the summary; --json always has it.
+    #[arg(long)]
+    pub timeline: bool,
+    /// During the measured run, GET this http:// URL (default path /healthz) every --probe-every ms on a connection of its own, and report its latency and failures.
+    #[arg(long, value_name = "URL")]
+    pub probe: Option<String>,
+    /// Milliseconds between two probes (a probe slower than that delays the next; missed ones are not sent).
+    #[arg(long, value_name = "MS", default_value_t = BENCH_PROBE_EVERY_MS_DEFAULT, requires = "probe")]
+    pub probe_every: u64,
+    /// Also run the same load against this reference URL (e.g. nginx `return 204`), alternately with --url, and report the ratios sluice / reference.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["svg", "probe", "fsync_probe", "timeline"])]
+    pub compare_url: Option<String>,
+    /// With --compare-url: runs of each target, alternating reference, sluice, reference, ...
+    #[arg(long, value_name = "N", default_value_t = 2, requires = "compare_url")]
+    pub rounds: usize,
     /// Before the load, measure the disk's fdatasync latency in DIR (4 KiB appends, one fdatasync each).
     #[arg(long, value_name = "DIR")]
     pub fsync_probe: Option<PathBuf>,
@@ -166,6 +207,21 @@ pub struct TlsClient {
     pub server_name: rustls::pki_types::ServerName<'static>,
 }
 
+/// `--probe`: where and how often.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub target: Target,
+    pub every: Duration,
+}
+
+/// `--compare-url`: the reference run's options (the same as the run's but for the
+/// target) and the rounds.
+#[derive(Debug, Clone)]
+pub struct Compare {
+    pub reference: Box<Options>,
+    pub rounds: usize,
+}
+
 /// Validated options.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -184,6 +240,8 @@ pub struct Options {
     pub users: u64,
     pub duplicate_ratio: f64,
     pub bad_signature_ratio: f64,
+    pub optional_ratio: f64,
+    pub optional_event_type: String,
     pub request_ids: bool,
     pub idle_connections: usize,
     pub idle_ping: Duration,
@@ -191,6 +249,10 @@ pub struct Options {
     pub seed: u64,
     pub json: bool,
     pub svg: Option<PathBuf>,
+    /// Print the per-second timeline in the summary.
+    pub timeline: bool,
+    pub probe: Option<Probe>,
+    pub compare: Option<Compare>,
     pub fsync_probe: Option<(PathBuf, Duration)>,
     pub max_error_ratio: Option<f64>,
     /// `None`: plain HTTP.
@@ -214,6 +276,16 @@ fn at_least_one(name: &str, value: usize) -> Result<usize, String> {
     if value >= 1 { Ok(value) } else { Err(format!("--{name} must be at least 1")) }
 }
 
+/// An event type the server accepts (SPEC §1.2: `[A-Za-z0-9_.:-]{1,64}`).
+fn event_type(name: &str, value: &str) -> Result<String, String> {
+    let allowed = |byte: &u8| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b':' | b'-');
+    if (1..=EVENT_TYPE_BYTES_MAX).contains(&value.len()) && value.as_bytes().iter().all(allowed) {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("--{name} takes 1 to {EVENT_TYPE_BYTES_MAX} characters of [A-Za-z0-9_.:-], not {value:?}"))
+    }
+}
+
 impl BenchArgs {
     /// Checks every option; the message names the option and what it takes.
     pub fn validate(&self) -> Result<Options, String> {
@@ -224,14 +296,9 @@ impl BenchArgs {
         if duplicate_ratio + bad_signature_ratio > 1.0 {
             return Err("--duplicate-ratio plus --bad-signature-ratio must be at most 1".into());
         }
-        let connections = at_least_one("connections", self.connections)?;
-        let threads = at_least_one("threads", self.threads)?;
-        if threads > connections {
-            return Err(format!("--threads {threads} is more than --connections {connections}: every thread needs a connection"));
-        }
-        if (connections + self.idle_connections).div_ceil(threads) > SLOTS_MAX {
-            return Err(format!("at most {SLOTS_MAX} connections per thread"));
-        }
+        let optional_ratio = ratio("optional-ratio", self.optional_ratio)?;
+        let optional_event_type = event_type("optional-event-type", &self.optional_event_type)?;
+        let (connections, threads) = self.connections_and_threads()?;
         let pipeline = at_least_one("pipeline", self.pipeline)?;
         if pipeline > BENCH_OPEN_LOOP_OUTSTANDING_PER_CONN_MAX {
             return Err(format!("--pipeline takes at most {BENCH_OPEN_LOOP_OUTSTANDING_PER_CONN_MAX}"));
@@ -275,6 +342,8 @@ impl BenchArgs {
             users: self.users,
             duplicate_ratio,
             bad_signature_ratio,
+            optional_ratio,
+            optional_event_type,
             request_ids: self.request_ids,
             idle_connections: self.idle_connections,
             idle_ping: seconds("idle-ping", self.idle_ping, false)?,
@@ -282,10 +351,49 @@ impl BenchArgs {
             seed: self.seed,
             json: self.json,
             svg: self.svg.clone(),
+            timeline: self.timeline,
+            probe: self.probe()?,
+            compare: self.compare()?,
             fsync_probe,
             max_error_ratio,
             tls,
         })
+    }
+
+    fn connections_and_threads(&self) -> Result<(usize, usize), String> {
+        let connections = at_least_one("connections", self.connections)?;
+        let threads = at_least_one("threads", self.threads)?;
+        if threads > connections {
+            return Err(format!("--threads {threads} is more than --connections {connections}: every thread needs a connection"));
+        }
+        if (connections + self.idle_connections).div_ceil(threads) > SLOTS_MAX {
+            return Err(format!("at most {SLOTS_MAX} connections per thread"));
+        }
+        Ok((connections, threads))
+    }
+
+    fn probe(&self) -> Result<Option<Probe>, String> {
+        let Some(url) = &self.probe else { return Ok(None) };
+        if !(1..=BENCH_PROBE_EVERY_MS_MAX).contains(&self.probe_every) {
+            return Err(format!("--probe-every takes 1 to {BENCH_PROBE_EVERY_MS_MAX} milliseconds, not {}", self.probe_every));
+        }
+        let target = parse_target(url, "/healthz").map_err(|error| format!("--probe: {error}"))?;
+        if target.https {
+            return Err(format!("--probe: {url}: the probe speaks plain http:// only"));
+        }
+        Ok(Some(Probe { target, every: Duration::from_millis(self.probe_every) }))
+    }
+
+    /// The reference run: these very options with `--compare-url` as the target, validated
+    /// the same way (its TLS server name, if any, follows its own host).
+    fn compare(&self) -> Result<Option<Compare>, String> {
+        let Some(url) = &self.compare_url else { return Ok(None) };
+        if !(1..=BENCH_COMPARE_ROUNDS_MAX).contains(&self.rounds) {
+            return Err(format!("--rounds takes 1 to {BENCH_COMPARE_ROUNDS_MAX}, not {}", self.rounds));
+        }
+        let reference = BenchArgs { url: url.clone(), compare_url: None, ..self.clone() };
+        let reference = reference.validate().map_err(|error| format!("--compare-url: {error}"))?;
+        Ok(Some(Compare { reference: Box::new(reference), rounds: self.rounds }))
     }
 
     /// Reads the TLS files when the run speaks TLS; TLS options without TLS are a mistake.
@@ -357,6 +465,12 @@ impl BenchArgs {
 /// Parses `http[s]://HOST[:PORT][/PATH]` and resolves HOST (the first address wins).
 /// Without a path (or with `/`), the path follows `batch`.
 pub fn parse_url(url: &str, batch: usize) -> Result<Target, String> {
+    parse_target(url, if batch > 1 { "/v1/events/batch" } else { "/v1/events" })
+}
+
+/// Parses `http[s]://HOST[:PORT][/PATH]` and resolves HOST (the first address wins).
+/// Without a path (or with `/`), the path is `default_path`.
+fn parse_target(url: &str, default_path: &str) -> Result<Target, String> {
     let lower = url.to_ascii_lowercase();
     let (https, rest) = if lower.starts_with("https://") {
         (true, &url["https://".len()..])
@@ -383,8 +497,7 @@ pub fn parse_url(url: &str, batch: usize) -> Result<Target, String> {
         .next()
         .ok_or_else(|| format!("{url}: {host} has no address"))?;
     let path = match path {
-        "" | "/" if batch > 1 => "/v1/events/batch".to_owned(),
-        "" | "/" => "/v1/events".to_owned(),
+        "" | "/" => default_path.to_owned(),
         given if given.starts_with('?') => format!("/{given}"),
         given => given.to_owned(),
     };
@@ -459,6 +572,35 @@ mod tests {
     }
 
     #[test]
+    fn classes_probe_and_comparison_are_validated() {
+        let plain = parse(&["--duration", "1"]).expect("valid");
+        assert_eq!((plain.optional_ratio, plain.optional_event_type.as_str()), (0.0, "telemetry"));
+        assert!(plain.probe.is_none() && plain.compare.is_none() && !plain.timeline);
+        let long = "a".repeat(EVENT_TYPE_BYTES_MAX);
+        let classes = parse(&["--optional-ratio", "0.25", "--optional-event-type", &long]).expect("valid");
+        assert_eq!((classes.optional_ratio, classes.optional_event_type.len()), (0.25, EVENT_TYPE_BYTES_MAX));
+        let too_long = "a".repeat(EVENT_TYPE_BYTES_MAX + 1);
+        assert!(parse(&["--optional-event-type", &too_long]).is_err());
+        assert!(parse(&["--optional-event-type", "Tele_metry.v2:x-y"]).is_ok());
+
+        let probe = parse(&["--probe", "http://127.0.0.1:9090", "--timeline"]).expect("valid").probe.expect("probe");
+        assert_eq!((probe.target.path.as_str(), probe.every), ("/healthz", Duration::from_millis(100)), "default path and period");
+        let probe = parse(&["--probe", "http://127.0.0.1:8080/ready", "--probe-every", "250"]).expect("valid").probe.expect("probe");
+        assert_eq!((probe.target.path.as_str(), probe.every), ("/ready", Duration::from_millis(250)));
+
+        let options =
+            parse(&["--url", "http://127.0.0.1:8080", "--compare-url", "http://127.0.0.1:18080", "--batch", "10", "--rate", "500"])
+                .expect("valid");
+        let compare = options.compare.expect("compare");
+        assert_eq!(compare.rounds, 2, "two rounds by default");
+        let reference = &compare.reference;
+        assert_eq!(reference.target.url, "http://127.0.0.1:18080/v1/events/batch", "the reference's own URL, path from --batch");
+        assert_eq!((reference.batch, reference.rate, reference.requests), (10, Some(500.0), options.requests), "the same load");
+        assert!(reference.compare.is_none());
+        assert_eq!(parse(&["--compare-url", "http://127.0.0.1:18080", "--rounds", "5"]).expect("valid").compare.expect("c").rounds, 5);
+    }
+
+    #[test]
     fn bad_usage_is_named() {
         for (args, needle) in [
             (&["--duplicate-ratio", "1.5"][..], "--duplicate-ratio"),
@@ -475,6 +617,23 @@ mod tests {
             (&["--tls"], "--ca-file"),
             (&["--tls", "--ca-file", "/nonexistent/ca.pem"], "/nonexistent/ca.pem"),
             (&["--tls", "--insecure", "--server-name", "bad name!"], "--server-name"),
+            (&["--optional-ratio", "1.5"], "--optional-ratio"),
+            (&["--optional-ratio=-0.1"], "--optional-ratio"),
+            (&["--optional-event-type", "has space"], "--optional-event-type"),
+            (&["--optional-event-type", ""], "--optional-event-type"),
+            (&["--optional-event-type", "t/x"], "--optional-event-type"),
+            (&["--probe", "https://127.0.0.1:9090/healthz"], "plain http"),
+            (&["--probe", "127.0.0.1:9090"], "--probe"),
+            (&["--probe", "http://127.0.0.1:9090", "--probe-every", "0"], "--probe-every"),
+            (&["--probe", "http://127.0.0.1:9090", "--probe-every", "60001"], "--probe-every"),
+            (&["--probe-every", "50"], "--probe"),
+            (&["--rounds", "3"], "--compare-url"),
+            (&["--compare-url", "http://127.0.0.1:18080", "--rounds", "0"], "--rounds"),
+            (&["--compare-url", "http://127.0.0.1:18080", "--rounds", "101"], "--rounds"),
+            (&["--compare-url", "ftp://127.0.0.1:18080"], "--compare-url"),
+            (&["--compare-url", "http://127.0.0.1:18080", "--svg", "x.svg"], "cannot be used with"),
+            (&["--compare-url", "http://127.0.0.1:18080", "--probe", "http://127.0.0.1:9090"], "cannot be used with"),
+            (&["--compare-url", "http://127.0.0.1:18080", "--timeline"], "cannot be used with"),
         ] {
             let error = parse(args).expect_err("rejected");
             assert!(error.contains(needle), "{args:?}: {error}");

@@ -3,36 +3,46 @@
 //! A run: validate the options ([`args`]) → optionally probe the disk's fdatasync
 //! latency ([`fsync_probe`]) → build and sign every request ([`plan`]) → start the
 //! client threads, each with its own io_uring ([`engine`]), and wait until they have
-//! opened their connections ([`shared`]) → start the clock → progress line → merge the threads'
-//! counts ([`stats`]) into one [`report::Report`] → summary or JSON, and the SVG plot
-//! ([`svg`]).
+//! opened their connections ([`shared`]) → start the clock (and the health [`probe`]) →
+//! progress line → merge the threads' counts ([`stats`], per second in [`timeline`]) into
+//! one [`report::Report`] (per class and per second: [`breakdown`]) → summary or JSON,
+//! and the SVG plot ([`svg`]). With `--compare-url`, runs alternate between the reference
+//! and sluice and one [`compare::Comparison`] is printed instead.
 
 pub mod args;
+pub mod breakdown;
+pub mod compare;
 pub mod conn;
 pub mod engine;
 pub mod fsync_probe;
 pub mod plan;
+pub mod probe;
 pub mod report;
 pub mod response;
 pub mod shared;
 pub mod stats;
 pub mod svg;
+pub mod timeline;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
+use hdrhistogram::Histogram;
 
 pub use args::{BenchArgs, Options};
 
 use crate::perimeter::keyring::{KeyRing, KeyRingError};
-use crate::tools::bench::args::KeySource;
+use crate::tools::bench::args::{Compare, KeySource};
+use crate::tools::bench::compare::{Comparison, Side};
 use crate::tools::bench::engine::ThreadSetup;
+use crate::tools::bench::fsync_probe::FsyncProbe;
 use crate::tools::bench::plan::{Plan, PlanError, PlanSpec, Signer};
-use crate::tools::bench::report::{Report, RunInfo};
+use crate::tools::bench::probe::ProbeTotals;
+use crate::tools::bench::report::{ProbeReport, Report, RunInfo};
 use crate::tools::bench::shared::{EngineOptions, Shared};
 use crate::tools::bench::stats::ThreadTotals;
 
@@ -77,10 +87,33 @@ impl BenchError {
     }
 }
 
-/// Runs the benchmark and prints the report on `out` (JSON with `--json`), notes and
-/// progress on stderr. Returns the report; `--max-error-ratio` failures are returned
-/// after printing it.
-pub fn run(options: &Options, out: &mut dyn Write) -> Result<Report, BenchError> {
+/// Runs what the options ask for, one run or a comparison, and prints the report on
+/// `out` (JSON with `--json`), notes and progress on stderr. `--max-error-ratio`
+/// failures are returned after the report is printed.
+pub fn run(options: &Options, out: &mut dyn Write) -> Result<(), BenchError> {
+    warn_open_files(options);
+    let interrupted = catch_signals();
+    match &options.compare {
+        None => run_once(options, &interrupted, out).map(|_| ()),
+        Some(compare) => run_comparison(options, compare, &interrupted, out).map(|_| ()),
+    }
+}
+
+/// Ctrl-C (or SIGTERM) ends the run early, with a report of what was measured; a second
+/// one exits at once. One flag for every run of the invocation.
+fn catch_signals() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&interrupted))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&interrupted)));
+        if let Err(error) = registered {
+            eprintln!("sluice bench: warning: cannot catch signal {signal}: {error}");
+        }
+    }
+    interrupted
+}
+
+fn warn_open_files(options: &Options) {
     let wanted = options.connections + options.idle_connections + 64;
     let limit = crate::platform::rlimit::raise_open_files_limit();
     if limit.is_some_and(|limit| limit < wanted as u64) {
@@ -88,6 +121,10 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<Report, BenchError>
             "sluice bench: warning: the open-files limit is {limit:?}, below the {wanted} descriptors this run needs; raise `ulimit -Hn`"
         );
     }
+}
+
+/// One run: the report, printed, and the plot.
+fn run_once(options: &Options, interrupted: &Arc<AtomicBool>, out: &mut dyn Write) -> Result<Report, BenchError> {
     let fsync = match &options.fsync_probe {
         Some((dir, secs)) => {
             eprintln!("sluice bench: probing fdatasync latency in {} for {:.1} s", dir.display(), secs.as_secs_f64());
@@ -96,8 +133,77 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<Report, BenchError>
         None => None,
     };
     let signer = load_signer(&options.key)?;
+    let Measurement { report, latency } = measure(options, &signer, interrupted, fsync.as_ref())?;
+    if options.json { report.write_json(out) } else { report.write_human(out, options.timeline) }.map_err(BenchError::Output)?;
+    if let Some(path) = &options.svg {
+        let title = format!("sluice bench: {} ({})", options.target.url, if options.rate.is_some() { "open loop" } else { "closed loop" });
+        let plot = svg::percentile_plot(&latency, &title);
+        std::fs::write(path, plot).map_err(|source| BenchError::Write { path: path.clone(), source })?;
+    }
+    check_error_ratio(options, &[&report])?;
+    Ok(report)
+}
+
+/// `--compare-url`: the reference and sluice in turn, `--rounds` times, one report.
+fn run_comparison(
+    options: &Options,
+    compare: &Compare,
+    interrupted: &Arc<AtomicBool>,
+    out: &mut dyn Write,
+) -> Result<Comparison, BenchError> {
+    let signer = load_signer(&options.key)?;
+    let (reference, sluice) = compare::alternate(
+        compare.rounds,
+        || interrupted.load(Ordering::Relaxed),
+        |side, round| {
+            let (target, options) = match side {
+                Side::Reference => ("reference", &*compare.reference),
+                Side::Sluice => ("sluice", options),
+            };
+            eprintln!("sluice bench: round {round} of {}: {target} at {}", compare.rounds, options.target.url);
+            let report = measure(options, &signer, interrupted, None)?.report;
+            eprintln!(
+                "sluice bench: round {round}, {target}: {} req/s, p50 {}, p99 {}",
+                report::group(report.throughput.requests_per_sec.round() as u64),
+                report::micros(report.latency_us.p50),
+                report::micros(report.latency_us.p99)
+            );
+            Ok::<Report, BenchError>(report)
+        },
+    )?;
+    let comparison = Comparison::new(run_info(options), compare.reference.target.url.clone(), compare.rounds, &reference, &sluice);
+    if options.json { comparison.write_json(out) } else { comparison.write_human(out) }.map_err(BenchError::Output)?;
+    let reports: Vec<&Report> = reference.iter().chain(&sluice).collect();
+    check_error_ratio(options, &reports)?;
+    Ok(comparison)
+}
+
+/// `--max-error-ratio`: the worst of `reports` against the limit.
+fn check_error_ratio(options: &Options, reports: &[&Report]) -> Result<(), BenchError> {
+    let Some(max) = options.max_error_ratio else { return Ok(()) };
+    let ratio = reports.iter().map(|report| report.error_ratio()).fold(0.0, f64::max);
+    if ratio > max {
+        return Err(BenchError::ErrorRatio { ratio, max });
+    }
+    Ok(())
+}
+
+/// What one run measured: its report, and the latency histogram for the plot.
+struct Measurement {
+    report: Report,
+    latency: Histogram<u64>,
+}
+
+/// Builds the pool, runs the threads (and the probe) and makes the report; prints
+/// nothing but notes on stderr.
+fn measure(
+    options: &Options,
+    signer: &Signer,
+    interrupted: &Arc<AtomicBool>,
+    fsync: Option<&FsyncProbe>,
+) -> Result<Measurement, BenchError> {
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    let plan = Plan::build(&plan_spec(options), &signer, crate::platform::time::now_unix_ms(), workers)?;
+    let plan = Plan::build(&plan_spec(options), signer, crate::platform::time::now_unix_ms(), workers)?;
     eprintln!(
         "sluice bench: built {} requests ({} bytes of pool) in {:.2} s",
         report::group(plan.len() as u64),
@@ -105,16 +211,8 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<Report, BenchError>
         plan.build_time().as_secs_f64()
     );
     let engine = engine_options(options);
-    let shared = Shared::new(options.threads);
-    // Ctrl-C ends the run early, with a report of what was measured; a second one exits at once.
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&shared.interrupted))
-            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&shared.interrupted)));
-        if let Err(error) = registered {
-            eprintln!("sluice bench: warning: cannot catch signal {signal}: {error}");
-        }
-    }
-    let totals = run_threads(options, &engine, &plan, &shared)?;
+    let shared = Shared::new(options.threads, Arc::clone(interrupted));
+    let (totals, probe) = run_threads(options, &engine, &plan, &shared)?;
     if totals.load_connections_ready == 0 {
         let reason = shared.last_connect_error.lock().ok().and_then(|last| last.clone()).unwrap_or_else(|| "no connection opened".into());
         return Err(BenchError::CannotConnect { url: options.target.url.clone(), reason });
@@ -128,21 +226,12 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<Report, BenchError>
     let warmup_end = start + engine.warmup_ns;
     let stopped = shared.stopped_at_ns.load(Ordering::Relaxed).min(warmup_end + engine.duration_ns);
     let measured_secs = stopped.saturating_sub(warmup_end) as f64 / 1e9;
-    let mut report = Report::new(run_info(options), &plan, &totals, measured_secs, fsync.as_ref());
+    let mut report = Report::new(run_info(options), &plan, &totals, measured_secs, fsync);
     report.interrupted = shared.interrupted.load(Ordering::Relaxed);
-    if options.json { report.write_json(out) } else { report.write_human(out) }.map_err(BenchError::Output)?;
-    if let Some(path) = &options.svg {
-        let title = format!("sluice bench: {} ({})", options.target.url, if options.rate.is_some() { "open loop" } else { "closed loop" });
-        let plot = svg::percentile_plot(&totals.measured.latency, &title);
-        std::fs::write(path, plot).map_err(|source| BenchError::Write { path: path.clone(), source })?;
+    if let (Some(spec), Some(probe)) = (&options.probe, &probe) {
+        report.probe = Some(ProbeReport::of(&spec.target.url, spec.every.as_millis() as u64, probe));
     }
-    if let Some(max) = options.max_error_ratio {
-        let ratio = report.error_ratio();
-        if ratio > max {
-            return Err(BenchError::ErrorRatio { ratio, max });
-        }
-    }
-    Ok(report)
+    Ok(Measurement { report, latency: totals.measured.latency })
 }
 
 fn load_signer(source: &KeySource) -> Result<Signer, BenchError> {
@@ -182,6 +271,8 @@ fn plan_spec(options: &Options) -> PlanSpec {
         users: options.users,
         duplicate_ratio: options.duplicate_ratio,
         bad_signature_ratio: options.bad_signature_ratio,
+        optional_ratio: options.optional_ratio,
+        optional_event_type: options.optional_event_type.clone(),
         request_ids: options.request_ids,
         seed: options.seed,
         host: options.target.host.clone(),
@@ -220,6 +311,8 @@ fn run_info(options: &Options) -> RunInfo {
         users: options.users,
         duplicate_ratio: options.duplicate_ratio,
         bad_signature_ratio: options.bad_signature_ratio,
+        optional_ratio: options.optional_ratio,
+        optional_event_type: options.optional_event_type.clone(),
         idle_connections: options.idle_connections,
     }
 }
@@ -229,9 +322,14 @@ fn share(count: usize, threads: usize, thread: usize) -> usize {
     count / threads + usize::from(thread < count % threads)
 }
 
-/// Starts the client threads, starts the clock once all have connected, shows progress,
-/// and merges their counts.
-fn run_threads(options: &Options, engine: &EngineOptions, plan: &Plan, shared: &Shared) -> Result<ThreadTotals, BenchError> {
+/// Starts the client threads, starts the clock once all have connected (and the probe
+/// with it), shows progress, and merges their counts.
+fn run_threads(
+    options: &Options,
+    engine: &EngineOptions,
+    plan: &Plan,
+    shared: &Shared,
+) -> Result<(ThreadTotals, Option<ProbeTotals>), BenchError> {
     std::thread::scope(|scope| {
         let mut handles = Vec::with_capacity(options.threads);
         for thread in 0..options.threads {
@@ -265,20 +363,58 @@ fn run_threads(options: &Options, engine: &EngineOptions, plan: &Plan, shared: &
         } else {
             eprintln!("sluice bench: {ready} of {} load connections open; running", options.connections);
         }
-        shared.start_ns.store(shared.now_ns(), Ordering::Relaxed);
+        let start = shared.now_ns();
+        shared.start_ns.store(start, Ordering::Relaxed);
         shared.gate.open();
+        let probe = match &options.probe {
+            Some(probe) if ready > 0 => Some(start_probe(scope, probe, engine, shared, start)?),
+            _ => None,
+        };
         if ready > 0 {
             show_progress(shared, &handles);
         }
         let mut totals = ThreadTotals::default();
         for handle in handles {
-            match handle.join() {
-                Ok(Ok(thread_totals)) => totals.merge(&thread_totals),
-                Ok(Err(error)) => return Err(BenchError::Engine(error)),
-                Err(_) => return Err(BenchError::Engine(io::Error::other("a client thread panicked"))),
-            }
+            let failure = match handle.join() {
+                Ok(Ok(thread_totals)) => {
+                    totals.merge(&thread_totals);
+                    continue;
+                }
+                Ok(Err(error)) => BenchError::Engine(error),
+                Err(_) => BenchError::Engine(io::Error::other("a client thread panicked")),
+            };
+            // The other threads and the probe stop too; the scope waits for them.
+            shared.abort.store(true, Ordering::Relaxed);
+            shared.stop.store(true, Ordering::Relaxed);
+            return Err(failure);
         }
-        Ok(totals)
+        let probe = match probe.map(|handle| handle.join()) {
+            None => None,
+            Some(Ok(probe)) => Some(probe),
+            Some(Err(_)) => return Err(BenchError::Engine(io::Error::other("the probe thread panicked"))),
+        };
+        Ok((totals, probe))
+    })
+}
+
+/// Starts the `--probe` thread: from the end of the warm-up to the end of the run.
+fn start_probe<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    probe: &'scope args::Probe,
+    engine: &'scope EngineOptions,
+    shared: &'scope Shared,
+    start_ns: u64,
+) -> Result<std::thread::ScopedJoinHandle<'scope, ProbeTotals>, BenchError> {
+    let from = start_ns + engine.warmup_ns;
+    let timeout = Duration::from_nanos(engine.timeout_ns);
+    let spawned = std::thread::Builder::new()
+        .name("sluice-bench-probe".into())
+        .spawn_scoped(scope, move || probe::run(probe, timeout, shared, from, from + engine.duration_ns));
+    spawned.map_err(|error| {
+        // The client threads are running: stop them, the scope waits for them.
+        shared.abort.store(true, Ordering::Relaxed);
+        shared.stop.store(true, Ordering::Relaxed);
+        BenchError::Thread(error)
     })
 }
 
@@ -380,14 +516,16 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         std::thread::spawn(move || serve_mixed_answers(listener));
         let secret = "whsec_c2x1aWNlLWJlbmNoLXBsYW4tdGVzdC1zZWNyZXQtMzI=";
-        for extra in [&["--requests", "600", "--duration", "5"][..], &["--rate", "2000", "--duration", "0.3"]] {
-            let mut argv = vec!["bench", "--url", &url, "--secret", secret, "--kid", "k", "--connections", "3"];
+        let probe_url = format!("{url}/healthz");
+        let open_loop = ["--rate", "2000", "--duration", "0.3", "--probe", &probe_url, "--probe-every", "20"];
+        for extra in [&["--requests", "600", "--duration", "5"][..], &open_loop] {
+            let mut argv = vec!["bench", "--url", &url, "--secret", secret, "--kid", "k", "--connections", "3", "--optional-ratio", "0.5"];
             argv.extend_from_slice(extra);
             let options = parse_bench_args(argv).expect("arguments").validate().expect("valid");
             let signer = load_signer(&options.key).expect("signer");
             let plan = Plan::build(&plan_spec(&options), &signer, crate::platform::time::now_unix_ms(), 1).expect("plan");
-            let shared = Shared::new(1);
-            let totals = run_threads(&options, &engine_options(&options), &plan, &shared).expect("run");
+            let shared = Shared::new(1, Arc::new(AtomicBool::new(false)));
+            let (totals, probe) = run_threads(&options, &engine_options(&options), &plan, &shared).expect("run");
             let measured = &totals.measured;
             let completed = measured.completed();
             assert_eq!(totals.errors_total(), 0, "{extra:?}: {:?}", totals.errors);
@@ -396,12 +534,89 @@ mod tests {
             if options.rate.is_none() {
                 assert_eq!(totals.unanswered, 0, "closed loop, pipeline 1: every request answered");
             }
-            let codes = &measured.status[RequestKind::Unique.index()];
+            let codes = measured.codes(|kind, _| kind == RequestKind::Unique);
             assert_eq!(codes[202] + codes[200] + codes[204], completed, "{extra:?}: only the answers sent");
             assert!(codes[200] > 0 && codes[204] > 0 && codes[202] > 0, "{extra:?}");
             assert!(totals.closed_by_server + 3 >= completed / 10, "{extra:?}: {} closes", totals.closed_by_server);
             assert_eq!(totals.reconnects, totals.connections_opened - 3, "{extra:?}");
+            assert_classes_add_up(measured, 100, &format!("{extra:?}"));
+            match probe {
+                Some(probe) => {
+                    assert!(probe.sent >= 5, "a probe every 20 ms for 300 ms: {probe:?}");
+                    assert_eq!((probe.answered, probe.failed, probe.errors, probe.timeouts), (probe.sent, 0, 0, 0), "{probe:?}");
+                }
+                None => assert!(options.probe.is_none()),
+            }
         }
+    }
+
+    /// Per class: every request sent was answered or counted unanswered, and the timeline
+    /// holds each of them once.
+    fn assert_classes_add_up(measured: &stats::Measured, least: u64, run: &str) {
+        use crate::tools::bench::plan::RequestClass;
+        for class in RequestClass::ALL {
+            let sent = measured.sent_where(|_, of| of == class);
+            let answered: u64 = measured.codes(|_, of| of == class).iter().sum();
+            assert!(sent > least, "{run}: about half are {}: {sent}", class.name());
+            assert_eq!(answered + measured.unanswered[class.index()], sent, "{run}: {}", class.name());
+            let seconds = measured.timeline.seconds();
+            assert_eq!(seconds.iter().map(|second| second.sent[class.index()]).sum::<u64>(), sent, "{run}");
+            let settled: u64 = seconds.iter().map(|second| second.settled[class.index()].iter().sum::<u64>()).sum();
+            assert_eq!(settled, sent, "{run}: each request settled once in the timeline");
+        }
+    }
+
+    /// Answers 202, but closes every connection without answering its fifth request.
+    fn serve_dropping_every_fifth(listener: TcpListener) {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut input = Vec::new();
+                let mut chunk = [0u8; 16 * 1024];
+                let mut requests = 0;
+                loop {
+                    while let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&input[..end]).to_ascii_lowercase();
+                        let length: usize =
+                            head.split("content-length: ").nth(1).and_then(|rest| rest.lines().next()?.parse().ok()).unwrap_or(0);
+                        if input.len() < end + 4 + length {
+                            break;
+                        }
+                        input.drain(..end + 4 + length);
+                        requests += 1;
+                        if requests == 5 || stream.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}").is_err() {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => input.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn lost_requests_are_counted_by_class_and_second() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || serve_dropping_every_fifth(listener));
+        let secret = "whsec_c2x1aWNlLWJlbmNoLXBsYW4tdGVzdC1zZWNyZXQtMzI=";
+        let argv = ["bench", "--url", &url, "--secret", secret, "--kid", "k", "--connections", "4", "--optional-ratio", "0.5"];
+        let argv = argv.into_iter().chain(["--requests", "200", "--duration", "5"]);
+        let options = parse_bench_args(argv).expect("arguments").validate().expect("valid");
+        let signer = load_signer(&options.key).expect("signer");
+        let plan = Plan::build(&plan_spec(&options), &signer, crate::platform::time::now_unix_ms(), 1).expect("plan");
+        let shared = Shared::new(1, Arc::new(AtomicBool::new(false)));
+        let (totals, _) = run_threads(&options, &engine_options(&options), &plan, &shared).expect("run");
+        let measured = &totals.measured;
+        assert!(totals.unanswered >= 8, "every connection loses its fifth request: {}", totals.unanswered);
+        assert_eq!(measured.unanswered.iter().sum::<u64>(), totals.unanswered, "no warm-up: every loss is measured");
+        assert_eq!(totals.errors[stats::ErrorKind::Eof as usize], totals.unanswered, "one eof per lost request");
+        assert_classes_add_up(measured, 40, "dropping");
+        let timeline_errors: u64 = measured.timeline.seconds().iter().map(|second| second.errors).sum();
+        assert_eq!(timeline_errors, totals.errors_total(), "each error in its second");
     }
 
     #[test]

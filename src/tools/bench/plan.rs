@@ -8,6 +8,11 @@
 //! `BENCH_DUPLICATE_LOOKBACK` unique requests of its chunk, so it is byte-identical, as a
 //! producer's retry is. A bad-signature request is a unique request whose signature has one hex
 //! digit changed; duplicates only ever copy correctly signed requests.
+//!
+//! Independently of its kind, each request is of a [`RequestClass`]: its events are
+//! critical (the usual event types) or optional (`--optional-event-type`, which the
+//! server routes to a topic refused first under overload). A duplicate keeps the class
+//! of the request it repeats.
 
 #![forbid(unsafe_code)]
 
@@ -47,6 +52,32 @@ impl RequestKind {
     }
 }
 
+/// Which class a request's events are of. Under overload the server refuses the events of
+/// `optional = true` topics first; answers are counted per class to show it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestClass {
+    /// The usual event types (`bet`, `win`, `deposit`).
+    Critical,
+    /// Every event of the request has the optional event type.
+    Optional,
+}
+
+impl RequestClass {
+    pub const ALL: [RequestClass; 2] = [RequestClass::Critical, RequestClass::Optional];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The key used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            RequestClass::Critical => "critical",
+            RequestClass::Optional => "optional",
+        }
+    }
+}
+
 /// The key requests are signed with.
 #[derive(Clone)]
 pub struct Signer {
@@ -67,6 +98,10 @@ pub struct PlanSpec {
     pub users: u64,
     pub duplicate_ratio: f64,
     pub bad_signature_ratio: f64,
+    /// Fraction of requests whose events are all of `optional_event_type`.
+    pub optional_ratio: f64,
+    /// The event type of optional requests (valid per SPEC §1.2: `[A-Za-z0-9_.:-]{1,64}`).
+    pub optional_event_type: String,
     /// Every unique request carries `X-Request-Id: <run id>-<request index>`.
     pub request_ids: bool,
     /// Seeds the draws (users, duplicates, bad signatures); the same seed gives the same mix.
@@ -89,6 +124,7 @@ struct Span {
     len: u32,
     chunk: u16,
     kind: RequestKind,
+    class: RequestClass,
 }
 
 const _: () = assert!(std::mem::size_of::<Span>() == 16);
@@ -99,6 +135,7 @@ pub struct Plan {
     chunks: Vec<Vec<u8>>,
     spans: Vec<Span>,
     counts: [u64; 3],
+    class_counts: [u64; 2],
     events_per_request: u64,
     build_time: Duration,
 }
@@ -130,8 +167,10 @@ impl Plan {
         }
         // Size the pool from a sample request; later ones are a few digits longer.
         let mut sample = Vec::new();
-        Builder::new(spec, signer, now_ms, 0).write_unique(&mut sample, 0, false);
-        let each = sample.len() + 8 * spec.batch;
+        Builder::new(spec, signer, now_ms, 0).write_unique(&mut sample, 0, false, RequestClass::Critical);
+        // Serials grow a few digits; an optional event type may be longer than `bet`.
+        let slack = if spec.optional_ratio > 0.0 { 8 + spec.optional_event_type.len() } else { 8 };
+        let each = sample.len() + slack * spec.batch;
         let estimate = each as u64 * spec.requests as u64;
         if estimate > BENCH_PLAN_BYTES_MAX {
             return Err(PlanError::TooLarge { bytes: estimate, requests: spec.requests, each, max: BENCH_PLAN_BYTES_MAX });
@@ -159,6 +198,7 @@ impl Plan {
             chunks: Vec::with_capacity(chunk_count),
             spans: Vec::new(),
             counts: [0; 3],
+            class_counts: [0; 2],
             events_per_request: spec.batch as u64,
             build_time: Duration::ZERO,
         };
@@ -166,6 +206,7 @@ impl Plan {
         for chunk in chunks.into_iter().flatten() {
             for span in &chunk.spans {
                 plan.counts[span.kind.index()] += 1;
+                plan.class_counts[span.class.index()] += 1;
             }
             plan.spans.extend_from_slice(&chunk.spans);
             plan.chunks.push(chunk.bytes);
@@ -193,9 +234,18 @@ impl Plan {
         self.spans[index].kind
     }
 
+    pub fn class(&self, index: usize) -> RequestClass {
+        self.spans[index].class
+    }
+
     /// Requests of this kind in the whole pool.
     pub fn count(&self, kind: RequestKind) -> u64 {
         self.counts[kind.index()]
+    }
+
+    /// Requests of this class in the whole pool.
+    pub fn count_class(&self, class: RequestClass) -> u64 {
+        self.class_counts[class.index()]
     }
 
     pub fn events_per_request(&self) -> u64 {
@@ -308,12 +358,15 @@ impl<'a> Builder<'a> {
         }
         // A duplicate drawn before anything can be copied is built as a unique request.
         let bad = !duplicate && draw < self.spec.duplicate_ratio + self.spec.bad_signature_ratio;
+        // Drawn only when there are classes, so a seed gives the same requests as before.
+        let optional = self.spec.optional_ratio > 0.0 && self.rng.unit() < self.spec.optional_ratio;
+        let class = if optional { RequestClass::Optional } else { RequestClass::Critical };
         let start = out.len();
-        self.write_unique(out, index, bad);
+        self.write_unique(out, index, bad, class);
         let len = out.len() - start;
         let len = u32::try_from(len).map_err(|_| PlanError::RequestTooLarge { bytes: len })?;
         let kind = if bad { RequestKind::BadSignature } else { RequestKind::Unique };
-        let span = Span { start: start as u64, len, chunk: self.chunk, kind };
+        let span = Span { start: start as u64, len, chunk: self.chunk, kind, class };
         if !bad {
             if self.recent.len() < BENCH_DUPLICATE_LOOKBACK {
                 self.recent.push(span);
@@ -326,14 +379,18 @@ impl<'a> Builder<'a> {
     }
 
     /// Appends one request with fresh event ids to `out`.
-    fn write_unique(&mut self, out: &mut Vec<u8>, index: usize, bad_signature: bool) {
+    fn write_unique(&mut self, out: &mut Vec<u8>, index: usize, bad_signature: bool, class: RequestClass) {
         self.body.clear();
         for line in 0..self.spec.batch {
             if line > 0 {
                 self.body.push(b'\n');
             }
             let user = self.rng.below(self.spec.users);
-            write_event(&mut self.body, self.spec, self.serial, user, &self.occurred_at);
+            let event_type = match class {
+                RequestClass::Critical => EVENT_TYPES[(self.serial % 3) as usize],
+                RequestClass::Optional => self.spec.optional_event_type.as_bytes(),
+            };
+            write_event(&mut self.body, self.spec, Event { serial: self.serial, event_type, user }, &self.occurred_at);
             self.serial += 1;
         }
         let mut timestamp = [0u8; 20];
@@ -366,9 +423,17 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// What varies from one event to the next.
+struct Event<'a> {
+    serial: u64,
+    event_type: &'a [u8],
+    user: u64,
+}
+
 /// Appends one SPEC §1.2 event; padded with a `props` field to exactly
 /// `spec.event_bytes` when that is larger than the event without padding.
-fn write_event(out: &mut Vec<u8>, spec: &PlanSpec, serial: u64, user: u64, occurred_at: &[u8]) {
+fn write_event(out: &mut Vec<u8>, spec: &PlanSpec, event: Event<'_>, occurred_at: &[u8]) {
+    let Event { serial, event_type, user } = event;
     let start = out.len();
     let mut digits = [0u8; 20];
     out.extend_from_slice(br#"{"event_id":"b"#);
@@ -376,7 +441,7 @@ fn write_event(out: &mut Vec<u8>, spec: &PlanSpec, serial: u64, user: u64, occur
     out.push(b'-');
     out.extend_from_slice(decimal(serial, &mut digits));
     out.extend_from_slice(br#"","event_type":""#);
-    out.extend_from_slice(EVENT_TYPES[(serial % 3) as usize]);
+    out.extend_from_slice(event_type);
     out.extend_from_slice(br#"","schema_version":"1.3.0","occurred_at":""#);
     out.extend_from_slice(occurred_at);
     out.extend_from_slice(br#"","key":{"user_id":"u_"#);
@@ -477,6 +542,8 @@ mod tests {
             users: 1000,
             duplicate_ratio: 0.0,
             bad_signature_ratio: 0.0,
+            optional_ratio: 0.0,
+            optional_event_type: "telemetry".into(),
             request_ids: false,
             seed: 7,
             host: "127.0.0.1:8080".into(),
@@ -670,6 +737,47 @@ mod tests {
             let at = bytes.windows(12).position(|w| w == b"\"event_id\":\"").expect("event id") + 12;
             let end = bytes[at..].iter().position(|&b| b == b'"').expect("closing quote") + at;
             assert!(ids.insert(bytes[at..end].to_vec()), "event id {} repeats", String::from_utf8_lossy(&bytes[at..end]));
+        }
+    }
+
+    #[test]
+    fn optional_requests_carry_only_the_optional_event_type_and_duplicates_keep_their_class() {
+        let ring = ring();
+        let spec = PlanSpec { optional_ratio: 0.5, duplicate_ratio: 0.2, batch: 3, path: "/v1/events/batch".into(), ..spec(4000) };
+        let plan = Plan::build(&spec, &signer(&ring), NOW_MS, 2).expect("plan");
+        let optional = plan.count_class(RequestClass::Optional);
+        assert!((1800..2200).contains(&optional), "about half optional, got {optional}");
+        assert_eq!(optional + plan.count_class(RequestClass::Critical), 4000);
+        let mut validator = Validator::new(512 * 1024);
+        let mut class_of: std::collections::HashMap<&[u8], RequestClass> = std::collections::HashMap::new();
+        for index in 0..plan.len() {
+            let bytes = plan.request(index);
+            let class = plan.class(index);
+            for line in parse(bytes).body.split(|&b| b == b'\n') {
+                let event_type = validator.validate(line).expect("valid envelope").event_type().to_vec();
+                let optional = event_type == b"telemetry";
+                assert_eq!(optional, class == RequestClass::Optional, "request {index}: {}", String::from_utf8_lossy(&event_type));
+            }
+            assert_eq!(*class_of.entry(bytes).or_insert(class), class, "a duplicate keeps its original's class");
+        }
+        for (ratio, all) in [(0.0, RequestClass::Critical), (1.0, RequestClass::Optional)] {
+            let plan = Plan::build(&PlanSpec { optional_ratio: ratio, ..spec.clone() }, &signer(&ring), NOW_MS, 2).expect("plan");
+            assert_eq!(plan.count_class(all), 4000, "ratio {ratio}");
+        }
+    }
+
+    #[test]
+    fn a_long_optional_event_type_fits_the_reserved_pool() {
+        let ring = ring();
+        let long = "t".repeat(64);
+        let spec = PlanSpec { optional_ratio: 1.0, optional_event_type: long, batch: 10, path: "/v1/events/batch".into(), ..spec(50) };
+        let plan = Plan::build(&spec, &signer(&ring), NOW_MS, 1).expect("plan");
+        let capacity = plan.chunks.iter().map(Vec::capacity).sum::<usize>() as u64;
+        // Growing past the reservation would at least double it.
+        assert!(plan.pool_bytes() <= capacity && 2 * capacity < 3 * plan.pool_bytes(), "one allocation per chunk: {capacity}");
+        let mut validator = Validator::new(512 * 1024);
+        for line in parse(plan.request(0)).body.split(|&b| b == b'\n') {
+            validator.validate(line).expect("a 64-byte event type is valid");
         }
     }
 

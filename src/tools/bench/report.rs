@@ -10,8 +10,10 @@ use std::io::{self, Write};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::tools::bench::breakdown::{self, ClassReport, SecondReport};
 use crate::tools::bench::fsync_probe::FsyncProbe;
-use crate::tools::bench::plan::{Plan, RequestKind};
+use crate::tools::bench::plan::{Plan, RequestClass, RequestKind};
+use crate::tools::bench::probe::ProbeTotals;
 use crate::tools::bench::stats::{ErrorKind, Measured, ThreadTotals};
 
 /// Bumped only if a key changes meaning or disappears; new keys do not bump it.
@@ -36,6 +38,8 @@ pub struct RunInfo {
     pub users: u64,
     pub duplicate_ratio: f64,
     pub bad_signature_ratio: f64,
+    pub optional_ratio: f64,
+    pub optional_event_type: String,
     pub idle_connections: usize,
 }
 
@@ -45,6 +49,9 @@ pub struct PlanReport {
     pub unique: u64,
     pub duplicate: u64,
     pub bad_signature: u64,
+    /// By class: requests of critical and of optional events.
+    pub critical: u64,
+    pub optional: u64,
     pub pool_bytes: u64,
     pub mean_request_bytes: u64,
     pub build_secs: f64,
@@ -126,6 +133,59 @@ pub struct FsyncReport {
     pub max_us: f64,
 }
 
+/// `--probe`: the health probe's answers and latency.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    pub url: String,
+    pub every_ms: u64,
+    /// Probes written: `answered` + `errors` + `timeouts`.
+    pub sent: u64,
+    pub answered: u64,
+    /// Answered with a status other than 2xx.
+    pub failed: u64,
+    /// Could not connect, the connection broke, or the answer was not HTTP/1.1.
+    pub errors: u64,
+    /// No answer within `--timeout`.
+    pub timeouts: u64,
+    /// Of the answered probes.
+    pub latency_us: LatencyReport,
+}
+
+impl ProbeReport {
+    fn human(&self, s: &mut String) -> std::fmt::Result {
+        let l = &self.latency_us;
+        writeln!(
+            s,
+            "probe:      {} every {} ms: {} sent, {} answered ({} not 2xx), {} errors, {} timeouts; p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            self.url,
+            self.every_ms,
+            group(self.sent),
+            group(self.answered),
+            group(self.failed),
+            group(self.errors),
+            group(self.timeouts),
+            micros(l.p50),
+            micros(l.p90),
+            micros(l.p99),
+            micros(l.p99_9),
+            micros(l.max)
+        )
+    }
+
+    pub fn of(url: &str, every_ms: u64, probe: &ProbeTotals) -> ProbeReport {
+        ProbeReport {
+            url: url.to_owned(),
+            every_ms,
+            sent: probe.sent,
+            answered: probe.answered,
+            failed: probe.failed,
+            errors: probe.errors,
+            timeouts: probe.timeouts,
+            latency_us: latency_report(&probe.latency),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct BytesReport {
     pub sent: u64,
@@ -152,23 +212,33 @@ pub struct Report {
     pub status: BTreeMap<String, u64>,
     /// Answers by request kind (`unique`, `duplicate`, `bad_signature`) and status code.
     pub status_by_kind: BTreeMap<&'static str, BTreeMap<String, u64>>,
+    /// By request class (`critical`, `optional`): sent, how they were settled, latency.
+    pub classes: BTreeMap<&'static str, ClassReport>,
     /// Connection-level failures by kind, and their total.
     pub errors: BTreeMap<&'static str, u64>,
     pub connection_events: ConnectionEvents,
     pub bytes: BytesReport,
     /// Open loop only.
     pub schedule: Option<ScheduleReport>,
+    /// The measured run second by second.
+    pub timeline: Vec<SecondReport>,
+    /// Events after the timeline's last kept second (`BENCH_TIMELINE_SECS_MAX`).
+    pub timeline_dropped: u64,
     /// Only with `--idle-connections`.
     pub idle: Option<IdleReport>,
+    /// Only with `--probe`.
+    pub probe: Option<ProbeReport>,
     /// Only with `--fsync-probe`.
     pub fsync_probe: Option<FsyncReport>,
 }
 
-fn us(ns: u64) -> f64 {
+/// Nanoseconds as microseconds with one decimal.
+pub fn us(ns: u64) -> f64 {
     (ns as f64 / 1000.0 * 10.0).round() / 10.0
 }
 
-fn per_sec(count: u64, secs: f64) -> f64 {
+/// `count` per second of `secs`, one decimal; 0 for an empty window.
+pub fn per_sec(count: u64, secs: f64) -> f64 {
     if secs > 0.0 { (count as f64 / secs * 10.0).round() / 10.0 } else { 0.0 }
 }
 
@@ -190,7 +260,8 @@ pub fn latency_report(histogram: &Histogram<u64>) -> LatencyReport {
     }
 }
 
-fn status_map(codes: &[u64]) -> BTreeMap<String, u64> {
+/// Non-zero counts by three-digit status code.
+pub fn status_map(codes: &[u64]) -> BTreeMap<String, u64> {
     codes.iter().enumerate().filter(|(_, count)| **count > 0).map(|(code, count)| (format!("{code:03}"), *count)).collect()
 }
 
@@ -201,6 +272,8 @@ impl PlanReport {
             unique: plan.count(RequestKind::Unique),
             duplicate: plan.count(RequestKind::Duplicate),
             bad_signature: plan.count(RequestKind::BadSignature),
+            critical: plan.count_class(RequestClass::Critical),
+            optional: plan.count_class(RequestClass::Optional),
             pool_bytes: plan.pool_bytes(),
             mean_request_bytes: plan.mean_request_bytes(),
             build_secs: (plan.build_time().as_secs_f64() * 1000.0).round() / 1000.0,
@@ -226,15 +299,8 @@ impl FsyncReport {
 impl Report {
     pub fn new(run: RunInfo, plan: &Plan, totals: &ThreadTotals, measured_secs: f64, fsync: Option<&FsyncProbe>) -> Report {
         let measured: &Measured = &totals.measured;
-        let mut all_codes = vec![0u64; measured.status[0].len()];
-        let mut status_by_kind = BTreeMap::new();
-        for kind in RequestKind::ALL {
-            let codes = &measured.status[kind.index()];
-            for (sum, count) in all_codes.iter_mut().zip(codes.iter()) {
-                *sum += count;
-            }
-            status_by_kind.insert(kind.name(), status_map(&codes[..]));
-        }
+        let all_codes = measured.codes(|_, _| true);
+        let status_by_kind = RequestKind::ALL.iter().map(|&kind| (kind.name(), status_map(&measured.codes(|of, _| of == kind)))).collect();
         let mut errors: BTreeMap<&'static str, u64> =
             ErrorKind::ALL.iter().map(|kind| (kind.name(), totals.errors[*kind as usize])).collect();
         errors.insert("total", totals.errors_total());
@@ -255,8 +321,8 @@ impl Report {
             interrupted: false,
             plan: PlanReport::of(plan),
             requests: RequestsReport {
-                sent: measured.sent.iter().sum(),
-                sent_by_kind: RequestKind::ALL.iter().map(|kind| (kind.name(), measured.sent[kind.index()])).collect(),
+                sent: measured.sent_where(|_, _| true),
+                sent_by_kind: RequestKind::ALL.iter().map(|&kind| (kind.name(), measured.sent_where(|of, _| of == kind))).collect(),
                 completed,
                 unanswered: totals.unanswered,
                 warmup_sent: totals.warmup_sent,
@@ -271,6 +337,7 @@ impl Report {
             latency_us: latency_report(&measured.latency),
             status: status_map(&all_codes),
             status_by_kind,
+            classes: breakdown::classes(measured, &run.optional_event_type, measured_secs),
             errors,
             connection_events: ConnectionEvents {
                 ready_at_start: totals.load_connections_ready,
@@ -280,7 +347,10 @@ impl Report {
             },
             bytes: BytesReport { sent: measured.bytes_sent, received: measured.bytes_received },
             schedule: open_loop.then(|| ScheduleReport { max_lag_us: us(totals.max_lag_ns), late_requests: totals.late_requests }),
+            timeline: breakdown::timeline(&measured.timeline, measured_secs),
+            timeline_dropped: measured.timeline.dropped,
             idle,
+            probe: None,
             fsync_probe: fsync.map(FsyncReport::of),
             run,
         }
@@ -298,10 +368,19 @@ impl Report {
         writeln!(out)
     }
 
-    pub fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+    /// The summary; `timeline` adds the per-second table.
+    pub fn write_human(&self, out: &mut dyn Write, timeline: bool) -> io::Result<()> {
         let mut text = String::new();
         self.human(&mut text).map_err(io::Error::other)?;
+        if timeline {
+            breakdown::write_timeline(&mut text, &self.timeline, self.has_optional()).map_err(io::Error::other)?;
+        }
         out.write_all(text.as_bytes())
+    }
+
+    /// The run had requests of the optional class.
+    fn has_optional(&self) -> bool {
+        self.run.optional_ratio > 0.0 || self.classes.get(RequestClass::Optional.name()).is_some_and(|class| class.sent > 0)
     }
 
     fn human(&self, s: &mut String) -> std::fmt::Result {
@@ -366,6 +445,9 @@ impl Report {
             micros(l.mean)
         )?;
         self.human_answers(s)?;
+        if self.has_optional() {
+            breakdown::write_classes(s, &self.classes)?;
+        }
         self.human_rest(s)
     }
 
@@ -413,6 +495,17 @@ impl Report {
                 s,
                 "idle:       {} connections, {} open at start, {} at end; {} pings ({} failed), {} reopened",
                 idle.connections, idle.ready_at_start, idle.open_at_end, idle.pings, idle.ping_failures, idle.reopened
+            )?;
+        }
+        if let Some(probe) = &self.probe {
+            probe.human(s)?;
+        }
+        if self.timeline_dropped > 0 {
+            writeln!(
+                s,
+                "NOTE: the timeline keeps the first {} seconds; {} later events are in the totals only.",
+                self.timeline.len(),
+                group(self.timeline_dropped)
             )?;
         }
         if let Some(fsync) = &self.fsync_probe {
@@ -489,14 +582,16 @@ fn bytes(value: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::Path;
 
     use super::*;
     use crate::perimeter::keyring::KeyRing;
     use crate::tools::bench::plan::{PlanSpec, Signer};
+    use crate::tools::bench::stats::Answer;
 
-    fn sample() -> Report {
+    /// A report with a little of everything (used by the comparison's tests too).
+    pub(crate) fn sample() -> Report {
         let ring = KeyRing::from_toml(
             "[[keys]]\nkid = \"k\"\nsecret = \"whsec_c2x1aWNlLWJlbmNoLXBsYW4tdGVzdC1zZWNyZXQtMzI=\"\npartner = \"bench\"\n",
             Path::new("test.toml"),
@@ -510,6 +605,8 @@ mod tests {
             users: 10,
             duplicate_ratio: 0.0,
             bad_signature_ratio: 0.0,
+            optional_ratio: 0.0,
+            optional_event_type: "telemetry".into(),
             request_ids: false,
             seed: 1,
             host: "h".into(),
@@ -519,10 +616,18 @@ mod tests {
         };
         let plan = Plan::build(&spec, &signer, 1_790_000_000_000, 1).expect("plan");
         let mut totals = ThreadTotals::default();
-        totals.measured.sent[0] = 3;
-        totals.measured.record(RequestKind::Unique, 202, 250_000, 1);
-        totals.measured.record(RequestKind::Unique, 202, 1_500_000, 1);
-        totals.measured.record(RequestKind::Duplicate, 200, 900_000, 1);
+        let answers = [
+            (RequestKind::Unique, RequestClass::Critical, 202, 250_000),
+            (RequestKind::Unique, RequestClass::Optional, 503, 1_500_000),
+            (RequestKind::Duplicate, RequestClass::Critical, 200, 900_000),
+        ];
+        for (at, (kind, class, status, latency_ns)) in answers.into_iter().enumerate() {
+            let at_ns = at as u64 * 600_000_000;
+            totals.measured.record_sent(kind, class, at_ns);
+            totals.measured.record(&Answer { kind, class, status, latency_ns, at_ns: at_ns + latency_ns, events: 1 });
+        }
+        totals.measured.record_sent(RequestKind::Unique, RequestClass::Optional, 0);
+        totals.measured.record_unanswered(RequestClass::Optional, 999_000_000);
         totals.count_error(ErrorKind::Reset);
         let run = RunInfo {
             url: "http://127.0.0.1:8080/v1/events".into(),
@@ -538,9 +643,16 @@ mod tests {
             users: 10,
             duplicate_ratio: 0.0,
             bad_signature_ratio: 0.0,
+            optional_ratio: 0.5,
+            optional_event_type: "telemetry".into(),
             idle_connections: 0,
         };
-        Report::new(run, &plan, &totals, 1.0, None)
+        let mut report = Report::new(run, &plan, &totals, 1.0, None);
+        let mut probe = ProbeTotals { sent: 3, answered: 2, timeouts: 1, ..ProbeTotals::default() };
+        probe.latency.saturating_record(80_000);
+        probe.latency.saturating_record(120_000);
+        report.probe = Some(ProbeReport::of("http://127.0.0.1:9090/healthz", 100, &probe));
+        report
     }
 
     #[test]
@@ -564,6 +676,8 @@ mod tests {
             "users",
             "duplicate_ratio",
             "bad_signature_ratio",
+            "optional_ratio",
+            "optional_event_type",
             "idle_connections",
             "pool_exhausted",
             "interrupted",
@@ -573,11 +687,15 @@ mod tests {
             "latency_us",
             "status",
             "status_by_kind",
+            "classes",
             "errors",
             "connection_events",
             "bytes",
             "schedule",
+            "timeline",
+            "timeline_dropped",
             "idle",
+            "probe",
             "fsync_probe",
         ] {
             assert!(value.get(key).is_some(), "missing key {key}: {value}");
@@ -588,9 +706,13 @@ mod tests {
         for key in ["connect_refused", "connect_failed", "reset", "eof", "timeout", "parse", "tls", "total"] {
             assert!(value["errors"].get(key).is_some(), "missing errors.{key}");
         }
-        assert_eq!(value["status"]["202"], 2);
+        assert_eq!(value["status"]["202"], 1);
+        assert_eq!(value["status"]["503"], 1);
         assert_eq!(value["status_by_kind"]["duplicate"]["200"], 1);
+        assert_eq!(value["status_by_kind"]["unique"], serde_json::json!({"202": 1, "503": 1}));
         assert_eq!(value["requests"]["sent_by_kind"]["unique"], 3);
+        assert_eq!(value["requests"]["sent"], 4);
+        assert_eq!(value["plan"]["critical"], 10);
         assert_eq!(value["errors"]["total"], 1);
         assert_eq!(value["throughput"]["requests_per_sec"], 3.0);
         assert!(value["schedule"]["max_lag_us"].is_number());
@@ -598,13 +720,60 @@ mod tests {
     }
 
     #[test]
+    fn json_has_classes_timeline_and_probe() {
+        let mut out = Vec::new();
+        sample().write_json(&mut out).expect("json");
+        let value: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+        let optional = &value["classes"]["optional"];
+        for (key, want) in
+            [("sent", 2), ("answered", 1), ("accepted", 0), ("refused_429", 0), ("refused_503", 1), ("refused_other", 0), ("unanswered", 1)]
+        {
+            assert_eq!(optional[key], want, "classes.optional.{key}: {optional}");
+        }
+        assert_eq!(value["classes"]["critical"]["accepted"], 2);
+        assert_eq!(value["classes"]["critical"]["accepted_per_sec"], 2.0);
+        assert_eq!(value["classes"]["critical"]["event_types"], serde_json::json!(["bet", "win", "deposit"]));
+        for key in ["p50", "p90", "p99", "p99_9", "max"] {
+            assert!(optional["latency_us"][key].is_number(), "classes.optional.latency_us.{key}");
+        }
+        let timeline = value["timeline"].as_array().expect("timeline");
+        assert_eq!(timeline.len(), 2, "one second of window, and the answer that came in second 1: {timeline:?}");
+        assert_eq!(timeline[0]["second"], 0);
+        assert_eq!(timeline[0]["critical"]["accepted"], 1);
+        assert_eq!(timeline[0]["optional"]["unanswered"], 1);
+        assert_eq!(timeline[1]["optional"]["refused_503"], 0);
+        assert_eq!(timeline[0]["answered"], 2);
+        assert_eq!(timeline[1]["critical"]["accepted"], 1);
+        assert!(timeline[0]["p99_us"].is_number());
+        for key in ["errors", "late", "answered", "p99_us"] {
+            assert!(timeline[0].get(key).is_some(), "timeline[].{key}");
+        }
+        assert_eq!(value["probe"]["timeouts"], 1);
+        let probe_max = value["probe"]["latency_us"]["max"].as_f64().unwrap_or(0.0);
+        assert!((120.0..=120.2).contains(&probe_max), "HdrHistogram's 3 digits: {probe_max}");
+    }
+
+    #[test]
     fn human_summary_names_the_figures() {
         let mut out = Vec::new();
-        sample().write_human(&mut out).expect("text");
+        sample().write_human(&mut out, true).expect("text");
         let text = String::from_utf8(out).expect("utf-8");
-        for needle in ["open loop at 100 req/s", "p99 ", "202 x 2", "duplicate", "reset 1", "max lag"] {
+        for needle in [
+            "open loop at 100 req/s",
+            "p99 ",
+            "202 x 1",
+            "duplicate",
+            "reset 1",
+            "max lag",
+            "optional  2 sent (telemetry): 0 accepted, 0 / 1 / 0 refused, 1 unanswered",
+            "probe:      http://127.0.0.1:9090/healthz every 100 ms: 3 sent, 2 answered (0 not 2xx), 0 errors, 1 timeouts",
+            "timeline:",
+        ] {
             assert!(text.contains(needle), "{needle:?} not in\n{text}");
         }
+        let mut plain = Vec::new();
+        sample().write_human(&mut plain, false).expect("text");
+        assert!(!String::from_utf8(plain).expect("utf-8").contains("timeline:"), "the table only with --timeline");
     }
 
     #[test]

@@ -56,14 +56,15 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(threads: usize) -> Shared {
+    /// `interrupted` is set by the signal handlers; one flag serves every run of a comparison.
+    pub fn new(threads: usize, interrupted: Arc<AtomicBool>) -> Shared {
         Shared {
             origin: Instant::now(),
             gate: Gate::default(),
             start_ns: AtomicU64::new(0),
             abort: AtomicBool::new(false),
             stop: AtomicBool::new(false),
-            interrupted: Arc::new(AtomicBool::new(false)),
+            interrupted,
             stopped_at_ns: AtomicU64::new(u64::MAX),
             progress: (0..threads).map(|_| Progress::default()).collect(),
             last_connect_error: Mutex::new(None),

@@ -12,7 +12,7 @@ use crate::constants::BENCH_CONNECTS_IN_FLIGHT_MAX;
 use crate::reactor::op;
 use crate::tools::bench::conn::{ConnState, Op, PING, Role, token};
 use crate::tools::bench::response::Response;
-use crate::tools::bench::stats::ErrorKind;
+use crate::tools::bench::stats::{Answer, ErrorKind};
 
 // Connection life cycle.
 impl Engine<'_> {
@@ -147,8 +147,12 @@ impl Engine<'_> {
         if conn.state == ConnState::Handshaking {
             self.handshaking -= 1;
         }
-        let lost = conn.waiting.drain(..).filter(|waiting| waiting.index != PING).count();
-        self.totals.unanswered += lost as u64;
+        let mut waiting = std::mem::take(&mut conn.waiting);
+        for lost in waiting.drain(..) {
+            self.lose(lost, now);
+        }
+        let conn = &mut self.conns[slot as usize];
+        conn.waiting = waiting;
         conn.parser.reset();
         conn.output.clear();
         conn.state = ConnState::Closing { retry_delay_ns };
@@ -179,6 +183,10 @@ impl Engine<'_> {
 
     pub(super) fn count_error(&mut self, kind: ErrorKind) {
         self.totals.count_error(kind);
+        let now = self.now();
+        if self.measuring(now) {
+            self.totals.measured.timeline.error(now - self.warmup_end_ns);
+        }
     }
 
     pub(super) fn on_send(&mut self, slot: u32, result: i32, now: u64) {
@@ -324,8 +332,14 @@ impl Engine<'_> {
             let index = waiting.index as usize;
             if waiting.start_ns >= self.warmup_end_ns {
                 let plan = self.setup.plan;
-                let latency = now.saturating_sub(waiting.start_ns);
-                self.totals.measured.record(plan.kind(index), response.status, latency, plan.events_per_request());
+                self.totals.measured.record(&Answer {
+                    kind: plan.kind(index),
+                    class: plan.class(index),
+                    status: response.status,
+                    latency_ns: now.saturating_sub(waiting.start_ns),
+                    at_ns: now.saturating_sub(self.warmup_end_ns),
+                    events: plan.events_per_request(),
+                });
             } else {
                 self.totals.warmup_completed += 1;
             }

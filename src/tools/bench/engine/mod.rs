@@ -278,6 +278,9 @@ impl<'a> Engine<'a> {
             self.totals.max_lag_ns = self.totals.max_lag_ns.max(lag);
             if lag > LATE_NS {
                 self.totals.late_requests += 1;
+                if intended >= self.warmup_end_ns {
+                    self.totals.measured.timeline.late(now - self.warmup_end_ns);
+                }
             }
             self.enqueue(slot, global, intended, now);
         }
@@ -324,7 +327,7 @@ impl<'a> Engine<'a> {
         }
         conn.waiting.push_back(Waiting { index: index as u32, start_ns });
         if start_ns >= self.warmup_end_ns {
-            self.totals.measured.sent[plan.kind(index).index()] += 1;
+            self.totals.measured.record_sent(plan.kind(index), plan.class(index), now.saturating_sub(self.warmup_end_ns));
         } else {
             self.totals.warmup_sent += 1;
         }
@@ -507,15 +510,28 @@ impl Engine<'_> {
         }
     }
 
+    /// Counts a request that will never be answered (a ping is nobody's loss).
+    fn lose(&mut self, waiting: Waiting, now: u64) {
+        if waiting.index == PING {
+            return;
+        }
+        self.totals.unanswered += 1;
+        if waiting.start_ns >= self.warmup_end_ns {
+            let class = self.setup.plan.class(waiting.index as usize);
+            self.totals.measured.record_unanswered(class, now.saturating_sub(self.warmup_end_ns));
+        }
+    }
+
     /// Counts what is left: requests still waiting are unanswered; idle connections still open.
     fn finish(&mut self) {
         let now = self.now();
+        for slot in 0..self.load_connections {
+            let mut waiting = std::mem::take(&mut self.conns[slot].waiting);
+            for lost in waiting.drain(..) {
+                self.lose(lost, now);
+            }
+        }
         self.publish_progress(now);
-        let unanswered: usize = self.conns[..self.load_connections]
-            .iter()
-            .map(|conn| conn.waiting.iter().filter(|waiting| waiting.index != PING).count())
-            .sum();
-        self.totals.unanswered += unanswered as u64;
         self.totals.idle.open_at_end = self.conns[self.load_connections..].iter().filter(|conn| conn.is_open()).count() as u64;
         for conn in &mut self.conns {
             conn.waiting.clear();
