@@ -10,7 +10,7 @@
 //! is answered 503 `overloaded` with `Retry-After` and its connection closed; a request
 //! that arrives whole in one read needs no reservation, so small events keep flowing
 //! while slow senders fill the budget. Bodies over [`LARGE_BODY_BYTES`] may use only
-//! seven eighths of it, keeping room for the rest.
+//! three quarters of it, keeping room for the rest (and for what the tick samples late).
 //!
 //! **Pressure** is how busy a shard's loop is: the share of wall time it spent working
 //! rather than waiting for completions, over windows of [`WINDOW_MS`]. Above
@@ -20,7 +20,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// A body larger than this is "large": it may fill only 7/8 of the budget.
+/// A body larger than this is "large": it may fill only 3/4 of the budget.
 pub const LARGE_BODY_BYTES: u64 = 64 * 1024;
 /// Chunked bodies, whose size is not announced, are reserved in steps of this much.
 pub const CHUNKED_STEP_BYTES: u64 = 64 * 1024;
@@ -31,7 +31,7 @@ pub const SHED_ON: f64 = 0.90;
 /// ...and under which it stops.
 pub const SHED_OFF: f64 = 0.70;
 /// Budget use (of the limit) at which optional events are refused whatever the CPU does.
-pub const SHED_MEMORY_SHARE: f64 = 0.75;
+pub const SHED_MEMORY_SHARE: f64 = 0.70;
 
 /// The process-wide memory budget.
 #[derive(Debug)]
@@ -63,7 +63,7 @@ impl MemoryBudget {
     /// Reserves `bytes` for a body of `body_bytes`; false (nothing reserved) when the
     /// budget cannot hold them.
     pub fn try_reserve(&self, bytes: u64, body_bytes: u64) -> bool {
-        let limit = if body_bytes > LARGE_BODY_BYTES { self.limit / 8 * 7 } else { self.limit };
+        let limit = if body_bytes > LARGE_BODY_BYTES { self.limit / 4 * 3 } else { self.limit };
         let before = self.reserved.fetch_add(bytes, Ordering::Relaxed);
         let used = before + bytes + self.sampled.load(Ordering::Relaxed);
         if used > limit {
@@ -157,18 +157,18 @@ mod tests {
     #[test]
     fn the_budget_refuses_what_it_cannot_hold_and_keeps_room_for_small_bodies() {
         let budget = MemoryBudget::new(800);
-        assert!(budget.try_reserve(700, 100_000), "large bodies may fill 7/8");
-        assert!(!budget.try_reserve(1, 100_000), "a large body past 7/8 is refused");
-        assert!(budget.try_reserve(100, 100), "a small body still fits");
+        assert!(budget.try_reserve(600, 100_000), "large bodies may fill 3/4");
+        assert!(!budget.try_reserve(1, 100_000), "a large body past 3/4 is refused");
+        assert!(budget.try_reserve(200, 100), "a small body still fits");
         assert!(!budget.try_reserve(1, 1), "past the limit nothing fits");
         assert_eq!(budget.refused.load(Ordering::Relaxed), 2);
         assert_eq!(budget.used(), 800);
-        budget.release(700);
-        budget.resample(0, 600);
+        budget.release(600);
+        budget.resample(0, 500);
         assert!(budget.tight(), "700 of 800 used");
         assert!(!budget.try_reserve(101, 1), "sampled buffers count too");
-        budget.resample(600, 0);
-        budget.release(100);
+        budget.resample(500, 0);
+        budget.release(200);
         assert_eq!(budget.used(), 0);
         assert_eq!(budget.peak.load(Ordering::Relaxed), 800);
     }

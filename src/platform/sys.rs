@@ -238,3 +238,13 @@ pub mod probes {
         Ok(status)
     }
 }
+
+/// Fixes glibc's mmap threshold at its default (128 KiB), turning off its dynamic
+/// growth: every buffer of a large body is then its own mapping, returned to the kernel
+/// when freed, so what a burst of large bodies took (within the memory budget) does not
+/// stay in the heap after them (docs/OPERATIONS.md § Memory budget). True if applied.
+pub fn fix_mmap_threshold() -> bool {
+    // SAFETY: mallopt takes two integers and changes allocator settings only; it is
+    // called once at start, before the shards run.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) == 1 }
+}

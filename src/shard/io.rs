@@ -306,6 +306,7 @@ impl Shard {
         }
         budget.release(std::mem::take(&mut conn.held));
         conn.input.clear();
+        self.pool.give_back(&mut conn.input);
         self.pool.lend(&mut conn.output);
         let answer =
             Answer { path: PathLabel::Other, keep_alive: false, stats: &self.control.shards[self.index], topology: &self.control.topology };

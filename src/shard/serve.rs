@@ -105,6 +105,9 @@ pub fn serve(config: Config, config_file: Option<std::path::PathBuf>, on_ready: 
     let notifier = Arc::new(crate::platform::systemd::Notifier::from_env());
     notifier.status("starting: opening the data dir");
     warn_if_open_files_short(&config);
+    if !crate::platform::sys::fix_mmap_threshold() {
+        tracing::warn!("could not fix the allocator's mmap threshold: freed body buffers may stay in the heap");
+    }
     let shared = open_shared(&config)?;
     let terminate = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
