@@ -354,8 +354,18 @@ pub const BENCH_PROBE_EVERY_MS_MAX: u64 = 60_000;
 pub const BENCH_PROBE_READ_BYTES: usize = 4096;
 /// `--rounds` of a comparison: each round is a full run of both targets.
 pub const BENCH_COMPARE_ROUNDS_MAX: usize = 100;
+/// `--request-templates`: templates one file may hold. Each becomes a pool chunk of its
+/// own, and chunks are numbered with 16 bits.
+pub const BENCH_TEMPLATES_MAX: usize = 1 << 16;
+/// `--request-templates`: bytes of the file, read whole before the run (256 batches of
+/// 1,000 events of 1 KiB fit, each about 1.3 MB once base64-encoded as Iggy wants).
+pub const BENCH_TEMPLATES_FILE_BYTES_MAX: u64 = 512 << 20;
 
 const _: () = assert!(BENCH_CLOSED_LOOP_SECS_MAX < TIMESTAMP_TOLERANCE_SECS_DEFAULT);
+const _: () = assert!(BENCH_TEMPLATES_MAX <= u16::MAX as usize + 1);
+// A request built from the file is shorter than the file plus its Host header, so it
+// fits a span's `u32` length.
+const _: () = assert!(BENCH_TEMPLATES_FILE_BYTES_MAX < u32::MAX as u64 / 2);
 const _: () = assert!(BENCH_PLAN_REQUESTS_MAX <= u32::MAX as usize);
 const _: () = assert!(BENCH_RECV_BUFFERS.is_power_of_two());
 const _: () = assert!(BENCH_TICK_MS < BENCH_RECONNECT_DELAY_MS);

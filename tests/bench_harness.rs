@@ -2,13 +2,14 @@
 //! counted by kind, bad signatures are all 401, duplicates all 200, and `sluice tail`
 //! holds exactly the unique events that were accepted; request classes are counted
 //! apart and land in the topics their event types route to; a comparison run gives
-//! finite ratios. No throughput assertions.
+//! finite ratios; request templates are sent as written and every 2xx counts its events.
+//! No throughput assertions.
 
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use sluice_test_support::{KID, Sandbox, Server, Setup, bin};
+use sluice_test_support::{KID, Sandbox, Server, Setup, auth_headers, bin, event, unique_prefix};
 
 fn run_bench(args: &[&str]) -> Output {
     Command::new(bin()).arg("bench").args(args).stdin(Stdio::null()).output().expect("run sluice bench")
@@ -264,6 +265,79 @@ fn compare_mode_gives_both_series_and_finite_ratios() {
     assert_stored_exactly(&sandbox, 1600);
 }
 
+/// `--request-templates` lines as tuning/iggy_bench.sh writes them, here for real signed
+/// single events of sluice: each template is sent as written, over and over.
+fn signed_templates(count: usize) -> (String, Vec<String>) {
+    let prefix = unique_prefix();
+    let ids: Vec<String> = (0..count).map(|index| format!("{prefix}-t{index}")).collect();
+    let lines: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            let body = event(id, "u_7");
+            let mut headers: Vec<(String, String)> = vec![("Host".into(), "sluice.test".into())];
+            headers.push(("Content-Type".into(), "application/json".into()));
+            headers.extend(auth_headers(body.as_bytes()));
+            headers.push(("Content-Length".into(), body.len().to_string()));
+            let template = serde_json::json!({
+                "method": "POST", "path": "/v1/events", "headers": headers, "body": body, "events": 1, "key": "u_7", "partition": null,
+            });
+            template.to_string()
+        })
+        .collect();
+    (lines.join("\n") + "\n", ids)
+}
+
+#[test]
+fn request_templates_are_sent_as_written_and_every_2xx_counts_its_events() {
+    let sandbox = Sandbox::new(Setup::default());
+    let mut server = sandbox.start();
+    let (templates, ids) = signed_templates(3);
+    let file = sandbox.path().join("templates.jsonl");
+    std::fs::write(&file, templates).expect("write the templates");
+    let file = file.to_str().expect("utf-8 path");
+    let url = format!("http://{}", server.ingest);
+    let args = ["--url", url.as_str(), "--request-templates", file, "--connections", "2", "--duration", "1", "--json"];
+    let output = run_bench(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "sluice bench {args:?} failed: {:?}\n{stderr}", output.status);
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["url"], url.as_str(), "the URL gives only host and port");
+    assert_eq!(report["request_templates"]["templates"], 3, "{report}");
+    assert_eq!(
+        (report["request_templates"]["events_min"].as_u64(), report["request_templates"]["events_max"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(count(&report, &["errors", "total"]), 0, "{report}");
+    assert_eq!(count(&report, &["requests", "unanswered"]), 0, "{report}");
+    let completed = count(&report, &["requests", "completed"]);
+    assert!(completed > 3, "the three templates are sent again and again: {report}");
+    // Each template's event is stored once (202); every later copy is a duplicate (200).
+    assert_eq!(report["status"], serde_json::json!({ "202": 3, "200": completed - 3 }), "{report}");
+    let (requests_per_sec, events_per_sec) =
+        (report["throughput"]["requests_per_sec"].as_f64().unwrap_or(0.0), report["throughput"]["events_per_sec"].as_f64().unwrap_or(-1.0));
+    assert!(requests_per_sec > 0.0 && events_per_sec == requests_per_sec, "every 2xx counts its one event: {report}");
+    server.stop();
+    let mut stored: Vec<String> = sandbox.tail().iter().map(|line| line.event_id()).collect();
+    stored.sort();
+    assert_eq!(stored, ids, "the templates' events, each once");
+
+    for (extra, needle) in [(&["--batch", "10"][..], "--batch"), (&["--url", "http://127.0.0.1:1/v1/events"], "HOST[:PORT]")] {
+        let mut args = vec!["--request-templates", file, "--duration", "0.2"];
+        args.extend_from_slice(extra);
+        let output = run_bench(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(needle), "{extra:?}: {stderr}");
+    }
+    let bad = sandbox.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"method\":\"POST\",\"path\":\"/\",\"headers\":[],\"body\":\"\",\"events\":1}\n{\"method\":\"POST\"}\n")
+        .expect("write");
+    let output = run_bench(&["--request-templates", bad.to_str().expect("utf-8 path"), "--duration", "0.2"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad.jsonl line 2: no \"path\" key"), "{stderr}");
+}
+
 #[test]
 fn help_explains_every_option() {
     let output = run_bench(&["--help"]);
@@ -302,6 +376,7 @@ fn help_explains_every_option() {
         "--timeline",
         "--compare-url",
         "--rounds",
+        "--request-templates",
     ] {
         assert!(help.contains(&format!("{option} ")) || help.contains(&format!("{option}\n")), "--help does not mention {option}");
     }

@@ -23,7 +23,8 @@ def row(path, label):
     run = load(path)
     lat = run["latency_us"]
     rate = f"{run['throughput']['requests_per_sec']:>10,.0f} req/s"
-    if run.get("batch", 1) > 1:
+    templates = run.get("request_templates") or {}
+    if run.get("batch", 1) > 1 or templates.get("events_max", 1) > 1:
         rate += f" {run['throughput']['events_per_sec']:>11,.0f} ev/s"
     lag = f"  max lag {run['schedule']['max_lag_us']:,.0f} us" if run.get("schedule") else ""
     status = " ".join(f"{code}x{count}" for code, count in sorted(run["status"].items()))

@@ -5,6 +5,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::constants::{
@@ -13,6 +14,7 @@ use crate::constants::{
     BENCH_PROBE_EVERY_MS_MAX, EVENT_TYPE_BYTES_MAX,
 };
 use crate::tools::bench::conn::SLOTS_MAX;
+use crate::tools::bench::templates::TemplateFile;
 
 const AFTER_HELP: &str = "\
 Latency is measured from each request's intended send time in open loop (--rate), so a
@@ -34,14 +36,27 @@ the measured run and reports its latency and how many probes failed or timed out
 204`) and against --url alternately, --rounds times each, every run with its own warm-up,
 and prints each round and the ratios sluice / reference of mean throughput, p50 and p99.
 
+--request-templates FILE sends pre-built requests instead of signed sluice events, to
+measure another server (Apache Iggy's HTTP produce API, tuning/iggy_bench.sh) with the
+same client. FILE is JSON Lines, one request a line:
+  {\"method\":\"POST\",\"path\":\"/streams/0/topics/0/messages\",
+   \"headers\":[[\"Authorization\",\"Bearer ...\"],[\"Content-Type\",\"application/json\"]],
+   \"body\":\"<the exact body>\",\"events\":100}
+(other keys are ignored). The requests are cycled in file order; --url gives only
+http[s]://HOST[:PORT] and the Host header; Content-Length is the body's. Every 2xx is a
+success and counts its template's events. Not with --batch > 1, --event-bytes,
+--duplicate-ratio, --bad-signature-ratio, --optional-ratio, --request-ids, --keys-file,
+--secret, --kid; with --compare-url both targets get the templates.
+
 --json prints one object with the keys version, url, mode, threads, connections,
 pipeline, rate, duration_secs, warmup_secs, measured_secs, batch, event_bytes, users,
 duplicate_ratio, bad_signature_ratio, optional_ratio, optional_event_type,
-idle_connections, pool_exhausted, interrupted, plan, requests, throughput, latency_us,
-status, status_by_kind, classes, errors, connection_events, bytes, schedule, timeline,
-timeline_dropped, idle, probe, fsync_probe; with --compare-url: version, the run keys
-url .. idle_connections, reference_url, rounds, interrupted, reference, sluice, mean,
-ratio (docs/BENCH.md describes each). --timeline adds the per-second table to the summary.
+idle_connections, request_templates, pool_exhausted, interrupted, plan, requests,
+throughput, latency_us, status, status_by_kind, classes, errors, connection_events,
+bytes, schedule, timeline, timeline_dropped, idle, probe, fsync_probe; with
+--compare-url: version, the run keys url .. request_templates, reference_url, rounds,
+interrupted, reference, sluice, mean, ratio (docs/BENCH.md describes each). --timeline
+adds the per-second table to the summary.
 
 Exit status: 0 the run completed, 2 bad usage, 1 other failures (no connection could be
 opened, or --max-error-ratio exceeded).
@@ -53,7 +68,9 @@ Examples:
   sluice bench --keys-file keys.toml --url https://localhost:8443 --ca-file ca.pem --client-cert c.pem --client-key c.key
   sluice bench --keys-file keys.toml --rate 80000 --duration 30 --optional-ratio 0.5 \\
       --probe http://127.0.0.1:9090/healthz --timeline            # overload: who is refused, when
-  sluice bench --keys-file keys.toml --compare-url http://127.0.0.1:18080/v1/events --rounds 3 --duration 5";
+  sluice bench --keys-file keys.toml --compare-url http://127.0.0.1:18080/v1/events --rounds 3 --duration 5
+  sluice bench --url http://127.0.0.1:18083 --request-templates requests/batch100.jsonl \\
+      --connections 64 --duration 10 --warmup 2 --json     # Apache Iggy, from tuning/iggy_bench.sh";
 
 /// `sluice bench` options, as typed.
 #[derive(Debug, Clone, clap::Args)]
@@ -62,6 +79,9 @@ pub struct BenchArgs {
     /// Target http://HOST[:PORT][/PATH] or https://... (TLS, as --tls). Without a path: /v1/events, or /v1/events/batch when --batch > 1.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// Send the requests of FILE, cycled, instead of signed sluice events (JSON Lines: method, path, headers, body, events; as tuning/iggy_bench.sh writes them). --url then gives only http[s]://HOST[:PORT].
+    #[arg(long, value_name = "FILE")]
+    pub request_templates: Option<PathBuf>,
     /// Key ring to sign with (default: the development ring ./sluice-data/dev-keys.toml).
     #[arg(long, value_name = "FILE", conflicts_with = "secret")]
     pub keys_file: Option<PathBuf>,
@@ -185,6 +205,15 @@ pub enum KeySource {
     Secret { secret: String, kid: String },
 }
 
+/// What the pool's requests are.
+#[derive(Debug, Clone)]
+pub enum RequestSource {
+    /// sluice events, built and signed as the load options say.
+    Signed(KeySource),
+    /// `--request-templates`: the file's requests, cycled, sent as they are.
+    Templates(Arc<TemplateFile>),
+}
+
 /// The target, resolved.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -226,7 +255,7 @@ pub struct Compare {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub target: Target,
-    pub key: KeySource,
+    pub requests_from: RequestSource,
     pub connections: usize,
     pub threads: usize,
     pub duration: Duration,
@@ -289,6 +318,37 @@ fn event_type(name: &str, value: &str) -> Result<String, String> {
 impl BenchArgs {
     /// Checks every option; the message names the option and what it takes.
     pub fn validate(&self) -> Result<Options, String> {
+        let source = self.request_source()?;
+        self.validate_with(source)
+    }
+
+    /// The signing key, or the templates (read and checked here).
+    fn request_source(&self) -> Result<RequestSource, String> {
+        let Some(path) = &self.request_templates else { return self.key_source().map(RequestSource::Signed) };
+        let shaping = [
+            ("--batch above 1", self.batch > 1),
+            ("--event-bytes", self.event_bytes > 0),
+            ("--duplicate-ratio", self.duplicate_ratio != 0.0),
+            ("--bad-signature-ratio", self.bad_signature_ratio != 0.0),
+            ("--optional-ratio", self.optional_ratio != 0.0),
+            ("--request-ids", self.request_ids),
+            ("--keys-file", self.keys_file.is_some()),
+            ("--secret", self.secret.is_some()),
+            ("--kid", self.kid.is_some()),
+        ];
+        let given: Vec<&str> = shaping.iter().filter(|(_, given)| *given).map(|(name, _)| *name).collect();
+        if !given.is_empty() {
+            return Err(format!(
+                "--request-templates sends the file's requests as they are (their own events, headers and signatures); it cannot be used with {}",
+                given.join(", ")
+            ));
+        }
+        let file = TemplateFile::load(path).map_err(|error| error.to_string())?;
+        Ok(RequestSource::Templates(Arc::new(file)))
+    }
+
+    /// Checks the other options, for requests from `source`.
+    fn validate_with(&self, source: RequestSource) -> Result<Options, String> {
         let duration = seconds("duration", self.duration, false)?;
         let warmup = seconds("warmup", self.warmup, true)?;
         let duplicate_ratio = ratio("duplicate-ratio", self.duplicate_ratio)?;
@@ -314,22 +374,18 @@ impl BenchArgs {
             return Err("--users must be at least 1".into());
         }
         let total_secs = (warmup + duration).as_secs_f64();
-        let requests = self.pool_size(total_secs, connections * pipeline, threads)?;
+        let signed = matches!(source, RequestSource::Signed(_));
+        let requests = self.pool_size(total_secs, connections * pipeline, threads, signed)?;
         let max_error_ratio = self.max_error_ratio.map(|value| ratio("max-error-ratio", value)).transpose()?;
         let fsync_probe = match &self.fsync_probe {
             Some(dir) => Some((dir.clone(), seconds("fsync-probe-secs", self.fsync_probe_secs, false)?)),
             None => None,
         };
-        let mut target = parse_url(&self.url, batch)?;
-        let tls = self.tls_client(&target)?;
-        if tls.is_some() && !target.https {
-            // `--tls` with an http:// URL: the reports say what was spoken.
-            target.url = target.url.replacen("http://", "https://", 1);
-            target.https = true;
-        }
+        let (target, tls) = self.target(&source, batch)?;
         Ok(Options {
             target,
-            key: self.key_source()?,
+            compare: self.compare(&source)?,
+            requests_from: source,
             connections,
             threads,
             duration,
@@ -353,11 +409,25 @@ impl BenchArgs {
             svg: self.svg.clone(),
             timeline: self.timeline,
             probe: self.probe()?,
-            compare: self.compare()?,
             fsync_probe,
             max_error_ratio,
             tls,
         })
+    }
+
+    /// `--url` (only host and port with templates), and the TLS set-up it needs.
+    fn target(&self, source: &RequestSource, batch: usize) -> Result<(Target, Option<TlsClient>), String> {
+        let mut target = match source {
+            RequestSource::Signed(_) => parse_url(&self.url, batch)?,
+            RequestSource::Templates(_) => parse_host_url(&self.url)?,
+        };
+        let tls = self.tls_client(&target)?;
+        if tls.is_some() && !target.https {
+            // `--tls` with an http:// URL: the reports say what was spoken.
+            target.url = target.url.replacen("http://", "https://", 1);
+            target.https = true;
+        }
+        Ok((target, tls))
     }
 
     fn connections_and_threads(&self) -> Result<(usize, usize), String> {
@@ -385,14 +455,15 @@ impl BenchArgs {
     }
 
     /// The reference run: these very options with `--compare-url` as the target, validated
-    /// the same way (its TLS server name, if any, follows its own host).
-    fn compare(&self) -> Result<Option<Compare>, String> {
+    /// the same way (its TLS server name, if any, follows its own host), with the same
+    /// requests.
+    fn compare(&self, source: &RequestSource) -> Result<Option<Compare>, String> {
         let Some(url) = &self.compare_url else { return Ok(None) };
         if !(1..=BENCH_COMPARE_ROUNDS_MAX).contains(&self.rounds) {
             return Err(format!("--rounds takes 1 to {BENCH_COMPARE_ROUNDS_MAX}, not {}", self.rounds));
         }
         let reference = BenchArgs { url: url.clone(), compare_url: None, ..self.clone() };
-        let reference = reference.validate().map_err(|error| format!("--compare-url: {error}"))?;
+        let reference = reference.validate_with(source.clone()).map_err(|error| format!("--compare-url: {error}"))?;
         Ok(Some(Compare { reference: Box::new(reference), rounds: self.rounds }))
     }
 
@@ -416,12 +487,14 @@ impl BenchArgs {
         Ok(Some(TlsClient { config, server_name }))
     }
 
-    fn pool_size(&self, total_secs: f64, outstanding: usize, threads: usize) -> Result<usize, String> {
+    /// Requests to pre-build. Only `signed` closed-loop runs are bounded in time: templates
+    /// carry whatever credentials they carry, and the run does not refresh them.
+    fn pool_size(&self, total_secs: f64, outstanding: usize, threads: usize, signed: bool) -> Result<usize, String> {
         let requests = match self.rate {
             Some(rate) if !rate.is_finite() || rate <= 0.0 => return Err(format!("--rate takes requests per second above 0, not {rate}")),
             Some(rate) => (rate * total_secs).ceil(),
             None => {
-                if total_secs > BENCH_CLOSED_LOOP_SECS_MAX as f64 {
+                if signed && total_secs > BENCH_CLOSED_LOOP_SECS_MAX as f64 {
                     return Err(format!(
                         "closed-loop runs (warm-up + duration) are limited to {BENCH_CLOSED_LOOP_SECS_MAX} s: every request is signed before the run and the server accepts timestamps up to 300 s old; use --rate for longer runs"
                     ));
@@ -466,6 +539,16 @@ impl BenchArgs {
 /// Without a path (or with `/`), the path follows `batch`.
 pub fn parse_url(url: &str, batch: usize) -> Result<Target, String> {
     parse_target(url, if batch > 1 { "/v1/events/batch" } else { "/v1/events" })
+}
+
+/// With `--request-templates`: `http[s]://HOST[:PORT]` (a trailing `/` is allowed), as
+/// the path comes from each template. The target's path is empty.
+fn parse_host_url(url: &str) -> Result<Target, String> {
+    let target = parse_target(url, "")?;
+    if !target.path.is_empty() {
+        return Err(format!("{url}: with --request-templates the URL gives only http[s]://HOST[:PORT]; each template has its path"));
+    }
+    Ok(target)
 }
 
 /// Parses `http[s]://HOST[:PORT][/PATH]` and resolves HOST (the first address wins).
@@ -598,6 +681,44 @@ mod tests {
         assert_eq!((reference.batch, reference.rate, reference.requests), (10, Some(500.0), options.requests), "the same load");
         assert!(reference.compare.is_none());
         assert_eq!(parse(&["--compare-url", "http://127.0.0.1:18080", "--rounds", "5"]).expect("valid").compare.expect("c").rounds, 5);
+    }
+
+    #[test]
+    fn request_templates_replace_the_signed_events() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("t.jsonl");
+        std::fs::write(&file, "{\"method\":\"POST\",\"path\":\"/m\",\"headers\":[],\"body\":\"{}\",\"events\":100}\n").expect("write");
+        let file = file.to_str().expect("utf-8 path");
+        let templates = |args: &[&str]| -> Result<Options, String> {
+            let mut argv = vec!["bench", "--request-templates", file];
+            argv.extend_from_slice(args);
+            parse_bench_args(argv).map_err(|error| error.to_string())?.validate()
+        };
+        let options = templates(&["--url", "http://127.0.0.1:18083", "--duration", "1"]).expect("valid");
+        assert!(matches!(&options.requests_from, RequestSource::Templates(file) if file.templates[0].events == 100));
+        assert_eq!((options.target.url.as_str(), options.target.path.as_str()), ("http://127.0.0.1:18083", ""));
+        let defaults = templates(&["--url", "http://127.0.0.1:18083/", "--batch", "1", "--duplicate-ratio", "0"]).expect("defaults");
+        assert_eq!(defaults.target.path, "", "options at their defaults are no conflict");
+        assert!(templates(&["--duration", "300", "--requests", "10"]).is_ok(), "nothing is signed at build time: no 240 s bound");
+        let compare = templates(&["--compare-url", "http://127.0.0.1:18080", "--rate", "100"]).expect("valid").compare.expect("compare");
+        assert!(matches!(&compare.reference.requests_from, RequestSource::Templates(_)), "the reference gets the templates too");
+        assert_eq!(compare.reference.target.url, "http://127.0.0.1:18080");
+        for (args, needle) in [
+            (&["--batch", "100"][..], "cannot be used with --batch above 1"),
+            (&["--event-bytes", "500"], "--event-bytes"),
+            (&["--duplicate-ratio", "0.1", "--bad-signature-ratio", "0.1"], "--duplicate-ratio, --bad-signature-ratio"),
+            (&["--optional-ratio", "0.5"], "--optional-ratio"),
+            (&["--request-ids"], "--request-ids"),
+            (&["--keys-file", "k.toml"], "--keys-file"),
+            (&["--secret", "whsec_x", "--kid", "k"], "--secret, --kid"),
+            (&["--url", "http://127.0.0.1:18083/v1/events"], "only http[s]://HOST[:PORT]"),
+            (&["--compare-url", "http://127.0.0.1:18080/x"], "--compare-url"),
+        ] {
+            let error = templates(args).expect_err("rejected");
+            assert!(error.contains(needle), "{args:?}: {error}");
+        }
+        let error = parse_bench_args(["bench", "--request-templates", "/nonexistent/t.jsonl"]).expect("arguments").validate();
+        assert!(error.expect_err("no such file").contains("cannot read /nonexistent/t.jsonl"));
     }
 
     #[test]

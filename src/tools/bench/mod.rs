@@ -1,7 +1,8 @@
 //! `sluice bench`: the included load harness (docs/BENCH.md).
 //!
 //! A run: validate the options ([`args`]) → optionally probe the disk's fdatasync
-//! latency ([`fsync_probe`]) → build and sign every request ([`plan`]) → start the
+//! latency ([`fsync_probe`]) → build and sign every request ([`plan`]), or cycle the
+//! requests of a `--request-templates` file ([`templates`]) → start the
 //! client threads, each with its own io_uring ([`engine`]), and wait until they have
 //! opened their connections ([`shared`]) → start the clock (and the health [`probe`]) →
 //! progress line → merge the threads' counts ([`stats`], per second in [`timeline`]) into
@@ -22,6 +23,7 @@ pub mod response;
 pub mod shared;
 pub mod stats;
 pub mod svg;
+pub mod templates;
 pub mod timeline;
 
 use std::io::{self, IsTerminal, Write};
@@ -36,15 +38,16 @@ use hdrhistogram::Histogram;
 pub use args::{BenchArgs, Options};
 
 use crate::perimeter::keyring::{KeyRing, KeyRingError};
-use crate::tools::bench::args::{Compare, KeySource};
+use crate::tools::bench::args::{Compare, KeySource, RequestSource};
 use crate::tools::bench::compare::{Comparison, Side};
 use crate::tools::bench::engine::ThreadSetup;
 use crate::tools::bench::fsync_probe::FsyncProbe;
 use crate::tools::bench::plan::{Plan, PlanError, PlanSpec, Signer};
 use crate::tools::bench::probe::ProbeTotals;
-use crate::tools::bench::report::{ProbeReport, Report, RunInfo};
+use crate::tools::bench::report::{ProbeReport, Report, RunInfo, TemplatesInfo};
 use crate::tools::bench::shared::{EngineOptions, Shared};
 use crate::tools::bench::stats::ThreadTotals;
+use crate::tools::bench::templates::TemplateFile;
 
 /// How often the progress line is redrawn, and how often the main thread looks.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -132,8 +135,8 @@ fn run_once(options: &Options, interrupted: &Arc<AtomicBool>, out: &mut dyn Writ
         }
         None => None,
     };
-    let signer = load_signer(&options.key)?;
-    let Measurement { report, latency } = measure(options, &signer, interrupted, fsync.as_ref())?;
+    let pool = PoolSource::load(&options.requests_from)?;
+    let Measurement { report, latency } = measure(options, &pool, interrupted, fsync.as_ref())?;
     if options.json { report.write_json(out) } else { report.write_human(out, options.timeline) }.map_err(BenchError::Output)?;
     if let Some(path) = &options.svg {
         let title = format!("sluice bench: {} ({})", options.target.url, if options.rate.is_some() { "open loop" } else { "closed loop" });
@@ -151,7 +154,7 @@ fn run_comparison(
     interrupted: &Arc<AtomicBool>,
     out: &mut dyn Write,
 ) -> Result<Comparison, BenchError> {
-    let signer = load_signer(&options.key)?;
+    let pool = PoolSource::load(&options.requests_from)?;
     let (reference, sluice) = compare::alternate(
         compare.rounds,
         || interrupted.load(Ordering::Relaxed),
@@ -161,7 +164,7 @@ fn run_comparison(
                 Side::Sluice => ("sluice", options),
             };
             eprintln!("sluice bench: round {round} of {}: {target} at {}", compare.rounds, options.target.url);
-            let report = measure(options, &signer, interrupted, None)?.report;
+            let report = measure(options, &pool, interrupted, None)?.report;
             eprintln!(
                 "sluice bench: round {round}, {target}: {} req/s, p50 {}, p99 {}",
                 report::group(report.throughput.requests_per_sec.round() as u64),
@@ -194,16 +197,42 @@ struct Measurement {
     latency: Histogram<u64>,
 }
 
+/// What each run's pool is built from: loaded once per invocation.
+enum PoolSource<'a> {
+    /// Boxed: an HMAC key is over a kilobyte, a file reference 8 bytes.
+    Signed(Box<Signer>),
+    Templates(&'a TemplateFile),
+}
+
+impl PoolSource<'_> {
+    fn load(source: &RequestSource) -> Result<PoolSource<'_>, BenchError> {
+        match source {
+            RequestSource::Signed(key) => load_signer(key).map(|signer| PoolSource::Signed(Box::new(signer))),
+            RequestSource::Templates(file) => Ok(PoolSource::Templates(file)),
+        }
+    }
+
+    /// The run's requests: signed now, or the templates written for the run's target.
+    fn build_plan(&self, options: &Options) -> Result<Plan, PlanError> {
+        match self {
+            PoolSource::Signed(signer) => {
+                let workers = std::thread::available_parallelism().map_or(1, usize::from);
+                Plan::build(&plan_spec(options), signer, crate::platform::time::now_unix_ms(), workers)
+            }
+            PoolSource::Templates(file) => Plan::from_templates(&file.templates, &options.target.host, options.requests),
+        }
+    }
+}
+
 /// Builds the pool, runs the threads (and the probe) and makes the report; prints
 /// nothing but notes on stderr.
 fn measure(
     options: &Options,
-    signer: &Signer,
+    pool: &PoolSource<'_>,
     interrupted: &Arc<AtomicBool>,
     fsync: Option<&FsyncProbe>,
 ) -> Result<Measurement, BenchError> {
-    let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    let plan = Plan::build(&plan_spec(options), signer, crate::platform::time::now_unix_ms(), workers)?;
+    let plan = pool.build_plan(options)?;
     eprintln!(
         "sluice bench: built {} requests ({} bytes of pool) in {:.2} s",
         report::group(plan.len() as u64),
@@ -314,6 +343,14 @@ fn run_info(options: &Options) -> RunInfo {
         optional_ratio: options.optional_ratio,
         optional_event_type: options.optional_event_type.clone(),
         idle_connections: options.idle_connections,
+        request_templates: match &options.requests_from {
+            RequestSource::Signed(_) => None,
+            RequestSource::Templates(file) => {
+                let (events_min, events_max) = file.events_range();
+                let (file, templates) = (file.path.display().to_string(), file.templates.len());
+                Some(TemplatesInfo { file, templates, events_min, events_max })
+            }
+        },
     }
 }
 
@@ -461,6 +498,10 @@ mod tests {
     use crate::tools::bench::args::parse_bench_args;
     use crate::tools::bench::plan::RequestKind;
 
+    fn plan_of(options: &Options) -> Plan {
+        PoolSource::load(&options.requests_from).expect("request source").build_plan(options).expect("plan")
+    }
+
     /// Answers every request in turn with: 100 then 202 (Content-Length), 200 chunked,
     /// 204; every tenth answer of a connection says `Connection: close` and closes. Each
     /// answer is written in two pieces, so the client sees heads split across reads.
@@ -522,8 +563,7 @@ mod tests {
             let mut argv = vec!["bench", "--url", &url, "--secret", secret, "--kid", "k", "--connections", "3", "--optional-ratio", "0.5"];
             argv.extend_from_slice(extra);
             let options = parse_bench_args(argv).expect("arguments").validate().expect("valid");
-            let signer = load_signer(&options.key).expect("signer");
-            let plan = Plan::build(&plan_spec(&options), &signer, crate::platform::time::now_unix_ms(), 1).expect("plan");
+            let plan = plan_of(&options);
             let shared = Shared::new(1, Arc::new(AtomicBool::new(false)));
             let (totals, probe) = run_threads(&options, &engine_options(&options), &plan, &shared).expect("run");
             let measured = &totals.measured;
@@ -606,8 +646,7 @@ mod tests {
         let argv = ["bench", "--url", &url, "--secret", secret, "--kid", "k", "--connections", "4", "--optional-ratio", "0.5"];
         let argv = argv.into_iter().chain(["--requests", "200", "--duration", "5"]);
         let options = parse_bench_args(argv).expect("arguments").validate().expect("valid");
-        let signer = load_signer(&options.key).expect("signer");
-        let plan = Plan::build(&plan_spec(&options), &signer, crate::platform::time::now_unix_ms(), 1).expect("plan");
+        let plan = plan_of(&options);
         let shared = Shared::new(1, Arc::new(AtomicBool::new(false)));
         let (totals, _) = run_threads(&options, &engine_options(&options), &plan, &shared).expect("run");
         let measured = &totals.measured;
@@ -617,6 +656,32 @@ mod tests {
         assert_classes_add_up(measured, 40, "dropping");
         let timeline_errors: u64 = measured.timeline.seconds().iter().map(|second| second.errors).sum();
         assert_eq!(timeline_errors, totals.errors_total(), "each error in its second");
+    }
+
+    #[test]
+    fn template_runs_count_each_requests_own_events() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || serve_mixed_answers(listener));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("mix.jsonl");
+        let line = |path: &str, events: u32| {
+            format!(r#"{{"method":"POST","path":"{path}","headers":[["Authorization","Bearer t"]],"body":"{{}}","events":{events}}}"#)
+        };
+        std::fs::write(&file, [line("/one", 1), line("/ten", 10), line("/hundred", 100)].join("\n")).expect("write templates");
+        let file = file.to_str().expect("utf-8 path");
+        let argv = ["bench", "--url", &url, "--request-templates", file, "--connections", "3", "--requests", "600", "--duration", "5"];
+        let options = parse_bench_args(argv).expect("arguments").validate().expect("valid");
+        let plan = plan_of(&options);
+        let shared = Shared::new(1, Arc::new(AtomicBool::new(false)));
+        let (totals, _) = run_threads(&options, &engine_options(&options), &plan, &shared).expect("run");
+        let measured = &totals.measured;
+        assert_eq!((totals.errors_total(), totals.unanswered, measured.completed()), (0, 0, 600), "{:?}", totals.errors);
+        let codes = measured.codes(|_, _| true);
+        assert_eq!(codes[202] + codes[200] + codes[204], 600, "every answer is a 2xx");
+        assert_eq!(measured.events_ok, 200 * (1 + 10 + 100), "each 2xx counts its own template's events");
+        let info = run_info(&options).request_templates.expect("templates in the report");
+        assert_eq!((info.templates, info.events_min, info.events_max), (3, 1, 100));
     }
 
     #[test]

@@ -13,6 +13,10 @@
 //! critical (the usual event types) or optional (`--optional-event-type`, which the
 //! server routes to a topic refused first under overload). A duplicate keeps the class
 //! of the request it repeats.
+//!
+//! With `--request-templates` the pool is built from the file's requests instead
+//! ([`Plan::from_templates`]): each template is a chunk of its own, and request `i` is
+//! template `i mod templates` (every one of kind unique and class critical).
 
 #![forbid(unsafe_code)]
 
@@ -20,9 +24,12 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
 
-use crate::constants::{BENCH_DUPLICATE_LOOKBACK, BENCH_PLAN_BYTES_MAX, BENCH_PLAN_CHUNK_REQUESTS, BENCH_PLAN_REQUESTS_MAX};
+use crate::constants::{
+    BENCH_DUPLICATE_LOOKBACK, BENCH_PLAN_BYTES_MAX, BENCH_PLAN_CHUNK_REQUESTS, BENCH_PLAN_REQUESTS_MAX, BENCH_TEMPLATES_MAX,
+};
 use crate::perimeter::hmac::sign_v1;
 use crate::platform::time::format_rfc3339_ms;
+use crate::tools::bench::templates::Template;
 
 /// What a request is; answers are counted per kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +143,8 @@ pub struct Plan {
     spans: Vec<Span>,
     counts: [u64; 3],
     class_counts: [u64; 2],
-    events_per_request: u64,
+    /// Events in each request of a chunk, by chunk.
+    chunk_events: Vec<u32>,
     build_time: Duration,
 }
 
@@ -199,7 +207,7 @@ impl Plan {
             spans: Vec::new(),
             counts: [0; 3],
             class_counts: [0; 2],
-            events_per_request: spec.batch as u64,
+            chunk_events: vec![spec.batch as u32; chunk_count],
             build_time: Duration::ZERO,
         };
         plan.spans.try_reserve_exact(spec.requests).map_err(|_| PlanError::OutOfMemory { bytes: estimate })?;
@@ -213,6 +221,38 @@ impl Plan {
         }
         plan.build_time = started.elapsed();
         Ok(plan)
+    }
+
+    /// `requests` requests cycling over `templates` (at least one, at most
+    /// `BENCH_TEMPLATES_MAX`), each written for `host`; no byte is copied per request.
+    pub fn from_templates(templates: &[Template], host: &str, requests: usize) -> Result<Plan, PlanError> {
+        let started = Instant::now();
+        if requests > BENCH_PLAN_REQUESTS_MAX {
+            return Err(PlanError::TooManyRequests { requests, max: BENCH_PLAN_REQUESTS_MAX });
+        }
+        assert!(!templates.is_empty() && templates.len() <= BENCH_TEMPLATES_MAX, "{} templates", templates.len());
+        let mut chunks = Vec::with_capacity(templates.len());
+        let mut cycle = Vec::with_capacity(templates.len());
+        for (chunk, template) in templates.iter().enumerate() {
+            let mut bytes = Vec::new();
+            template.write_request(host, &mut bytes);
+            let len = u32::try_from(bytes.len()).map_err(|_| PlanError::RequestTooLarge { bytes: bytes.len() })?;
+            let (kind, class) = (RequestKind::Unique, RequestClass::Critical);
+            cycle.push(Span { start: 0, len, chunk: chunk as u16, kind, class });
+            chunks.push(bytes);
+        }
+        let mut spans = Vec::new();
+        let bytes = requests as u64 * std::mem::size_of::<Span>() as u64;
+        spans.try_reserve_exact(requests).map_err(|_| PlanError::OutOfMemory { bytes })?;
+        spans.extend(cycle.iter().cycle().take(requests));
+        Ok(Plan {
+            chunks,
+            spans,
+            counts: RequestKind::ALL.map(|kind| if kind == RequestKind::Unique { requests as u64 } else { 0 }),
+            class_counts: RequestClass::ALL.map(|class| if class == RequestClass::Critical { requests as u64 } else { 0 }),
+            chunk_events: templates.iter().map(|template| template.events).collect(),
+            build_time: started.elapsed(),
+        })
     }
 
     /// Requests in the pool.
@@ -248,8 +288,9 @@ impl Plan {
         self.class_counts[class.index()]
     }
 
-    pub fn events_per_request(&self) -> u64 {
-        self.events_per_request
+    /// Events in request `index`: `--batch`, or its template's `events`.
+    pub fn events(&self, index: usize) -> u64 {
+        u64::from(self.chunk_events[usize::from(self.spans[index].chunk)])
     }
 
     /// Bytes held by the pool (duplicates share their original's bytes).
@@ -683,7 +724,7 @@ mod tests {
                 validator.validate(line).expect("each line is a valid envelope");
             }
         }
-        assert_eq!(plan.events_per_request(), 25);
+        assert!((0..plan.len()).all(|index| plan.events(index) == 25));
     }
 
     #[test]
@@ -779,6 +820,26 @@ mod tests {
         for line in parse(plan.request(0)).body.split(|&b| b == b'\n') {
             validator.validate(line).expect("a 64-byte event type is valid");
         }
+    }
+
+    #[test]
+    fn templates_are_cycled_and_each_request_counts_its_own_events() {
+        let text = "{\"method\":\"POST\",\"path\":\"/one\",\"headers\":[[\"A\",\"1\"]],\"body\":\"x\",\"events\":1}\n\
+                    {\"method\":\"POST\",\"path\":\"/many\",\"headers\":[],\"body\":\"xyz\",\"events\":100}\n\
+                    {\"method\":\"GET\",\"path\":\"/ping\",\"headers\":[],\"body\":\"\",\"events\":7}\n";
+        let file = crate::tools::bench::templates::TemplateFile::parse(Path::new("t.jsonl"), text.as_bytes()).expect("templates");
+        let plan = Plan::from_templates(&file.templates, "127.0.0.1:9", 7).expect("plan");
+        assert_eq!(plan.len(), 7);
+        let paths: Vec<String> = (0..plan.len()).map(|index| parse(plan.request(index)).path).collect();
+        assert_eq!(paths, ["/one", "/many", "/ping", "/one", "/many", "/ping", "/one"], "round-robin over the file");
+        assert_eq!((0..plan.len()).map(|index| plan.events(index)).collect::<Vec<_>>(), [1, 100, 7, 1, 100, 7, 1]);
+        assert_eq!(parse(plan.request(0)).header("A"), Some(b"1".as_slice()));
+        assert_eq!(parse(plan.request(1)).header("Host"), Some(b"127.0.0.1:9".as_slice()));
+        assert_eq!(parse(plan.request(1)).body, b"xyz");
+        assert_eq!((plan.count(RequestKind::Unique), plan.count(RequestKind::Duplicate), plan.count(RequestKind::BadSignature)), (7, 0, 0));
+        assert_eq!((plan.count_class(RequestClass::Critical), plan.count_class(RequestClass::Optional)), (7, 0));
+        let template_bytes: u64 = (0..3).map(|index| plan.request(index).len() as u64).sum();
+        assert_eq!(plan.pool_bytes(), template_bytes, "the pool holds each template once");
     }
 
     #[test]

@@ -41,6 +41,18 @@ pub struct RunInfo {
     pub optional_ratio: f64,
     pub optional_event_type: String,
     pub idle_connections: usize,
+    /// `--request-templates`: the requests were the file's, not signed sluice events.
+    pub request_templates: Option<TemplatesInfo>,
+}
+
+/// Where a `--request-templates` run's requests came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplatesInfo {
+    pub file: String,
+    pub templates: usize,
+    /// The fewest and the most events of one template.
+    pub events_min: u32,
+    pub events_max: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,7 +86,8 @@ pub struct RequestsReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct Throughput {
     pub requests_per_sec: f64,
-    /// Events in 2xx-answered requests per second (batch size × 2xx).
+    /// Events in 2xx-answered requests per second (each such request's own events:
+    /// `--batch`, or its template's `events`).
     pub events_per_sec: f64,
     pub sent_bytes_per_sec: f64,
     pub received_bytes_per_sec: f64,
@@ -400,20 +413,7 @@ impl Report {
             self.measured_secs,
             run.warmup_secs
         )?;
-        let plan = &self.plan;
-        writeln!(
-            s,
-            "plan:       {} requests of {} event{} (~{} B each, {} pool) built in {:.2} s; {} duplicates, {} bad signatures, {} users",
-            group(plan.requests),
-            run.batch,
-            if run.batch == 1 { "" } else { "s" },
-            plan.mean_request_bytes,
-            bytes(plan.pool_bytes),
-            plan.build_secs,
-            group(plan.duplicate),
-            group(plan.bad_signature),
-            group(run.users)
-        )?;
+        self.human_plan(s)?;
         let requests = &self.requests;
         writeln!(
             s,
@@ -426,9 +426,10 @@ impl Report {
         let throughput = &self.throughput;
         writeln!(
             s,
-            "throughput: {} req/s, {} events/s (2xx x batch); sent {}/s, received {}/s",
+            "throughput: {} req/s, {} events/s (2xx x {}); sent {}/s, received {}/s",
             group(throughput.requests_per_sec.round() as u64),
             group(throughput.events_per_sec.round() as u64),
+            if run.request_templates.is_some() { "events of each request" } else { "batch" },
             bytes(throughput.sent_bytes_per_sec as u64),
             bytes(throughput.received_bytes_per_sec as u64)
         )?;
@@ -449,6 +450,41 @@ impl Report {
             breakdown::write_classes(s, &self.classes)?;
         }
         self.human_rest(s)
+    }
+
+    fn human_plan(&self, s: &mut String) -> std::fmt::Result {
+        let (run, plan) = (&self.run, &self.plan);
+        if let Some(templates) = &run.request_templates {
+            let events = match (templates.events_min, templates.events_max) {
+                (1, 1) => "1 event".to_owned(),
+                (min, max) if min == max => format!("{} events", group(u64::from(min))),
+                (min, max) => format!("{} to {} events", group(u64::from(min)), group(u64::from(max))),
+            };
+            return writeln!(
+                s,
+                "plan:       {} requests cycling {} template{} of {events} from {} (~{} B each, {} pool) built in {:.2} s",
+                group(plan.requests),
+                group(templates.templates as u64),
+                if templates.templates == 1 { "" } else { "s" },
+                templates.file,
+                plan.mean_request_bytes,
+                bytes(plan.pool_bytes),
+                plan.build_secs
+            );
+        }
+        writeln!(
+            s,
+            "plan:       {} requests of {} event{} (~{} B each, {} pool) built in {:.2} s; {} duplicates, {} bad signatures, {} users",
+            group(plan.requests),
+            run.batch,
+            if run.batch == 1 { "" } else { "s" },
+            plan.mean_request_bytes,
+            bytes(plan.pool_bytes),
+            plan.build_secs,
+            group(plan.duplicate),
+            group(plan.bad_signature),
+            group(run.users)
+        )
     }
 
     fn human_answers(&self, s: &mut String) -> std::fmt::Result {
@@ -646,6 +682,7 @@ pub(crate) mod tests {
             optional_ratio: 0.5,
             optional_event_type: "telemetry".into(),
             idle_connections: 0,
+            request_templates: None,
         };
         let mut report = Report::new(run, &plan, &totals, 1.0, None);
         let mut probe = ProbeTotals { sent: 3, answered: 2, timeouts: 1, ..ProbeTotals::default() };
@@ -679,6 +716,7 @@ pub(crate) mod tests {
             "optional_ratio",
             "optional_event_type",
             "idle_connections",
+            "request_templates",
             "pool_exhausted",
             "interrupted",
             "plan",
@@ -716,7 +754,27 @@ pub(crate) mod tests {
         assert_eq!(value["errors"]["total"], 1);
         assert_eq!(value["throughput"]["requests_per_sec"], 3.0);
         assert!(value["schedule"]["max_lag_us"].is_number());
-        assert!(value["idle"].is_null() && value["fsync_probe"].is_null());
+        assert!(value["idle"].is_null() && value["fsync_probe"].is_null() && value["request_templates"].is_null());
+    }
+
+    #[test]
+    fn a_template_run_says_where_its_requests_came_from() {
+        let mut report = sample();
+        report.run.request_templates = Some(TemplatesInfo { file: "r/mix.jsonl".into(), templates: 3, events_min: 1, events_max: 100 });
+        let mut out = Vec::new();
+        report.write_human(&mut out, false).expect("summary");
+        let text = String::from_utf8(out).expect("utf-8");
+        for needle in ["plan:       10 requests cycling 3 templates of 1 to 100 events from r/mix.jsonl", "(2xx x events of each request)"]
+        {
+            assert!(text.contains(needle), "{needle:?} in {text}");
+        }
+        let mut out = Vec::new();
+        report.write_json(&mut out).expect("json");
+        let value: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(
+            value["request_templates"],
+            serde_json::json!({"file": "r/mix.jsonl", "templates": 3, "events_min": 1, "events_max": 100})
+        );
     }
 
     #[test]

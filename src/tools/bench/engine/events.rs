@@ -338,7 +338,7 @@ impl Engine<'_> {
                     status: response.status,
                     latency_ns: now.saturating_sub(waiting.start_ns),
                     at_ns: now.saturating_sub(self.warmup_end_ns),
-                    events: plan.events_per_request(),
+                    events: plan.events(index),
                 });
             } else {
                 self.totals.warmup_completed += 1;
