@@ -232,6 +232,9 @@ pub const CHECKPOINT_MS: u64 = 1_000;
 pub const POOL_BUFFERS_MAX: usize = 4096;
 pub const POOL_BUFFER_BYTES_MAX: usize = 64 * 1024;
 pub const POOL_BUFFER_BYTES_INITIAL: usize = 16 * 1024;
+/// What a shard's pool keeps across ticks: past it, free buffers go back to the allocator
+/// (they count against the memory budget while pooled).
+pub const POOL_KEEP_BYTES_MAX: u64 = 16 << 20;
 /// Result vectors of batch requests a shard keeps for reuse.
 pub const RESULT_VECS_POOLED_MAX: usize = 1024;
 /// Records one shard may queue for another within one reactor loop; past it, further

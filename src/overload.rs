@@ -3,8 +3,9 @@
 //! an optional event before it spends a signature check on it.
 //!
 //! **The budget** counts what clients make the server hold: the bodies of requests still
-//! being received (reserved in full when the head announces them, so a slow sender
-//! holds its bytes in the budget from its first packet), connection buffers (answers
+//! being received (reserved a step of [`BODY_STEP_BYTES`] ahead of what has arrived, up to
+//! what the head announced, so a sender holds the budget with the bytes it sent, never
+//! with a promise), connection buffers (answers
 //! waiting to leave, consumer streams, requests buffered behind a parked one) and the
 //! side logs' buffers, sampled by each shard every tick. A body the budget cannot hold
 //! is answered 503 `overloaded` with `Retry-After` and its connection closed; a request
@@ -22,8 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// A body larger than this is "large": it may fill only 3/4 of the budget.
 pub const LARGE_BODY_BYTES: u64 = 64 * 1024;
-/// Chunked bodies, whose size is not announced, are reserved in steps of this much.
-pub const CHUNKED_STEP_BYTES: u64 = 64 * 1024;
+/// Bodies being received are reserved this far ahead of their bytes (one receive is at
+/// most a quarter of it).
+pub const BODY_STEP_BYTES: u64 = 64 * 1024;
 /// Length of one pressure window.
 pub const WINDOW_MS: u64 = 50;
 /// Busy share at which a shard starts refusing optional events...
@@ -31,7 +33,7 @@ pub const SHED_ON: f64 = 0.90;
 /// ...and under which it stops.
 pub const SHED_OFF: f64 = 0.70;
 /// Budget use (of the limit) at which optional events are refused whatever the CPU does.
-pub const SHED_MEMORY_SHARE: f64 = 0.70;
+pub const SHED_MEMORY_SHARE: f64 = 0.80;
 
 /// The process-wide memory budget.
 #[derive(Debug)]
@@ -60,8 +62,8 @@ impl MemoryBudget {
         self.reserved.load(Ordering::Relaxed) + self.sampled.load(Ordering::Relaxed)
     }
 
-    /// Reserves `bytes` for a body of `body_bytes`; false (nothing reserved) when the
-    /// budget cannot hold them.
+    /// Reserves `bytes` more for a body of `body_bytes` (announced, or as far as known);
+    /// false (nothing reserved) when the budget cannot hold them.
     pub fn try_reserve(&self, bytes: u64, body_bytes: u64) -> bool {
         let limit = if body_bytes > LARGE_BODY_BYTES { self.limit / 4 * 3 } else { self.limit };
         let before = self.reserved.fetch_add(bytes, Ordering::Relaxed);
@@ -138,16 +140,57 @@ pub struct ShardPressure {
     pub buffers_bytes: AtomicU64,
 }
 
+/// How much of a body [`sniff_event_type`] looks at: the envelope's fields come first
+/// in practice; a body that puts `event_type` later is judged by the full check.
+pub const SNIFF_BYTES_MAX: usize = 4096;
+
 /// The `event_type` of a single-event body, found without parsing it: the string value
-/// after the first `"event_type"` key at any depth. A guess, used only to refuse early
-/// (an event it misreads is refused or let in to the full check, never stored on it).
+/// of an `"event_type"` key of the top-level object, within the first
+/// [`SNIFF_BYTES_MAX`] bytes, or `None` when unsure (an escape in it, or not found). A
+/// guess, used only to refuse an optional event early; nothing is stored on it, and an
+/// event it cannot read goes to the full check.
 pub fn sniff_event_type(body: &[u8]) -> Option<&[u8]> {
-    const KEY: &[u8] = b"\"event_type\"";
-    let at = body.windows(KEY.len()).position(|window| window == KEY)?;
-    let rest = &body[at + KEY.len()..];
-    let rest = rest.trim_ascii_start().strip_prefix(b":")?.trim_ascii_start().strip_prefix(b"\"")?;
-    let end = rest.iter().position(|byte| *byte == b'"' || *byte == b'\\')?;
-    (rest[end] == b'"').then(|| &rest[..end])
+    let body = &body[..body.len().min(SNIFF_BYTES_MAX)];
+    let mut depth = 0u32;
+    let mut top_is_object = false;
+    let mut at = 0;
+    while at < body.len() {
+        match body[at] {
+            b'{' | b'[' => {
+                top_is_object |= depth == 0 && body[at] == b'{';
+                depth += 1;
+            }
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            b'"' => {
+                let end = string_end(body, at + 1)?;
+                let text = &body[at + 1..end];
+                at = end + 1;
+                let after = body[at..].trim_ascii_start();
+                if depth == 1 && top_is_object && text == b"event_type" && after.first() == Some(&b':') {
+                    let value = after[1..].trim_ascii_start().strip_prefix(b"\"")?;
+                    let close = value.iter().position(|byte| *byte == b'"' || *byte == b'\\')?;
+                    return (value[close] == b'"').then(|| &value[..close]);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    None
+}
+
+/// The index of the quote that closes the string whose text starts at `from`.
+fn string_end(body: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while at < body.len() {
+        match body[at] {
+            b'\\' => at += 2,
+            b'"' => return Some(at),
+            _ => at += 1,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -206,5 +249,12 @@ mod tests {
         assert_eq!(sniff_event_type(br#"{"event_type":1}"#), None);
         assert_eq!(sniff_event_type(br#"{"event_type":"unterminated"#), None);
         assert_eq!(sniff_event_type(b""), None);
+        // Only the top-level key counts: a nested one (or one inside a string) is not it.
+        let nested = br#"{"payload":{"event_type":"telemetry"},"note":"\"event_type\":\"x\"","event_type":"bet"}"#;
+        assert_eq!(sniff_event_type(nested), Some(&b"bet"[..]));
+        assert_eq!(sniff_event_type(br#"{"payload":{"event_type":"telemetry"}}"#), None);
+        assert_eq!(sniff_event_type(br#"["event_type":"x"]"#), None, "not in an object at depth 1");
+        let late = format!(r#"{{"pad":"{}","event_type":"telemetry"}}"#, "x".repeat(SNIFF_BYTES_MAX));
+        assert_eq!(sniff_event_type(late.as_bytes()), None, "past the bytes looked at");
     }
 }

@@ -387,3 +387,37 @@ fn sluice_bench_speaks_tls_and_mtls() {
     server.stop();
     assert_eq!(sandbox.tail().len(), 300);
 }
+
+/// A burst of handshakes whose ClientHellos all arrive at once: the shard does a bounded
+/// share of handshake work per loop turn and defers the rest (counted), every handshake
+/// still completes, and a plaintext request on the same shard is answered meanwhile.
+#[test]
+fn a_burst_of_handshakes_is_spread_over_loop_turns_and_every_one_completes() {
+    const BURST: usize = 300;
+    let dir = pki_dir();
+    let server_ca = Authority::new("server CA");
+    write_server(dir.path(), &server_ca.server("server-a", 1));
+    let (_sandbox, server) = start_tls(dir.path(), None, 1);
+    let config = pki::client_config(&server_ca, None, &[]);
+    let addr = server.ingest_tls.expect("TLS listener");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+    // Every socket connected and every ClientHello made first, then all sent at once.
+    let mut pending: Vec<(rustls::ClientConnection, std::net::TcpStream)> = (0..BURST)
+        .map(|_| {
+            let conn = rustls::ClientConnection::new(Arc::clone(&config), name.clone()).expect("client");
+            (conn, connect_tcp(addr).expect("connect"))
+        })
+        .collect();
+    for (conn, sock) in &mut pending {
+        conn.write_tls(sock).expect("ClientHello");
+    }
+    let mut plain = server.client();
+    assert_eq!(plain.request(&get("/healthz")).status, 200, "plaintext served during the burst");
+    for (conn, sock) in &mut pending {
+        while conn.is_handshaking() {
+            conn.complete_io(sock).expect("handshake completes");
+        }
+    }
+    assert_eq!(metric(&server, "sluice_tls_handshakes_total"), BURST as u64);
+    assert!(metric(&server, "sluice_tls_handshakes_deferred_total") > 0, "{BURST} hellos at once exceed one turn's share");
+}

@@ -11,6 +11,11 @@
 #       handshakes (tuning/handshake_burst.py) against the shard's TLS listener while
 #       `sluice bench` sends single events at 5k/s on its plaintext listener and probes
 #       its plaintext /healthz every 5 ms: their latency, and the handshake rate.
+#   tuning/overload_bench.sh speed                       the speed targets against nginx
+#       `return 204` (same client, same run): single events closed loop in comparison mode
+#       (ROUNDS rounds, ratio sluice / nginx), batches of 100 closed loop, and an open loop
+#       at OPEN_RATE [100000] req/s for OPEN_SECS [30] s beside IDLE [10000] idle
+#       connections, started right after sluice (its first 5 s are in the timeline).
 #   tuning/overload_bench.sh overload                    capacity C (closed loop), then an
 #       open loop at OVERLOAD x C for OVERLOAD_SECS with half the requests of an optional
 #       topic, probing the admin /healthz every 10 ms, then RECOVER_SECS at C/2: accepted
@@ -18,7 +23,9 @@
 #       and acknowledged events against stored ones.
 #
 # Environment: SERVER_CPU [0], CLIENT_CPU [1], CONNECTIONS [64], OVERLOAD [2],
-# OVERLOAD_SECS [60], RECOVER_SECS [10], HANDSHAKES [2000], ROUNDS [5].
+# OVERLOAD_SECS [60], RECOVER_SECS [10], HANDSHAKES [2000], ROUNDS [5], SERVER_BIN [this
+# build's sluice] (the server only, e.g. an older build for a before/after run), HELLOS
+# [unset; set: the bursts send pre-made ClientHellos all at once, handshake_burst.py --hellos].
 set -euo pipefail
 
 mode=${1:-}
@@ -42,6 +49,7 @@ need openssl openssl
 need curl curl
 (cd "$root" && cargo build --release --locked --quiet)
 sluice="${CARGO_TARGET_DIR:-$root/target}/release/sluice"
+server_bin=${SERVER_BIN:-$sluice}   # another build's server against the same client (before/after)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 "$sluice" keys gen --keys-file "$work/keys.toml" --partner bench >/dev/null
 
@@ -61,7 +69,7 @@ keys_file = "$work/keys.toml"
 listen = "127.0.0.1:18091"
 $1
 TOML
-  taskset -c "$server_cpu" "$sluice" serve --config "$work/sluice.toml" 2>"$work/sluice.err" &
+  taskset -c "$server_cpu" "$server_bin" serve --config "$work/sluice.toml" 2>"$work/sluice.err" &
   server_pid=$!
   for _ in $(seq 300); do grep -q listening "$work/sluice.err" 2>/dev/null && return; sleep 0.1; done
   cat "$work/sluice.err" >&2
@@ -73,6 +81,35 @@ metric() { curl -s http://127.0.0.1:18091/metrics | awk -v name="$1" '$1 == name
 rss_kib() { awk '/^RssAnon:/ { print $2 }' "/proc/$server_pid/status"; }
 
 case $mode in
+speed)
+  need nginx nginx-light
+  cat >"$work/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 16384; }
+http { access_log off; server { listen 127.0.0.1:18080 reuseport; keepalive_requests 100000000; location / { return 204; } } }
+NGINX
+  taskset -c "$server_cpu" nginx -c "$work/nginx.conf" &
+  nginx_pid=$!
+  start_sluice ""
+  bench --connections "$connections" --duration 10 --warmup 2 --compare-url http://127.0.0.1:18080/v1/events --rounds "${ROUNDS:-2}"
+  bench --connections 16 --batch 100 --duration 10 --warmup 2 --requests 150000 --json >"$work/batch.json" 2>/dev/null
+  python3 "$root/tuning/bench_report.py" row "$work/batch.json" "sluice batch of 100"
+  stop_server
+  start_sluice ""
+  bench --connections "$connections" --rate "${OPEN_RATE:-100000}" --duration "${OPEN_SECS:-30}" \
+    --idle-connections "${IDLE:-10000}" --timeline --json >"$work/open.json" 2>/dev/null
+  python3 "$root/tuning/bench_report.py" row "$work/open.json" "sluice open loop"
+  python3 - "$work/open.json" <<'PY'
+import json, sys
+run = json.load(open(sys.argv[1]))
+print("  per-second p99 (us):", [second["p99_us"] for second in run["timeline"]])
+print(f"  idle connections: {run['idle']}")
+PY
+  kill "$nginx_pid"
+  ;;
 slow-body)
   start_sluice "[limits]
 memory_bytes_max = ${2:-0}"
@@ -96,7 +133,7 @@ key_file = \"$work/key.pem\""
   bench_pid=$!
   sleep 2
   taskset -c "$client_cpu" nice -n 19 python3 "$root/tuning/handshake_burst.py" 127.0.0.1:18443 --ca "$work/cert.pem" \
-    --handshakes "${HANDSHAKES:-2000}" --rounds "${ROUNDS:-5}" --pause 1
+    --handshakes "${HANDSHAKES:-2000}" --rounds "${ROUNDS:-5}" --pause 1 ${HELLOS:+--hellos}
   wait "$bench_pid"
   python3 "$root/tuning/bench_report.py" row "$work/plain.json" "plaintext events"
   python3 - "$work/plain.json" <<'PY'
@@ -106,6 +143,20 @@ probe = run["probe"]["latency_us"]
 print(f"  plaintext /healthz probe: {run['probe']['answered']} answered, p50 {probe['p50']:,.0f} p99 {probe['p99']:,.0f} max {probe['max']:,.0f} us")
 PY
   echo "handshakes completed $(metric 'sluice_tls_handshakes_total{shard="0"}'), deferred steps $(metric 'sluice_tls_handshakes_deferred_total{shard="0"}')"
+  # The shard's handshake cost alone: server CPU time (utime + stime of the process) over
+  # bursts with nothing else running, per handshake; its inverse is the rate one shard
+  # can sustain.
+  ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
+  before=$(ticks)
+  taskset -c "$client_cpu" python3 "$root/tuning/handshake_burst.py" 127.0.0.1:18443 --ca "$work/cert.pem" \
+    --handshakes "${HANDSHAKES:-2000}" --rounds 3 --pause 0 >/dev/null
+  after=$(ticks)
+  python3 -c 'import os, sys
+ticks = int(sys.argv[2]) - int(sys.argv[1])
+handshakes = 3 * int(sys.argv[3])
+per = ticks / os.sysconf("SC_CLK_TCK") / handshakes
+print(f"  server CPU per TLS 1.3 handshake (P-256): {per * 1e6:,.0f} us over {handshakes} handshakes, so about {1 / per:,.0f} handshakes/s per shard")' \
+    "$before" "$after" "${HANDSHAKES:-2000}"
   ;;
 overload)
   start_sluice "[[topics]]

@@ -19,6 +19,10 @@ use crate::perimeter::rate::{Match, Per, RULES_MAX, RateRule};
 pub const MEMORY_BYTES_MIN: u64 = 16 << 20;
 /// The highest rate a rule may name (one request per nanosecond is beyond any box).
 pub const RATE_PER_SEC_MAX: f64 = 100_000_000.0;
+/// The lowest: one request a day.
+pub const RATE_PER_SEC_MIN: f64 = 1.0 / 86_400.0;
+/// The largest burst (a bucket that takes a day to fill is the most a rule may describe).
+pub const BURST_MAX: u32 = 10_000_000;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,18 +82,46 @@ fn rate_rule(index: usize, raw: RawRate) -> Result<RateRule, ConfigError> {
         text => Match::Name(text.into()),
     };
     let rate_per_sec = raw.rate_per_sec.ok_or_else(|| invalid(key("rate_per_sec"), "is required"))?;
-    if !(rate_per_sec.is_finite() && rate_per_sec > 0.0 && rate_per_sec <= RATE_PER_SEC_MAX) {
-        return Err(invalid(key("rate_per_sec"), format!("must be above 0 and at most {RATE_PER_SEC_MAX}")));
+    if !(rate_per_sec.is_finite() && (RATE_PER_SEC_MIN..=RATE_PER_SEC_MAX).contains(&rate_per_sec)) {
+        return Err(invalid(
+            key("rate_per_sec"),
+            format!("must be at least one a day ({RATE_PER_SEC_MIN:.8}) and at most {RATE_PER_SEC_MAX}"),
+        ));
     }
-    Ok(RateRule { per, matches, rate_per_sec, burst: raw.burst.unwrap_or(0) })
+    let burst = raw.burst.unwrap_or(0);
+    if burst > BURST_MAX || f64::from(burst) / rate_per_sec > 86_400.0 {
+        return Err(invalid(key("burst"), format!("must be at most {BURST_MAX} and refill within a day (burst / rate_per_sec <= 86400)")));
+    }
+    if let Match::Block(cidr) = &matches {
+        use crate::perimeter::partners::Family;
+        match cidr.family() {
+            Family::V6 if cidr.prefix_bits() > 64 => {
+                return Err(invalid(key("match"), "an IPv6 client is counted per /64: use a prefix of at most 64 bits"));
+            }
+            Family::V4Mapped => {
+                return Err(invalid(key("match"), "write an IPv4-mapped block as IPv4 (a.b.c.d/n): clients are matched unmapped"));
+            }
+            _ => {}
+        }
+    }
+    Ok(RateRule { per, matches, rate_per_sec, burst })
 }
 
-/// A quarter of what the process may use: RAM, or the cgroup's `memory.max` when lower
-/// (a systemd `MemoryMax=` or a container limit).
+/// A quarter of what the process may use: RAM, or its cgroup's `memory.max` when lower
+/// (a systemd `MemoryMax=` or a container limit; cgroup v2, read from the process's own
+/// cgroup as `/proc/self/cgroup` names it).
 pub fn default_memory_budget() -> u64 {
     let ram = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| mem_total(&text)).unwrap_or(4 << 30);
-    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|text| text.trim().parse::<u64>().ok());
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|text| cgroup_v2_path(&text));
+    let file = format!("/sys/fs/cgroup{}/memory.max", own.as_deref().unwrap_or(""));
+    let cgroup = std::fs::read_to_string(file).ok().and_then(|text| text.trim().parse::<u64>().ok());
     cgroup.map_or(ram, |limit| limit.min(ram)) / 4
+}
+
+/// The cgroup v2 path in `/proc/self/cgroup` (the `0::<path>` line), `/` stripped.
+fn cgroup_v2_path(text: &str) -> Option<String> {
+    let path = text.lines().find_map(|line| line.strip_prefix("0::"))?.trim();
+    (!path.contains("..")).then(|| path.trim_end_matches('/').to_owned())
 }
 
 fn mem_total(meminfo: &str) -> Option<u64> {
@@ -132,12 +164,23 @@ mod tests {
             ("[[rate]]\nper = \"ip\"\n", "limits.rate[0].rate_per_sec"),
             ("[[rate]]\nper = \"kid\"\nrate_per_sec = 0\n", "limits.rate[0].rate_per_sec"),
             ("[[rate]]\nper = \"kid\"\nrate_per_sec = -3\n", "limits.rate[0].rate_per_sec"),
+            ("[[rate]]\nper = \"kid\"\nrate_per_sec = 1e-12\n", "limits.rate[0].rate_per_sec"),
+            ("[[rate]]\nper = \"kid\"\nrate_per_sec = 0.001\nburst = 1000\n", "limits.rate[0].burst"),
+            ("[[rate]]\nper = \"ip\"\nmatch = \"2001:db8::1/128\"\nrate_per_sec = 1\n", "limits.rate[0].match"),
+            ("[[rate]]\nper = \"ip\"\nmatch = \"::ffff:10.0.0.0/104\"\nrate_per_sec = 1\n", "limits.rate[0].match"),
             ("memory_bytes_max = 1000\n", "limits.memory_bytes_max"),
         ];
         for (text, key) in cases {
             let error = parse(text).expect_err(text).to_string();
             assert!(error.contains(key), "{text:?}: {error}");
         }
+    }
+
+    #[test]
+    fn the_process_cgroup_is_read_from_its_v2_line() {
+        assert_eq!(cgroup_v2_path("0::/system.slice/sluice.service\n").as_deref(), Some("/system.slice/sluice.service"));
+        assert_eq!(cgroup_v2_path("0::/\n").as_deref(), Some(""));
+        assert_eq!(cgroup_v2_path("1:memory:/x\n"), None, "cgroup v1 only: RAM decides");
     }
 
     #[test]

@@ -316,6 +316,7 @@ impl Core {
         {
             limited
         } else if rate.limits(Per::Kid)
+            && principal.hmac
             && let Some(kid) = request.key_id
             && let Err(limited) = rate.check_name(Per::Kid, kid, now_ns)
         {

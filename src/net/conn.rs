@@ -474,6 +474,20 @@ impl BufferPool {
         self.free.iter().map(|buffer| buffer.capacity() as u64).sum()
     }
 
+    /// Frees pooled buffers (the largest first) until the pool holds at most `max_bytes`.
+    pub fn trim(&mut self, max_bytes: u64) {
+        let mut bytes = self.bytes();
+        if bytes <= max_bytes {
+            return;
+        }
+        self.free.sort_unstable_by_key(Vec::capacity);
+        while bytes > max_bytes
+            && let Some(buffer) = self.free.pop()
+        {
+            bytes -= buffer.capacity() as u64;
+        }
+    }
+
     /// Takes back an emptied buffer.
     pub fn give_back(&mut self, buffer: &mut Vec<u8>) {
         if buffer.capacity() == 0 {

@@ -30,6 +30,9 @@ pub struct Principal {
     /// Authenticated by a bearer token: its scopes (in [`Core::token_scopes`]) also limit
     /// the event types.
     pub token: bool,
+    /// Authenticated by an HMAC v1 signature, so `X-Key-Id` is the key that verified it
+    /// (the per-kid rate limit counts only such requests).
+    pub hmac: bool,
 }
 
 /// The `ingest:<event_type>` scopes of the current request's token, copied out of the
@@ -251,14 +254,14 @@ impl Core {
             && let Some(partner) = peer.tls_identity.and_then(|identity| ring.partner_by_tls_identity(identity))
             && ring.partner(partner).client_cert == ClientCert::Sufficient
         {
-            return Ok(Principal { partner, token: false });
+            return Ok(Principal { partner, token: false, hmac: false });
         }
         if signed && !ring.policy().hmac_sha256 {
             return Err(HMAC_NOT_ALLOWED.into());
         }
         let credentials = Credentials { kid: request.key_id, timestamp: request.timestamp, signature: request.signature };
         let verified = hmac::verify_v1_keyed(ring, &credentials, request.body, self.now_ms, self.tolerance_secs);
-        principal_of(verified)
+        principal_of(verified).map(|principal| Principal { hmac: true, ..principal })
     }
 
     /// A bearer token (OAuth2 client credentials): its subject names the partner, its
@@ -270,7 +273,7 @@ impl Core {
         let verified = verifier.verify(authorization, self.now_ms, &mut self.jwt_scratch).map_err(token_refusal)?;
         let partner = self.keyring.partner_by_jwt_subject(verified.subject).ok_or(SUBJECT_UNKNOWN)?;
         self.token_scopes.set(&verified.scopes);
-        Ok(Principal { partner, token: true })
+        Ok(Principal { partner, token: true, hmac: false })
     }
 }
 
@@ -284,7 +287,7 @@ fn token_refusal(error: crate::perimeter::jwt::JwtError) -> Refusal {
 /// The principal of a verified key; for a genuine but skewed request, its key too.
 fn principal_of(verified: Result<&Key, Refused<'_>>) -> Result<Principal, Unauthenticated> {
     match verified {
-        Ok(key) => Ok(Principal { partner: key.partner_index, token: false }),
+        Ok(key) => Ok(Principal { partner: key.partner_index, token: false, hmac: false }),
         Err(refused) => Err(Unauthenticated {
             refusal: unauthenticated(refused.error),
             skewed: refused.skewed_key.map(|key| Skewed { partner: key.partner_index, kid: Box::from(key.kid.as_str()) }),

@@ -32,6 +32,14 @@ use crate::constants::{CIDRS_PER_PARTNER_MAX, EVENT_TYPE_BYTES_MAX, EVENT_TYPES_
 /// The only signature algorithm keys have today (scheme v1 and Standard Webhooks).
 pub const ALGO_HMAC_SHA256: &str = "HMAC-SHA256";
 
+/// The kind of addresses a [`Cidr`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+    V4Mapped,
+}
+
 /// An address block: `10.0.0.0/8`, `2001:db8::/32`, or a single address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -43,6 +51,16 @@ impl Cidr {
     /// The prefix length: how specific the block is.
     pub fn prefix_bits(&self) -> u8 {
         self.prefix_bits
+    }
+
+    /// The block's addresses: IPv4, IPv6, or IPv4-mapped IPv6 (`::ffff:a.b.c.d`, which
+    /// the server never sees: it unmaps them).
+    pub fn family(&self) -> Family {
+        match self.network {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && self.prefix_bits >= 96 => Family::V4Mapped,
+            IpAddr::V6(_) => Family::V6,
+        }
     }
 
     /// True when `ip` lies in the block. IPv4-mapped IPv6 peers are compared as IPv4

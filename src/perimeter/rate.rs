@@ -110,7 +110,7 @@ impl Gcra {
             if ahead > self.tolerance_ns {
                 return Err(ahead - self.tolerance_ns);
             }
-            match tat.compare_exchange_weak(current, base + self.interval_ns, Ordering::Relaxed, Ordering::Relaxed) {
+            match tat.compare_exchange_weak(current, base.saturating_add(self.interval_ns), Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return Ok(()),
                 Err(actual) => current = actual,
             }

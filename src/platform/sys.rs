@@ -165,6 +165,16 @@ pub fn install_seccomp_filter_all_threads(program: &[libc::sock_filter]) -> io::
     if result < 0 { Err(io::Error::last_os_error()) } else { Ok(result) }
 }
 
+/// Fixes glibc's mmap threshold at its default (128 KiB), turning off its dynamic
+/// growth: every buffer of a large body is then its own mapping, returned to the kernel
+/// when freed, so what a burst of large bodies took (within the memory budget) does not
+/// stay in the heap after them (docs/OPERATIONS.md § Memory budget). True if applied.
+pub fn fix_mmap_threshold() -> bool {
+    // SAFETY: mallopt takes two integers and changes allocator settings only; it is
+    // called once at start, before the shards run.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) == 1 }
+}
+
 /// Raw calls the lockdown test makes in a forked child to see the filter at work.
 #[cfg(test)]
 pub mod probes {
@@ -237,14 +247,4 @@ pub mod probes {
         }
         Ok(status)
     }
-}
-
-/// Fixes glibc's mmap threshold at its default (128 KiB), turning off its dynamic
-/// growth: every buffer of a large body is then its own mapping, returned to the kernel
-/// when freed, so what a burst of large bodies took (within the memory budget) does not
-/// stay in the heap after them (docs/OPERATIONS.md § Memory budget). True if applied.
-pub fn fix_mmap_threshold() -> bool {
-    // SAFETY: mallopt takes two integers and changes allocator settings only; it is
-    // called once at start, before the shards run.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) == 1 }
 }

@@ -18,7 +18,7 @@ use crate::ingest::refusal::Refusal;
 use crate::metrics::{PathLabel, ShardStats};
 use crate::net::conn::{AfterEof, Effect, Event, Parked, Queued, RecvOp, SendOp, State};
 use crate::net::tls::session::Received;
-use crate::overload::CHUNKED_STEP_BYTES;
+use crate::overload::BODY_STEP_BYTES;
 use crate::reactor::op;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -97,6 +97,10 @@ impl Shard {
                 let data = self.buffers.data(bid, result as usize);
                 let handshakes = Handshakes { waiting: &mut self.handshakes, spent_ns: &mut self.handshake_ns, slot, generation };
                 intake = take_in(conn, data, handshakes);
+                if matches!(intake, Intake::Deferred) {
+                    // A deferred handshake holds its raw bytes only, not an input buffer.
+                    self.pool.give_back(&mut conn.input);
+                }
                 ShardStats::add(&self.control.shards[self.index].bytes_in, result as u64);
             }
             self.buffers.recycle(bid);
@@ -148,8 +152,9 @@ impl Shard {
             && let Some((slot, generation)) = self.handshakes.pop_front()
         {
             let conn = &mut self.conns[slot as usize];
+            // A connection closed while it waited: `kill` dropped its backlog, and the slot
+            // may hold a newer connection with its own entry.
             if !(conn.in_use() && conn.generation == generation && conn.is_open()) {
-                conn.backlog = Vec::new();
                 continue;
             }
             let backlog = std::mem::take(&mut conn.backlog);
@@ -283,11 +288,13 @@ impl Shard {
     fn hold_body(&mut self, slot: u32) -> bool {
         let conn = &mut self.conns[slot as usize];
         let budget = &self.control.budget;
+        // One step ahead of what has arrived, never past what the head announced: a
+        // client holds the budget with bytes it sent, not with a promise.
         let want = match conn.state {
-            State::Reading { phase: crate::http::Phase::Body { .. }, .. } => match conn.framer.expected_len() {
-                Some(total) => total as u64,
-                None => (conn.input.len() as u64 / CHUNKED_STEP_BYTES + 1) * CHUNKED_STEP_BYTES,
-            },
+            State::Reading { phase: crate::http::Phase::Body { .. }, .. } => {
+                let stepped = (conn.input.len() as u64 / BODY_STEP_BYTES + 1) * BODY_STEP_BYTES;
+                conn.framer.expected_len().map_or(stepped, |total| stepped.min(total as u64))
+            }
             _ => 0,
         };
         if want <= conn.held {
@@ -296,11 +303,13 @@ impl Shard {
             }
             return true;
         }
-        if budget.try_reserve(want - conn.held, want) {
+        let announced = conn.framer.expected_len();
+        if budget.try_reserve(want - conn.held, announced.map_or(want, |total| total as u64)) {
             conn.held = want;
-            if conn.framer.expected_len().is_some() {
-                // Exactly the body's room: the budget counts what the buffer will hold.
-                conn.input.reserve_exact((want as usize).saturating_sub(conn.input.len()));
+            if let Some(total) = announced {
+                // The whole body's room at once (address space: pages count only once the
+                // body's bytes fill them), so the buffer never doubles past it.
+                conn.input.reserve_exact(total.saturating_sub(conn.input.len()));
             }
             return true;
         }

@@ -181,9 +181,12 @@ impl Shard {
     /// body's reservation already holds is not counted twice), the pool and the side
     /// logs. Once per tick; the bodies being received are counted as they arrive.
     fn sample_buffers(&mut self) {
+        self.pool.trim(crate::constants::POOL_KEEP_BYTES_MAX);
         let mut bytes = self.pool.bytes() + self.core.side_log_bytes();
         for conn in &self.conns {
-            let input = (conn.input.capacity() as u64).saturating_sub(conn.held);
+            // A body being received has its whole room reserved as address space; its
+            // reservation counts what fills it, so only bytes past that are added here.
+            let input = if conn.held > 0 { (conn.input.len() as u64).saturating_sub(conn.held) } else { conn.input.capacity() as u64 };
             bytes += input + (conn.output.capacity() + conn.sending.capacity() + conn.backlog.capacity()) as u64;
         }
         self.control.budget.resample(self.sampled_bytes, bytes);
@@ -202,6 +205,9 @@ impl Shard {
         let answer =
             Answer { path: PathLabel::Other, keep_alive: false, stats: &self.control.shards[self.index], topology: &self.control.topology };
         answer_refusal(&mut conn.output, Refusal::RequestTimeout, Refusal::RequestTimeout.message(), answer);
+        // The body will never be read: its reservation goes now, not after the linger.
+        self.control.budget.release(std::mem::take(&mut conn.held));
+        conn.input.clear();
         conn.step(Event::Refused, &clock);
         self.after_progress(slot);
     }
