@@ -132,12 +132,28 @@ impl Pressure {
     }
 }
 
+/// Upper bounds (ns) of the loop-turn duration histogram's buckets; a last bucket is +Inf.
+pub const TURN_BUCKET_BOUNDS_NS: [u64; 8] = [100_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000, 50_000_000, 100_000_000];
+
 /// Per shard, what /metrics shows of its pressure.
 #[derive(Debug, Default)]
 pub struct ShardPressure {
     pub busy_milli: AtomicU64,
     pub shedding: AtomicBool,
     pub buffers_bytes: AtomicU64,
+    /// Loop turns by how long their work took (the time a request framed in a turn can
+    /// wait for it): counts per [`TURN_BUCKET_BOUNDS_NS`] bucket, then +Inf.
+    pub turns: [AtomicU64; TURN_BUCKET_BOUNDS_NS.len() + 1],
+    pub turns_ns: AtomicU64,
+}
+
+impl ShardPressure {
+    /// Counts one loop turn that worked for `ns`.
+    pub fn count_turn(&self, ns: u64) {
+        let bucket = TURN_BUCKET_BOUNDS_NS.iter().position(|bound| ns <= *bound).unwrap_or(TURN_BUCKET_BOUNDS_NS.len());
+        self.turns[bucket].fetch_add(1, Ordering::Relaxed);
+        self.turns_ns.fetch_add(ns, Ordering::Relaxed);
+    }
 }
 
 /// How much of a body [`sniff_event_type`] looks at: the envelope's fields come first

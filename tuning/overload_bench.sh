@@ -78,6 +78,19 @@ TOML
 stop_server() { kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=; }
 bench() { taskset -c "$client_cpu" "$sluice" bench --keys-file "$work/keys.toml" --url http://127.0.0.1:18081 "$@"; }
 metric() { curl -s http://127.0.0.1:18091/metrics | awk -v name="$1" '$1 == name { print $2 }'; }
+turns() { # the shard's loop turns by duration, since it started
+  curl -s http://127.0.0.1:18091/metrics | python3 -c '
+import sys
+buckets = {}
+for line in sys.stdin:
+    if line.startswith("sluice_shard_loop_turn_seconds_bucket{shard=\"0\""):
+        le = line.split("le=\"")[1].split("\"")[0]
+        buckets[le] = int(float(line.rsplit(" ", 1)[1]))
+total = buckets["+Inf"]
+over = lambda le: total - buckets[le]
+longer = ", ".join(f"{label}: {over(le):,}" for label, le in (("1 ms", "0.001"), ("2 ms", "0.002"), ("5 ms", "0.005"), ("10 ms", "0.01"), ("50 ms", "0.05")))
+print(f"  shard loop turns: {total:,}; longer than {longer}")'
+}
 rss_kib() { awk '/^RssAnon:/ { print $2 }' "/proc/$server_pid/status"; }
 
 case $mode in
@@ -119,6 +132,7 @@ memory_bytes_max = ${2:-0}"
   taskset -c "$client_cpu" nice -n 19 python3 "$root/tuning/slow_body.py" 127.0.0.1:18081 --connections 2000 --hold 10 --pid "$server_pid"
   wait "$bench_pid"
   python3 "$root/tuning/bench_report.py" row "$work/normal.json" "normal clients"
+  [[ -n "${SERVER_BIN:-}" ]] || turns
   echo "budget $(metric sluice_memory_budget_bytes) bytes, peak use $(metric sluice_memory_used_peak_bytes), bodies refused $(metric sluice_memory_refused_total)"
   ;;
 handshakes)
@@ -143,6 +157,7 @@ probe = run["probe"]["latency_us"]
 print(f"  plaintext /healthz probe: {run['probe']['answered']} answered, p50 {probe['p50']:,.0f} p99 {probe['p99']:,.0f} max {probe['max']:,.0f} us")
 PY
   echo "handshakes completed $(metric 'sluice_tls_handshakes_total{shard="0"}'), deferred steps $(metric 'sluice_tls_handshakes_deferred_total{shard="0"}')"
+  [[ -n "${SERVER_BIN:-}" ]] || turns
   # The shard's handshake cost alone: server CPU time (utime + stime of the process) over
   # bursts with nothing else running, per handshake; its inverse is the rate one shard
   # can sustain.
@@ -174,6 +189,7 @@ event_types = [\"*\"]"
   bench --connections 512 --rate "$rate" --duration "${OVERLOAD_SECS:-60}" --optional-ratio 0.5 --timeout 30 \
     --probe http://127.0.0.1:18091/healthz --probe-every 10 --json >"$work/overload.json" 2>/dev/null
   rss_after=$(rss_kib)
+  turns
   bench --connections "$connections" --rate $(( capacity / 2 )) --duration "${RECOVER_SECS:-10}" --json >"$work/recover.json" 2>/dev/null
   sleep 1
   accepted=$(curl -s http://127.0.0.1:18091/metrics | awk '$1 ~ /^sluice_events_accepted_total/ { sum += $2 } END { print sum }')

@@ -385,6 +385,19 @@ fn render_overload(e: &mut Exposition, control: &Control) {
         let shard = index.to_string();
         e.sample("sluice_shard_busy_ratio", "", &[("shard", &shard)], pressure.busy_milli.load(Ordering::Relaxed) as f64 / 1000.0);
     }
+    const TURNS: &str = "sluice_shard_loop_turn_seconds";
+    e.family(TURNS, Kind::Histogram, "reactor loop turns by the time their work took (what a request framed in a turn may wait)");
+    for (index, pressure) in control.pressure.iter().enumerate() {
+        let shard = index.to_string();
+        let mut cumulative = 0u64;
+        for (bucket, count) in pressure.turns.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed);
+            let le = crate::overload::TURN_BUCKET_BOUNDS_NS.get(bucket).map_or_else(|| "+Inf".to_owned(), |bound| seconds(*bound).to_string());
+            e.sample(TURNS, "_bucket", &[("shard", &shard), ("le", &le)], cumulative);
+        }
+        e.sample(TURNS, "_sum", &[("shard", &shard)], seconds(pressure.turns_ns.load(Ordering::Relaxed)));
+        e.sample(TURNS, "_count", &[("shard", &shard)], cumulative);
+    }
     e.family("sluice_shard_shedding", Kind::Gauge, "1 while the shard refuses events of optional topics (busy or memory tight)");
     for (index, pressure) in control.pressure.iter().enumerate() {
         let shard = index.to_string();

@@ -65,6 +65,7 @@ impl Shard {
             self.queue_answers();
             let loop_ended_ns = self.monotonic_ns();
             self.latency.finish(loop_ended_ns, &self.control.shards[self.index].latency);
+            self.control.pressure[self.index].count_turn(loop_ended_ns - loop_started_ns);
             let shedding = self.pressure.turn(loop_started_ns, loop_ended_ns) || self.control.budget.tight();
             if shedding != self.core.shedding {
                 self.core.shedding = shedding;
