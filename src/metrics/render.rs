@@ -392,7 +392,8 @@ fn render_overload(e: &mut Exposition, control: &Control) {
         let mut cumulative = 0u64;
         for (bucket, count) in pressure.turns.iter().enumerate() {
             cumulative += count.load(Ordering::Relaxed);
-            let le = crate::overload::TURN_BUCKET_BOUNDS_NS.get(bucket).map_or_else(|| "+Inf".to_owned(), |bound| seconds(*bound).to_string());
+            let le =
+                crate::overload::TURN_BUCKET_BOUNDS_NS.get(bucket).map_or_else(|| "+Inf".to_owned(), |bound| seconds(*bound).to_string());
             e.sample(TURNS, "_bucket", &[("shard", &shard), ("le", &le)], cumulative);
         }
         e.sample(TURNS, "_sum", &[("shard", &shard)], seconds(pressure.turns_ns.load(Ordering::Relaxed)));
