@@ -39,7 +39,7 @@ pub const SHED_MEMORY_SHARE: f64 = 0.80;
 #[derive(Debug)]
 pub struct MemoryBudget {
     limit: u64,
-    /// Bodies being received, reserved in full.
+    /// Bodies being received, a step ahead of their bytes.
     reserved: AtomicU64,
     /// Buffers sampled by the shards (each adds the change of its own sample).
     sampled: AtomicU64,
