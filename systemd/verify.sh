@@ -108,7 +108,7 @@ done
 if [[ -z $missing$extra ]]; then
     echo "verify: ok: sluice-bridge.service's filter permits sd_notify, sockets, threads and reads, refuses io_uring, seccomp, sched_setaffinity ($(wc -l <"$work/bridge-allowed") calls allowed)"
 else
-    fail "sluice-bridge.service's filter:${missing:+ does not permit$missing;}${extra:+ permits$extra (the server's, not the bridge's)}"
+    fail "sluice-bridge.service's filter:${missing:+ does not permit$missing;}${extra:+ permits$extra (from the server filter, not the bridge one)}"
 fi
 
 # 4. sluice-bridge.service against sluice.service. directive UNIT KEY: the values of KEY=
