@@ -45,7 +45,7 @@ kafka_venv bench-python
 configure() {
   local name=$1 ingest_port admin_port
   ingest_port=$(free_port); admin_port=$(free_port); metrics_port=$(free_port)
-  rm -rf "$work/$name"; mkdir -p "$work/$name"
+  rm -rf "${work:?}/${name:?}"; mkdir -p "$work/$name"
   cat > "$work/$name/sluice.toml" <<CONFIG
 [ingest]
 listen = "127.0.0.1:$ingest_port"

